@@ -1,0 +1,1 @@
+"""Post-training workbench: make checkpoints (registry, data, training) and load them (engine)."""

