@@ -329,3 +329,7 @@ def check_adapter_fits(adapter_dir: Path, base: Entry) -> None:
             f"adapter {adapter_dir} does not fit base {base.name!r} ({base.card.get('base_model', base.path)}); "
             f"the adapter was trained on {claimed!r}: " + "; ".join(problems)
         )
+
+
+def default_registry_dir() -> Path:
+    return Path(os.environ.get("REGISTRY_DIR", "registry"))

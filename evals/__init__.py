@@ -1,0 +1,1 @@
+"""Everything that judges checkpoints: the arena store, statistics, metrics and plots."""

@@ -1,0 +1,136 @@
+"""Benchmarks on the default base, each ratio measured side by side in one run.
+
+    python scripts/bench.py [--only battle|memory] [--json] [--tokens 64] [--repeats 5]
+
+battle: time of a battle (two adapters' answers in ONE batched call) / time of one adapter's
+        answer alone, both through the same engine path: same prompt, greedy, the same number
+        of new tokens forced, LoRA r=16 on all linear layers.
+memory: resident memory of the process with the base and 1 vs 8 adapters loaded.
+With --json the last line of stdout is one JSON object of the figures."""
+
+import argparse
+import json
+import logging
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from posttrain.engine import Engine, SamplingParams
+from posttrain.registry import Registry, default_registry_dir
+
+PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_registry(real: Registry, adapters: int, workdir: Path) -> tuple[Registry, str]:
+    """A scratch registry: the real default base (linked, not copied) plus random LoRA adapters
+    (r=16, alpha=32, all linear layers) written with plain PEFT in a child process, so that
+    building them leaves nothing in this process's resident memory."""
+    base = real.import_default_base()
+    scratch = Registry(workdir / "registry")
+    scratch.root.mkdir(parents=True)
+    (scratch.root / base.name).symlink_to(base.path.resolve())
+    child = multiprocessing.get_context("spawn").Process(
+        target=write_adapters, args=(str(scratch.root), base.name, adapters, str(workdir))
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise SystemExit(f"writing the benchmark adapters failed (exit {child.exitcode})")
+    return scratch, base.name
+
+
+def write_adapters(root: str, base_name: str, adapters: int, workdir: str) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    scratch, workdir = Registry(root), Path(workdir)
+    base = scratch.get(base_name)
+    for i in range(adapters):
+        torch.manual_seed(i)
+        model = AutoModelForCausalLM.from_pretrained(str(base.path))
+        peft_model = get_peft_model(
+            model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
+        )
+        for name, param in peft_model.named_parameters():  # small random deltas, like a trained adapter
+            if "lora_B" in name:
+                param.data.normal_(0, 0.01)
+        peft_model.save_pretrained(workdir / f"lora-{i}")
+        scratch.import_adapter(workdir / f"lora-{i}", f"lora-{i}", base=base.name)
+
+
+def bench_battle(engine: Engine, tokens: int, repeats: int) -> dict:
+    params = SamplingParams(max_new_tokens=tokens, min_new_tokens=tokens, temperature=0)
+    single = lambda: engine.generate([PROMPT], ["lora-0"], params)
+    battle = lambda: engine.generate([PROMPT, PROMPT], ["lora-0", "lora-1"], params)
+    single(), battle()  # warm-up
+    times = {"single": [], "battle": []}
+    for _ in range(repeats):  # interleaved, so drift in machine load hits both sides alike
+        for name, call in (("single", single), ("battle", battle)):
+            start = time.perf_counter()
+            answers = call()
+            times[name].append(time.perf_counter() - start)
+            assert all(a.new_tokens == tokens for a in answers), [a.new_tokens for a in answers]
+    single_s, battle_s = statistics.median(times["single"]), statistics.median(times["battle"])
+    # The median of each neighbouring pair's ratio: robust to the machine's load drifting.
+    ratio = statistics.median(b / s for s, b in zip(times["single"], times["battle"]))
+    return {
+        "new_tokens": tokens, "repeats": repeats, "quantization": engine.quantization,
+        "single_s": round(single_s, 3), "battle_s": round(battle_s, 3),
+        "two_calls_s": round(2 * single_s, 3),
+        "battle_over_single": round(ratio, 3),
+        "single_tokens_per_s": round(tokens / single_s, 1),
+        "battle_tokens_per_s": round(2 * tokens / battle_s, 1),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["battle", "memory"])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--registry", default=str(default_registry_dir()))
+    parser.add_argument("--no-4bit", action="store_true", help="load the base in full precision")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    results: dict = {"device": "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} threads"}
+    with tempfile.TemporaryDirectory() as tmp:
+        registry, base = bench_registry(Registry(args.registry), 8 if args.only != "battle" else 2, Path(tmp))
+        before = rss_mb()
+        engine = Engine(registry, base, quantize=not args.no_4bit)
+        results["rss_mb_base"] = round(rss_mb() - before, 1)
+        if args.only in (None, "memory"):
+            engine.slot("lora-0")
+            results["rss_mb_1_adapter"] = round(rss_mb() - before, 1)
+            for i in range(1, 8):
+                engine.slot(f"lora-{i}")
+            results["rss_mb_8_adapters"] = round(rss_mb() - before, 1)
+            results["memory_8_over_1"] = round(results["rss_mb_8_adapters"] / results["rss_mb_1_adapter"], 3)
+        if args.only in (None, "battle"):
+            results["battle"] = bench_battle(engine, args.tokens, args.repeats)
+    for key, value in results.items():
+        if isinstance(value, dict):
+            for sub_key, sub_value in value.items():
+                print(f"{key}.{sub_key:22} {sub_value}")
+        else:
+            print(f"{key:29} {value}")
+    if args.json:
+        flat = {**{k: v for k, v in results.items() if not isinstance(v, dict)}, **results.get("battle", {})}
+        print(json.dumps(flat))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

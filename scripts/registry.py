@@ -1,0 +1,65 @@
+"""List, show, import and remove model-registry entries.
+
+    python scripts/registry.py list [--json]
+    python scripts/registry.py show NAME [--json]
+    python scripts/registry.py import PATH --name NAME [--base BASE]
+    python scripts/registry.py import-default
+    python scripts/registry.py remove NAME
+"""
+
+import argparse
+import json
+import logging
+import sys
+
+from posttrain.registry import Registry, RegistryError, default_registry_dir
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--registry", default=str(default_registry_dir()), help="registry folder (env REGISTRY_DIR)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list").add_argument("--json", action="store_true")
+    show = sub.add_parser("show")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true")
+    imp = sub.add_parser("import", help="a PEFT adapter folder, a model folder, a .gguf file or a Hub id")
+    imp.add_argument("path")
+    imp.add_argument("--name", required=True)
+    imp.add_argument("--base", help="registry base the adapter runs on (default: the one it names)")
+    sub.add_parser("import-default", help="import the embedded SmolLM2-135M-Instruct")
+    sub.add_parser("remove").add_argument("name")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    registry = Registry(args.registry)
+    try:
+        if args.command == "list":
+            cards = [e.card | {"name": e.name, "adapter": e.is_adapter} for e in registry.entries()]
+            if args.json:
+                print(json.dumps(cards, indent=2, default=str))
+            else:
+                for card in cards:
+                    print(f"{card['name']:32} {card.get('method', '?'):9} base={card.get('base', '?'):28} {card.get('created_at', '')}")
+                if not cards:
+                    print(f"(registry {registry.root} is empty)")
+        elif args.command == "show":
+            entry = registry.get(args.name)
+            card = {"metrics": {}, **entry.card, "name": entry.name, "adapter": entry.is_adapter, "path": str(entry.path)}
+            print(json.dumps(card, indent=2, default=str) if args.json else (entry.path / "README.md").read_text())
+        elif args.command == "import":
+            entry = registry.import_path(args.path, args.name, base=args.base)
+            print(f"imported {entry.name} ({entry.method}) into {registry.root}")
+        elif args.command == "import-default":
+            entry = registry.import_default_base()
+            print(f"{entry.name} is in {registry.root}")
+        elif args.command == "remove":
+            registry.remove(args.name)
+            print(f"removed {args.name}")
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
