@@ -131,9 +131,9 @@ def iter_raw(source: str | Path, split: str = "train") -> tuple[Iterator[Raw | S
         if suffix == ".csv":
             return _iter_csv(path), digest
         if suffix == ".parquet":
-            import pandas as pd
+            import pyarrow.parquet as pq  # to_pylist keeps nested lists as lists (pandas: arrays)
 
-            return _iter_table(pd.read_parquet(path).to_dict("records"), str(path)), digest
+            return _iter_table(pq.read_table(path).to_pylist(), str(path)), digest
         raise DataError(f"{path}: unknown file type {suffix!r} (use .jsonl, .json, .csv or .parquet)")
     if re.match(r"^[\w.-]+/[\w.-]+$", str(source)):
         from datasets import load_dataset
@@ -427,7 +427,13 @@ def read(
                 fail_or_skip(Skipped(where, str(exc)))
     if kind and kind != out_kind:
         raise DataError(f"{source}: format {format!r} gives {out_kind} data ({KINDS[out_kind]}), not {kind}")
+    skipped.sort(key=_line_number)  # file order, whichever stage found the problem
     return ReadResult(str(source), format, out_kind, rows, skipped, digest)
+
+
+def _line_number(skipped: Skipped) -> int:
+    # Every `where` ends in its line, item or row number.
+    return int(re.search(r"(\d+)$", skipped.where).group(1))
 
 
 def write_jsonl(rows: Iterable[dict], path: str | Path) -> None:

