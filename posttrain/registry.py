@@ -84,6 +84,7 @@ def read_card(path: Path) -> dict:
 
 def write_card(path: Path, card: dict) -> None:
     """README.md with YAML metadata, as the Hub writes model cards."""
+    card = json.loads(json.dumps(card, default=str))  # enums, paths -> plain YAML scalars
     meta = yaml.safe_dump(card, sort_keys=False, allow_unicode=True).strip()
     lines = [f"# {card['name']}", "", f"Method: `{card.get('method')}`."]
     if card.get("base") and card.get("base") != card["name"]:

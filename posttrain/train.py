@@ -1,0 +1,312 @@
+"""Training runs driven by YAML recipes parsed into dataclasses (TRL's TrlParser convention):
+SFT and QLoRA (TRL SFTTrainer on our prompt-masked tokens), DPO / IPO (TRL DPOTrainer, the
+parent SFT adapter as reference), KTO (TRL KTOTrainer) and the reward model (reward.py). Every
+run ends by publishing one registry entry, atomically, with its card; a killed run resumes from
+its last checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import random
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from posttrain.chat import TemplateError, build_example
+from posttrain.data import DataError, read
+from posttrain.metrics import perplexity, preference_accuracy
+from posttrain.models import DEFAULT_BASE_NAME, compute_dtype, load_tokenizer, nf4_config
+from posttrain.registry import Entry, Registry, RegistryError, default_registry_dir
+from posttrain.reward import BradleyTerryTrainer, PairCollator, load_reward_model, pair_rows, pairwise_accuracy
+
+log = logging.getLogger(__name__)
+
+KINDS = ("sft", "dpo", "kto", "reward")  # data kind per run: sft -> conversations, others -> pairs
+LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class RunArguments:
+    """What every run shares; the trainer's own knobs live in TRL's config (SFTConfig, ...)."""
+
+    name: str = field(metadata={"help": "registry entry this run publishes"})
+    base: str = field(default=DEFAULT_BASE_NAME, metadata={"help": "registry base entry"})
+    parent: str | None = field(default=None, metadata={"help": "registry adapter to start from (DPO: the SFT model, also the reference)"})
+    data: str = field(default="data/sft/train.jsonl", metadata={"help": "training data: local file or Hub id"})
+    data_format: str = field(default="auto", metadata={"help": "reader format (see scripts/data.py check)"})
+    eval_data: str | None = field(default=None, metadata={"help": "held-out data; default: eval_fraction of data"})
+    eval_fraction: float = field(default=0.1, metadata={"help": "share of data held out when eval_data is unset"})
+    on_bad_rows: str = field(default="skip", metadata={"help": "skip (and count) or stop at the first bad row"})
+    max_rows: int | None = field(default=None, metadata={"help": "use at most this many training rows"})
+    quantize: bool = field(default=False, metadata={"help": "load the base in NF4 + double quant (QLoRA)"})
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: list(LINEAR))
+    registry: str = field(default_factory=lambda: str(default_registry_dir()))
+    recipe: str | None = field(default=None, metadata={"help": "set from --config; recorded in the card"})
+
+
+def trainer_config_class(kind: str):
+    import trl
+
+    return {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "kto": trl.KTOConfig, "reward": trl.RewardConfig}[kind]
+
+
+def method_name(kind: str, run: RunArguments, config) -> str:
+    if kind == "sft":
+        return "qlora" if run.quantize else "sft"
+    if kind == "dpo":
+        return "ipo" if "ipo" in list(config.loss_type) else "dpo"
+    return kind
+
+
+# ---- data -----------------------------------------------------------------------------------
+@dataclass
+class Splits:
+    train: list[dict]
+    eval: list[dict]
+    info: dict
+
+
+def load_splits(run: RunArguments, kind: str) -> Splits:
+    data_kind = "sft" if kind == "sft" else "preference"
+    train = read(run.data, format=run.data_format, on_error=run.on_bad_rows, kind=None)
+    if kind == "kto" and train.kind == "unpaired":
+        data_kind = "unpaired"
+    if train.kind != data_kind:
+        raise DataError(f"{run.data}: {kind} needs {data_kind} data, but format {train.format!r} gives {train.kind}")
+    rows = train.rows[: run.max_rows] if run.max_rows else list(train.rows)
+    info = {"dataset": run.data, "dataset_format": train.format, "dataset_hash": train.hash,
+            "rows_skipped": len(train.skipped)}
+    if run.eval_data:
+        held = read(run.eval_data, format="auto", on_error=run.on_bad_rows, kind=data_kind if data_kind != "unpaired" else None)
+        eval_rows = held.rows
+        info.update(eval_dataset=run.eval_data, eval_dataset_hash=held.hash)
+    else:
+        random.Random(0).shuffle(rows)
+        n_eval = max(1, int(len(rows) * run.eval_fraction))
+        rows, eval_rows = rows[n_eval:], rows[:n_eval]
+        info.update(eval_dataset=f"{run.data} ({run.eval_fraction:.0%} held out, seed 0)")
+    if len(rows) < 1 or len(eval_rows) < 1:
+        raise DataError(f"{run.data}: {len(rows)} training and {len(eval_rows)} held-out rows; need at least one of each")
+    for skipped in train.skipped[:5]:
+        log.warning("skipped %s", skipped)
+    if train.skipped:
+        log.warning("%d bad rows skipped in %s", len(train.skipped), run.data)
+    info.update(train_rows=len(rows), eval_rows=len(eval_rows))
+    return Splits(rows, eval_rows, info)
+
+
+def tokenized(tokenizer, conversations: list[dict], max_length: int):
+    """SFT rows -> a datasets.Dataset of input_ids + labels (prompt tokens masked)."""
+    from datasets import Dataset
+
+    examples, dropped = [], 0
+    for row in conversations:
+        try:
+            example = build_example(tokenizer, row["messages"], max_length)
+        except TemplateError:
+            dropped += 1
+            continue
+        examples.append({"input_ids": example.input_ids, "labels": example.labels})
+    if dropped:
+        log.warning("%d conversations left no assistant tokens within max_length=%d", dropped, max_length)
+    return Dataset.from_list(examples)
+
+
+def unpaired(pairs: list[dict]) -> list[dict]:
+    """Preference pairs -> KTO rows: chosen is desirable, rejected is not."""
+    rows = []
+    for pair in pairs:
+        if "label" in pair:
+            rows.append(pair)
+            continue
+        rows.append({"prompt": pair["prompt"], "completion": pair["chosen"], "label": True})
+        rows.append({"prompt": pair["prompt"], "completion": pair["rejected"], "label": False})
+    return rows
+
+
+# ---- model ----------------------------------------------------------------------------------
+def load_trainable(base: Entry, parent: Entry | None, run: RunArguments, gradient_checkpointing: bool):
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM
+
+    device_map = {"": 0} if torch.cuda.is_available() else None
+    if run.quantize:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(base.path), quantization_config=nf4_config(), dtype=compute_dtype(), device_map=device_map)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(base.path), dtype=compute_dtype(quantized=False), device_map=device_map)
+    if parent is not None:
+        return PeftModel.from_pretrained(model, str(parent.path), is_trainable=True)
+    config = LoraConfig(r=run.lora_r, lora_alpha=run.lora_alpha, lora_dropout=run.lora_dropout,
+                        target_modules=run.lora_target_modules, task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def trainable_parameters(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    return f"cpu: {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+# ---- the run --------------------------------------------------------------------------------
+def resolve_entries(run: RunArguments) -> tuple[Registry, Entry, Entry | None]:
+    registry = Registry(run.registry)
+    if run.name in registry:
+        raise RegistryError(f"entry {run.name!r} already exists in {registry.root}; pick another --name or remove it")
+    if run.base == DEFAULT_BASE_NAME:
+        registry.import_default_base()
+    base = registry.get(run.base)
+    parent = registry.get(run.parent) if run.parent else None
+    if parent is not None and (not parent.is_adapter or parent.base != base.name):
+        raise RegistryError(f"parent {parent.name!r} is not an adapter on base {base.name!r} (it runs on {parent.base!r})")
+    return registry, base, parent
+
+
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The newest checkpoint that was fully written. The Trainer writes trainer_state.json last,
+    so a run killed mid-save leaves a folder without it (or with it half-written): skip those."""
+    if not output_dir.is_dir():
+        return None
+    numbered = [(int(p.name.split("-")[1]), p) for p in output_dir.glob("checkpoint-*") if p.name.split("-")[1].isdigit()]
+    for _, folder in sorted(numbered, reverse=True):
+        try:
+            json.loads((folder / "trainer_state.json").read_text())
+            return str(folder)
+        except (OSError, ValueError):
+            log.warning("skipping incomplete checkpoint %s", folder)
+    return None
+
+
+def default_output_dir(config, name: str) -> None:
+    if not config.output_dir or config.output_dir == "trainer_output":
+        config.output_dir = str(Path("runs") / name)
+
+
+def run(kind: str, run_args: RunArguments, config) -> Entry:
+    """Train and publish. Returns the new registry entry."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown run kind {kind!r}; use one of {KINDS}")
+    registry, base, parent = resolve_entries(run_args)
+    if kind == "reward" and parent is not None:
+        raise RegistryError("a reward model starts from the base (a fresh score head); drop --parent")
+    default_output_dir(config, run_args.name)
+    splits = load_splits(run_args, kind)
+    tokenizer = load_tokenizer(base.path)
+    if kind == "reward":
+        from peft import LoraConfig
+
+        lora = LoraConfig(r=run_args.lora_r, lora_alpha=run_args.lora_alpha, lora_dropout=run_args.lora_dropout,
+                          target_modules=run_args.lora_target_modules, task_type="SEQ_CLS")  # + trained score head
+        model, _ = load_reward_model(base.path, lora=lora)
+    else:
+        model = load_trainable(base, parent, run_args, config.gradient_checkpointing)
+    trainable, total = trainable_parameters(model)
+    log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
+    started = time.time()
+    measure, trainer = build(kind, model, tokenizer, splits, config)
+    parent_metrics = measure(model)  # before any step: the model is still its parent
+    last = last_complete_checkpoint(Path(config.output_dir))
+    if last:
+        log.info("resuming from %s", last)
+    train_output = trainer.train(resume_from_checkpoint=last)
+    eval_metrics = trainer.evaluate()
+    metrics = {
+        # The last logged training loss: a resumed run's own average covers only its new steps.
+        "train_loss": round(next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h),
+                                 train_output.training_loss), 4),
+        **{k: round(v, 4) for k, v in eval_metrics.items() if isinstance(v, (int, float)) and not k.endswith(("_runtime", "per_second"))},
+        **{k: round(v, 4) for k, v in measure(model).items()},
+        **{f"parent_{k}": round(v, 4) for k, v in parent_metrics.items()},
+    }
+    if "eval_rewards/accuracies" in eval_metrics:
+        metrics["reward_accuracy"] = round(eval_metrics["eval_rewards/accuracies"], 4)
+    card = {
+        "method": method_name(kind, run_args, config),
+        "base": base.name, "base_model": base.card.get("base_model"), "base_hash": base.card.get("base_hash"),
+        "parent": parent.name if parent else base.name,
+        "recipe": run_args.recipe,
+        "config": run_config(run_args, config),
+        **splits.info,
+        "metrics": metrics,
+        "trainable_parameters": trainable,
+        "trainable_share": round(trainable / total, 6),
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "hardware": hardware(),
+        "duration_s": round(time.time() - started, 1),
+        "steps": trainer.state.global_step,
+    }
+    entry = registry.publish(run_args.name, lambda tmp: model.save_pretrained(tmp, selected_adapters=["default"]), card)
+    log.info("published %s: %s", entry.name, metrics)
+    return entry
+
+
+def build(kind: str, model, tokenizer, splits: Splits, config):
+    """The trainer for `kind` and the held-out measure that goes into the card."""
+    from datasets import Dataset
+    import trl
+
+    if kind == "sft":
+        conversations = [r["messages"] for r in splits.eval]
+        measure = lambda m: {"eval_perplexity": perplexity(m, tokenizer, conversations, config.max_length or 1024)}
+        trainer = trl.SFTTrainer(
+            model=model, args=config, processing_class=tokenizer,
+            train_dataset=tokenized(tokenizer, splits.train, config.max_length or 1024),
+            eval_dataset=tokenized(tokenizer, splits.eval, config.max_length or 1024),
+        )
+    elif kind == "dpo":
+        measure = lambda m: {"preference_accuracy": preference_accuracy(m, tokenizer, splits.eval, config.max_length or 1024)}
+        trainer = trl.DPOTrainer(
+            model=model, args=config, processing_class=tokenizer,
+            train_dataset=Dataset.from_list(splits.train), eval_dataset=Dataset.from_list(splits.eval),
+        )
+    elif kind == "reward":
+        config.remove_unused_columns = False  # our collator needs the pair columns
+        max_length = config.max_length or 1024
+        measure = lambda m: {"preference_accuracy": pairwise_accuracy(m, tokenizer, splits.eval, max_length)}
+        trainer = BradleyTerryTrainer(
+            model=model, args=config, data_collator=PairCollator(tokenizer.pad_token_id),
+            train_dataset=Dataset.from_list(pair_rows(tokenizer, splits.train, max_length)),
+            eval_dataset=Dataset.from_list(pair_rows(tokenizer, splits.eval, max_length)),
+        )
+    else:  # kto
+        pairs = [p for p in splits.eval if "chosen" in p]
+        measure = lambda m: ({"preference_accuracy": preference_accuracy(m, tokenizer, pairs, config.max_length or 1024)}
+                             if pairs else {})
+        trainer = trl.KTOTrainer(
+            model=model, args=config, processing_class=tokenizer,
+            train_dataset=Dataset.from_list(unpaired(splits.train)), eval_dataset=Dataset.from_list(unpaired(splits.eval)),
+        )
+    return measure, trainer
+
+
+def run_config(run_args: RunArguments, config) -> dict:
+    keys = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+            "gradient_accumulation_steps", "max_length", "packing", "padding_free", "gradient_checkpointing",
+            "optim", "lr_scheduler_type", "warmup_ratio", "seed", "beta", "loss_type")
+    chosen = {k: getattr(config, k) for k in keys if hasattr(config, k)}
+    chosen = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in chosen.items()}
+    lora = {k: v for k, v in asdict(run_args).items() if k.startswith("lora_") or k == "quantize"}
+    return {**chosen, **lora}
+

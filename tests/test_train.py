@@ -1,0 +1,149 @@
+"""Training runs on the tiny model: each publishes one registry entry with its card metrics;
+a killed run resumes; no half entry is ever listed."""
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT
+from posttrain.registry import RegistryError
+from posttrain.reward import bradley_terry_loss
+from posttrain.train import RunArguments, run
+
+SFT_DATA = ROOT / "data" / "sft"
+PREF_DATA = ROOT / "data" / "preference"
+
+
+def common(tmp_path, **overrides) -> dict:
+    return dict(output_dir=str(tmp_path / "runs"), use_cpu=True, bf16=False, report_to="none", max_length=96,
+                per_device_train_batch_size=4, per_device_eval_batch_size=4, logging_steps=1,
+                save_strategy="no", seed=0, **overrides)
+
+
+def sft(registry, tmp_path, name="t-sft", **overrides):
+    from trl import SFTConfig
+
+    args = RunArguments(name=name, base="tiny", data=str(SFT_DATA / "train.jsonl"),
+                        eval_data=str(SFT_DATA / "heldout.jsonl"), registry=str(registry.root), lora_r=4, lora_alpha=8)
+    config = SFTConfig(**common(tmp_path / name, max_steps=8, learning_rate=2e-2, **overrides))
+    return run("sft", args, config)
+
+
+def test_bradley_terry_loss_matches_hand_computation():
+    # -log sigma(2 - 1) = log(1 + e^-1) = 0.31326; -log sigma(0 - 1) = log(1 + e^1) = 1.31326
+    loss = bradley_terry_loss(torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0]))
+    assert loss.item() == pytest.approx((math.log1p(math.exp(-1)) + math.log1p(math.exp(1))) / 2, abs=1e-6)
+    assert bradley_terry_loss(torch.tensor([5.0]), torch.tensor([5.0])).item() == pytest.approx(math.log(2))
+
+
+def test_sft_publishes_an_adapter_with_its_card(tiny_registry, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    entry = sft(tiny_registry, tmp_path)
+    card = entry.card
+    assert card["method"] == "sft" and card["parent"] == "tiny" and card["base"] == "tiny"
+    metrics = card["metrics"]
+    assert metrics["eval_perplexity"] < metrics["parent_eval_perplexity"]
+    assert math.isclose(metrics["eval_perplexity"], math.exp(metrics["eval_loss"]), rel_tol=0.25)
+    assert card["dataset_hash"].startswith("sha256:") and card["train_rows"] == 60 and card["eval_rows"] == 20
+    assert 0 < card["trainable_share"] < 1 and card["steps"] == 8 and card["duration_s"] > 0
+    assert card["config"]["lora_r"] == 4 and card["config"]["learning_rate"] == 2e-2
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_registry.get("tiny").path))
+    PeftModel.from_pretrained(base, str(entry.path))  # plain PEFT loads it
+
+
+def test_dpo_from_sft_on_a_plain_trl_pairs_file(tiny_registry, tmp_path):
+    from trl import DPOConfig
+
+    sft(tiny_registry, tmp_path)
+    # A pairs file written by plain code in TRL's standard preference format.
+    pairs = tmp_path / "pairs.jsonl"
+    with open(pairs, "w") as handle:
+        for row in map(json.loads, (PREF_DATA / "train.jsonl").read_text().splitlines()):
+            handle.write(json.dumps({"prompt": row["prompt"][0]["content"], "chosen": row["chosen"][0]["content"],
+                                     "rejected": row["rejected"][0]["content"]}) + "\n")
+    args = RunArguments(name="t-dpo", base="tiny", parent="t-sft", data=str(pairs),
+                        eval_data=str(PREF_DATA / "heldout.jsonl"), registry=str(tiny_registry.root))
+    entry = run("dpo", args, DPOConfig(**common(tmp_path / "dpo", max_steps=6, learning_rate=1e-2, beta=0.1)))
+    card = entry.card
+    assert card["method"] == "dpo" and card["parent"] == "t-sft"
+    metrics = card["metrics"]
+    for key in ("preference_accuracy", "parent_preference_accuracy", "reward_accuracy"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["preference_accuracy"] > metrics["parent_preference_accuracy"]
+    assert not (entry.path / "ref").exists()  # only the trained adapter, not TRL's reference copy
+
+
+def test_ipo_kto_and_reward_runs(tiny_registry, tmp_path):
+    from trl import DPOConfig, KTOConfig, RewardConfig
+
+    pref = dict(base="tiny", data=str(PREF_DATA / "train.jsonl"), eval_data=str(PREF_DATA / "heldout.jsonl"),
+                registry=str(tiny_registry.root), max_rows=16)
+    ipo = run("dpo", RunArguments(name="t-ipo", **pref),
+              DPOConfig(**common(tmp_path / "ipo", max_steps=2, loss_type=["ipo"])))
+    assert ipo.method == "ipo"
+    kto = run("kto", RunArguments(name="t-kto", **pref), KTOConfig(**common(tmp_path / "kto", max_steps=2)))
+    assert kto.method == "kto" and "preference_accuracy" in kto.card["metrics"]
+    reward = run("reward", RunArguments(name="t-reward", **pref),
+                 RewardConfig(**common(tmp_path / "reward", max_steps=20, learning_rate=1e-2)))
+    assert reward.method == "reward"
+    metrics = reward.card["metrics"]
+    assert metrics["preference_accuracy"] >= metrics["parent_preference_accuracy"]
+
+
+def test_reward_scorer_ranks_like_training(tiny_registry, tmp_path):
+    from trl import RewardConfig
+
+    from posttrain.reward import RewardScorer
+
+    run("reward", RunArguments(name="t-rm", base="tiny", data=str(PREF_DATA / "train.jsonl"),
+                               eval_data=str(PREF_DATA / "heldout.jsonl"), registry=str(tiny_registry.root)),
+        RewardConfig(**common(tmp_path, max_steps=30, learning_rate=1e-2)))
+    scorer = RewardScorer(tiny_registry, "t-rm")
+    held = [json.loads(line) for line in (PREF_DATA / "heldout.jsonl").read_text().splitlines()]
+    wins = 0
+    for pair in held:
+        chosen, rejected = scorer.score(pair["prompt"], [pair["chosen"][0]["content"], pair["rejected"][0]["content"]])
+        wins += chosen > rejected
+    assert wins / len(held) == pytest.approx(tiny_registry.get("t-rm").card["metrics"]["preference_accuracy"], abs=0.051)
+    with pytest.raises(ValueError, match="not a reward model"):
+        RewardScorer(tiny_registry, "ad-a")
+
+
+def test_bad_runs_are_refused_before_training(tiny_registry, tmp_path):
+    from trl import DPOConfig
+
+    with pytest.raises(RegistryError, match="already exists"):
+        sft(tiny_registry, tmp_path, name="ad-a")
+    args = RunArguments(name="t-x", base="tiny", data=str(SFT_DATA / "train.jsonl"), registry=str(tiny_registry.root))
+    with pytest.raises(ValueError, match="dpo needs preference data"):
+        run("dpo", args, DPOConfig(**common(tmp_path, max_steps=1)))
+    assert "t-x" not in tiny_registry.names()
+
+
+def test_killed_run_resumes_and_never_lists_a_half_entry(tiny_registry, tmp_path):
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "sft", "--config",
+               str(ROOT / "posttrain" / "recipes" / "sft_default.yaml"), "--name", "t-resume", "--base", "tiny",
+               "--registry", str(tiny_registry.root), "--output_dir", str(tmp_path / "runs"), "--max_steps", "40",
+               "--save_steps", "1", "--save_total_limit", "2", "--eval_strategy", "no", "--lora_r", "4",
+               "--per_device_train_batch_size", "2", "--max_length", "96"]
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((tmp_path / "runs").glob("checkpoint-3")) and time.time() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert "t-resume" not in tiny_registry.names()
+    saved = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "runs").glob("checkpoint-*"))
+    assert saved and saved[-1] < 40
+    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"resuming from {tmp_path / 'runs'}/checkpoint-" in second.stderr
+    assert tiny_registry.get("t-resume").card["steps"] == 40
