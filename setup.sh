@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Sets up a fresh machine and runs the main job on the embedded default base:
-# install, import SmolLM2-135M-Instruct into registry/, then a side-by-side battle from the
+# Sets up a fresh machine and runs the main job on the embedded default base: install, import
+# SmolLM2-135M-Instruct into the registry, train the demo SFT adapter, then DPO on top of it
+# (each skipped when its entry already exists), then a side-by-side battle SFT vs DPO from the
 # shared 4-bit base.
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/install.sh
-.venv/bin/python scripts/registry.py import-default
-.venv/bin/python scripts/demo.py "$@"
+py=.venv/bin/python
+$py scripts/registry.py import-default
+for kind in sft dpo; do
+  $py scripts/registry.py show "$kind" >/dev/null 2>&1 || $py scripts/train.py "$kind" --config "posttrain/recipes/${kind}_default.yaml"
+done
+$py scripts/demo.py --a sft --b dpo --prompt "What is the capital of Germany?" "$@"

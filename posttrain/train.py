@@ -39,7 +39,9 @@ class RunArguments:
     parent: str | None = field(default=None, metadata={"help": "registry adapter to start from (DPO: the SFT model, also the reference)"})
     data: str = field(default="data/sft/train.jsonl", metadata={"help": "training data: local file or Hub id"})
     data_format: str = field(default="auto", metadata={"help": "reader format (see scripts/data.py check)"})
+    data_split: str = field(default="train", metadata={"help": "split of a Hub dataset (e.g. train_prefs)"})
     eval_data: str | None = field(default=None, metadata={"help": "held-out data; default: eval_fraction of data"})
+    eval_split: str = field(default="test", metadata={"help": "split of a Hub eval_data (e.g. test_prefs)"})
     eval_fraction: float = field(default=0.1, metadata={"help": "share of data held out when eval_data is unset"})
     on_bad_rows: str = field(default="skip", metadata={"help": "skip (and count) or stop at the first bad row"})
     max_rows: int | None = field(default=None, metadata={"help": "use at most this many training rows"})
@@ -76,7 +78,8 @@ class Splits:
 
 def load_splits(run: RunArguments, kind: str) -> Splits:
     data_kind = "sft" if kind == "sft" else "preference"
-    train = read(run.data, format=run.data_format, on_error=run.on_bad_rows, kind=None)
+    train = read(run.data, format=run.data_format, on_error=run.on_bad_rows, split=run.data_split,
+                 kind="preference" if run.data_format == "oasst1" and kind != "sft" else None)
     if kind == "kto" and train.kind == "unpaired":
         data_kind = "unpaired"
     if train.kind != data_kind:
@@ -85,7 +88,8 @@ def load_splits(run: RunArguments, kind: str) -> Splits:
     info = {"dataset": run.data, "dataset_format": train.format, "dataset_hash": train.hash,
             "rows_skipped": len(train.skipped)}
     if run.eval_data:
-        held = read(run.eval_data, format="auto", on_error=run.on_bad_rows, kind=data_kind if data_kind != "unpaired" else None)
+        held = read(run.eval_data, format=run.data_format, on_error=run.on_bad_rows, split=run.eval_split,
+                    kind=data_kind if data_kind != "unpaired" else None)
         eval_rows = held.rows
         info.update(eval_dataset=run.eval_data, eval_dataset_hash=held.hash)
     else:
@@ -304,7 +308,7 @@ def build(kind: str, model, tokenizer, splits: Splits, config):
 def run_config(run_args: RunArguments, config) -> dict:
     keys = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
             "gradient_accumulation_steps", "max_length", "packing", "padding_free", "gradient_checkpointing",
-            "optim", "lr_scheduler_type", "warmup_ratio", "seed", "beta", "loss_type")
+            "optim", "lr_scheduler_type", "seed", "beta", "loss_type")
     chosen = {k: getattr(config, k) for k in keys if hasattr(config, k)}
     chosen = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in chosen.items()}
     lora = {k: v for k, v in asdict(run_args).items() if k.startswith("lora_") or k == "quantize"}

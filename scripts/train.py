@@ -10,6 +10,7 @@ KTOConfig / RewardConfig. A killed run resumes from its last checkpoint in runs/
 
 import logging
 import sys
+import warnings
 
 from posttrain.data import DataError
 from posttrain.registry import RegistryError
@@ -37,14 +38,20 @@ def main(argv=None) -> int:
     parser = TrlParser((RunArguments, trainer_config_class(kind)))
     run_args, config = parser.parse_args_and_config(args=rest)
     run_args.recipe = run_args.recipe or config_path(rest)
+    # transformers 5 renames gradient_checkpointing; TRL still calls the old names every step.
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
         entry = run(kind, run_args, config)
     except (RegistryError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    card = entry.card
     print(f"published {entry.name} ({entry.method}) -> {entry.path}")
-    for key, value in entry.card.get("metrics", {}).items():
+    print(f"  trainable parameters {card['trainable_parameters']:,} ({100 * card['trainable_share']:.2f}% of all), "
+          f"peak memory {card['peak_memory_mb']:,.0f} MB, adapter {card['adapter_size_bytes'] / 2**20:.1f} MB on disk, "
+          f"{card['duration_s']:.0f} s on {card['hardware']}")
+    for key, value in card.get("metrics", {}).items():
         print(f"  {key:32} {value}")
     return 0
 

@@ -147,3 +147,34 @@ def test_killed_run_resumes_and_never_lists_a_half_entry(tiny_registry, tmp_path
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"resuming from {tmp_path / 'runs'}/checkpoint-" in second.stderr
     assert tiny_registry.get("t-resume").card["steps"] == 40
+
+
+def test_merge_checks_logits_then_publishes(tiny_registry, tmp_path):
+    from posttrain.engine import Engine, SamplingParams
+    from posttrain.merge import MergeMismatch, merge
+
+    entry, report = merge(tiny_registry, "ad-a", "ad-a-merged")
+    assert report.max_abs_logit_diff <= 1e-3 and entry.method == "merged" and not entry.is_adapter
+    assert entry.card["parent"] == "ad-a" and entry.card["metrics"]["merge_max_abs_logit_diff"] <= 1e-3
+    greedy = SamplingParams(max_new_tokens=6, min_new_tokens=6, temperature=0)
+    (via_adapter,) = Engine(tiny_registry, "tiny", quantize=False).generate(["hello world"], ["ad-a"], greedy)
+    (via_merged,) = Engine(tiny_registry, "ad-a-merged", quantize=False).generate(["hello world"], ["__base__"], greedy)
+    assert via_adapter.text == via_merged.text
+    with pytest.raises(MergeMismatch, match="not published"):
+        merge(tiny_registry, "ad-b", "ad-b-merged", tolerance=-1.0)
+    assert "ad-b-merged" not in tiny_registry.names()
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "posttrain" / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_recipe_parses_into_its_configs(recipe):
+    from trl import TrlParser
+
+    from posttrain.train import KINDS, trainer_config_class
+
+    kind = next(k for k in KINDS if recipe.name.startswith(k) or (k == "sft" and recipe.name.startswith("qlora")))
+    run_args, config = TrlParser((RunArguments, trainer_config_class(kind))).parse_args_and_config(
+        args=["--config", str(recipe), "--bf16", "false"])  # GPU recipes: bf16 is checked against this CPU
+    assert run_args.name and run_args.base and run_args.data
+    if recipe.name.startswith("qlora"):
+        assert run_args.quantize and config.optim == "paged_adamw_8bit" and config.gradient_checkpointing
+        assert (run_args.lora_r, run_args.lora_alpha) == (16, 32) and len(run_args.lora_target_modules) == 7
