@@ -1,0 +1,155 @@
+"""Rating math, separate from any serving code: win rates with Wilson intervals, Bradley-Terry
+strengths by maximum likelihood (ties count half a win to each side) with bootstrap intervals,
+position bias and rater agreement. Input is a list of plain vote dicts; no Gradio, no SQL."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from itertools import combinations
+
+Z95 = 1.959963984540054
+
+
+def wilson(successes: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a proportion (successes may be fractional: ties count half)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def outcome(vote: dict) -> float | None:
+    """Score of model_a in a vote: 1 win, 0 loss, 0.5 tie or both bad; None when unusable."""
+    return {"a": 1.0, "b": 0.0, "tie": 0.5, "both_bad": 0.5}.get(vote["winner"])
+
+
+def win_rates(votes: list[dict]) -> list[dict]:
+    """For every pair of models that met: wins, losses, ties and the first model's win rate
+    (ties count half) with a 95% Wilson interval."""
+    table: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0])
+    for vote in votes:
+        a, b, score = vote["model_a"], vote["model_b"], outcome(vote)
+        if score is None:
+            continue
+        key, score = ((a, b), score) if a <= b else ((b, a), 1 - score)
+        table[key][0 if score == 1 else 1 if score == 0 else 2] += 1
+    rows = []
+    for (a, b), (wins, losses, ties) in sorted(table.items()):
+        n = wins + losses + ties
+        low, high = wilson(wins + ties / 2, n)
+        rows.append({"model": a, "opponent": b, "wins": wins, "losses": losses, "ties": ties, "n": n,
+                     "win_rate": (wins + ties / 2) / n, "ci_low": low, "ci_high": high})
+    return rows
+
+
+def bradley_terry(votes: list[dict], models: list[str] | None = None, iterations: int = 500,
+                  tol: float = 1e-10) -> dict[str, float]:
+    """Maximum-likelihood Bradley-Terry strengths p_i, P(i beats j) = p_i / (p_i + p_j), by the
+    MM algorithm (Hunter 2004): p_i <- W_i / sum_j n_ij / (p_i + p_j), where W_i counts wins
+    plus half the ties. Returned on the log scale, centred at 0 (geometric mean 1)."""
+    models = sorted(models or {m for v in votes for m in (v["model_a"], v["model_b"])})
+    wins = defaultdict(float)
+    games = defaultdict(float)
+    for vote in votes:
+        score = outcome(vote)
+        if score is None:
+            continue
+        a, b = vote["model_a"], vote["model_b"]
+        wins[a] += score
+        wins[b] += 1 - score
+        games[(a, b)] += 1
+        games[(b, a)] += 1
+    # A tiny prior (half a tie against every other model) keeps strengths finite when a
+    # model won or lost every game.
+    prior = 0.5
+    strength = {m: 1.0 for m in models}
+    for _ in range(iterations):
+        new = {}
+        for i in models:
+            denominator = sum((games[(i, j)] + prior) / (strength[i] + strength[j]) for j in models if j != i)
+            new[i] = (wins[i] + prior / 2 * (len(models) - 1)) / denominator if denominator else 1.0
+        mean_log = sum(math.log(v) for v in new.values()) / len(new)
+        new = {m: v / math.exp(mean_log) for m, v in new.items()}
+        change = max(abs(new[m] - strength[m]) for m in models)
+        strength = new
+        if change < tol:
+            break
+    return {m: math.log(strength[m]) for m in models}
+
+
+def elo(log_strength: float) -> float:
+    """The same strength on the Elo scale that arenas quote (400 points = 10x odds), centred at 1000."""
+    return 1000 + 400 * log_strength / math.log(10)
+
+
+def bt_ladder(votes: list[dict], models: list[str] | None = None, rounds: int = 200, seed: int = 0) -> list[dict]:
+    """Bradley-Terry ratings with 95% percentile-bootstrap intervals (votes resampled)."""
+    models = sorted(models or {m for v in votes for m in (v["model_a"], v["model_b"])})
+    point = bradley_terry(votes, models)
+    rng = random.Random(seed)
+    samples = defaultdict(list)
+    for _ in range(rounds if votes else 0):
+        resampled = [votes[rng.randrange(len(votes))] for _ in votes]
+        for model, value in bradley_terry(resampled, models, iterations=200, tol=1e-6).items():
+            samples[model].append(value)
+    ladder = []
+    for model in models:
+        values = sorted(samples[model]) or [point[model]]
+        low, high = values[int(0.025 * (len(values) - 1))], values[int(0.975 * (len(values) - 1))]
+        ladder.append({"model": model, "rating": elo(point[model]), "ci_low": elo(low), "ci_high": elo(high),
+                       "games": sum(1 for v in votes if model in (v["model_a"], v["model_b"]))})
+    return sorted(ladder, key=lambda row: -row["rating"])
+
+
+def position_bias(votes: list[dict]) -> dict:
+    """Share of decisive votes won by the answer shown on the left, with a Wilson interval
+    (0.5 means no bias)."""
+    left_wins = decisive = 0
+    for vote in votes:
+        if vote["winner"] in ("a", "b") and vote.get("a_on_left") is not None:
+            decisive += 1
+            left_wins += (vote["winner"] == "a") == bool(vote["a_on_left"])
+    low, high = wilson(left_wins, decisive)
+    return {"left_wins": left_wins, "decisive": decisive,
+            "left_win_rate": left_wins / decisive if decisive else None, "ci_low": low, "ci_high": high}
+
+
+def by_category(votes: list[dict]) -> list[dict]:
+    """Win rates per prompt category."""
+    grouped = defaultdict(list)
+    for vote in votes:
+        grouped[vote.get("category") or "uncategorised"].append(vote)
+    return [{"category": category, **row} for category, group in sorted(grouped.items()) for row in win_rates(group)]
+
+
+def rater_agreement(votes: list[dict]) -> dict:
+    """On battles judged by two or more raters: the share of rater pairs giving the same verdict."""
+    verdicts = defaultdict(list)
+    for vote in votes:
+        verdicts[vote["battle_id"]].append(vote["winner"])
+    agree = total = 0
+    for winners in verdicts.values():
+        for x, y in combinations(winners, 2):
+            total += 1
+            agree += x == y
+    return {"pairs": total, "agreement": agree / total if total else None,
+            "shared_battles": sum(1 for w in verdicts.values() if len(w) > 1)}
+
+
+def paired_sign_test(votes: list[dict], model: str, other: str) -> dict:
+    """Two-sided exact sign test of 'model beats other' over decisive head-to-head votes."""
+    wins = losses = 0
+    for vote in votes:
+        if {vote["model_a"], vote["model_b"]} != {model, other} or vote["winner"] not in ("a", "b"):
+            continue
+        winner = vote["model_a"] if vote["winner"] == "a" else vote["model_b"]
+        wins += winner == model
+        losses += winner == other
+    n = wins + losses
+    k = min(wins, losses)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    return {"model": model, "other": other, "wins": wins, "losses": losses, "p_value": p}

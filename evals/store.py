@@ -1,0 +1,286 @@
+"""The arena's SQLite store (one file, WAL): campaigns, their prompts and stored answers,
+battles, raters with their shuffled and side-balanced assignments, votes, and the preference
+pairs that decisive votes become. Every write commits before it returns; nothing here renders
+UI or computes ratings."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from itertools import combinations
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS campaigns (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, models TEXT NOT NULL, params TEXT NOT NULL,
+    prompt_source TEXT, status TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS prompts (
+    id INTEGER PRIMARY KEY, campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL, question_id TEXT, category TEXT, prompt TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS answers (
+    prompt_id INTEGER NOT NULL REFERENCES prompts(id) ON DELETE CASCADE, model TEXT NOT NULL,
+    text TEXT NOT NULL, new_tokens INTEGER, notice TEXT, PRIMARY KEY (prompt_id, model));
+CREATE TABLE IF NOT EXISTS battles (
+    id INTEGER PRIMARY KEY, campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+    prompt_id INTEGER NOT NULL REFERENCES prompts(id) ON DELETE CASCADE, model_a TEXT NOT NULL, model_b TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS raters (
+    id INTEGER PRIMARY KEY, campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+    name TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'human', created_at TEXT NOT NULL, UNIQUE (campaign_id, name));
+CREATE TABLE IF NOT EXISTS assignments (
+    rater_id INTEGER NOT NULL REFERENCES raters(id) ON DELETE CASCADE, position INTEGER NOT NULL,
+    battle_id INTEGER NOT NULL REFERENCES battles(id) ON DELETE CASCADE, a_on_left INTEGER NOT NULL,
+    PRIMARY KEY (rater_id, position), UNIQUE (rater_id, battle_id));
+CREATE TABLE IF NOT EXISTS votes (
+    id INTEGER PRIMARY KEY, battle_id INTEGER NOT NULL REFERENCES battles(id) ON DELETE CASCADE,
+    rater_id INTEGER NOT NULL REFERENCES raters(id) ON DELETE CASCADE, a_on_left INTEGER,
+    winner TEXT NOT NULL CHECK (winner IN ('a', 'b', 'tie', 'both_bad')),
+    score_a INTEGER CHECK (score_a BETWEEN 1 AND 7), score_b INTEGER CHECK (score_b BETWEEN 1 AND 7),
+    edited TEXT, comment TEXT, created_at TEXT NOT NULL, UNIQUE (battle_id, rater_id));
+"""
+CHOICES = ("left", "right", "tie", "both_bad")
+
+
+class StoreError(ValueError):
+    """A request the store refuses; the message says which campaign, rater or battle."""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One battle as one rater sees it. Model names are NOT part of it: the UI gets only this."""
+
+    rater_id: int
+    battle_id: int
+    position: int  # 0-based place in this rater's order
+    total: int
+    done: int
+    prompt: str
+    left: str
+    right: str
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.path, timeout=30)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")  # readers never block the writer of a vote
+            con.executescript(SCHEMA)
+        finally:
+            con.close()
+
+    @contextmanager
+    def connect(self):
+        """One short-lived connection per operation: safe across Gradio's worker threads and
+        processes; the `with` commits on success and rolls back on error."""
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        con.row_factory = sqlite3.Row
+        con.execute("PRAGMA foreign_keys=ON")
+        con.execute("PRAGMA busy_timeout=30000")
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    # ---- campaigns ---------------------------------------------------------------------------
+    def create_campaign(self, name: str, models: list[str], prompts: list[dict], params: dict, source: str = "") -> int:
+        name = name.strip()
+        if not name:
+            raise StoreError("campaign name is empty")
+        if len(set(models)) < 2:
+            raise StoreError(f"campaign {name!r} needs two or more different models, got {models}")
+        if not prompts:
+            raise StoreError(f"campaign {name!r} has no prompts")
+        with self.connect() as con:
+            if con.execute("SELECT 1 FROM campaigns WHERE name = ?", (name,)).fetchone():
+                raise StoreError(f"campaign {name!r} already exists")
+            cid = con.execute(
+                "INSERT INTO campaigns (name, models, params, prompt_source, status, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (name, json.dumps(models), json.dumps(params), source, "generating", now())).lastrowid
+            for position, prompt in enumerate(prompts):
+                pid = con.execute(
+                    "INSERT INTO prompts (campaign_id, position, question_id, category, prompt) VALUES (?, ?, ?, ?, ?)",
+                    (cid, position, str(prompt.get("question_id", position + 1)), prompt.get("category"), prompt["prompt"])).lastrowid
+                for a, b in combinations(models, 2):
+                    con.execute("INSERT INTO battles (campaign_id, prompt_id, model_a, model_b) VALUES (?, ?, ?, ?)",
+                                (cid, pid, a, b))
+        return cid
+
+    def campaign(self, name: str) -> dict:
+        with self.connect() as con:
+            row = con.execute("SELECT * FROM campaigns WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise StoreError(f"no campaign {name!r} (campaigns: {', '.join(c['name'] for c in self.campaigns()) or 'none'})")
+        return {**dict(row), "models": json.loads(row["models"]), "params": json.loads(row["params"])}
+
+    def campaigns(self) -> list[dict]:
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT c.*, (SELECT COUNT(*) FROM battles b WHERE b.campaign_id = c.id) AS battles, "
+                "(SELECT COUNT(*) FROM votes v JOIN battles b ON b.id = v.battle_id WHERE b.campaign_id = c.id) AS votes "
+                "FROM campaigns c ORDER BY c.id").fetchall()
+        return [{**dict(r), "models": json.loads(r["models"]), "params": json.loads(r["params"])} for r in rows]
+
+    def set_status(self, name: str, status: str) -> None:
+        with self.connect() as con:
+            con.execute("UPDATE campaigns SET status = ? WHERE name = ?", (status, name))
+
+    def delete_campaign(self, name: str) -> None:
+        self.campaign(name)
+        with self.connect() as con:
+            con.execute("DELETE FROM campaigns WHERE name = ?", (name,))
+
+    def missing_answers(self, name: str) -> list[tuple[int, str, str]]:
+        """(prompt id, prompt, model) still without a stored answer: what generation must do."""
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            prompts = con.execute("SELECT id, prompt FROM prompts WHERE campaign_id = ? ORDER BY position",
+                                  (campaign["id"],)).fetchall()
+            have = {(r["prompt_id"], r["model"]) for r in con.execute(
+                "SELECT a.prompt_id, a.model FROM answers a JOIN prompts p ON p.id = a.prompt_id WHERE p.campaign_id = ?",
+                (campaign["id"],))}
+        return [(p["id"], p["prompt"], m) for p in prompts for m in campaign["models"] if (p["id"], m) not in have]
+
+    def save_answers(self, rows: list[tuple[int, str, str, int, str]]) -> None:
+        """(prompt id, model, text, new tokens, notice) rows, committed together."""
+        with self.connect() as con:
+            con.executemany("INSERT OR REPLACE INTO answers (prompt_id, model, text, new_tokens, notice) VALUES (?, ?, ?, ?, ?)",
+                            rows)
+
+    def answers(self, name: str) -> list[dict]:
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            return [dict(r) for r in con.execute(
+                "SELECT p.question_id, p.category, p.prompt, a.model, a.text, a.new_tokens, a.notice FROM answers a "
+                "JOIN prompts p ON p.id = a.prompt_id WHERE p.campaign_id = ? ORDER BY p.position, a.model",
+                (campaign["id"],))]
+
+    # ---- raters ------------------------------------------------------------------------------
+    def rater(self, campaign_name: str, name: str, kind: str = "human") -> int:
+        """The rater's id; a new rater gets every battle in a shuffled order, with the first
+        model on the left in half of them (alternating along that rater's order)."""
+        name = name.strip()
+        if not name:
+            raise StoreError("rater name is empty")
+        campaign = self.campaign(campaign_name)
+        if campaign["status"] != "ready":
+            raise StoreError(f"campaign {campaign_name!r} is not ready for rating (status: {campaign['status']})")
+        with self.connect() as con:
+            row = con.execute("SELECT id FROM raters WHERE campaign_id = ? AND name = ?", (campaign["id"], name)).fetchone()
+            if row:
+                return row["id"]
+            rid = con.execute("INSERT INTO raters (campaign_id, name, kind, created_at) VALUES (?, ?, ?, ?)",
+                              (campaign["id"], name, kind, now())).lastrowid
+            battles = [r["id"] for r in con.execute("SELECT id FROM battles WHERE campaign_id = ? ORDER BY id", (campaign["id"],))]
+            rng = random.Random(f"{campaign['id']}:{name}")
+            rng.shuffle(battles)
+            flip = rng.random() < 0.5
+            con.executemany("INSERT INTO assignments (rater_id, position, battle_id, a_on_left) VALUES (?, ?, ?, ?)",
+                            [(rid, i, b, int((i % 2 == 0) != flip)) for i, b in enumerate(battles)])
+        return rid
+
+    def next_assignment(self, rater_id: int) -> Assignment | None:
+        """The rater's first battle without a vote (None when all are done)."""
+        with self.connect() as con:
+            counts = con.execute(
+                "SELECT COUNT(*) AS total, SUM(v.id IS NOT NULL) AS done FROM assignments s "
+                "LEFT JOIN votes v ON v.battle_id = s.battle_id AND v.rater_id = s.rater_id WHERE s.rater_id = ?",
+                (rater_id,)).fetchone()
+            row = con.execute(
+                "SELECT s.position, s.battle_id, s.a_on_left, p.prompt, aa.text AS text_a, ab.text AS text_b "
+                "FROM assignments s JOIN battles b ON b.id = s.battle_id JOIN prompts p ON p.id = b.prompt_id "
+                "JOIN answers aa ON aa.prompt_id = p.id AND aa.model = b.model_a "
+                "JOIN answers ab ON ab.prompt_id = p.id AND ab.model = b.model_b "
+                "LEFT JOIN votes v ON v.battle_id = s.battle_id AND v.rater_id = s.rater_id "
+                "WHERE s.rater_id = ? AND v.id IS NULL ORDER BY s.position LIMIT 1", (rater_id,)).fetchone()
+        if row is None:
+            return None
+        left, right = (row["text_a"], row["text_b"]) if row["a_on_left"] else (row["text_b"], row["text_a"])
+        return Assignment(rater_id, row["battle_id"], row["position"], counts["total"], counts["done"] or 0,
+                          row["prompt"], left, right)
+
+    def progress(self, rater_id: int) -> tuple[int, int]:
+        with self.connect() as con:
+            row = con.execute(
+                "SELECT COUNT(*) AS total, SUM(v.id IS NOT NULL) AS done FROM assignments s "
+                "LEFT JOIN votes v ON v.battle_id = s.battle_id AND v.rater_id = s.rater_id WHERE s.rater_id = ?",
+                (rater_id,)).fetchone()
+        return (row["done"] or 0), row["total"]
+
+    # ---- votes -------------------------------------------------------------------------------
+    def vote(self, rater_id: int, battle_id: int, choice: str, score_left: int | None = None,
+             score_right: int | None = None, edited: str | None = None, comment: str | None = None) -> dict:
+        """Record one vote in the rater's own left/right terms and return the reveal
+        {"left": model, "right": model}. One vote per rater per battle."""
+        if choice not in CHOICES:
+            raise StoreError(f"vote must be one of {CHOICES}, got {choice!r}")
+        for label, score in (("left", score_left), ("right", score_right)):
+            if score is not None and not (isinstance(score, int) and 1 <= score <= 7):
+                raise StoreError(f"{label} score must be an integer from 1 to 7, got {score!r}")
+        with self.connect() as con:
+            row = con.execute(
+                "SELECT s.a_on_left, b.model_a, b.model_b FROM assignments s JOIN battles b ON b.id = s.battle_id "
+                "WHERE s.rater_id = ? AND s.battle_id = ?", (rater_id, battle_id)).fetchone()
+            if row is None:
+                raise StoreError(f"battle {battle_id} is not assigned to rater {rater_id}")
+            a_on_left = bool(row["a_on_left"])
+            side_of_a = "left" if a_on_left else "right"
+            winner = {"tie": "tie", "both_bad": "both_bad"}.get(choice) or ("a" if choice == side_of_a else "b")
+            score_a, score_b = (score_left, score_right) if a_on_left else (score_right, score_left)
+            try:
+                con.execute(
+                    "INSERT INTO votes (battle_id, rater_id, a_on_left, winner, score_a, score_b, edited, comment, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (battle_id, rater_id, int(a_on_left), winner, score_a, score_b, (edited or "").strip() or None,
+                     (comment or "").strip() or None, now()))
+            except sqlite3.IntegrityError:
+                raise StoreError(f"rater {rater_id} already voted on battle {battle_id}") from None
+        left, right = (row["model_a"], row["model_b"]) if a_on_left else (row["model_b"], row["model_a"])
+        return {"left": left, "right": right}
+
+    def votes(self, name: str) -> list[dict]:
+        """Every vote of a campaign, in model terms, for the statistics."""
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            return [dict(r) for r in con.execute(
+                "SELECT v.id, v.battle_id, b.model_a, b.model_b, v.winner, v.a_on_left, v.score_a, v.score_b, "
+                "v.created_at, r.name AS rater, r.kind AS rater_kind, p.category, p.question_id "
+                "FROM votes v JOIN battles b ON b.id = v.battle_id JOIN raters r ON r.id = v.rater_id "
+                "JOIN prompts p ON p.id = b.prompt_id WHERE b.campaign_id = ? ORDER BY v.id", (campaign["id"],))]
+
+    def pairs(self, name: str) -> list[dict]:
+        """Decisive votes as TRL preference rows (an edited answer becomes `chosen`), with provenance."""
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT v.winner, v.edited, v.created_at, r.name AS rater, p.prompt, b.model_a, b.model_b, "
+                "aa.text AS text_a, ab.text AS text_b FROM votes v JOIN battles b ON b.id = v.battle_id "
+                "JOIN raters r ON r.id = v.rater_id JOIN prompts p ON p.id = b.prompt_id "
+                "JOIN answers aa ON aa.prompt_id = p.id AND aa.model = b.model_a "
+                "JOIN answers ab ON ab.prompt_id = p.id AND ab.model = b.model_b "
+                "WHERE b.campaign_id = ? AND v.winner IN ('a', 'b') ORDER BY v.id", (campaign["id"],)).fetchall()
+        pairs = []
+        for r in rows:
+            win, lose = ("a", "b") if r["winner"] == "a" else ("b", "a")
+            chosen = r["edited"] or r[f"text_{win}"]
+            pairs.append({
+                "prompt": [{"role": "user", "content": r["prompt"]}],
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": r[f"text_{lose}"]}],
+                "campaign": name, "rater": r["rater"], "chosen_model": r[f"model_{win}"],
+                "rejected_model": r[f"model_{lose}"], "edited": r["edited"] is not None, "created_at": r["created_at"],
+            })
+        return pairs

@@ -1,0 +1,298 @@
+"""The arena's Gradio Blocks: blind rating (public), and behind the admin password the
+side-by-side demo, results, pairs and campaign admin. Callbacks only translate events into
+calls of evals.arena / evals.store and back. Per-user state lives in gr.State (kept on the
+server) and in the database; model identities never reach a rater's browser before a vote."""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import logging
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from evals import arena, plots
+from evals.store import Store, StoreError
+from posttrain.engine import BASE, Engine, EngineError, SamplingParams
+from posttrain.registry import Registry, RegistryError
+
+log = logging.getLogger(__name__)
+VOTE_LABELS = {"A is better": "left", "B is better": "right", "Tie": "tie", "Both are bad": "both_bad"}
+
+
+@dataclass
+class ArenaConfig:
+    registry_dir: Path
+    data_dir: Path
+    base: str
+    admin_password: str = ""
+    access_code: str = ""
+    public_demo: bool = False  # list registry entries in the demo without a password (a Space showcase)
+    quantize: bool = True  # load the shared base in NF4 (tests on tiny models turn it off)
+
+
+@dataclass
+class Services:
+    """What every callback shares: the store, the registry and ONE lazily loaded engine."""
+
+    config: ArenaConfig
+    store: Store
+    registry: Registry
+    _engine: Engine | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def engine(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = Engine(self.registry, self.config.base, quantize=self.config.quantize)
+            return self._engine
+
+    def models(self) -> list[str]:
+        return [e.name for e in self.registry.entries()
+                if e.name == self.config.base or (e.is_adapter and e.base == self.config.base and e.method != "reward")]
+
+
+def services(config: ArenaConfig) -> Services:
+    return Services(config, Store(Path(config.data_dir) / "arena.sqlite"), Registry(config.registry_dir))
+
+
+def check_admin(config: ArenaConfig, password: str) -> None:
+    if config.admin_password and not hmac.compare_digest(password or "", config.admin_password):
+        raise gr.Error("wrong admin password")
+
+
+# ---- rating (public) ------------------------------------------------------------------------
+def battle_view(svc: Services, session: dict) -> tuple:
+    """(session, progress, prompt, left, right, controls visible) for the rater's next battle."""
+    assignment = svc.store.next_assignment(session["rater_id"])
+    if assignment is None:
+        done, total = svc.store.progress(session["rater_id"])
+        return ({**session, "battle_id": None}, f"**{done} / {total}** — all done, thank you!", "", "", "",
+                gr.update(visible=False))
+    return ({**session, "battle_id": assignment.battle_id}, f"**{assignment.done + 1} / {assignment.total}**",
+            assignment.prompt, assignment.left, assignment.right, gr.update(visible=True))
+
+
+def build_ui(config: ArenaConfig) -> gr.Blocks:
+    svc = services(config)
+    if not config.admin_password:
+        log.warning("ADMIN_PASSWORD is not set: admin tabs are open to anyone who can reach this server")
+
+    def ready_campaigns():
+        names = [c["name"] for c in svc.store.campaigns() if c["status"] == "ready"]
+        return gr.update(choices=names, value=names[-1] if names else None)
+
+    def start(campaign, name, code):
+        if config.access_code and not hmac.compare_digest(code or "", config.access_code):
+            raise gr.Error("wrong access code")
+        if not campaign:
+            raise gr.Error("pick a campaign")
+        try:
+            rater_id = svc.store.rater(campaign, name or "")
+        except StoreError as exc:
+            raise gr.Error(str(exc)) from None
+        return (*battle_view(svc, {"rater_id": rater_id, "campaign": campaign}), "")
+
+    def vote(session, choice, score_left, score_right, edited, comment):
+        if not session or not session.get("battle_id"):
+            raise gr.Error("start rating first")
+        if choice not in VOTE_LABELS:
+            raise gr.Error("pick A, B, tie or both bad")
+        try:
+            names = svc.store.vote(session["rater_id"], session["battle_id"], VOTE_LABELS[choice],
+                                   int(score_left) if score_left else None, int(score_right) if score_right else None,
+                                   edited, comment)
+        except StoreError as exc:
+            raise gr.Error(str(exc)) from None
+        reveal = f"You voted **{choice}**. A was `{names['left']}`, B was `{names['right']}`."
+        return (*battle_view(svc, session), reveal, None, None, None, "", "")
+
+    # ---- admin-gated callbacks -----------------------------------------------------------
+    def unlock(password):
+        check_admin(config, password)
+        models = svc.models()
+        campaigns = [c["name"] for c in svc.store.campaigns()]
+        return (gr.update(choices=models, value=None), gr.update(choices=[BASE] + models, value=None),
+                gr.update(choices=[BASE] + models, value=None), gr.update(choices=campaigns),
+                gr.update(choices=campaigns), "unlocked")
+
+    def before_after(password):
+        check_admin(config, password)
+        adapters = sorted((e for e in svc.registry.entries() if e.is_adapter and e.base == config.base and e.method != "reward"),
+                          key=lambda e: str(e.card.get("created_at", "")))
+        if not adapters:
+            raise gr.Error("no adapters in the registry yet")
+        after = adapters[-1]
+        before = after.card.get("parent") or BASE
+        return gr.update(value=BASE if before == config.base else before), gr.update(value=after.name)
+
+    def side_by_side(password, left, right, prompt, max_new_tokens, temperature, seed):
+        if not config.public_demo:
+            check_admin(config, password)
+        if not (left and right and prompt and prompt.strip()):
+            raise gr.Error("pick two models and type a prompt")
+        try:
+            params = SamplingParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature), seed=int(seed))
+            for answers in svc.engine().stream([prompt, prompt], [left, right], params):
+                notes = "  \n".join(f"{a.model}: {a.notice}" for a in answers if a.notice)
+                yield answers[0].text, answers[1].text, notes
+        except (EngineError, RegistryError) as exc:
+            raise gr.Error(str(exc)) from None
+
+    def create(password, name, models, upload, max_new_tokens, temperature, top_p, seed, progress=gr.Progress()):
+        check_admin(config, password)
+        try:
+            prompts = arena.load_prompts(upload if upload else arena.DEFAULT_PROMPTS)
+            params = SamplingParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature),
+                                    top_p=float(top_p), seed=int(seed))
+            check_blind_name(name, models or [])
+            progress(0, desc="generating answers")
+            arena.create_campaign(svc.store, svc.engine(), name, list(models or []), prompts, params,
+                                  source=Path(upload).name if upload else "data/heldout_prompts.jsonl",
+                                  progress=lambda done, total: progress(done / total, desc=f"{done}/{total} answers"))
+        except (StoreError, EngineError, RegistryError) as exc:
+            raise gr.Error(str(exc)) from None
+        names = [c["name"] for c in svc.store.campaigns()]
+        return f"campaign **{name}** ready: {len(prompts)} prompts, models {', '.join(models)}", \
+            gr.update(choices=names, value=name), gr.update(choices=names, value=name)
+
+    def show_results(password, campaign):
+        check_admin(config, password)
+        if not campaign:
+            raise gr.Error("pick a campaign")
+        res = arena.results(svc.store, campaign)
+        table = [[r["model"], r["opponent"], r["wins"], r["losses"], r["ties"], round(r["win_rate"], 3),
+                  f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]"] for r in res["win_rates"]]
+        path = Path(tempfile.mkdtemp()) / f"{campaign}-votes.csv"
+        votes = svc.store.votes(campaign)
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(votes[0]) if votes else ["id"])
+            writer.writeheader()
+            writer.writerows(votes)
+        agreement = res["rater_agreement"]
+        summary = (f"{res['human_votes']} human votes, {res['votes'] - res['human_votes']} judge votes. "
+                   f"Rater agreement: {agreement['agreement'] if agreement['agreement'] is not None else 'n/a'} "
+                   f"over {agreement['pairs']} rater pairs on {agreement['shared_battles']} shared battles.")
+        return (plots.ladder(res), plots.win_rates(res), plots.by_category(res), plots.position_bias(res),
+                plots.votes_over_time(votes), table, str(path), summary)
+
+    def show_pairs(password, campaign):
+        check_admin(config, password)
+        pairs = svc.store.pairs(campaign)
+        rows = [[p["prompt"][0]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"], p["chosen_model"],
+                 p["rejected_model"], p["rater"], p["edited"], p["created_at"]] for p in pairs]
+        path = Path(tempfile.mkdtemp()) / f"{campaign}-pairs.jsonl"
+        arena.export_pairs(svc.store, campaign, path)
+        return rows, str(path)
+
+    def delete(password, campaign):
+        check_admin(config, password)
+        svc.store.delete_campaign(campaign)
+        names = [c["name"] for c in svc.store.campaigns()]
+        return f"deleted {campaign}", gr.update(choices=names, value=None), gr.update(choices=names, value=None)
+
+    with gr.Blocks(title="Blind arena") as ui:
+        gr.Markdown("# Blind arena\nTwo answers to the same prompt, labelled only **A** and **B**. Pick the better one.")
+        with gr.Tab("Rate"):
+            session = gr.State({})
+            with gr.Row():
+                # Custom values allowed: campaigns appear after launch; the store checks the name.
+                campaign = gr.Dropdown(label="Campaign", choices=[], allow_custom_value=True, elem_id="campaign")
+                rater = gr.Textbox(label="Your name", elem_id="rater-name")
+                code = gr.Textbox(label="Access code", type="password", visible=bool(config.access_code))
+                start_btn = gr.Button("Start / resume", variant="primary", elem_id="start")
+            progress_md = gr.Markdown(elem_id="progress")
+            prompt_md = gr.Textbox(label="Prompt", interactive=False, elem_id="prompt")
+            with gr.Row():
+                left = gr.Textbox(label="Model A", interactive=False, lines=8, elem_id="answer-a")
+                right = gr.Textbox(label="Model B", interactive=False, lines=8, elem_id="answer-b")
+            with gr.Column(visible=False) as controls:
+                choice = gr.Radio(list(VOTE_LABELS), label="Which answer is better?", elem_id="choice")
+                with gr.Row():
+                    score_left = gr.Radio([str(i) for i in range(1, 8)], label="Score A (1-7, optional)")
+                    score_right = gr.Radio([str(i) for i in range(1, 8)], label="Score B (1-7, optional)")
+                edited = gr.Textbox(label="Edited better answer (optional)", lines=3)
+                comment = gr.Textbox(label="Comment (optional)")
+                vote_btn = gr.Button("Submit vote", variant="primary", elem_id="vote")
+            reveal = gr.Markdown(elem_id="reveal")
+            view = [session, progress_md, prompt_md, left, right, controls]
+            start_btn.click(start, [campaign, rater, code], view + [reveal], api_name="start")
+            vote_btn.click(vote, [session, choice, score_left, score_right, edited, comment],
+                           view + [reveal, choice, score_left, score_right, edited, comment], api_name="vote")
+        with gr.Tab("Side by side"):
+            with gr.Row():
+                demo_left = gr.Dropdown(label="Left", choices=[], allow_custom_value=False)
+                demo_right = gr.Dropdown(label="Right", choices=[], allow_custom_value=False)
+                preset = gr.Button("Before vs after")
+            demo_prompt = gr.Textbox(label="Prompt", lines=2)
+            with gr.Row():
+                demo_tokens = gr.Slider(16, 512, value=128, step=16, label="Max new tokens")
+                demo_temperature = gr.Slider(0, 1.5, value=0.7, step=0.05, label="Temperature")
+                demo_seed = gr.Number(value=0, precision=0, label="Seed")
+            demo_btn = gr.Button("Generate both", variant="primary")
+            with gr.Row():
+                demo_out_left = gr.Textbox(label="Left answer", lines=10)
+                demo_out_right = gr.Textbox(label="Right answer", lines=10)
+            demo_notes = gr.Markdown()
+        with gr.Tab("Results"):
+            results_campaign = gr.Dropdown(label="Campaign", choices=[])
+            results_btn = gr.Button("Show results")
+            results_summary = gr.Markdown()
+            ladder_plot, win_plot, category_plot, bias_plot, time_plot = (gr.Plot() for _ in range(5))
+            results_table = gr.Dataframe(headers=["model", "opponent", "wins", "losses", "ties", "win rate", "95% CI"])
+            results_csv = gr.File(label="Votes (CSV)")
+        with gr.Tab("Admin"):
+            password = gr.Textbox(label="Admin password", type="password", elem_id="admin-password")
+            unlock_btn = gr.Button("Unlock")
+            unlocked = gr.Markdown()
+            with gr.Accordion("New campaign", open=True):
+                new_name = gr.Textbox(label="Campaign name (raters see it: no model names)", elem_id="new-name")
+                new_models = gr.CheckboxGroup(label="Models (registry entries)", choices=[], elem_id="new-models")
+                new_upload = gr.File(label="Prompts (JSONL / CSV, MT-Bench question.jsonl works); empty = 50 held-out prompts",
+                                     type="filepath")
+                with gr.Row():
+                    new_tokens = gr.Slider(16, 512, value=128, step=16, label="Max new tokens")
+                    new_temperature = gr.Slider(0, 1.5, value=0.7, step=0.05, label="Temperature")
+                    new_top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="Top-p")
+                    new_seed = gr.Number(value=0, precision=0, label="Seed")
+                create_btn = gr.Button("Create and generate", variant="primary", elem_id="create")
+                created = gr.Markdown(elem_id="created")
+            with gr.Accordion("Pairs and clean-up", open=False):
+                admin_campaign = gr.Dropdown(label="Campaign", choices=[])
+                pairs_btn = gr.Button("Browse and export pairs")
+                pairs_table = gr.Dataframe(headers=["prompt", "chosen", "rejected", "chosen model", "rejected model",
+                                                    "rater", "edited", "time"])
+                pairs_file = gr.File(label="Pairs (JSONL, TRL preference format)")
+                delete_btn = gr.Button("Delete campaign", variant="stop")
+                deleted = gr.Markdown()
+        private = {"api_visibility": "private"}
+        unlock_btn.click(unlock, [password], [new_models, demo_left, demo_right, results_campaign, admin_campaign, unlocked],
+                         **private)
+        preset.click(before_after, [password], [demo_left, demo_right], **private)
+        demo_btn.click(side_by_side, [password, demo_left, demo_right, demo_prompt, demo_tokens, demo_temperature,
+                                      demo_seed], [demo_out_left, demo_out_right, demo_notes],
+                       concurrency_limit=1, concurrency_id="model", **({} if config.public_demo else private))
+        create_btn.click(create, [password, new_name, new_models, new_upload, new_tokens, new_temperature, new_top_p,
+                                  new_seed], [created, results_campaign, admin_campaign],
+                         concurrency_limit=1, concurrency_id="model", **private)
+        results_btn.click(show_results, [password, results_campaign],
+                          [ladder_plot, win_plot, category_plot, bias_plot, time_plot, results_table, results_csv,
+                           results_summary], **private)
+        pairs_btn.click(show_pairs, [password, admin_campaign], [pairs_table, pairs_file], **private)
+        delete_btn.click(delete, [password, admin_campaign], [deleted, results_campaign, admin_campaign], **private)
+        ui.load(ready_campaigns, None, [campaign], api_name="campaigns")
+        if config.public_demo:
+            ui.load(lambda: (gr.update(choices=[BASE] + svc.models()),) * 2, None, [demo_left, demo_right], **private)
+    return ui
+
+
+def check_blind_name(name: str, models: list[str]) -> None:
+    """Raters see the campaign's name before they vote, so it must not give a model away."""
+    lowered = (name or "").lower()
+    leaked = [m for m in models if m.lower() in lowered]
+    if leaked:
+        raise StoreError(f"campaign name {name!r} contains model name(s) {leaked}; raters would see them")

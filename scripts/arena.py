@@ -1,0 +1,88 @@
+"""The arena from the command line (the same functions the app calls).
+
+    python scripts/arena.py campaign create NAME --models A B [C ...] [--prompts FILE] [--max-new-tokens N]
+                                             [--temperature T] [--seed S] [--json]
+    python scripts/arena.py campaign list [--json]
+    python scripts/arena.py results NAME --json
+    python scripts/arena.py export-pairs NAME --out FILE.jsonl   (or a folder: a `datasets` dataset)
+
+Settings: --registry (REGISTRY_DIR), --data-dir (ARENA_DATA_DIR), --base (BASE_MODEL)."""
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from tqdm import tqdm
+
+from evals import arena
+from evals.store import Store, StoreError
+from evals.ui import check_blind_name
+from posttrain.engine import Engine, EngineError, SamplingParams
+from posttrain.models import DEFAULT_BASE_NAME
+from posttrain.registry import Registry, RegistryError
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--registry", default=os.environ.get("REGISTRY_DIR", "registry"))
+    parser.add_argument("--data-dir", default=os.environ.get("ARENA_DATA_DIR", "arena_data"))
+    parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
+    sub = parser.add_subparsers(dest="command", required=True)
+    campaign = sub.add_parser("campaign").add_subparsers(dest="action", required=True)
+    create = campaign.add_parser("create")
+    create.add_argument("name")
+    create.add_argument("--models", nargs="+", required=True)
+    create.add_argument("--prompts", default=str(arena.DEFAULT_PROMPTS))
+    create.add_argument("--max-new-tokens", type=int, default=128)
+    create.add_argument("--temperature", type=float, default=0.7)
+    create.add_argument("--top-p", type=float, default=0.95)
+    create.add_argument("--seed", type=int, default=0)
+    create.add_argument("--no-4bit", action="store_true", help="load the base in full precision")
+    create.add_argument("--json", action="store_true")
+    campaign.add_parser("list").add_argument("--json", action="store_true")
+    results = sub.add_parser("results")
+    results.add_argument("name")
+    results.add_argument("--json", action="store_true")
+    export = sub.add_parser("export-pairs")
+    export.add_argument("name")
+    export.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    store = Store(os.path.join(args.data_dir, "arena.sqlite"))
+    try:
+        if args.command == "campaign" and args.action == "create":
+            check_blind_name(args.name, args.models)
+            prompts = arena.load_prompts(args.prompts)
+            params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                    top_p=args.top_p, seed=args.seed)
+            engine = Engine(Registry(args.registry), args.base, quantize=not args.no_4bit)
+            with tqdm(total=len(prompts) * len(args.models), desc="answers", file=sys.stderr) as bar:
+                made = arena.create_campaign(store, engine, args.name, args.models, prompts, params, source=args.prompts,
+                                             progress=lambda done, total: bar.update(done - bar.n))
+            print(json.dumps(made) if args.json else f"campaign {made['name']} ready: {len(prompts)} prompts")
+        elif args.command == "campaign":
+            rows = store.campaigns()
+            if args.json:
+                print(json.dumps(rows))
+            for row in [] if args.json else rows:
+                print(f"{row['name']:24} {row['status']:10} models={','.join(row['models'])} battles={row['battles']} votes={row['votes']}")
+        elif args.command == "results":
+            res = arena.results(store, args.name)
+            if args.json:
+                print(json.dumps(res))
+            else:
+                for row in res["bradley_terry"]:
+                    print(f"{row['model']:28} {row['rating']:7.1f}  [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  games={row['games']}")
+        else:
+            count = arena.export_pairs(store, args.name, args.out)
+            print(f"wrote {count} pairs to {args.out}")
+    except (StoreError, EngineError, RegistryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Rating math against hand computations and simulations."""
+
+import math
+import random
+
+import pytest
+
+from evals import stats
+
+
+def vote(a, b, winner, a_on_left=1, battle_id=0, category=None):
+    return {"model_a": a, "model_b": b, "winner": winner, "a_on_left": a_on_left, "battle_id": battle_id,
+            "category": category}
+
+
+def test_wilson_matches_hand_computation():
+    # 8 of 10: p=0.8, z=1.96 -> centre (0.8 + 0.19208) / 1.38416, half 1.96/1.38416*sqrt(0.016 + 0.0096040)
+    low, high = stats.wilson(8, 10)
+    z = stats.Z95
+    centre = (0.8 + z * z / 20) / (1 + z * z / 10)
+    half = z / (1 + z * z / 10) * math.sqrt(0.8 * 0.2 / 10 + z * z / 400)
+    assert (low, high) == pytest.approx((centre - half, centre + half))
+    assert (low, high) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    assert stats.wilson(0, 0) == (0.0, 1.0)
+    assert stats.wilson(0, 5)[0] == 0.0 and stats.wilson(5, 5)[1] == 1.0
+
+
+def test_win_rates_on_known_outcomes_count_ties_half():
+    votes = [vote("x", "y", "a")] * 6 + [vote("x", "y", "b")] * 2 + [vote("y", "x", "tie")] * 2
+    (row,) = stats.win_rates(votes)
+    assert (row["model"], row["opponent"], row["wins"], row["losses"], row["ties"], row["n"]) == ("x", "y", 6, 2, 2, 10)
+    assert row["win_rate"] == pytest.approx(0.7)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(stats.wilson(7, 10))
+
+
+def test_bradley_terry_recovers_known_strengths():
+    rng = random.Random(1)
+    truth = {"m0": 0.0, "m1": 0.7, "m2": 1.4}
+    votes = []
+    for _ in range(3000):
+        a, b = rng.sample(sorted(truth), 2)
+        p_a = 1 / (1 + math.exp(truth[b] - truth[a]))
+        votes.append(vote(a, b, "a" if rng.random() < p_a else "b"))
+    fitted = stats.bradley_terry(votes)
+    centre = sum(truth.values()) / 3
+    for model, value in truth.items():
+        assert fitted[model] == pytest.approx(value - centre, abs=0.12)
+    ladder = stats.bt_ladder(votes, rounds=50)
+    assert [r["model"] for r in ladder] == ["m2", "m1", "m0"]
+    for row in ladder:
+        true_elo = stats.elo(truth[row["model"]] - centre)
+        assert row["ci_low"] - 25 <= true_elo <= row["ci_high"] + 25
+
+
+def test_ties_pull_strengths_together():
+    decisive = [vote("x", "y", "a")] * 8 + [vote("x", "y", "b")] * 2
+    with_ties = decisive + [vote("x", "y", "tie")] * 10
+    gap = lambda votes: (lambda s: s["x"] - s["y"])(stats.bradley_terry(votes))
+    assert 0 < gap(with_ties) < gap(decisive)
+
+
+def test_position_bias_and_agreement():
+    votes = [vote("x", "y", "a", a_on_left=1), vote("x", "y", "a", a_on_left=0), vote("x", "y", "b", a_on_left=0),
+             vote("x", "y", "tie", a_on_left=1)]
+    bias = stats.position_bias(votes)
+    assert (bias["left_wins"], bias["decisive"]) == (2, 3)
+    shared = [vote("x", "y", "a", battle_id=1), vote("x", "y", "a", battle_id=1), vote("x", "y", "b", battle_id=1),
+              vote("x", "y", "a", battle_id=2)]
+    agreement = stats.rater_agreement(shared)
+    assert agreement == {"pairs": 3, "agreement": pytest.approx(1 / 3), "shared_battles": 1}
+
+
+def test_sign_test_and_categories():
+    votes = [vote("dpo", "sft", "a", category="math")] * 9 + [vote("dpo", "sft", "b", category="writing")]
+    test = stats.paired_sign_test(votes, "dpo", "sft")
+    assert (test["wins"], test["losses"]) == (9, 1)
+    assert test["p_value"] == pytest.approx(2 * (1 + 10) / 2**10)
+    assert {r["category"]: r["win_rate"] for r in stats.by_category(votes)} == {"math": 1.0, "writing": 0.0}
