@@ -171,7 +171,8 @@ class Store:
     # ---- raters ------------------------------------------------------------------------------
     def rater(self, campaign_name: str, name: str, kind: str = "human") -> int:
         """The rater's id; a new rater gets every battle in a shuffled order, with the first
-        model on the left in half of them (alternating along that rater's order)."""
+        model on the left in half of them. Which half is random too: a pattern (say, alternating)
+        would let a rater who saw one reveal work out the next battle's sides."""
         name = name.strip()
         if not name:
             raise StoreError("rater name is empty")
@@ -187,9 +188,10 @@ class Store:
             battles = [r["id"] for r in con.execute("SELECT id FROM battles WHERE campaign_id = ? ORDER BY id", (campaign["id"],))]
             rng = random.Random(f"{campaign['id']}:{name}")
             rng.shuffle(battles)
-            flip = rng.random() < 0.5
+            sides = [i < (len(battles) + rng.randrange(2)) // 2 for i in range(len(battles))]
+            rng.shuffle(sides)
             con.executemany("INSERT INTO assignments (rater_id, position, battle_id, a_on_left) VALUES (?, ?, ?, ?)",
-                            [(rid, i, b, int((i % 2 == 0) != flip)) for i, b in enumerate(battles)])
+                            [(rid, i, b, int(side)) for i, (b, side) in enumerate(zip(battles, sides))])
         return rid
 
     def next_assignment(self, rater_id: int) -> Assignment | None:

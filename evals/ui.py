@@ -108,17 +108,26 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
                                    edited, comment)
         except StoreError as exc:
             raise gr.Error(str(exc)) from None
+        done, total = svc.store.progress(session["rater_id"])
         reveal = f"You voted **{choice}**. A was `{names['left']}`, B was `{names['right']}`."
-        return (*battle_view(svc, session), reveal, None, None, None, "", "")
+        # The battle is cleared while the names are shown; the next one loads on "Next".
+        cleared = ({**session, "battle_id": None}, f"**{done} / {total}**", "", "", "", gr.update(visible=False))
+        return (*cleared, reveal, gr.update(visible=done < total), None, None, None, "", "")
+
+    def next_battle(session):
+        if not session or "rater_id" not in session:
+            raise gr.Error("start rating first")
+        return (*battle_view(svc, session), "", gr.update(visible=False))
 
     # ---- admin-gated callbacks -----------------------------------------------------------
     def unlock(password):
         check_admin(config, password)
         models = svc.models()
         campaigns = [c["name"] for c in svc.store.campaigns()]
+        latest = campaigns[-1] if campaigns else None
         return (gr.update(choices=models, value=None), gr.update(choices=[BASE] + models, value=None),
-                gr.update(choices=[BASE] + models, value=None), gr.update(choices=campaigns),
-                gr.update(choices=campaigns), "unlocked")
+                gr.update(choices=[BASE] + models, value=None), gr.update(choices=campaigns, value=latest),
+                gr.update(choices=campaigns, value=latest), "unlocked")
 
     def before_after(password):
         check_admin(config, password)
@@ -219,10 +228,12 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
                 comment = gr.Textbox(label="Comment (optional)")
                 vote_btn = gr.Button("Submit vote", variant="primary", elem_id="vote")
             reveal = gr.Markdown(elem_id="reveal")
+            next_btn = gr.Button("Next battle", visible=False, elem_id="next")
             view = [session, progress_md, prompt_md, left, right, controls]
             start_btn.click(start, [campaign, rater, code], view + [reveal], api_name="start")
             vote_btn.click(vote, [session, choice, score_left, score_right, edited, comment],
-                           view + [reveal, choice, score_left, score_right, edited, comment], api_name="vote")
+                           view + [reveal, next_btn, choice, score_left, score_right, edited, comment], api_name="vote")
+            next_btn.click(next_battle, [session], view + [reveal, next_btn], api_name="next")
         with gr.Tab("Side by side"):
             with gr.Row():
                 demo_left = gr.Dropdown(label="Left", choices=[], allow_custom_value=False)

@@ -39,8 +39,8 @@ def test_twenty_concurrent_raters_lose_no_vote(site):
         outputs = client.predict("tasting", f"rater-{i}", "", api_name="/start")
         seen = [json.dumps(outputs)]
         for _ in range(3):
-            outputs = client.predict(["A is better", "B is better", "Tie"][i % 3], None, None, "", "", api_name="/vote")
-            seen.append(json.dumps(outputs[:4]))  # the next battle as shown before its vote
+            client.predict(["A is better", "B is better", "Tie"][i % 3], None, None, "", "", api_name="/vote")
+            seen.append(json.dumps(client.predict(api_name="/next")))  # the next battle, before its vote
         return seen
 
     with ThreadPoolExecutor(max_workers=20) as pool:
@@ -64,14 +64,17 @@ def test_nothing_before_a_vote_names_a_model(site):
     after = client.predict("B is better", None, None, "", "", api_name="/vote")
     reveal = after[4]
     assert "zebra-one" in reveal and "zebra-two" in reveal  # revealed only after the vote
-    assert no_model_names(json.dumps(after[:4]))
+    assert after[1:4] == ("", "", "")  # with the battle it belongs to cleared
+    following = client.predict(api_name="/next")
+    assert following[1] and no_model_names(json.dumps(following))
 
 
 def test_admin_endpoints_are_not_reachable_by_raters(site):
     from gradio_client import Client
 
     client = Client(site.url, verbose=False)
-    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {"/start", "/vote", "/campaigns"}
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
+        "/start", "/vote", "/next", "/campaigns"}
     with pytest.raises(StoreError, match="contains model name"):
         check_blind_name("zebra-one-vs-two", MODELS)
 
@@ -104,6 +107,7 @@ def test_server_killed_between_votes_loses_nothing(tmp_path, tiny_dir):
     client.predict("tasting", "kim", "", api_name="/start")
     for _ in range(2):
         client.predict("A is better", None, None, "", "", api_name="/vote")
+        client.predict(api_name="/next")
     server.send_signal(signal.SIGKILL)
     server.wait()
     assert len(store.votes("tasting")) == 2
