@@ -4,7 +4,8 @@ build the UI, launch. No logic here.
     python app.py [--registry DIR] [--data-dir DIR] [--base NAME] [--port N]
 
 Environment: REGISTRY_DIR, ARENA_DATA_DIR (default /data on a Space with persistent storage,
-else ./arena_data), BASE_MODEL, ADMIN_PASSWORD, ACCESS_CODE, PUBLIC_DEMO=1, GRADIO_SERVER_PORT,
+else ./arena_data), BASE_MODEL (registry name) and BASE_MODEL_SOURCE (Hub id to import it from),
+ADMIN_PASSWORD, ACCESS_CODE, PUBLIC_DEMO=1, GRADIO_SERVER_PORT,
 and for syncing the data folder to a Hub dataset repo: HF_TOKEN + ARENA_HUB_REPO."""
 
 import argparse
@@ -33,8 +34,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    registry = Registry(args.registry)
     if args.base == DEFAULT_BASE_NAME:
-        Registry(args.registry).import_default_base()
+        registry.import_default_base()
+    elif args.base not in registry and os.environ.get("BASE_MODEL_SOURCE"):
+        registry.import_base(os.environ["BASE_MODEL_SOURCE"], args.base)  # e.g. a Hub id on a GPU Space
     config = ArenaConfig(
         registry_dir=Path(args.registry), data_dir=Path(args.data_dir), base=args.base,
         admin_password=os.environ.get("ADMIN_PASSWORD", ""), access_code=os.environ.get("ACCESS_CODE", ""),
