@@ -33,6 +33,7 @@ class ArenaConfig:
     access_code: str = ""
     public_demo: bool = False  # list registry entries in the demo without a password (a Space showcase)
     quantize: bool = True  # load the shared base in NF4 (tests on tiny models turn it off)
+    reports_dir: Path = Path("reports")  # where scripts/evaluate.py writes before/after reports
 
 
 @dataclass
@@ -189,6 +190,18 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
         return (plots.ladder(res), plots.win_rates(res), plots.by_category(res), plots.position_bias(res),
                 plots.votes_over_time(votes), table, str(path), summary)
 
+    def list_reports(password):
+        check_admin(config, password)
+        names = sorted(p.parent.name for p in Path(config.reports_dir).glob("*/report.md"))
+        return gr.update(choices=names, value=names[-1] if names else None)
+
+    def show_report(password, name):
+        check_admin(config, password)
+        path = Path(config.reports_dir) / (name or "") / "report.md"
+        if not name or not path.is_file():
+            raise gr.Error("pick a report (scripts/evaluate.py writes them)")
+        return path.read_text()
+
     def show_pairs(password, campaign):
         check_admin(config, password)
         pairs = svc.store.pairs(campaign)
@@ -256,6 +269,12 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
             ladder_plot, win_plot, category_plot, bias_plot, time_plot = (gr.Plot() for _ in range(5))
             results_table = gr.Dataframe(headers=["model", "opponent", "wins", "losses", "ties", "win rate", "95% CI"])
             results_csv = gr.File(label="Votes (CSV)")
+            with gr.Accordion("Before / after reports (scripts/evaluate.py)", open=False):
+                with gr.Row():
+                    report_name = gr.Dropdown(label="Report", choices=[])
+                    reports_btn = gr.Button("List reports")
+                    report_btn = gr.Button("Show report")
+                report_md = gr.Markdown()
         with gr.Tab("Admin"):
             password = gr.Textbox(label="Admin password", type="password", elem_id="admin-password")
             unlock_btn = gr.Button("Unlock")
@@ -293,6 +312,8 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
         results_btn.click(show_results, [password, results_campaign],
                           [ladder_plot, win_plot, category_plot, bias_plot, time_plot, results_table, results_csv,
                            results_summary], **private)
+        reports_btn.click(list_reports, [password], [report_name], **private)
+        report_btn.click(show_report, [password, report_name], [report_md], **private)
         pairs_btn.click(show_pairs, [password, admin_campaign], [pairs_table, pairs_file], **private)
         delete_btn.click(delete, [password, admin_campaign], [deleted, results_campaign, admin_campaign], **private)
         ui.load(ready_campaigns, None, [campaign], api_name="campaigns")

@@ -68,3 +68,14 @@ def preference_accuracy(model, tokenizer, pairs: list[dict], max_length: int = 1
         margin = chosen / n_c - rejected / n_r
         wins += 1.0 if margin > 0 else 0.5 if margin == 0 else 0.0
     return wins / len(pairs)
+
+
+def text_perplexity(model, tokenizer, texts: list[str], max_length: int = 1024, batch_size: int = 8) -> float:
+    """Perplexity on plain text (no chat template), every token scored: the general-text check
+    for forgetting."""
+    examples = []
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_length]
+        examples.append(Example(ids, list(ids)))
+    scored = token_logprobs(model, examples, tokenizer.pad_token_id, batch_size)
+    return math.exp(-sum(s for s, _ in scored) / sum(n for _, n in scored))

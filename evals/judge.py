@@ -1,0 +1,105 @@
+"""Automatic pairwise judges (MT-Bench-lite): our reward model, or any OpenAI-compatible chat
+endpoint. Every pair is judged in both orders to cancel position bias; when the two orders
+disagree the verdict is a tie. Verdicts go into the arena store as the judge's votes, so human
+and judge agreement can be compared. Never trains and never generates answers itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.request
+from dataclasses import dataclass
+from typing import Callable
+
+from evals.store import Store
+
+# A verdict on (answer shown first, answer shown second): "first", "second" or "tie".
+Verdict = str
+
+JUDGE_PROMPT = (
+    "Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants "
+    "to the user question below. Choose the assistant that follows the instructions and answers the question "
+    "better, considering helpfulness, relevance, accuracy and level of detail. Do not let the order of the "
+    "responses, their length, or the assistants' names influence you. Output your final verdict strictly as "
+    "\"[[A]]\" if assistant A is better, \"[[B]]\" if assistant B is better, and \"[[C]]\" for a tie.\n\n"
+    "[User Question]\n{question}\n\n[The Start of Assistant A's Answer]\n{answer_a}\n[The End of Assistant A's Answer]"
+    "\n\n[The Start of Assistant B's Answer]\n{answer_b}\n[The End of Assistant B's Answer]"
+)
+
+
+def both_orders(judge: Callable[[str, str, str], Verdict], prompt: str, x: str, y: str) -> str:
+    """'x', 'y' or 'tie': x wins only if it wins when shown first AND when shown second."""
+    first = judge(prompt, x, y)
+    second = judge(prompt, y, x)
+    if first == "first" and second == "second":
+        return "x"
+    if first == "second" and second == "first":
+        return "y"
+    return "tie"
+
+
+@dataclass
+class RewardJudge:
+    """Our trained reward model as a judge: the higher-scored answer wins."""
+
+    scorer: object  # posttrain.reward.RewardScorer
+    name: str = "reward-model"
+
+    def __call__(self, prompt: str, first: str, second: str) -> Verdict:
+        a, b = self.scorer.score(prompt, [first, second])
+        return "first" if a > b else "second" if b > a else "tie"
+
+
+@dataclass
+class OpenAIJudge:
+    """Any OpenAI-compatible /chat/completions endpoint, with retries and backoff."""
+
+    base_url: str
+    model: str
+    api_key: str = ""
+    retries: int = 4
+    timeout: float = 60.0
+
+    @property
+    def name(self) -> str:
+        return f"openai:{self.model}"
+
+    @classmethod
+    def from_env(cls) -> "OpenAIJudge":
+        missing = [k for k in ("JUDGE_BASE_URL", "JUDGE_MODEL") if not os.environ.get(k)]
+        if missing:
+            raise ValueError(f"the OpenAI-compatible judge needs {', '.join(missing)} in the environment")
+        return cls(os.environ["JUDGE_BASE_URL"].rstrip("/"), os.environ["JUDGE_MODEL"], os.environ.get("JUDGE_API_KEY", ""))
+
+    def __call__(self, prompt: str, first: str, second: str) -> Verdict:
+        body = json.dumps({"model": self.model, "temperature": 0, "messages": [
+            {"role": "user", "content": JUDGE_PROMPT.format(question=prompt, answer_a=first, answer_b=second)}]}).encode()
+        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers={
+            "Content-Type": "application/json", **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})})
+        for attempt in range(self.retries + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    text = json.load(response)["choices"][0]["message"]["content"]
+                break
+            except (OSError, KeyError, ValueError) as exc:
+                if attempt == self.retries:
+                    raise RuntimeError(f"judge endpoint {self.base_url} failed {self.retries + 1} times: {exc}") from exc
+                time.sleep(min(2**attempt, 30))
+        match = re.findall(r"\[\[([ABC])\]\]", text)
+        return {"A": "first", "B": "second"}.get(match[-1] if match else "C", "tie")
+
+
+def judge_campaign(store: Store, campaign: str, judge, progress: Callable[[int, int], None] | None = None) -> int:
+    """Judge every battle of a ready campaign once (resumable); returns the number of new votes."""
+    rater = store.rater(campaign, f"judge:{judge.name}", kind="judge")
+    done, total = store.progress(rater)
+    new = 0
+    while (assignment := store.next_assignment(rater)) is not None:
+        verdict = both_orders(judge, assignment.prompt, assignment.left, assignment.right)
+        store.vote(rater, assignment.battle_id, {"x": "left", "y": "right", "tie": "tie"}[verdict])
+        new += 1
+        if progress:
+            progress(done + new, total)
+    return new

@@ -1,0 +1,90 @@
+"""The before/after report: metrics of each entry, judged win rates with intervals, a paired
+test between neighbours, and sample side-by-side answers, written as metrics.json (every number),
+report.md and report.html (plotly figures). Reads results; computes nothing new."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from evals import stats
+
+METRIC_LABELS = {
+    "domain_perplexity": "domain perplexity (lower is better)",
+    "general_perplexity": "general-text perplexity (forgetting check)",
+    "preference_accuracy": "held-out preference accuracy",
+    "task_accuracy": "task accuracy (rule-checked)",
+}
+
+
+def summarise(models: list[str], metrics: dict[str, dict], votes: list[dict], reward: dict | None) -> dict:
+    judged = [v for v in votes if v["rater_kind"] == "judge"]
+    return {
+        "models": models,
+        "metrics": metrics,
+        "reward_model": reward,
+        "judge_votes": len(judged),
+        "win_rates": stats.win_rates(judged),
+        "bradley_terry": stats.bt_ladder(judged, models) if judged else [],
+        "paired_tests": [stats.paired_sign_test(judged, later, earlier) for earlier, later in zip(models, models[1:])],
+    }
+
+
+def markdown(summary: dict, samples: list[dict]) -> str:
+    models = summary["models"]
+    lines = ["# Before / after report", "", "| metric | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
+    for key, label in METRIC_LABELS.items():
+        lines.append(f"| {label} | " + " | ".join(f"{summary['metrics'][m][key]:.4g}" for m in models) + " |")
+    if summary["reward_model"]:
+        r = summary["reward_model"]
+        lines += ["", f"Reward model `{r['name']}`: held-out pairwise accuracy {r['preference_accuracy']:.3f}."]
+    lines += ["", f"## Judged win rates ({summary['judge_votes']} judge votes, each pair judged in both orders)", ""]
+    if summary["win_rates"]:
+        lines += ["| model | opponent | W-L-T | win rate | 95% CI |", "|---|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['opponent']} | {r['wins']}-{r['losses']}-{r['ties']} | {r['win_rate']:.3f} | "
+                  f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] |" for r in summary["win_rates"]]
+        lines += ["", "| model | Bradley-Terry rating | 95% CI |", "|---|---|---|"]
+        lines += [f"| {r['model']} | {r['rating']:.0f} | [{r['ci_low']:.0f}, {r['ci_high']:.0f}] |" for r in summary["bradley_terry"]]
+        lines += ["", "| is better? | wins | losses | two-sided sign-test p |", "|---|---|---|---|"]
+        lines += [f"| {t['model']} over {t['other']} | {t['wins']} | {t['losses']} | {t['p_value']:.3g} |"
+                  for t in summary["paired_tests"]]
+    else:
+        lines.append("No judge was available (train a reward model, or set JUDGE_BASE_URL and JUDGE_MODEL).")
+    lines += ["", "## Sample answers", ""]
+    for sample in samples:
+        lines += [f"**{sample['prompt']}**", ""] + [f"- `{m}`: {sample['answers'][m]}" for m in models] + [""]
+    return "\n".join(lines)
+
+
+def figures(summary: dict) -> list[go.Figure]:
+    models = summary["models"]
+    figs = []
+    for key, label in METRIC_LABELS.items():
+        fig = go.Figure(go.Bar(x=models, y=[summary["metrics"][m][key] for m in models]))
+        fig.update_layout(title=label, height=320)
+        figs.append(fig)
+    if summary["bradley_terry"]:
+        rows = summary["bradley_terry"]
+        fig = go.Figure(go.Scatter(x=[r["rating"] for r in rows], y=[r["model"] for r in rows], mode="markers",
+                                   error_x={"type": "data", "symmetric": False,
+                                            "array": [r["ci_high"] - r["rating"] for r in rows],
+                                            "arrayminus": [r["rating"] - r["ci_low"] for r in rows]}))
+        fig.update_layout(title="Judged Bradley-Terry ratings (95% bootstrap CI)", height=320)
+        figs.append(fig)
+    return figs
+
+
+def write(out_dir: str | Path, summary: dict, samples: list[dict]) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps({**summary, "samples": samples}, indent=2))
+    text = markdown(summary, samples)
+    (out / "report.md").write_text(text)
+    parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures(summary))]
+    (out / "report.html").write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>Before / after report</title></head><body>"
+        + "".join(parts) + f"<pre>{html.escape(text)}</pre></body></html>")
+    return out

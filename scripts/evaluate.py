@@ -1,0 +1,110 @@
+"""Evaluate registry entries side by side and write a report folder.
+
+    python scripts/evaluate.py --models BASE sft dpo [--judge auto|reward|openai|none] [--reward NAME]
+                               [--prompts data/heldout_prompts.jsonl] [--max-new-tokens 64] [--out reports/NAME]
+
+Metrics on held-out data (domain and general-text perplexity, preference accuracy, task
+accuracy); then each model answers the held-out prompts once (a campaign in the arena store)
+and a judge (our reward model, or an OpenAI-compatible endpoint from JUDGE_BASE_URL /
+JUDGE_API_KEY / JUDGE_MODEL) compares every pair in both orders. Writes metrics.json,
+report.md and report.html; the app's Results tab lists the reports."""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from evals import arena, metrics, report
+from evals.judge import OpenAIJudge, RewardJudge, judge_campaign
+from evals.store import Store
+from posttrain.engine import BASE, Engine, SamplingParams
+from posttrain.models import DEFAULT_BASE_NAME
+from posttrain.registry import Registry, RegistryError
+from posttrain.reward import RewardScorer, pairwise_accuracy
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", required=True, help="registry entries; the base's name = the plain base")
+    parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
+    parser.add_argument("--registry", default=os.environ.get("REGISTRY_DIR", "registry"))
+    parser.add_argument("--data-dir", default=os.environ.get("ARENA_DATA_DIR", "arena_data"))
+    parser.add_argument("--judge", choices=["auto", "reward", "openai", "none"], default="auto")
+    parser.add_argument("--reward", help="reward entry for the judge (default: the newest reward entry)")
+    parser.add_argument("--prompts", default=str(DATA / "heldout_prompts.jsonl"))
+    parser.add_argument("--sft-heldout", default=str(DATA / "sft" / "heldout.jsonl"))
+    parser.add_argument("--pairs-heldout", default=str(DATA / "preference" / "heldout.jsonl"))
+    parser.add_argument("--general-text", default=str(DATA / "general_text.jsonl"))
+    parser.add_argument("--tasks", default=str(DATA / "tasks_heldout.jsonl"))
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--no-4bit", action="store_true")
+    parser.add_argument("--out", help="report folder (default reports/<models joined by _vs_>)")
+    args = parser.parse_args(argv)
+    registry = Registry(args.registry)
+    try:
+        engine = Engine(registry, args.base, quantize=not args.no_4bit)
+        models = [BASE if m == args.base else m for m in args.models]
+        for model in models:
+            engine.slot(model)
+    except (RegistryError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    names = {BASE: args.base}
+    sft_heldout = metrics.read_jsonl(args.sft_heldout)
+    pairs = metrics.read_jsonl(args.pairs_heldout)
+    general = [r["text"] for r in metrics.read_jsonl(args.general_text)]
+    tasks = metrics.read_jsonl(args.tasks)
+    measured = {}
+    for model in tqdm(models, desc="metrics", file=sys.stderr):
+        measured[names.get(model, model)] = metrics.measure(engine, model, sft_heldout, general, pairs, tasks)
+
+    reward_entry = args.reward or next((e.name for e in reversed(registry.entries()) if e.method == "reward"), None)
+    judge, reward = None, None
+    if args.judge in ("auto", "reward") and reward_entry:
+        scorer = RewardScorer(registry, reward_entry)
+        judge = RewardJudge(scorer, name=reward_entry)
+        reward = {"name": reward_entry, "preference_accuracy": round(pairwise_accuracy(scorer.model, scorer.tokenizer, pairs), 4)}
+    elif args.judge == "openai" or (args.judge == "auto" and os.environ.get("JUDGE_BASE_URL")):
+        judge = OpenAIJudge.from_env()
+    elif args.judge == "reward":
+        print("error: no reward entry in the registry; train one: scripts/train.py reward", file=sys.stderr)
+        return 2
+
+    store = Store(Path(args.data_dir) / "arena.sqlite")
+    prompts = arena.load_prompts(args.prompts)
+    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0)
+    key = hashlib.sha1(json.dumps([models, args.prompts, args.max_new_tokens]).encode()).hexdigest()[:10]
+    campaign = f"eval-{key}"
+    with tqdm(total=len(prompts) * len(models), desc="answers", file=sys.stderr) as bar:
+        update = lambda done, total: bar.update(done - bar.n)
+        if campaign in {c["name"] for c in store.campaigns()}:
+            arena.generate_missing(store, engine, campaign, progress=update)
+        else:
+            arena.create_campaign(store, engine, campaign, models, prompts, params, source=args.prompts, progress=update)
+    if judge is not None:
+        with tqdm(desc=f"judge {judge.name}", file=sys.stderr) as bar:
+            judge_campaign(store, campaign, judge, progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)))
+    votes = [{**v, "model_a": names.get(v["model_a"], v["model_a"]), "model_b": names.get(v["model_b"], v["model_b"])}
+             for v in store.votes(campaign)]
+    shown = [names.get(m, m) for m in models]
+    summary = report.summarise(shown, measured, votes, reward)
+    summary["campaign"] = campaign
+    answers = store.answers(campaign)
+    samples = []
+    for prompt in [p["prompt"] for p in prompts[:: max(1, len(prompts) // 4)]][:4]:
+        samples.append({"prompt": prompt, "answers": {names.get(a["model"], a["model"]): a["text"]
+                                                      for a in answers if a["prompt"] == prompt}})
+    out = report.write(args.out or Path("reports") / "_vs_".join(shown), summary, samples)
+    print((out / "report.md").read_text())
+    print(f"\nreport: {out / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

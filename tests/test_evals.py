@@ -1,0 +1,108 @@
+"""The automatic judge, the evaluation command and its report, on the tiny model: every number
+in the report is recomputed here from stored data."""
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from arena_fixtures import MODELS, make_arena
+from conftest import ROOT
+from evals import arena, stats
+from evals.judge import OpenAIJudge, both_orders, judge_campaign
+from evals.metrics import measure, read_jsonl
+from posttrain.engine import BASE, Engine
+
+DATA = ROOT / "data"
+
+
+def pirate_judge(prompt, first, second):
+    return "first" if "Arr" in first and "Arr" not in second else "second" if "Arr" in second else "tie"
+
+
+def test_swapping_sides_swaps_the_verdict():
+    assert both_orders(pirate_judge, "q", "Arr, four.", "Four.") == "x"
+    assert both_orders(pirate_judge, "q", "Four.", "Arr, four.") == "y"
+    always_first = lambda prompt, first, second: "first"
+    assert both_orders(always_first, "q", "Four.", "Arr, four.") == "tie"  # pure position bias cancels out
+
+
+class FakeEndpoint(BaseHTTPRequestHandler):
+    """An OpenAI-compatible /chat/completions that prefers the answer with 'Arr' in it; it fails
+    the first request to exercise the retry."""
+
+    calls = 0
+
+    def do_POST(self):
+        FakeEndpoint.calls += 1
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if FakeEndpoint.calls == 1:
+            self.send_response(500)
+            self.end_headers()
+            return
+        text = body["messages"][0]["content"]
+        answer_a = text.split("[The Start of Assistant A's Answer]\n")[1].split("\n[The End")[0]
+        verdict = "[[A]]" if "Arr" in answer_a else "[[B]]"
+        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": f"Reasoning... {verdict}"}}]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload.encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def test_openai_compatible_judge_in_both_orders():
+    server = HTTPServer(("127.0.0.1", 0), FakeEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        judge = OpenAIJudge(f"http://127.0.0.1:{server.server_port}/v1", "fake-judge", retries=2)
+        assert judge("q", "Arr, four.", "Four.") == "first"
+        assert judge("q", "Four.", "Arr, four.") == "second"
+        assert both_orders(judge, "q", "Four.", "Arr, four.") == "y"
+        assert FakeEndpoint.calls == 5  # one failure retried, then four answers
+    finally:
+        server.shutdown()
+
+
+def test_judge_votes_land_in_the_store_beside_human_votes(tmp_path, tiny_dir):
+    _, store = make_arena(tmp_path, tiny_dir)
+    assert judge_campaign(store, "tasting", type("J", (), {"name": "pirate", "__call__": staticmethod(pirate_judge)})()) == 4
+    human = store.rater("tasting", "ann")
+    store.vote(human, store.next_assignment(human).battle_id, "left")
+    res = arena.results(store, "tasting")
+    assert res["human_votes"] == 1 and res["votes"] == 5
+    assert sum(r["n"] for r in res["judge_win_rates"]) == 4 and sum(r["n"] for r in res["win_rates"]) == 1
+
+
+def test_evaluate_writes_a_report_whose_numbers_recompute(tmp_path, tiny_dir):
+    config, _ = make_arena(tmp_path, tiny_dir)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p["prompt"], "category": p["category"]}) + "\n"
+                               for p in arena.load_prompts(arena.DEFAULT_PROMPTS)[:3]))
+    out = tmp_path / "report"
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--models", "tiny", *MODELS,
+                          "--base", "tiny", "--registry", str(config.registry_dir), "--data-dir", str(config.data_dir),
+                          "--judge", "none", "--no-4bit", "--prompts", str(prompts), "--max-new-tokens", "6",
+                          "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    saved = json.loads((out / "metrics.json").read_text())
+    assert (out / "report.html").read_text().count("plotly") > 0 and "| domain perplexity" in (out / "report.md").read_text()
+    from posttrain.registry import Registry
+
+    engine = Engine(Registry(config.registry_dir), "tiny", quantize=False)
+    general = [r["text"] for r in read_jsonl(DATA / "general_text.jsonl")]
+    for name in ["tiny", *MODELS]:
+        again = measure(engine, BASE if name == "tiny" else name, read_jsonl(DATA / "sft" / "heldout.jsonl"), general,
+                        read_jsonl(DATA / "preference" / "heldout.jsonl"), read_jsonl(DATA / "tasks_heldout.jsonl"))
+        assert again == pytest.approx(saved["metrics"][name], rel=1e-3)
+    from evals.store import Store
+
+    store = Store(config.data_dir / "arena.sqlite")
+    answers = store.answers(saved["campaign"])
+    assert len(answers) == 3 * 3 and saved["judge_votes"] == 0
+    assert saved["win_rates"] == stats.win_rates([v for v in store.votes(saved["campaign"]) if v["rater_kind"] == "judge"])
