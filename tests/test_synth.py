@@ -1,0 +1,148 @@
+"""The instruction-data builder: planted duplicates, refusals and an eval-prompt copy are caught,
+the funnel adds up, and the result trains with train.py sft unchanged."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from posttrain.synth import clean, generate
+from posttrain.synth.build import BuildConfig, build, read_seeds
+
+SEEDS = ROOT / "data" / "synth" / "seeds.jsonl"
+EVAL_COPY = "Explain how a rainbow forms."  # one of the 50 held-out prompts
+
+
+class CannedTeacher:
+    """Replies as a teacher would, with planted problems among them."""
+
+    name = "canned"
+
+    def __init__(self):
+        self.calls = 0
+
+    def complete(self, prompts, seed):
+        replies = []
+        for i in range(len(prompts)):
+            k = self.calls
+            self.calls += 1
+            plant = k % 8
+            if plant == 0:
+                replies.append("Instruction: How do I keep pasta from sticking together?\nInput:\nOutput: Stir it well "
+                               "during the first two minutes and use plenty of water.")  # repeated: duplicates
+            elif plant == 1:
+                replies.append("Instruction: How can I keep pasta from sticking together?\nInput:\nOutput: Stir it in the "
+                               "first minutes and use lots of water.")  # a paraphrase: embedding duplicate
+            elif plant == 2:
+                replies.append(f"Instruction: {EVAL_COPY}\nInput:\nOutput: Sunlight bends in raindrops.")
+            elif plant == 3:
+                replies.append("Instruction: Write a recipe for soup number seven.\nOutput: I'm sorry, as an AI I cannot cook.")
+            elif plant == 4:
+                replies.append("no task here at all")
+            else:
+                replies.append(f"Instruction: Give cooking tip number {k} about {['rice', 'eggs', 'bread', 'fish'][k % 4]} "
+                               f"for a cook who has {k} minutes.\nInput:\nOutput: Use tip {k}: keep the heat steady, taste "
+                               f"as you go and write down what worked on day {k}.")
+        return replies
+
+
+class HashEmbedder:
+    """Deterministic stand-in for MiniLM in unit tests: bag of content words (longer than three
+    letters), normalised. Paraphrases with the same content words land together."""
+
+    def __call__(self, texts):
+        out = np.zeros((len(texts), 512), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in clean.words(text):
+                if len(word) > 3:
+                    out[i, hash(word.rstrip("s")) % 512] += 1
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def test_parse_and_prompts():
+    assert generate.parse("Instruction: A\nInput: B\nOutput: C\nInstruction: D") == {"instruction": "A", "input": "B", "output": "C"}
+    assert generate.parse("Boil water.\nOutput: Done.") == {"instruction": "Boil water.", "input": "", "output": "Done."}
+    assert generate.parse("nothing useful") is None
+    seeds = read_seeds(SEEDS)
+    assert len(seeds) == 50
+    prompt = generate.make_prompt("self-instruct", seeds, random.Random(0))
+    assert prompt.count("Instruction:") == 3
+
+
+def test_filters_name_their_reason():
+    t = clean.Thresholds()
+    ok = {"instruction": "How do I boil an egg?", "input": "", "output": "Boil it for six minutes and cool it in water."}
+    assert clean.filter_reason(ok, t) is None
+    assert clean.filter_reason({**ok, "output": "As an AI language model I cannot help."}, t) == "refusal or boilerplate"
+    assert clean.filter_reason({**ok, "output": "Das Ei wird sechs Minuten gekocht und dann abgekühlt, fertig."}, t) == "language: not English"
+    assert clean.filter_reason({**ok, "output": "boil the egg " * 12}, t) == "repetition: output repeats itself"
+    assert clean.filter_reason({**ok, "instruction": "Hi"}, t).startswith("length")
+    assert clean.filter_reason({**ok, "output": ok["instruction"]}, t).startswith("malformed")
+
+
+def test_build_catches_planted_rows_and_the_funnel_adds_up(tmp_path):
+    config = BuildConfig(seeds=str(SEEDS), out=str(tmp_path / "build"), n=40, batch=8,
+                         eval_files=[str(ROOT / "data" / "heldout_prompts.jsonl")])
+    summary = build(config, CannedTeacher(), embedder=HashEmbedder())
+    f = summary["funnel"]
+    d = f["dropped"]
+    assert f["generated"] == 40 and f["parsed"] == 40 - d["parse"] == 35
+    assert f["after_filters"] == f["parsed"] - d["filter"]
+    assert f["after_minhash"] == f["after_filters"] + f["seeds"] - d["dedup-minhash"]
+    assert f["after_embedding"] == f["after_minhash"] - d["dedup-embedding"]
+    assert f["final"] == f["after_embedding"] - d["contamination"]
+    dropped = [json.loads(line) for line in (tmp_path / "build" / "dropped.jsonl").read_text().splitlines()]
+    final = [json.loads(line) for line in (tmp_path / "build" / "data.jsonl").read_text().splitlines()]
+    texts = [r["instruction"] for r in final]
+    assert texts.count("How do I keep pasta from sticking together?") == 1  # 5 planted copies, 1 kept
+    assert "How can I keep pasta from sticking together?" not in texts  # a paraphrase: embedding duplicate
+    assert any(r["stage"] == "dedup-embedding" and r["instruction"].startswith("How can I keep") for r in dropped)
+    assert EVAL_COPY not in texts and any(r["stage"] == "contamination" and EVAL_COPY in r["instruction"] for r in dropped)
+    assert all(r["reason"] for r in dropped) and d["filter"] >= 5 and d["parse"] == 5
+    assert len(final) == f["final"] and set(final[0]) == {"instruction", "input", "output"}
+    report = (tmp_path / "build" / "report.html").read_text()
+    assert "Random sample for manual rating" in report and "near duplicates" in report
+    config_saved = json.loads((tmp_path / "build" / "config.json").read_text())
+    assert config_saved["hashes"]["seeds"].startswith("sha256:") and config_saved["config"]["teacher"] == "canned"
+    # A rerun resumes: nothing new is asked of the teacher.
+    again = CannedTeacher()
+    assert build(config, again, embedder=HashEmbedder())["funnel"] == f and again.calls == 0
+
+
+def test_minilm_catches_a_paraphrase_and_an_eval_copy():
+    embedder = clean.Embedder()
+    rows = [{"instruction": "How long should I boil an egg?", "input": "", "output": "x"},
+            {"instruction": "For how long do I boil an egg?", "input": "", "output": "x"},
+            {"instruction": "Write a Python function for the factorial of a number", "input": "", "output": "x"}]
+    vectors = embedder([clean.text_of(r) for r in rows])
+    result = clean.embedding_dedup(rows, vectors, clean.Thresholds())
+    assert result.kept == [0, 2] and 1 in result.dropped
+    evals = ["Write a Python function that returns the factorial of n."]
+    found = clean.contamination(rows, vectors, evals, embedder(evals), clean.Thresholds())
+    assert list(found) == [2]
+
+
+def test_built_data_trains_with_sft(tmp_path, tiny_registry):
+    from trl import SFTConfig
+
+    from posttrain.train import RunArguments, run
+
+    config = BuildConfig(seeds=str(SEEDS), out=str(tmp_path / "build"), n=16, batch=8)
+    build(config, CannedTeacher(), embedder=HashEmbedder())
+    entry = run("sft", RunArguments(name="t-synth", base="tiny", data=str(tmp_path / "build" / "data.jsonl"),
+                                    registry=str(tiny_registry.root), lora_r=4),
+                SFTConfig(output_dir=str(tmp_path / "runs"), use_cpu=True, bf16=False, report_to="none", max_steps=2,
+                          per_device_train_batch_size=4, save_strategy="no", max_length=96))
+    assert entry.card["dataset_format"] == "alpaca" and entry.card["train_rows"] > 0
+
+
+def test_local_teacher_runs_on_the_engine(tiny_registry, tmp_path):
+    from posttrain.engine import Engine
+    from posttrain.synth.teacher import LocalTeacher
+
+    teacher = LocalTeacher(Engine(tiny_registry, "tiny", quantize=False), "ad-a", max_new_tokens=6, batch_size=4)
+    rows = generate.generate(teacher, read_seeds(SEEDS), 6, tmp_path / "raw.jsonl", batch=4)
+    assert len(rows) == 6 and all(isinstance(r["reply"], str) for r in rows)
+    assert len((tmp_path / "raw.jsonl").read_text().splitlines()) == 6
