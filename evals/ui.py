@@ -67,14 +67,18 @@ def check_admin(config: ArenaConfig, password: str) -> None:
 
 
 # ---- rating (public) ------------------------------------------------------------------------
+def progress_bar(done: int, total: int, label: str) -> str:
+    return f"<progress value='{done}' max='{total}'></progress> <b>{label}</b>"
+
+
 def battle_view(svc: Services, session: dict) -> tuple:
     """(session, progress, prompt, left, right, controls visible) for the rater's next battle."""
     assignment = svc.store.next_assignment(session["rater_id"])
     if assignment is None:
         done, total = svc.store.progress(session["rater_id"])
-        return ({**session, "battle_id": None}, f"**{done} / {total}** — all done, thank you!", "", "", "",
+        return ({**session, "battle_id": None}, progress_bar(done, total, f"{done} / {total} rated, all done, thank you!"), "", "", "",
                 gr.update(visible=False))
-    return ({**session, "battle_id": assignment.battle_id}, f"**{assignment.done + 1} / {assignment.total}**",
+    return ({**session, "battle_id": assignment.battle_id}, progress_bar(assignment.done, assignment.total, f"battle {assignment.done + 1} of {assignment.total}"),
             assignment.prompt, assignment.left, assignment.right, gr.update(visible=True))
 
 
@@ -112,7 +116,7 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
         done, total = svc.store.progress(session["rater_id"])
         reveal = f"You voted **{choice}**. A was `{names['left']}`, B was `{names['right']}`."
         # The battle is cleared while the names are shown; the next one loads on "Next".
-        cleared = ({**session, "battle_id": None}, f"**{done} / {total}**", "", "", "", gr.update(visible=False))
+        cleared = ({**session, "battle_id": None}, progress_bar(done, total, f"{done} / {total} rated"), "", "", "", gr.update(visible=False))
         return (*cleared, reveal, gr.update(visible=done < total), None, None, None, "", "")
 
     def next_battle(session):
@@ -227,7 +231,7 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
                 rater = gr.Textbox(label="Your name", elem_id="rater-name")
                 code = gr.Textbox(label="Access code", type="password", visible=bool(config.access_code))
                 start_btn = gr.Button("Start / resume", variant="primary", elem_id="start")
-            progress_md = gr.Markdown(elem_id="progress")
+            progress_md = gr.HTML(elem_id="progress")
             prompt_md = gr.Textbox(label="Prompt", interactive=False, elem_id="prompt")
             with gr.Row():
                 left = gr.Textbox(label="Model A", interactive=False, lines=8, elem_id="answer-a")

@@ -34,7 +34,7 @@ def test_a_rater_rates_a_campaign_in_the_browser(tmp_path, tiny_dir):
             page.locator("#rater-name textarea").fill("browser-bob")
             page.locator("#start").click()
             for number in range(1, 4):
-                expect(page.locator("#progress")).to_contain_text(f"{number} / 3", timeout=30_000)
+                expect(page.locator("#progress")).to_contain_text(f"battle {number} of 3", timeout=30_000)
                 html = page.content()
                 assert not any(name in html for name in MODELS), "a model name was on the page before the vote"
                 page.locator("#choice").get_by_text("A is better").click()
@@ -43,7 +43,7 @@ def test_a_rater_rates_a_campaign_in_the_browser(tmp_path, tiny_dir):
                 expect(page.locator("#answer-a textarea")).to_have_value("")  # the names show with no battle
                 if number < 3:
                     page.locator("#next").click()
-            expect(page.locator("#progress")).to_contain_text("3 / 3", timeout=30_000)
+            expect(page.locator("#progress")).to_contain_text("3 / 3 rated", timeout=30_000)
             expect(page.locator("#next")).to_be_hidden()
             page.screenshot(path=str(tmp_path / "rated.png"))
 
