@@ -19,15 +19,10 @@ class RoutedModel:
     functions in posttrain.metrics expect of a model."""
 
     def __init__(self, engine: Engine, name: str):
-        self.engine, self.slot, self.training = engine, engine.slot(name), False
+        self.engine, self.name, self.training = engine, name, False
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        with self.engine._lock:
-            self.engine._route(torch.full((input_ids.shape[0],), self.slot, device=self.engine.device))
-            try:
-                return self.engine.model(input_ids=input_ids, attention_mask=attention_mask)
-            finally:
-                self.engine._route(None)
+        return self.engine.forward(self.name, input_ids, attention_mask)
 
     def parameters(self):
         return self.engine.model.parameters()

@@ -375,6 +375,16 @@ class Engine:
             raise errors[0]
         yield self._answers(models, prepared, streamer)
 
+    def forward(self, model: str, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """A teacher-forced forward pass with every row on `model` (held-out metrics use it)."""
+        slot = self.slot(model)
+        with self._lock, torch.inference_mode():
+            self._route(torch.full((input_ids.shape[0],), slot, device=self.device))
+            try:
+                return self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device))
+            finally:
+                self._route(None)
+
     def battle(self, prompt: str | list[dict], model_a: str, model_b: str, params: SamplingParams) -> tuple[Answer, Answer]:
         """Both sides of a battle in one batched call."""
         a, b = self.generate([prompt, prompt], [model_a, model_b], params)
