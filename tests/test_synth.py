@@ -64,6 +64,7 @@ class HashEmbedder:
 def test_parse_and_prompts():
     assert generate.parse("Instruction: A\nInput: B\nOutput: C\nInstruction: D") == {"instruction": "A", "input": "B", "output": "C"}
     assert generate.parse("Boil water.\nOutput: Done.") == {"instruction": "Boil water.", "input": "", "output": "Done."}
+    assert generate.parse("Instructions: Halve it.\nAnswer: Done.") == {"instruction": "Halve it.", "input": "", "output": "Done."}
     assert generate.parse("nothing useful") is None
     seeds = read_seeds(SEEDS)
     assert len(seeds) == 50

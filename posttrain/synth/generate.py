@@ -19,7 +19,7 @@ EVOL = (
     "Here is a task:\n\n{example}\n\nRewrite it into a new, more specific and slightly harder task, and answer it. "
     "Use exactly the same format (Instruction, Input, Output)."
 )
-_FIELDS = re.compile(r"(?is)instruction\s*:\s*(?P<instruction>.*?)(?:\n\s*input\s*:\s*(?P<input>.*?))?\n\s*output\s*:\s*(?P<output>.*)")
+_FIELDS = re.compile(r"(?is)instructions?\s*:\s*(?P<instruction>.*?)(?:\n\s*inputs?\s*:\s*(?P<input>.*?))?\n\s*(?:output|answer|response)s?\s*:\s*(?P<output>.*)")
 
 
 def show(example: dict) -> str:
@@ -36,12 +36,12 @@ def make_prompt(kind: str, pool: list[dict], rng: random.Random, k: int = 3) -> 
 def parse(reply: str) -> dict | None:
     """The first Instruction/Input/Output block in a reply, or None when there is none."""
     text = reply.strip()
-    if not re.match(r"(?i)\s*instruction\s*:", text):
+    if not re.match(r"(?i)\s*instructions?\s*:", text):
         text = "Instruction: " + text  # small teachers often start straight with the task
     match = _FIELDS.search(text)
     if not match:
         return None
-    output = re.split(r"\n\s*instruction\s*:", match.group("output"), flags=re.I)[0]  # a second task starts
+    output = re.split(r"\n\s*instructions?\s*:", match.group("output"), flags=re.I)[0]  # a second task starts
     return {"instruction": match.group("instruction").strip(), "input": (match.group("input") or "").strip(),
             "output": output.strip()}
 
