@@ -5,15 +5,13 @@ and judge agreement can be compared. Never trains and never generates answers it
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import time
-import urllib.request
 from dataclasses import dataclass
 from typing import Callable
 
 from evals.store import Store
+from posttrain.chat_api import chat_completion
 
 # A verdict on (answer shown first, answer shown second): "first", "second" or "tie".
 Verdict = str
@@ -74,19 +72,9 @@ class OpenAIJudge:
         return cls(os.environ["JUDGE_BASE_URL"].rstrip("/"), os.environ["JUDGE_MODEL"], os.environ.get("JUDGE_API_KEY", ""))
 
     def __call__(self, prompt: str, first: str, second: str) -> Verdict:
-        body = json.dumps({"model": self.model, "temperature": 0, "messages": [
-            {"role": "user", "content": JUDGE_PROMPT.format(question=prompt, answer_a=first, answer_b=second)}]}).encode()
-        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers={
-            "Content-Type": "application/json", **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})})
-        for attempt in range(self.retries + 1):
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    text = json.load(response)["choices"][0]["message"]["content"]
-                break
-            except (OSError, KeyError, ValueError) as exc:
-                if attempt == self.retries:
-                    raise RuntimeError(f"judge endpoint {self.base_url} failed {self.retries + 1} times: {exc}") from exc
-                time.sleep(min(2**attempt, 30))
+        body = {"model": self.model, "temperature": 0, "messages": [
+            {"role": "user", "content": JUDGE_PROMPT.format(question=prompt, answer_a=first, answer_b=second)}]}
+        text = chat_completion(self.base_url, body, self.api_key, self.retries, self.timeout)
         match = re.findall(r"\[\[([ABC])\]\]", text)
         return {"A": "first", "B": "second"}.get(match[-1] if match else "C", "tie")
 

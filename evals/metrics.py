@@ -5,9 +5,6 @@ when one is given), and rule-checked task accuracy from greedy answers."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 
 from posttrain.engine import Engine, SamplingParams
@@ -32,10 +29,6 @@ class RoutedModel:
 
     def train(self, mode: bool = True):
         return self
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def task_accuracy(engine: Engine, name: str, tasks: list[dict], max_new_tokens: int = 48) -> float:

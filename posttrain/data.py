@@ -436,6 +436,16 @@ def _line_number(skipped: Skipped) -> int:
     return int(re.search(r"(\d+)$", skipped.where).group(1))
 
 
+def read_jsonl(path: str | Path) -> list[dict]:
+    """All rows of a JSONL file; a broken line raises DataError with file:line."""
+    rows = []
+    for item in _iter_jsonl(Path(path)):
+        if isinstance(item, Skipped):
+            raise DataError(str(item))
+        rows.append(item[1])
+    return rows
+
+
 def write_jsonl(rows: Iterable[dict], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from evals import arena, metrics, report
 from evals.judge import OpenAIJudge, RewardJudge, judge_campaign
 from evals.store import Store
+from posttrain.data import read_jsonl
 from posttrain.engine import BASE, Engine, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
 from posttrain.registry import Registry, RegistryError
@@ -56,10 +57,10 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     names = {BASE: args.base}
-    sft_heldout = metrics.read_jsonl(args.sft_heldout)
-    pairs = metrics.read_jsonl(args.pairs_heldout)
-    general = [r["text"] for r in metrics.read_jsonl(args.general_text)]
-    tasks = metrics.read_jsonl(args.tasks)
+    sft_heldout = read_jsonl(args.sft_heldout)
+    pairs = read_jsonl(args.pairs_heldout)
+    general = [r["text"] for r in read_jsonl(args.general_text)]
+    tasks = read_jsonl(args.tasks)
     measured = {}
     for model in tqdm(models, desc="metrics", file=sys.stderr):
         measured[names.get(model, model)] = metrics.measure(engine, model, sft_heldout, general, pairs, tasks)

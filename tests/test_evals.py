@@ -13,7 +13,8 @@ from arena_fixtures import MODELS, make_arena
 from conftest import ROOT
 from evals import arena, stats
 from evals.judge import OpenAIJudge, both_orders, judge_campaign
-from evals.metrics import measure, read_jsonl
+from evals.metrics import measure
+from posttrain.data import read_jsonl
 from posttrain.engine import BASE, Engine
 
 DATA = ROOT / "data"

@@ -147,3 +147,36 @@ def test_local_teacher_runs_on_the_engine(tiny_registry, tmp_path):
     rows = generate.generate(teacher, read_seeds(SEEDS), 6, tmp_path / "raw.jsonl", batch=4)
     assert len(rows) == 6 and all(isinstance(r["reply"], str) for r in rows)
     assert len((tmp_path / "raw.jsonl").read_text().splitlines()) == 6
+
+
+def test_api_teacher_caches_so_a_rerun_does_not_pay_twice(tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from posttrain.synth.teacher import OpenAITeacher
+
+    calls = []
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            calls.append(body)
+            reply = {"choices": [{"message": {"content": f"Instruction: task {len(calls)}\nOutput: answer"}}]}
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps(reply).encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/v1"
+        first = OpenAITeacher(url, "fake", cache=tmp_path / "cache.sqlite", requests_per_minute=6000).complete(["a", "b"], seed=1)
+        again = OpenAITeacher(url, "fake", cache=tmp_path / "cache.sqlite", requests_per_minute=6000).complete(["a", "b"], seed=1)
+        assert first == again == ["Instruction: task 1\nOutput: answer", "Instruction: task 2\nOutput: answer"]
+        assert len(calls) == 2 and calls[0]["model"] == "fake" and calls[0]["messages"][0]["content"] == "a"
+    finally:
+        server.shutdown()

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from posttrain.data import read_jsonl
 from posttrain.synth import clean, generate, report
 
 
@@ -25,17 +26,6 @@ class BuildConfig:
     eval_files: list[str] = field(default_factory=lambda: ["data/heldout_prompts.jsonl"])
     include_seeds: bool = True
     thresholds: clean.Thresholds = field(default_factory=clean.Thresholds)
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: broken JSON ({exc.msg})") from None
-    return rows
 
 
 def read_seeds(path: str | Path) -> list[dict]:

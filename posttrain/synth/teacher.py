@@ -9,9 +9,9 @@ import json
 import os
 import sqlite3
 import time
-import urllib.request
 from pathlib import Path
 
+from posttrain.chat_api import chat_completion
 from posttrain.engine import Engine, SamplingParams
 
 
@@ -58,6 +58,11 @@ class OpenAITeacher:
     def complete(self, prompts: list[str], seed: int) -> list[str]:
         return [self._one(prompt, seed + i) for i, prompt in enumerate(prompts)]
 
+    def _wait_turn(self) -> None:
+        """At most `requests_per_minute` requests, evenly spaced."""
+        time.sleep(max(0.0, self._last + self.interval - time.monotonic()))
+        self._last = time.monotonic()
+
     def _one(self, prompt: str, seed: int) -> str:
         body = {"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens, "seed": seed,
                 "messages": [{"role": "user", "content": prompt}]}
@@ -66,19 +71,7 @@ class OpenAITeacher:
             row = con.execute("SELECT text FROM completions WHERE key = ?", (key,)).fetchone()
         if row:
             return row[0]
-        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(), headers={
-            "Content-Type": "application/json", **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})})
-        for attempt in range(self.retries + 1):
-            time.sleep(max(0.0, self._last + self.interval - time.monotonic()))  # rate limit
-            self._last = time.monotonic()
-            try:
-                with urllib.request.urlopen(request, timeout=120) as response:
-                    text = json.load(response)["choices"][0]["message"]["content"]
-                break
-            except (OSError, KeyError, ValueError) as exc:
-                if attempt == self.retries:
-                    raise RuntimeError(f"teacher endpoint {self.base_url} failed {attempt + 1} times: {exc}") from exc
-                time.sleep(min(2**attempt, 60))  # exponential backoff
+        text = chat_completion(self.base_url, body, self.api_key, self.retries, before_try=self._wait_turn)
         with sqlite3.connect(self.cache) as con:
             con.execute("INSERT OR REPLACE INTO completions VALUES (?, ?)", (key, text))
         return text
