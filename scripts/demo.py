@@ -20,7 +20,7 @@ from posttrain.registry import Registry, RegistryError, default_registry_dir
 
 
 def newest_adapter(registry: Registry, base: str) -> str | None:
-    adapters = [e for e in registry.entries() if e.is_adapter and e.base == base]
+    adapters = [e for e in registry.entries() if e.is_adapter and e.base == base and e.method != "reward"]
     return max(adapters, key=lambda e: str(e.card.get("created_at", ""))).name if adapters else None
 
 
