@@ -21,9 +21,9 @@ PREF_DATA = ROOT / "data" / "preference"
 
 
 def common(tmp_path, **overrides) -> dict:
-    return dict(output_dir=str(tmp_path / "runs"), use_cpu=True, bf16=False, report_to="none", max_length=96,
-                per_device_train_batch_size=4, per_device_eval_batch_size=4, logging_steps=1,
-                save_strategy="no", seed=0, **overrides)
+    return {**dict(output_dir=str(tmp_path / "runs"), use_cpu=True, bf16=False, report_to="none", max_length=96,
+                   per_device_train_batch_size=4, per_device_eval_batch_size=4, logging_steps=1,
+                   save_strategy="no", seed=0), **overrides}
 
 
 def sft(registry, tmp_path, name="t-sft", **overrides):
@@ -46,7 +46,8 @@ def test_sft_publishes_an_adapter_with_its_card(tiny_registry, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    entry = sft(tiny_registry, tmp_path)
+    entry = sft(tiny_registry, tmp_path, report_to="tensorboard")
+    assert list(tmp_path.rglob("events.out.tfevents*"))  # the training curves, for tensorboard
     card = entry.card
     assert card["method"] == "sft" and card["parent"] == "tiny" and card["base"] == "tiny"
     metrics = card["metrics"]
