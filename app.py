@@ -13,32 +13,25 @@ import logging
 import os
 from pathlib import Path
 
+from evals.store import default_data_dir
 from evals.ui import ArenaConfig, build_ui
 from posttrain.models import DEFAULT_BASE_NAME
-from posttrain.registry import Registry
-
-
-def default_data_dir() -> Path:
-    space_storage = Path("/data")
-    if space_storage.is_dir() and os.access(space_storage, os.W_OK):
-        return space_storage / "arena"
-    return Path("arena_data")
+from posttrain.registry import Registry, default_registry_dir
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--registry", default=os.environ.get("REGISTRY_DIR", "registry"))
-    parser.add_argument("--data-dir", default=os.environ.get("ARENA_DATA_DIR") or str(default_data_dir()))
+    parser.add_argument("--registry", default=str(default_registry_dir()))
+    parser.add_argument("--data-dir", default=str(default_data_dir()))
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    registry = Registry(args.registry)
-    if args.base == DEFAULT_BASE_NAME:
-        registry.import_default_base()
-    elif args.base not in registry and os.environ.get("BASE_MODEL_SOURCE"):
-        registry.import_base(os.environ["BASE_MODEL_SOURCE"], args.base)  # e.g. a Hub id on a GPU Space
+    source = os.environ.get("BASE_MODEL_SOURCE")  # e.g. a Hub id on a GPU Space
+    if args.base == DEFAULT_BASE_NAME or source:
+        # Without either, a missing base only matters to generation; rating still works.
+        Registry(args.registry).ensure_base(args.base, source)
     config = ArenaConfig(
         registry_dir=Path(args.registry), data_dir=Path(args.data_dir), base=args.base,
         admin_password=os.environ.get("ADMIN_PASSWORD", ""), access_code=os.environ.get("ACCESS_CODE", ""),

@@ -6,6 +6,7 @@ UI or computes ratings."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 from contextlib import contextmanager
@@ -42,6 +43,16 @@ CREATE TABLE IF NOT EXISTS votes (
     edited TEXT, comment TEXT, created_at TEXT NOT NULL, UNIQUE (battle_id, rater_id));
 """
 CHOICES = ("left", "right", "tie", "both_bad")
+
+
+def default_data_dir() -> Path:
+    """ARENA_DATA_DIR; else /data/arena on a Space with persistent storage; else ./arena_data."""
+    if os.environ.get("ARENA_DATA_DIR"):
+        return Path(os.environ["ARENA_DATA_DIR"])
+    space_storage = Path("/data")
+    if space_storage.is_dir() and os.access(space_storage, os.W_OK):
+        return space_storage / "arena"
+    return Path("arena_data")
 
 
 class StoreError(ValueError):
@@ -197,10 +208,7 @@ class Store:
     def next_assignment(self, rater_id: int) -> Assignment | None:
         """The rater's first battle without a vote (None when all are done)."""
         with self.connect() as con:
-            counts = con.execute(
-                "SELECT COUNT(*) AS total, SUM(v.id IS NOT NULL) AS done FROM assignments s "
-                "LEFT JOIN votes v ON v.battle_id = s.battle_id AND v.rater_id = s.rater_id WHERE s.rater_id = ?",
-                (rater_id,)).fetchone()
+            done, total = _progress(con, rater_id)
             row = con.execute(
                 "SELECT s.position, s.battle_id, s.a_on_left, p.prompt, aa.text AS text_a, ab.text AS text_b "
                 "FROM assignments s JOIN battles b ON b.id = s.battle_id JOIN prompts p ON p.id = b.prompt_id "
@@ -211,16 +219,12 @@ class Store:
         if row is None:
             return None
         left, right = (row["text_a"], row["text_b"]) if row["a_on_left"] else (row["text_b"], row["text_a"])
-        return Assignment(rater_id, row["battle_id"], row["position"], counts["total"], counts["done"] or 0,
-                          row["prompt"], left, right)
+        return Assignment(rater_id, row["battle_id"], row["position"], total, done, row["prompt"], left, right)
 
     def progress(self, rater_id: int) -> tuple[int, int]:
+        """(battles voted, battles assigned) for a rater."""
         with self.connect() as con:
-            row = con.execute(
-                "SELECT COUNT(*) AS total, SUM(v.id IS NOT NULL) AS done FROM assignments s "
-                "LEFT JOIN votes v ON v.battle_id = s.battle_id AND v.rater_id = s.rater_id WHERE s.rater_id = ?",
-                (rater_id,)).fetchone()
-        return (row["done"] or 0), row["total"]
+            return _progress(con, rater_id)
 
     # ---- votes -------------------------------------------------------------------------------
     def vote(self, rater_id: int, battle_id: int, choice: str, score_left: int | None = None,
@@ -286,3 +290,11 @@ class Store:
                 "rejected_model": r[f"model_{lose}"], "edited": r["edited"] is not None, "created_at": r["created_at"],
             })
         return pairs
+
+
+def _progress(con: sqlite3.Connection, rater_id: int) -> tuple[int, int]:
+    row = con.execute(
+        "SELECT COUNT(*) AS total, SUM(v.id IS NOT NULL) AS done FROM assignments s "
+        "LEFT JOIN votes v ON v.battle_id = s.battle_id AND v.rater_id = s.rater_id WHERE s.rater_id = ?",
+        (rater_id,)).fetchone()
+    return (row["done"] or 0), row["total"]

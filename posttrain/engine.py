@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from posttrain.models import load_base, load_tokenizer
-from posttrain.registry import ADAPTER_WEIGHTS, Registry, read_adapter_config
+from posttrain.registry import ADAPTER_WEIGHTS, LORA_A_KEY, Registry, read_adapter_config
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def read_lora(adapter_dir: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]
     for key, a in tensors.items():
         if "lora_embedding" in key:
             raise EngineError(f"{adapter_dir}: LoRA on embeddings ({key}) is not supported by the engine")
-        match = re.match(r"^base_model\.model\.(.+)\.lora_A(?:\.[^.]+)?\.weight$", key)
+        match = LORA_A_KEY.match(key)
         if not match:
             continue
         module = match.group(1)

@@ -22,6 +22,8 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 CARD = "README.md"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# A PEFT LoRA tensor name, as saved: base_model.model.<module path>.lora_A[.<adapter>].weight
+LORA_A_KEY = re.compile(r"^base_model\.model\.(.+)\.lora_A(?:\.[^.]+)?\.weight$")
 
 
 class RegistryError(ValueError):
@@ -114,7 +116,7 @@ def adapter_module_shapes(folder: Path) -> dict[str, tuple[int, int, int]]:
     shapes = tensor_shapes(folder)
     modules: dict[str, tuple[int, int, int]] = {}
     for key, shape in shapes.items():
-        match = re.match(r"^base_model\.model\.(.+)\.lora_A(?:\.[^.]+)?\.weight$", key)
+        match = LORA_A_KEY.match(key)
         if not match:
             continue
         module = match.group(1)
@@ -213,6 +215,18 @@ class Registry:
         if DEFAULT_BASE_NAME in self:
             return self.get(DEFAULT_BASE_NAME)
         return self._publish_base(DEFAULT_BASE_NAME, export_embedded_default, source=DEFAULT_BASE_SOURCE)
+
+    def ensure_base(self, name: str, source: str | None = None) -> Entry:
+        """Base entry `name`, importing it first when missing: the embedded default by its own
+        name, any other base from `source` (a folder or Hub id) when one is given."""
+        from posttrain.models import DEFAULT_BASE_NAME
+
+        if name not in self:
+            if name == DEFAULT_BASE_NAME:
+                return self.import_default_base()
+            if source:
+                return self.import_base(source, name)
+        return self.get(name)
 
     def _publish_base(self, name: str, write: Callable[[Path], None], source: str) -> Entry:
         def write_and_describe(tmp: Path) -> None:

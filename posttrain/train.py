@@ -179,9 +179,7 @@ def resolve_entries(run: RunArguments) -> tuple[Registry, Entry, Entry | None]:
     registry = Registry(run.registry)
     if run.name in registry:
         raise RegistryError(f"entry {run.name!r} already exists in {registry.root}; pick another --name or remove it")
-    if run.base == DEFAULT_BASE_NAME:
-        registry.import_default_base()
-    base = registry.get(run.base)
+    base = registry.ensure_base(run.base)
     parent = registry.get(run.parent) if run.parent else None
     if parent is not None and (not parent.is_adapter or parent.base != base.name):
         raise RegistryError(f"parent {parent.name!r} is not an adapter on base {base.name!r} (it runs on {parent.base!r})")

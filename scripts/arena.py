@@ -17,17 +17,17 @@ import sys
 from tqdm import tqdm
 
 from evals import arena
-from evals.store import Store, StoreError
+from evals.store import Store, StoreError, default_data_dir
 from evals.ui import check_blind_name
 from posttrain.engine import Engine, EngineError, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
-from posttrain.registry import Registry, RegistryError
+from posttrain.registry import Registry, RegistryError, default_registry_dir
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--registry", default=os.environ.get("REGISTRY_DIR", "registry"))
-    parser.add_argument("--data-dir", default=os.environ.get("ARENA_DATA_DIR", "arena_data"))
+    parser.add_argument("--registry", default=str(default_registry_dir()))
+    parser.add_argument("--data-dir", default=str(default_data_dir()))
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
     sub = parser.add_subparsers(dest="command", required=True)
     campaign = sub.add_parser("campaign").add_subparsers(dest="action", required=True)

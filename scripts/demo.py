@@ -45,8 +45,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     registry = Registry(args.registry)
     try:
-        if args.base == DEFAULT_BASE_NAME:
-            registry.import_default_base()
+        registry.ensure_base(args.base)
         engine = Engine(registry, args.base)
         model_b = args.b or newest_adapter(registry, args.base) or BASE
         params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)

@@ -20,11 +20,11 @@ from tqdm import tqdm
 
 from evals import arena, metrics, report
 from evals.judge import OpenAIJudge, RewardJudge, judge_campaign
-from evals.store import Store
+from evals.store import Store, default_data_dir
 from posttrain.data import read_jsonl
 from posttrain.engine import BASE, Engine, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
-from posttrain.registry import Registry, RegistryError
+from posttrain.registry import Registry, RegistryError, default_registry_dir
 from posttrain.reward import RewardScorer, pairwise_accuracy
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -34,8 +34,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True, help="registry entries; the base's name = the plain base")
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
-    parser.add_argument("--registry", default=os.environ.get("REGISTRY_DIR", "registry"))
-    parser.add_argument("--data-dir", default=os.environ.get("ARENA_DATA_DIR", "arena_data"))
+    parser.add_argument("--registry", default=str(default_registry_dir()))
+    parser.add_argument("--data-dir", default=str(default_data_dir()))
     parser.add_argument("--judge", choices=["auto", "reward", "openai", "none"], default="auto")
     parser.add_argument("--reward", help="reward entry for the judge (default: the newest reward entry)")
     parser.add_argument("--prompts", default=str(DATA / "heldout_prompts.jsonl"))

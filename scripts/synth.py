@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from posttrain.engine import BASE, Engine
 from posttrain.models import DEFAULT_BASE_NAME
-from posttrain.registry import Registry
+from posttrain.registry import Registry, default_registry_dir
 from posttrain.synth.build import BuildConfig, build
 from posttrain.synth.teacher import LocalTeacher, OpenAITeacher
 
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     parser.add_argument("--api", action="store_true")
     parser.add_argument("--rpm", type=float, default=60, help="API requests per minute")
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
-    parser.add_argument("--registry", default=os.environ.get("REGISTRY_DIR", "registry"))
+    parser.add_argument("--registry", default=str(default_registry_dir()))
     parser.add_argument("--seeds", default="data/synth/seeds.jsonl")
     parser.add_argument("--out", default="data/synth/build")
     parser.add_argument("--n", type=int, default=5000)
@@ -47,8 +47,7 @@ def main(argv=None) -> int:
             teacher = OpenAITeacher.from_env(requests_per_minute=args.rpm, cache=os.path.join(args.out, "cache.sqlite"))
         else:
             registry = Registry(args.registry)
-            if args.base == DEFAULT_BASE_NAME:
-                registry.import_default_base()
+            registry.ensure_base(args.base)
             engine = Engine(registry, args.base, quantize=not args.no_4bit)
             teacher = LocalTeacher(engine, BASE if args.teacher == args.base else args.teacher,
                                    max_new_tokens=args.max_new_tokens, batch_size=args.batch)

@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from conftest import ROOT, make_lora, make_tiny_model
 from posttrain.registry import Registry, RegistryError, read_card
@@ -106,3 +105,10 @@ def test_cli_list_show_import_remove(tiny_registry, tiny_dir, tmp_path):
     assert missing.returncode == 2 and "no entry 'nope'" in missing.stderr and missing.stdout == ""
     assert run_cli(tiny_registry, "remove", "plain").returncode == 0
     assert "plain" not in tiny_registry.names()
+
+
+def test_ensure_base_imports_only_what_it_can(tiny_registry, tiny_dir):
+    assert tiny_registry.ensure_base("tiny").name == "tiny"  # present: returned as is
+    assert tiny_registry.ensure_base("tiny-copy", source=str(tiny_dir)).card["method"] == "base"
+    with pytest.raises(RegistryError, match="no entry 'qwen2-0.5b'"):
+        tiny_registry.ensure_base("qwen2-0.5b")  # not the embedded default, and no source given

@@ -5,7 +5,6 @@ import json
 import random
 
 import numpy as np
-import pytest
 
 from conftest import ROOT
 from posttrain.synth import clean, generate
