@@ -18,8 +18,8 @@ class RoutedModel:
     def __init__(self, engine: Engine, name: str):
         self.engine, self.name, self.training = engine, name, False
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        return self.engine.forward(self.name, input_ids, attention_mask)
+    def label_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):
+        return self.engine.label_logprobs(self.name, input_ids, attention_mask, labels)
 
     def parameters(self):
         return self.engine.model.parameters()
@@ -46,7 +46,7 @@ def measure(engine: Engine, name: str, sft_heldout: list[dict], general: list[st
             tasks: list[dict], reward_scorer=None) -> dict:
     """Every held-out metric of one entry (or the plain base)."""
     model = RoutedModel(engine, name)
-    tokenizer = engine.tokenizer
+    tokenizer = engine.tokenizer_for(name)
     metrics = {
         "domain_perplexity": perplexity(model, tokenizer, [r["messages"] for r in sft_heldout]),
         "general_perplexity": text_perplexity(model, tokenizer, general),

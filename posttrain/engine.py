@@ -6,7 +6,9 @@ per-row gathered weights, instead of PEFT's per-adapter loop. Never writes to th
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import queue
 import re
 import threading
@@ -79,8 +81,10 @@ class MultiLoraLinear(nn.Module):
     """A base linear layer (fp or 4-bit) plus stacked LoRA weights, one slot per adapter.
 
     Slot 0 is the plain base (zeros). The scaling factor is folded into B, and ranks are padded
-    with zeros to the largest one, which leaves every product exact. `route` picks each batch
-    row's slot once per generate call, so the per-token cost is two batched matmuls."""
+    with zeros to the largest one, which leaves every product exact. `route` gathers each batch
+    row's weights once per generate call into buffers that keep their address for a given batch
+    size (a compiled, CUDA-graphed decode step reads them in place); per token the cost is two
+    batched matmuls."""
 
     def __init__(self, base_layer: nn.Module, dtype: torch.dtype):
         super().__init__()
@@ -88,32 +92,39 @@ class MultiLoraLinear(nn.Module):
         self.dtype = dtype
         self.in_features = base_layer.in_features
         self.out_features = base_layer.out_features
-        self.lora_A: torch.Tensor | None = None  # [slots, r, in]
-        self.lora_B: torch.Tensor | None = None  # [slots, out, r]
+        self.lora_A: torch.Tensor | None = None  # [slots, in, r]  (A transposed)
+        self.lora_B: torch.Tensor | None = None  # [slots, r, out] (B·scale transposed)
         self._routed: tuple[torch.Tensor, torch.Tensor] | None = None  # per-row A^T, B^T
+        self._buffers_by_rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def route(self, index: torch.Tensor | None) -> None:
         if index is None or self.lora_A is None:
             self._routed = None
-        else:
-            self._routed = (
-                self.lora_A[index].transpose(1, 2).contiguous(),
-                self.lora_B[index].transpose(1, 2).contiguous(),
-            )
+            return
+        rows = index.shape[0]
+        buffers = self._buffers_by_rows.get(rows)
+        if buffers is None or buffers[0].shape[2] != self.lora_A.shape[2]:
+            buffers = (self.lora_A.new_empty((rows, *self.lora_A.shape[1:])),
+                       self.lora_B.new_empty((rows, *self.lora_B.shape[1:])))
+            self._buffers_by_rows[rows] = buffers
+        torch.index_select(self.lora_A, 0, index, out=buffers[0])
+        torch.index_select(self.lora_B, 0, index, out=buffers[1])
+        self._routed = buffers
 
     def add_slot(self, a: torch.Tensor | None, b: torch.Tensor | None, slots: int, device) -> None:
         """Append one adapter's (A, scaled B) as slot number `slots - 1`; None = not targeted."""
-        rank = max(a.shape[0] if a is not None else 0, self.lora_A.shape[1] if self.lora_A is not None else 0)
-        stack_a = torch.zeros(slots, rank, self.in_features, device=device, dtype=self.dtype)
-        stack_b = torch.zeros(slots, self.out_features, rank, device=device, dtype=self.dtype)
+        rank = max(a.shape[0] if a is not None else 0, self.lora_A.shape[2] if self.lora_A is not None else 0)
+        stack_a = torch.zeros(slots, self.in_features, rank, device=device, dtype=self.dtype)
+        stack_b = torch.zeros(slots, rank, self.out_features, device=device, dtype=self.dtype)
         if self.lora_A is not None:
-            old_slots, old_rank = self.lora_A.shape[:2]
-            stack_a[:old_slots, :old_rank] = self.lora_A
-            stack_b[:old_slots, :, :old_rank] = self.lora_B
+            old_slots, _, old_rank = self.lora_A.shape
+            stack_a[:old_slots, :, :old_rank] = self.lora_A
+            stack_b[:old_slots, :old_rank] = self.lora_B
         if a is not None:
-            stack_a[-1, : a.shape[0]] = a
-            stack_b[-1, :, : b.shape[1]] = b
+            stack_a[-1, :, : a.shape[0]] = a.T
+            stack_b[-1, : b.shape[1]] = b.T
         self.lora_A, self.lora_B = stack_a, stack_b
+        self._buffers_by_rows.clear()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)
@@ -126,6 +137,38 @@ class MultiLoraLinear(nn.Module):
         return y + delta.to(y.dtype)
 
 
+class MultiTokenEmbedding(nn.Module):
+    """The input embedding (and, for a tied or trained head, the output head) with per-adapter
+    replacement rows: what PEFT's `trainable_token_indices` trains (a template's special tokens
+    that the base never learned). Rows routed to a slot see that slot's rows for its tokens."""
+
+    def __init__(self, base_layer: nn.Module, head: bool):
+        super().__init__()
+        self.base_layer = base_layer
+        self.head = head  # True: an output head (logits), False: an input embedding
+        self.slots: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # slot -> (ids [k], rows [k, hidden])
+        self._index: torch.Tensor | None = None
+
+    def route(self, index: torch.Tensor | None) -> None:
+        self._index = index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base_layer(x)
+        if self._index is None:
+            return y
+        for slot, (ids, rows) in self.slots.items():
+            mine = self._index == slot
+            if not bool(mine.any()):
+                continue
+            if self.head:  # logits of the replaced tokens from the replaced rows
+                y[mine] = y[mine].index_copy(-1, ids, (x[mine].to(rows.dtype) @ rows.T).to(y.dtype))
+            else:
+                match = x[mine].unsqueeze(-1) == ids  # [rows, seq, k]
+                found = match.any(-1, keepdim=True)
+                y[mine] = torch.where(found, rows[match.float().argmax(-1)].to(y.dtype), y[mine])
+        return y
+
+
 def _alpha_for(module: str, config: dict) -> float:
     # Same matching rule as PEFT's alpha_pattern: the key matches the module path's tail.
     for pattern, alpha in (config.get("alpha_pattern") or {}).items():
@@ -134,8 +177,17 @@ def _alpha_for(module: str, config: dict) -> float:
     return float(config["lora_alpha"])
 
 
-def read_lora(adapter_dir: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """{module path: (A [r, in], B·scale [out, r])} from a plain PEFT LoRA folder."""
+TOKEN_KEY = re.compile(r"^base_model\.model\.(.+)\.token_adapter\.trainable_tokens_delta(?:\.[^.]+)?$")
+
+
+@dataclass
+class AdapterWeights:
+    lora: dict[str, tuple[torch.Tensor, torch.Tensor]]  # module path -> (A [r, in], B·scale [out, r])
+    tokens: dict[str, tuple[torch.Tensor, torch.Tensor]]  # module path -> (ids [k], rows [k, hidden])
+
+
+def read_adapter(adapter_dir: Path) -> AdapterWeights:
+    """LoRA weights and trained token rows (PEFT `trainable_token_indices`) of a PEFT folder."""
     from safetensors.torch import load_file
 
     config = read_adapter_config(adapter_dir)
@@ -147,20 +199,43 @@ def read_lora(adapter_dir: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]
     if unsupported:
         raise EngineError(f"{adapter_dir}: adapter options the engine cannot serve: {', '.join(unsupported)}")
     tensors = load_file(str(adapter_dir / ADAPTER_WEIGHTS))
-    layers = {}
-    for key, a in tensors.items():
+    indices = config.get("trainable_token_indices") or {}
+    weights = AdapterWeights({}, {})
+    for key, value in tensors.items():
         if "lora_embedding" in key:
             raise EngineError(f"{adapter_dir}: LoRA on embeddings ({key}) is not supported by the engine")
+        token = TOKEN_KEY.match(key)
+        if token:
+            module = token.group(1)
+            ids = indices.get(module.rsplit(".", 1)[-1]) if isinstance(indices, dict) else indices
+            if ids is None or len(ids) != value.shape[0]:
+                raise EngineError(f"{adapter_dir}: {key} has {value.shape[0]} rows but trainable_token_indices {indices}")
+            weights.tokens[module] = (torch.tensor(ids, dtype=torch.long), value.float())
+            continue
         match = LORA_A_KEY.match(key)
         if not match:
             continue
         module = match.group(1)
         b = tensors[key.replace(".lora_A", ".lora_B")]
-        rank = a.shape[0]
+        rank = value.shape[0]
         alpha = _alpha_for(module, config)
         scale = alpha / rank**0.5 if config.get("use_rslora") else alpha / rank
-        layers[module] = (a.float(), b.float() * scale)
-    return layers
+        weights.lora[module] = (value.float(), b.float() * scale)
+    return weights
+
+
+def read_lora(adapter_dir: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{module path: (A [r, in], B·scale [out, r])} from a plain PEFT LoRA folder."""
+    return read_adapter(adapter_dir).lora
+
+
+def adapter_stop_ids(adapter_dir: Path) -> set[int]:
+    """End-of-turn ids an adapter recorded in its generation_config.json (none when absent)."""
+    path = adapter_dir / "generation_config.json"
+    if not path.is_file():
+        return set()
+    eos = json.loads(path.read_text()).get("eos_token_id")
+    return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
 
 
 class _BatchStreamer:
@@ -193,9 +268,12 @@ class _BatchStreamer:
 
 
 class Engine:
-    """One base loaded once (NF4 when possible), any number of registry adapters attached."""
+    """One base loaded once (NF4 when possible), any number of registry adapters attached.
 
-    def __init__(self, registry: Registry, base: str, quantize: bool = True):
+    On a GPU, `compile=True` (or ENGINE_COMPILE=1) decodes with a static KV cache and a
+    torch.compile'd, CUDA-graphed step; adapters stay routed per row through fixed buffers."""
+
+    def __init__(self, registry: Registry, base: str, quantize: bool = True, compile: bool | None = None):
         self.registry = registry
         entry = registry.get(base)
         if entry.is_adapter:
@@ -209,8 +287,9 @@ class Engine:
         # LoRA math in the model's dtype on a GPU; fp32 on a CPU, where small bf16 bmm calls
         # cost ~8x their fp32 twins (measured: 38 us vs 5 us per call).
         self.dtype = self.model.get_input_embeddings().weight.dtype if self.device.type == "cuda" else torch.float32
-        self._layers: dict[str, MultiLoraLinear] = {}
+        self._layers: dict[str, nn.Module] = {}
         self._slots = [BASE]
+        self._tokenizers = [self.tokenizer]  # per slot: an adapter's own chat template wins
         self._lock = threading.Lock()  # one shared model: one generation at a time
         config = self.model.config
         self.context_length = min(
@@ -218,7 +297,33 @@ class Engine:
         )
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
-        log.info("engine: base %s loaded as %s (%s)", base, self.quantization, loaded.reason)
+        if getattr(self.tokenizer, "chat_template", None):
+            from posttrain.templates import end_of_turn_id
+
+            self.eos_ids.add(end_of_turn_id(self.tokenizer))
+        self.eos_ids.discard(None)
+        if compile is None:
+            compile = os.environ.get("ENGINE_COMPILE", "0") == "1"
+        self.compile = bool(compile) and self.device.type == "cuda"
+        if self.compile:
+            self._enable_compiled_decode()
+        log.info("engine: base %s loaded as %s (%s)%s", base, self.quantization, loaded.reason,
+                 ", compiled static-cache decode" if self.compile else "")
+
+    def _enable_compiled_decode(self) -> None:
+        """Static KV cache + torch.compile (reduce-overhead: CUDA graphs) for the decode steps.
+        transformers skips auto-compilation for bitsandbytes models; its 4-bit ops are torch
+        custom ops that compile, so we ask for it."""
+        from transformers import CompileConfig
+
+        quantizer = getattr(self.model, "hf_quantizer", None)
+        if quantizer is not None and not quantizer.is_compileable:
+            quantizer.__class__ = type(f"Compileable{type(quantizer).__name__}", (type(quantizer),),
+                                       {"is_compileable": property(lambda _: True)})
+        config = self.model.generation_config
+        config.cache_implementation = "static"
+        config.max_cache_len = self.context_length  # one cache size: no recompilation per length
+        config.compile_config = CompileConfig(fullgraph=False, dynamic=False, mode="reduce-overhead")
 
     # ---- adapters ------------------------------------------------------------------------
     @property
@@ -241,22 +346,40 @@ class Engine:
                 f"adapter {name!r} was trained on base {entry.base!r} "
                 f"({entry.card.get('base_model')}), but this engine runs base {self.base_name!r}"
             )
-        lora = read_lora(entry.path)
+        weights = read_adapter(entry.path)
         modules = dict(self.model.named_modules())
-        missing = [m for m in lora if m not in modules and m not in self._layers]
+        missing = [m for m in [*weights.lora, *weights.tokens] if m not in modules and m not in self._layers]
         if missing:
             raise EngineError(f"adapter {name!r} targets modules missing from base {self.base_name!r}: {missing[:3]}")
+        tokenizer = self.tokenizer
+        if (entry.path / "tokenizer_config.json").is_file():  # the template it was trained with
+            tokenizer = load_tokenizer(entry.path)
+            tokenizer.padding_side = "left"
+        tokens = dict(weights.tokens)
+        if self.model.config.tie_word_embeddings and len(tokens) == 1:  # PEFT ties the head to it
+            (module, value), = tokens.items()
+            head = self._module_name(self.model.get_output_embeddings())
+            tokens.setdefault(head, value)
         with self._lock:
             self._slots.append(name)
-            for module in lora:
+            self._tokenizers.append(tokenizer)
+            self.eos_ids |= adapter_stop_ids(entry.path)
+            for module in weights.lora:
                 if module not in self._layers:
                     self._wrap(module)
             for module, layer in self._layers.items():
-                a, b = lora.get(module, (None, None))
-                layer.add_slot(
-                    None if a is None else a.to(self.device), None if b is None else b.to(self.device),
-                    len(self._slots), self.device,
-                )
+                if isinstance(layer, MultiLoraLinear):
+                    a, b = weights.lora.get(module, (None, None))
+                    layer.add_slot(
+                        None if a is None else a.to(self.device), None if b is None else b.to(self.device),
+                        len(self._slots), self.device,
+                    )
+            for module, (ids, rows) in tokens.items():
+                layer = self._layers.get(module) or self._wrap_tokens(module)
+                layer.slots[len(self._slots) - 1] = (ids.to(self.device), rows.to(self.device, self.dtype))
+
+    def _module_name(self, module: nn.Module) -> str:
+        return next(n for n, m in self.model.named_modules() if m is module or getattr(m, "base_layer", None) is module)
 
     def _wrap(self, module: str) -> None:
         parent_name, _, child = module.rpartition(".")
@@ -267,6 +390,15 @@ class Engine:
         setattr(parent, child, layer)
         self._layers[module] = layer
 
+    def _wrap_tokens(self, module: str) -> MultiTokenEmbedding:
+        parent_name, _, child = module.rpartition(".")
+        parent = self.model.get_submodule(parent_name) if parent_name else self.model
+        base_layer = getattr(parent, child)
+        layer = MultiTokenEmbedding(base_layer, head=base_layer is not self.model.get_input_embeddings())
+        setattr(parent, child, layer)
+        self._layers[module] = layer
+        return layer
+
     def _route(self, index: torch.Tensor | None) -> None:
         # All-base batches skip LoRA entirely; otherwise every layer gathers its rows' weights.
         if index is not None and not bool(index.any()):
@@ -275,26 +407,32 @@ class Engine:
             layer.route(index)
 
     # ---- prompts -------------------------------------------------------------------------
-    def _render(self, messages: list[dict]) -> list[int]:
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+    def _render(self, messages: list[dict], tokenizer) -> list[int]:
+        if not getattr(tokenizer, "chat_template", None):
+            raise EngineError(
+                f"base {self.base_name!r} has no chat template, so its plain rows cannot be prompted as a chat; "
+                "battle its adapters (they carry the template they were trained with)")
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def prepare(self, prompt: str | list[dict], max_new_tokens: int) -> tuple[list[int], int]:
-        """Token ids of a prompt with its chat template; the last message's text is cut from its
-        end when the whole would not fit the context with `max_new_tokens` after it."""
+    def prepare(self, prompt: str | list[dict], max_new_tokens: int, model: str = BASE) -> tuple[list[int], int]:
+        """Token ids of a prompt with the chat template `model` was trained with; the last
+        message's text is cut from its end when the whole would not fit the context with
+        `max_new_tokens` after it."""
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         if not messages or not str(messages[-1].get("content", "")).strip():
             raise EngineError("empty prompt")
+        tokenizer = self._tokenizers[self.slot(model)]
         budget = self.context_length - max_new_tokens
-        ids = self._render(messages)
+        ids = self._render(messages, tokenizer)
         if len(ids) <= budget:
             return ids, 0
-        content_ids = self.tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
+        content_ids = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
         overhead = len(ids) - len(content_ids)
         keep = budget - overhead
         while keep > 0:
-            cut = self.tokenizer.decode(content_ids[:keep])
-            ids = self._render(messages[:-1] + [{**messages[-1], "content": cut}])
+            cut = tokenizer.decode(content_ids[:keep])
+            ids = self._render(messages[:-1] + [{**messages[-1], "content": cut}], tokenizer)
             if len(ids) <= budget:
                 return ids, len(content_ids) - keep
             keep -= len(ids) - budget
@@ -308,7 +446,7 @@ class Engine:
         if len(prompts) != len(models) or not prompts:
             raise EngineError(f"need one model per prompt, got {len(prompts)} prompts and {len(models)} models")
         slots = [self.slot(m) for m in models]
-        return [self.prepare(p, params.max_new_tokens) for p in prompts], slots
+        return [self.prepare(p, params.max_new_tokens, m) for p, m in zip(prompts, models)], slots
 
     def _run(self, prepared, slots, params: SamplingParams, streamer: "_BatchStreamer") -> None:
         """One batched generate call; row i uses adapter slot slots[i]."""
@@ -329,7 +467,8 @@ class Engine:
     def _answers(self, models, prepared, streamer: "_BatchStreamer") -> list[Answer]:
         return [
             Answer(
-                model=models[i], text=self.tokenizer.decode(streamer.tokens[i], skip_special_tokens=True),
+                model=models[i],
+                text=self._tokenizers[self.slot(models[i])].decode(streamer.tokens[i], skip_special_tokens=True),
                 new_tokens=len(streamer.tokens[i]) + int(streamer.done[i]),
                 finish_reason="stop" if streamer.done[i] else "length",
                 prompt_tokens=len(prepared[i][0]), truncated_tokens=prepared[i][1],
@@ -375,15 +514,24 @@ class Engine:
             raise errors[0]
         yield self._answers(models, prepared, streamer)
 
-    def forward(self, model: str, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        """A teacher-forced forward pass with every row on `model` (held-out metrics use it)."""
+    def label_logprobs(self, model: str, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       labels: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced log p(labels) with every row on `model` (held-out metrics use it),
+        through the chunked head of posttrain.metrics: no [batch, seq, vocab] fp32 tensor."""
+        from posttrain.metrics import label_logprobs
+
         slot = self.slot(model)
         with self._lock, torch.inference_mode():
             self._route(torch.full((input_ids.shape[0],), slot, device=self.device))
             try:
-                return self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device))
+                return label_logprobs(self.model, input_ids.to(self.device), attention_mask.to(self.device),
+                                      labels.to(self.device))
             finally:
                 self._route(None)
+
+    def tokenizer_for(self, model: str):
+        """The tokenizer (and so the chat template) `model` renders prompts with."""
+        return self._tokenizers[self.slot(model)]
 
     def battle(self, prompt: str | list[dict], model_a: str, model_b: str, params: SamplingParams) -> tuple[Answer, Answer]:
         """Both sides of a battle in one batched call."""

@@ -8,7 +8,6 @@ import math
 from typing import Iterable
 
 import torch
-import torch.nn.functional as F
 
 from posttrain.chat import IGNORE_INDEX, Example, build_example
 
@@ -18,10 +17,40 @@ def _batches(items: list, size: int) -> Iterable[list]:
         yield items[start : start + size]
 
 
+def _decoder_and_head(model):
+    """The transformer body (last hidden state) and the output head of a causal LM, also when it
+    is wrapped by PEFT."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def label_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                   max_elements: int = 1 << 25) -> torch.Tensor:
+    """log p(labels[t] | tokens < t) per position (0 where a label is IGNORE_INDEX). The head runs
+    over a few positions at a time, so the fp32 logits never exceed `max_elements` values
+    (128 MB) instead of [batch, seq, vocab] (GBs at a 128k vocabulary)."""
+    decoder, head = _decoder_and_head(model)
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]
+    target = labels[:, 1:]  # token t is predicted from position t-1
+    out = torch.zeros(target.shape, dtype=torch.float32, device=hidden.device)
+    vocab = head.out_features if hasattr(head, "out_features") else head.weight.shape[0]
+    step = max(1, max_elements // max(1, hidden.shape[0] * vocab))
+    for start in range(0, hidden.shape[1], step):
+        logits = head(hidden[:, start : start + step]).float()
+        chunk = target[:, start : start + step]
+        picked = logits.gather(-1, chunk.clamp(min=0).unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+        out[:, start : start + step] = torch.where(chunk != IGNORE_INDEX, picked, 0.0)
+    return out
+
+
 @torch.no_grad()
 def token_logprobs(model, examples: list[Example], pad_id: int, batch_size: int = 8) -> list[tuple[float, int]]:
-    """(sum of log p(label), number of labelled tokens) per example, teacher-forced."""
-    device = next(model.parameters()).device
+    """(sum of log p(label), number of labelled tokens) per example, teacher-forced. `model` is a
+    causal LM, or anything with a `label_logprobs(input_ids, attention_mask, labels)` method."""
+    score = getattr(model, "label_logprobs", None)
+    if score is None:
+        device = next(model.parameters()).device
+        score = lambda ids, mask, labels: label_logprobs(model, ids.to(device), mask.to(device), labels.to(device))
     out = []
     was_training = model.training
     model.eval()
@@ -34,40 +63,57 @@ def token_logprobs(model, examples: list[Example], pad_id: int, batch_size: int 
             n = len(example.input_ids)
             ids[row, :n], labels[row, :n], mask[row, :n] = (
                 torch.tensor(example.input_ids), torch.tensor(example.labels), 1)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        # Token t is predicted from position t-1.
-        logp = F.log_softmax(logits[:, :-1], dim=-1)
-        target = labels[:, 1:].to(device)
-        picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        keep = target != IGNORE_INDEX
+        picked = score(ids, mask, labels).cpu()
+        keep = labels[:, 1:] != IGNORE_INDEX
         for row in range(len(batch)):
             out.append((picked[row][keep[row]].sum().item(), int(keep[row].sum().item())))
     model.train(was_training)
     return out
 
 
+def fitting(tokenizer, rows: list, texts, max_length: int) -> tuple[list[list[Example]], int]:
+    """The examples of each row (`texts(row)` -> conversations) whose every conversation fits
+    `max_length` tokens whole, and how many rows were skipped for being longer: a truncated
+    held-out row would be scored on a different text, and one with no answer left would abort."""
+    kept, skipped = [], 0
+    for row in rows:
+        examples = [build_example(tokenizer, messages) for messages in texts(row)]
+        if any(len(e.input_ids) > max_length for e in examples):
+            skipped += 1
+        else:
+            kept.append(examples)
+    if not kept:
+        raise ValueError(f"all {len(rows)} held-out rows are longer than max_length={max_length}")
+    return kept, skipped
+
+
+def too_long(tokenizer, rows: list, kind: str, max_length: int) -> int:
+    """How many held-out rows the metrics skip as longer than max_length (for the card)."""
+    texts = (lambda r: [r["messages"]]) if kind == "sft" else (lambda p: [p["prompt"] + p["chosen"], p["prompt"] + p["rejected"]])
+    return sum(any(len(build_example(tokenizer, m).input_ids) > max_length for m in texts(r)) for r in rows)
+
+
 def perplexity(model, tokenizer, conversations: list[list[dict]], max_length: int = 1024, batch_size: int = 8) -> float:
-    """exp(mean negative log-likelihood per assistant token), pooled over all conversations."""
-    examples = [build_example(tokenizer, c, max_length) for c in conversations]
-    scored = token_logprobs(model, examples, tokenizer.pad_token_id, batch_size)
+    """exp(mean negative log-likelihood per assistant token), pooled over all conversations that
+    fit max_length."""
+    kept, _ = fitting(tokenizer, conversations, lambda c: [c], max_length)
+    scored = token_logprobs(model, [e for (e,) in kept], tokenizer.pad_token_id, batch_size)
     total, count = sum(s for s, _ in scored), sum(n for _, n in scored)
     return math.exp(-total / count)
 
 
 def preference_accuracy(model, tokenizer, pairs: list[dict], max_length: int = 1024, batch_size: int = 8) -> float:
     """Share of pairs where the length-normalised log-likelihood of `chosen` beats `rejected`
-    (ties count half), each reply scored after the pair's prompt."""
-    examples = []
-    for pair in pairs:
-        for side in ("chosen", "rejected"):
-            examples.append(build_example(tokenizer, pair["prompt"] + pair[side], max_length))
-    scored = token_logprobs(model, examples, tokenizer.pad_token_id, batch_size)
+    (ties count half), each reply scored after the pair's prompt; pairs longer than max_length
+    are skipped."""
+    kept, _ = fitting(tokenizer, pairs, lambda p: [p["prompt"] + p["chosen"], p["prompt"] + p["rejected"]], max_length)
+    scored = token_logprobs(model, [e for pair in kept for e in pair], tokenizer.pad_token_id, batch_size)
     wins = 0.0
     for i in range(0, len(scored), 2):
         (chosen, n_c), (rejected, n_r) = scored[i], scored[i + 1]
         margin = chosen / n_c - rejected / n_r
         wins += 1.0 if margin > 0 else 0.5 if margin == 0 else 0.0
-    return wins / len(pairs)
+    return wins / len(kept)
 
 
 def text_perplexity(model, tokenizer, texts: list[str], max_length: int = 1024, batch_size: int = 8) -> float:

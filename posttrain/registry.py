@@ -21,6 +21,8 @@ METHODS = ("base", "sft", "qlora", "dpo", "ipo", "kto", "reward", "merged", "imp
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 CARD = "README.md"
+ADAPTER_EXTRAS = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                  "generation_config.json")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # A PEFT LoRA tensor name, as saved: base_model.model.<module path>.lora_A[.<adapter>].weight
 LORA_A_KEY = re.compile(r"^base_model\.model\.(.+)\.lora_A(?:\.[^.]+)?\.weight$")
@@ -254,6 +256,9 @@ class Registry:
         def write(tmp: Path) -> None:
             for item in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
                 shutil.copy2(path / item, tmp / item)
+            for item in ADAPTER_EXTRAS:  # the chat template and stop tokens it was trained with
+                if (path / item).is_file():
+                    shutil.copy2(path / item, tmp / item)
 
         modules = adapter_module_shapes(path)
         card = {

@@ -21,6 +21,7 @@ from posttrain.chat import TemplateError, build_example
 from posttrain.data import DataError, read
 from posttrain.metrics import perplexity, preference_accuracy
 from posttrain.models import DEFAULT_BASE_NAME, compute_dtype, load_tokenizer, nf4_config
+from posttrain import templates
 from posttrain.registry import Entry, Registry, RegistryError, default_registry_dir
 from posttrain.reward import BradleyTerryTrainer, PairCollator, load_reward_model, pair_rows, pairwise_accuracy
 
@@ -50,6 +51,14 @@ class RunArguments:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_target_modules: list[str] = field(default_factory=lambda: list(LINEAR))
+    chat_template: str | None = field(default=None, metadata={
+        "help": "chatml | llama3 | mistral | a Jinja file; needed for a base without a chat template "
+                "(default: the tokenizer's own, or the parent adapter's)"})
+    train_template_tokens: str = field(default="auto", metadata={
+        "help": "train the embedding / head rows of the template's special tokens: auto (when the base "
+                "never trained them), true, false"})
+    upcast_non_quantized: bool = field(default=False, metadata={
+        "help": "QLoRA: cast norms, embeddings and head to fp32 (PEFT's default); off keeps the compute dtype"})
     registry: str = field(default_factory=lambda: str(default_registry_dir()))
     recipe: str | None = field(default=None, metadata={"help": "set from --config; recorded in the card"})
 
@@ -137,23 +146,89 @@ def unpaired(pairs: list[dict]) -> list[dict]:
 
 
 # ---- model ----------------------------------------------------------------------------------
-def load_trainable(base: Entry, parent: Entry | None, run: RunArguments, gradient_checkpointing: bool):
-    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+def prepare_for_qlora(model, gradient_checkpointing: bool, upcast: bool = False):
+    """PEFT's prepare_model_for_kbit_training without its fp32 copies unless asked: it casts every
+    non-quantized weight (norms, embeddings, lm_head: ~2 GB for Llama-3-8B) to fp32, and fp32
+    norms then push fp32 activations through the whole network."""
+    from peft import prepare_model_for_kbit_training
+
+    if upcast:
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    if gradient_checkpointing:
+        model.enable_input_require_grads()  # checkpointed blocks need a grad-requiring input
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def template_tokens_to_train(model, tokenizer, run: RunArguments) -> list[int]:
+    """The template's special tokens whose rows get trained (PEFT trainable_token_indices)."""
+    if run.train_template_tokens == "false":
+        return []
+    ids = templates.template_token_ids(tokenizer)
+    if run.train_template_tokens == "true":
+        return ids
+    if run.train_template_tokens != "auto":
+        raise ValueError(f"train_template_tokens must be auto, true or false, not {run.train_template_tokens!r}")
+    return templates.untrained_rows(model.get_input_embeddings().weight, ids)
+
+
+def load_trainable(base: Entry, parent: Entry | None, run: RunArguments, gradient_checkpointing: bool,
+                   tokenizer=None):
+    from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
     device_map = {"": 0} if torch.cuda.is_available() else None
     if run.quantize:
         model = AutoModelForCausalLM.from_pretrained(
             str(base.path), quantization_config=nf4_config(), dtype=compute_dtype(), device_map=device_map)
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        model = prepare_for_qlora(model, gradient_checkpointing, run.upcast_non_quantized)
     else:
         model = AutoModelForCausalLM.from_pretrained(
             str(base.path), dtype=compute_dtype(quantized=False), device_map=device_map)
     if parent is not None:
-        return PeftModel.from_pretrained(model, str(parent.path), is_trainable=True)
+        model = PeftModel.from_pretrained(model, str(parent.path), is_trainable=True)
+        expose_merged_head(model)
+        return model
+    tokens = template_tokens_to_train(model, tokenizer, run) if tokenizer is not None else []
+    trainable_tokens = None
+    if tokens:
+        embed = module_name(model, model.get_input_embeddings())
+        trainable_tokens = {embed: tokens}
+        if not model.config.tie_word_embeddings:  # an untied head learns to emit them too
+            trainable_tokens[module_name(model, model.get_output_embeddings())] = tokens
+        log.info("training the rows of template tokens %s (%s)", tokenizer.convert_ids_to_tokens(tokens),
+                 ", ".join(trainable_tokens))
     config = LoraConfig(r=run.lora_r, lora_alpha=run.lora_alpha, lora_dropout=run.lora_dropout,
-                        target_modules=run.lora_target_modules, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+                        target_modules=run.lora_target_modules, task_type="CAUSAL_LM",
+                        trainable_token_indices=trainable_tokens)
+    model = get_peft_model(model, config)
+    if tokens:
+        expose_merged_head(model)
+    return model
+
+
+def expose_merged_head(model) -> None:
+    """TRL's fused LM-head loss reads `lm_head.weight` / `.bias` directly; PEFT's trainable-token
+    wrapper has neither. Give it both: the weight with the trained rows copied in (differentiable
+    in those rows, so the fused loss trains them as the plain forward would)."""
+    from peft.utils.other import TrainableTokensWrapper
+
+    head = model.get_base_model().get_output_embeddings()
+    if not isinstance(head, TrainableTokensWrapper):
+        return
+    layer = head.token_adapter
+    original = layer.base_layer
+    head.__class__ = type("FusedHeadTrainableTokens", (TrainableTokensWrapper,), {
+        "weight": property(lambda self: layer.get_merged_weights(layer.active_adapters)),
+        "bias": property(lambda self: getattr(original, "bias", None)),
+    })
+
+
+def module_name(model, module) -> str:
+    """The short name PEFT matches (`embed_tokens`, `lm_head`)."""
+    return next(name for name, m in model.named_modules() if m is module).rsplit(".", 1)[-1]
 
 
 def trainable_parameters(model) -> tuple[int, int]:
@@ -215,7 +290,8 @@ def run(kind: str, run_args: RunArguments, config) -> Entry:
         raise RegistryError("a reward model starts from the base (a fresh score head); drop --parent")
     default_output_dir(config, run_args.name)
     splits = load_splits(run_args, kind)
-    tokenizer = load_tokenizer(base.path)
+    tokenizer = run_tokenizer(base, parent, run_args)
+    fingerprint = check_fingerprint(Path(config.output_dir), run_args, config, splits.info)
     if kind == "reward":
         from peft import LoraConfig
 
@@ -223,7 +299,7 @@ def run(kind: str, run_args: RunArguments, config) -> Entry:
                           target_modules=run_args.lora_target_modules, task_type="SEQ_CLS")  # + trained score head
         model, _ = load_reward_model(base.path, lora=lora)
     else:
-        model = load_trainable(base, parent, run_args, config.gradient_checkpointing)
+        model = load_trainable(base, parent, run_args, config.gradient_checkpointing, tokenizer)
     trainable, total = trainable_parameters(model)
     log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     started = time.time()
@@ -232,6 +308,7 @@ def run(kind: str, run_args: RunArguments, config) -> Entry:
     last = last_complete_checkpoint(Path(config.output_dir))
     if last:
         log.info("resuming from %s", last)
+    write_fingerprint(Path(config.output_dir), fingerprint)
     train_output = trainer.train(resume_from_checkpoint=last)
     eval_metrics = trainer.evaluate()
     metrics = {
@@ -244,11 +321,16 @@ def run(kind: str, run_args: RunArguments, config) -> Entry:
     }
     if "eval_rewards/accuracies" in eval_metrics:
         metrics["reward_accuracy"] = round(eval_metrics["eval_rewards/accuracies"], 4)
+    eot = templates.end_of_turn_id(tokenizer) if kind != "reward" else None
     card = {
         "method": method_name(kind, run_args, config),
         "base": base.name, "base_model": base.card.get("base_model"), "base_hash": base.card.get("base_hash"),
         "parent": parent.name if parent else base.name,
         "recipe": run_args.recipe,
+        "fingerprint": fingerprint,
+        "chat_template": run_args.chat_template or (parent.card.get("chat_template") if parent else None) or "tokenizer",
+        **({"end_of_turn_token": tokenizer.convert_ids_to_tokens(eot), "end_of_turn_id": eot} if eot is not None else {}),
+        "eval_rows_too_long": metrics_too_long(kind, tokenizer, splits.eval, config.max_length or 1024),
         "config": run_config(run_args, config),
         **splits.info,
         "metrics": metrics,
@@ -259,9 +341,76 @@ def run(kind: str, run_args: RunArguments, config) -> Entry:
         "duration_s": round(time.time() - started, 1),
         "steps": trainer.state.global_step,
     }
-    entry = registry.publish(run_args.name, lambda tmp: model.save_pretrained(tmp, selected_adapters=["default"]), card)
+    entry = registry.publish(run_args.name, lambda tmp: save_adapter(model, tokenizer, tmp, base, eot), card)
     log.info("published %s: %s", entry.name, metrics)
     return entry
+
+
+def run_tokenizer(base: Entry, parent: Entry | None, run_args: RunArguments):
+    """The base's tokenizer with the run's chat template: the recipe's, else the parent adapter's
+    (saved with it), else the tokenizer's own; a base with none is refused here, naming the field."""
+    source = parent.path if parent is not None and (parent.path / "tokenizer_config.json").is_file() else base.path
+    tokenizer = load_tokenizer(source)
+    templates.apply(tokenizer, run_args.chat_template)
+    return tokenizer
+
+
+def save_adapter(model, tokenizer, folder: Path, base: Entry, end_of_turn: int | None) -> None:
+    """A plain PEFT folder that also carries what a user of it needs: the tokenizer with the chat
+    template it was trained on, a generation config that stops at the end of turn, and the base's
+    Hub id as base_model_name_or_path (our registry path would mean nothing elsewhere)."""
+    from transformers import GenerationConfig
+
+    model.save_pretrained(folder, selected_adapters=["default"])
+    config_path = folder / "adapter_config.json"
+    adapter_config = json.loads(config_path.read_text())
+    adapter_config["base_model_name_or_path"] = base.card.get("base_model") or base.name
+    config_path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True))
+    tokenizer.save_pretrained(folder)
+    if end_of_turn is not None:
+        stops = sorted({end_of_turn, tokenizer.eos_token_id} - {None})
+        GenerationConfig(eos_token_id=stops, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.bos_token_id).save_pretrained(folder)
+
+
+def metrics_too_long(kind: str, tokenizer, rows: list[dict], max_length: int) -> int:
+    from posttrain.metrics import too_long
+
+    if kind == "sft":
+        return too_long(tokenizer, rows, "sft", max_length)
+    return too_long(tokenizer, [r for r in rows if "chosen" in r], "pairs", max_length)
+
+
+FINGERPRINT = "fingerprint.json"
+
+
+def fingerprint_of(run_args: RunArguments, config, info: dict) -> str:
+    """sha256 of what decides a run's result: the recipe's fields and the data's hashes."""
+    import hashlib
+
+    # Training longer (max_steps, epochs) is a resume, not another run.
+    chosen = {k: v for k, v in run_config(run_args, config).items() if k not in ("max_steps", "num_train_epochs")}
+    fields = {**chosen, **{k: v for k, v in asdict(run_args).items() if k not in ("registry", "recipe")},
+              "dataset_hash": info.get("dataset_hash"), "eval_dataset_hash": info.get("eval_dataset_hash")}
+    return "sha256:" + hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def check_fingerprint(output_dir: Path, run_args: RunArguments, config, info: dict) -> str:
+    """Refuse to resume checkpoints that another recipe or other data produced."""
+    fingerprint = fingerprint_of(run_args, config, info)
+    path = output_dir / FINGERPRINT
+    if last_complete_checkpoint(output_dir) and path.is_file():
+        stored = json.loads(path.read_text()).get("fingerprint")
+        if stored != fingerprint:
+            raise RegistryError(
+                f"{output_dir} holds checkpoints of a run with another recipe or other data ({stored} != {fingerprint}); "
+                f"to start fresh remove it (rm -r {output_dir}) or pass --output_dir NEW_FOLDER")
+    return fingerprint
+
+
+def write_fingerprint(output_dir: Path, fingerprint: str) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / FINGERPRINT).write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
 
 
 def build(kind: str, model, tokenizer, splits: Splits, config):

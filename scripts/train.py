@@ -14,6 +14,7 @@ import warnings
 
 from posttrain.data import DataError
 from posttrain.registry import RegistryError
+from posttrain.templates import ChatTemplateError
 from posttrain.train import KINDS, RunArguments, run, trainer_config_class
 
 
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
         entry = run(kind, run_args, config)
-    except (RegistryError, DataError) as exc:
+    except (RegistryError, DataError, ChatTemplateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     card = entry.card
