@@ -306,11 +306,11 @@ class Engine:
             compile = os.environ.get("ENGINE_COMPILE", "0") == "1"
         self.compile = bool(compile) and self.device.type == "cuda"
         if self.compile:
-            self._enable_compiled_decode()
+            self.enable_compiled_decode()
         log.info("engine: base %s loaded as %s (%s)%s", base, self.quantization, loaded.reason,
                  ", compiled static-cache decode" if self.compile else "")
 
-    def _enable_compiled_decode(self) -> None:
+    def enable_compiled_decode(self) -> None:
         """Static KV cache + torch.compile (reduce-overhead: CUDA graphs) for the decode steps.
         transformers skips auto-compilation for bitsandbytes models; its 4-bit ops are torch
         custom ops that compile, so we ask for it."""
@@ -322,8 +322,11 @@ class Engine:
                                        {"is_compileable": property(lambda _: True)})
         config = self.model.generation_config
         config.cache_implementation = "static"
-        config.max_cache_len = self.context_length  # one cache size: no recompilation per length
+        # One cache size, so no recompilation per request length; sized for arena prompts plus
+        # answers, not the whole context: every decode step attends over all of it.
+        config.max_cache_len = min(self.context_length, 1024)
         config.compile_config = CompileConfig(fullgraph=False, dynamic=False, mode="reduce-overhead")
+        self.compile = True
 
     # ---- adapters ------------------------------------------------------------------------
     @property

@@ -27,10 +27,25 @@ class MergeReport:
     tolerance: float
 
 
+def stored_dtype(folder) -> torch.dtype:
+    """The dtype a model folder's weights are stored in (its config's, else its first tensor's)."""
+    import json
+    from pathlib import Path
+
+    config = json.loads((Path(folder) / "config.json").read_text())
+    name = config.get("dtype") or config.get("torch_dtype")
+    if name:
+        return getattr(torch, str(name).removeprefix("torch."))
+    from safetensors import safe_open
+
+    with safe_open(str(next(Path(folder).glob("*.safetensors"))), "pt") as handle:
+        return handle.get_tensor(next(iter(handle.keys()))).dtype
+
+
 @torch.no_grad()
 def merge(registry: Registry, adapter: str, name: str, tolerance: float = 1e-3) -> tuple[Entry, MergeReport]:
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, GenerationConfig
 
     entry = registry.get(adapter)
     if not entry.is_adapter or entry.method == "reward":
@@ -38,8 +53,11 @@ def merge(registry: Registry, adapter: str, name: str, tolerance: float = 1e-3) 
     if name in registry:
         raise RegistryError(f"entry {name!r} already exists in {registry.root}")
     base = registry.get(entry.base)
-    tokenizer = load_tokenizer(base.path)
-    # fp32 on purpose: merging into 4-bit weights would round the adapter away.
+    # The adapter's own tokenizer carries the chat template it was trained with.
+    tokenizer = load_tokenizer(entry.path if (entry.path / "tokenizer_config.json").is_file() else base.path)
+    source_dtype = stored_dtype(base.path)
+    # Merged and checked in fp32 (merging into 4-bit or bf16 weights would round the adapter
+    # away), written in the base's own dtype: a bf16 8B stays 16 GB on disk.
     model = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(str(base.path), dtype=torch.float32), str(entry.path)).eval()
     texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
@@ -54,8 +72,10 @@ def merge(registry: Registry, adapter: str, name: str, tolerance: float = 1e-3) 
         raise MergeMismatch(f"merged {adapter!r} differs from the adapter by {worst:.2e} in logits (> {tolerance:.0e}); not published")
 
     def write(tmp):
-        merged.save_pretrained(tmp)
+        merged.to(source_dtype).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if (entry.path / "generation_config.json").is_file():  # stop at the adapter's end of turn
+            GenerationConfig.from_pretrained(str(entry.path)).save_pretrained(tmp)
         card.update(base_hash=folder_hash(tmp))
 
     card = {"method": "merged", "base": name, "base_model": entry.card.get("base_model"), "parent": adapter,

@@ -82,8 +82,6 @@ def fitting(tokenizer, rows: list, texts, max_length: int) -> tuple[list[list[Ex
             skipped += 1
         else:
             kept.append(examples)
-    if not kept:
-        raise ValueError(f"all {len(rows)} held-out rows are longer than max_length={max_length}")
     return kept, skipped
 
 
@@ -97,6 +95,8 @@ def perplexity(model, tokenizer, conversations: list[list[dict]], max_length: in
     """exp(mean negative log-likelihood per assistant token), pooled over all conversations that
     fit max_length."""
     kept, _ = fitting(tokenizer, conversations, lambda c: [c], max_length)
+    if not kept:  # every row longer than max_length: nothing to measure (the card counts them)
+        return float("nan")
     scored = token_logprobs(model, [e for (e,) in kept], tokenizer.pad_token_id, batch_size)
     total, count = sum(s for s, _ in scored), sum(n for _, n in scored)
     return math.exp(-total / count)
@@ -107,6 +107,8 @@ def preference_accuracy(model, tokenizer, pairs: list[dict], max_length: int = 1
     (ties count half), each reply scored after the pair's prompt; pairs longer than max_length
     are skipped."""
     kept, _ = fitting(tokenizer, pairs, lambda p: [p["prompt"] + p["chosen"], p["prompt"] + p["rejected"]], max_length)
+    if not kept:
+        return float("nan")
     scored = token_logprobs(model, [e for pair in kept for e in pair], tokenizer.pad_token_id, batch_size)
     wins = 0.0
     for i in range(0, len(scored), 2):

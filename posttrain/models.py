@@ -38,13 +38,14 @@ def embedded_gguf_path() -> Path:
 
 def export_model_folder(source: str | Path, out_dir: Path, gguf_file: str | None = None) -> None:
     """Write `source` (local folder, GGUF file or Hub id) to `out_dir` as a safetensors model
-    folder with its tokenizer, in fp32 so nothing is lost before we quantize at load time."""
+    folder with its tokenizer, in the source's own dtype (bf16 stays bf16: an 8B is 16 GB, not
+    32); a GGUF file is dequantized to fp32 so nothing is lost before we quantize at load time."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = str(source)
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32 if gguf_file else "auto", **kwargs)
     if gguf_file:
         # A GGUF import is dequantized on load; the config still says "gguf", which
         # save_pretrained refuses. The weights we hold are plain fp32 now.

@@ -208,7 +208,7 @@ class Registry:
         def write(tmp: Path) -> None:
             export_model_folder(source, tmp, gguf_file=gguf_file)
 
-        return self._publish_base(name, write, source=str(source))
+        return self.publish_base(name, write, source=str(source))
 
     def import_default_base(self) -> Entry:
         """The embedded SmolLM2-135M-Instruct, imported once (idempotent)."""
@@ -216,7 +216,7 @@ class Registry:
 
         if DEFAULT_BASE_NAME in self:
             return self.get(DEFAULT_BASE_NAME)
-        return self._publish_base(DEFAULT_BASE_NAME, export_embedded_default, source=DEFAULT_BASE_SOURCE)
+        return self.publish_base(DEFAULT_BASE_NAME, export_embedded_default, source=DEFAULT_BASE_SOURCE)
 
     def ensure_base(self, name: str, source: str | None = None) -> Entry:
         """Base entry `name`, importing it first when missing: the embedded default by its own
@@ -230,7 +230,7 @@ class Registry:
                 return self.import_base(source, name)
         return self.get(name)
 
-    def _publish_base(self, name: str, write: Callable[[Path], None], source: str) -> Entry:
+    def publish_base(self, name: str, write: Callable[[Path], None], source: str) -> Entry:
         def write_and_describe(tmp: Path) -> None:
             write(tmp)
             config = json.loads((tmp / "config.json").read_text())

@@ -57,6 +57,9 @@ class RunArguments:
     train_template_tokens: str = field(default="auto", metadata={
         "help": "train the embedding / head rows of the template's special tokens: auto (when the base "
                 "never trained them), true, false"})
+    liger_kernels: bool = field(default=False, metadata={
+        "help": "Liger's Triton RMSNorm / SwiGLU / RoPE kernels (GPU; pip install liger-kernel); the loss is "
+                "already TRL's fused LM head"})
     upcast_non_quantized: bool = field(default=False, metadata={
         "help": "QLoRA: cast norms, embeddings and head to fp32 (PEFT's default); off keeps the compute dtype"})
     registry: str = field(default_factory=lambda: str(default_registry_dir()))
@@ -187,6 +190,8 @@ def load_trainable(base: Entry, parent: Entry | None, run: RunArguments, gradien
     else:
         model = AutoModelForCausalLM.from_pretrained(
             str(base.path), dtype=compute_dtype(quantized=False), device_map=device_map)
+    if run.liger_kernels:
+        apply_liger(model)
     if parent is not None:
         model = PeftModel.from_pretrained(model, str(parent.path), is_trainable=True)
         expose_merged_head(model)
@@ -207,6 +212,16 @@ def load_trainable(base: Entry, parent: Entry | None, run: RunArguments, gradien
     if tokens:
         expose_merged_head(model)
     return model
+
+
+def apply_liger(model) -> None:
+    """Liger's layer kernels on a loaded model (its fused loss stays off: TRL's fused head is ours)."""
+    try:
+        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+    except ImportError as exc:
+        raise RegistryError(f"liger_kernels: true needs the liger-kernel package (pip install liger-kernel): {exc}") from None
+    _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True,
+                                    cross_entropy=False, fused_linear_cross_entropy=False)
 
 
 def expose_merged_head(model) -> None:
