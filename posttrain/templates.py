@@ -80,13 +80,20 @@ def apply(tokenizer, value: str | None) -> None:
         )
 
 
+def special_ids(tokenizer) -> set[int]:
+    """Named special tokens plus every added token flagged special (ChatML's `<|im_end|>` is one
+    in Qwen2's tokenizer without being its eos)."""
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    return set(tokenizer.all_special_ids) | {i for i, token in added.items() if getattr(token, "special", False)}
+
+
 def end_of_turn_id(tokenizer) -> int:
     """The token that closes an assistant turn, read off the template itself: render a turn and
     take the first special token after the answer (ChatML `<|im_end|>`, Llama-3 `<|eot_id|>`,
     Mistral `</s>`). Falls back to eos when the template closes turns with plain text."""
     text = tokenizer.apply_chat_template(_PROBE, tokenize=False)
     tail = text[text.index("SENTINEL-ANSWER") + len("SENTINEL-ANSWER"):]
-    special = set(tokenizer.all_special_ids)
+    special = special_ids(tokenizer)
     for token in tokenizer(tail, add_special_tokens=False)["input_ids"]:
         if token in special:
             return token
@@ -96,7 +103,7 @@ def end_of_turn_id(tokenizer) -> int:
 def template_token_ids(tokenizer) -> list[int]:
     """Ids of the special tokens a rendered conversation uses (role headers, end of turn)."""
     text = tokenizer.apply_chat_template(_PROBE, tokenize=False, add_generation_prompt=False)
-    special = set(tokenizer.all_special_ids)
+    special = special_ids(tokenizer)
     return sorted({t for t in tokenizer(text, add_special_tokens=False)["input_ids"] if t in special})
 
 
