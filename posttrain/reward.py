@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer
 
-from posttrain.models import compute_dtype, load_tokenizer
+from posttrain.models import compute_dtype, load_tokenizer, nf4_config
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
@@ -96,14 +96,20 @@ def pairwise_accuracy(model, tokenizer, pairs: list[dict], max_length: int = 102
     return sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in scored) / len(scored)
 
 
-def load_reward_model(base_path, adapter_path=None, lora=None, trainable: bool = False):
-    """A one-logit classifier over the base; with `adapter_path`, the trained reward adapter."""
+def load_reward_model(base_path, adapter_path=None, lora=None, trainable: bool = False, quantize: bool = False,
+                      device: str | torch.device | None = None):
+    """A one-logit classifier over the base; with `adapter_path`, the trained reward adapter.
+    `quantize` loads the base in NF4 (scoring beside a 4-bit engine on one GPU); `device`
+    defaults to the first GPU when there is one."""
     from peft import PeftModel, get_peft_model
     from transformers import AutoModelForSequenceClassification
 
     tokenizer = load_tokenizer(base_path)
+    device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
+    kwargs = {"quantization_config": nf4_config(), "dtype": compute_dtype()} if quantize else \
+        {"dtype": compute_dtype(quantized=False)}
     model = AutoModelForSequenceClassification.from_pretrained(
-        str(base_path), num_labels=1, dtype=compute_dtype(quantized=False))
+        str(base_path), num_labels=1, device_map={"": device} if device.type != "cpu" else None, **kwargs)
     model.config.pad_token_id = tokenizer.pad_token_id
     if adapter_path is not None:
         model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=trainable)
@@ -115,11 +121,13 @@ def load_reward_model(base_path, adapter_path=None, lora=None, trainable: bool =
 class RewardScorer:
     """Scores replies with a registry reward entry: higher is better."""
 
-    def __init__(self, registry, name: str, max_length: int = 1024):
+    def __init__(self, registry, name: str, max_length: int = 1024, quantize: bool = False, device=None):
+        """`device`: where the engine runs (engine.device), so judge and engine share the GPU."""
         entry = registry.get(name)
         if entry.method != "reward":
             raise ValueError(f"{name!r} is a {entry.method!r} entry, not a reward model")
-        self.model, self.tokenizer = load_reward_model(registry.get(entry.base).path, entry.path)
+        self.model, self.tokenizer = load_reward_model(registry.get(entry.base).path, entry.path,
+                                                       quantize=quantize, device=device)
         self.model.eval()
         self.max_length = max_length
 
@@ -129,4 +137,5 @@ class RewardScorer:
         sequences = [conversation_ids(self.tokenizer, messages, [{"role": "assistant", "content": r}], self.max_length)
                      for r in replies]
         batch = pad(sequences, self.tokenizer.pad_token_id)
-        return rewards(self.model, batch["input_ids"], batch["attention_mask"]).float().tolist()
+        device = next(self.model.parameters()).device
+        return rewards(self.model, batch["input_ids"].to(device), batch["attention_mask"].to(device)).float().tolist()

@@ -24,10 +24,17 @@ from evals.store import Store, default_data_dir
 from posttrain.data import read_jsonl
 from posttrain.engine import BASE, Engine, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
-from posttrain.registry import Registry, RegistryError, default_registry_dir
+from posttrain.registry import Registry, RegistryError, default_registry_dir, folder_hash
 from posttrain.reward import RewardScorer, pairwise_accuracy
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def entry_hash(registry: Registry, name: str) -> str:
+    entry = registry.get(name)
+    if entry.is_adapter:
+        return folder_hash(entry.path, ("adapter_config.json", "*.safetensors"))
+    return entry.card.get("base_hash") or folder_hash(entry.path)
 
 
 def main(argv=None) -> int:
@@ -68,7 +75,8 @@ def main(argv=None) -> int:
     reward_entry = args.reward or next((e.name for e in reversed(registry.entries()) if e.method == "reward"), None)
     judge, reward = None, None
     if args.judge in ("auto", "reward") and reward_entry:
-        scorer = RewardScorer(registry, reward_entry)
+        scorer = RewardScorer(registry, reward_entry, device=engine.device, quantize=engine.quantization == "nf4"
+                              and engine.device.type == "cuda")  # on a GPU: beside the engine, 4-bit too
         judge = RewardJudge(scorer, name=reward_entry)
         reward = {"name": reward_entry, "preference_accuracy": round(pairwise_accuracy(scorer.model, scorer.tokenizer, pairs), 4)}
     elif args.judge == "openai" or (args.judge == "auto" and os.environ.get("JUDGE_BASE_URL")):
@@ -80,7 +88,10 @@ def main(argv=None) -> int:
     store = Store(Path(args.data_dir) / "arena.sqlite")
     prompts = arena.load_prompts(args.prompts)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0)
-    key = hashlib.sha1(json.dumps([models, args.prompts, args.max_new_tokens]).encode()).hexdigest()[:10]
+    # Stored answers are reused only for the very same weights: a retrained entry of the same
+    # name has other hashes, so it gets a campaign of its own.
+    hashes = [entry_hash(registry, args.base if m == BASE else m) for m in models]
+    key = hashlib.sha1(json.dumps([models, hashes, args.prompts, args.max_new_tokens]).encode()).hexdigest()[:10]
     campaign = f"eval-{key}"
     with tqdm(total=len(prompts) * len(models), desc="answers", file=sys.stderr) as bar:
         update = lambda done, total: bar.update(done - bar.n)

@@ -195,3 +195,17 @@ def test_resume_refuses_checkpoints_of_another_recipe(tmp_path, tiny_registry):
     tiny_registry.remove("first")  # the checkpoints in runs/ stay
     with pytest.raises(RegistryError, match="another recipe or other data.*rm -r"):
         sft("first", 5e-3)
+
+
+@pytest.mark.parametrize("recipe,shape", [("qlora_llama3_8b.yaml", "llama3-base"), ("sft_qwen2_0.5b_dolly.yaml", "qwen2-base"),
+                                          ("sft_qwen2_0.5b_oasst1.yaml", "qwen2-base"), ("dpo_qwen2_0.5b_hh.yaml", "qwen2-base")])
+def test_shipped_recipes_name_a_template_that_stops_right(recipe, shape, tmp_path):
+    import yaml
+
+    from posttrain.models import load_tokenizer
+
+    settings = yaml.safe_load((ROOT / "posttrain" / "recipes" / recipe).read_text())
+    tokenizer = load_tokenizer(make_shape(tmp_path / "src", shape))
+    templates.apply(tokenizer, settings["chat_template"])
+    assert tokenizer.convert_ids_to_tokens(templates.end_of_turn_id(tokenizer)) == SHAPES[shape][-1]
+    assert templates.end_of_turn_id(tokenizer) != tokenizer.eos_token_id or shape == "mistral"
