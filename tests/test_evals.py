@@ -107,3 +107,19 @@ def test_evaluate_writes_a_report_whose_numbers_recompute(tmp_path, tiny_dir):
     answers = store.answers(saved["campaign"])
     assert len(answers) == 3 * 3 and saved["judge_votes"] == 0
     assert saved["win_rates"] == stats.win_rates([v for v in store.votes(saved["campaign"]) if v["rater_kind"] == "judge"])
+
+
+def test_stored_eval_answers_are_keyed_by_weights_not_names(tiny_registry, tiny_dir, tmp_path):
+    import importlib.util
+
+    from conftest import ROOT, make_lora
+
+    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "scripts" / "evaluate.py")
+    evaluate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evaluate)
+    before = evaluate.entry_hash(tiny_registry, "ad-a")
+    assert before == evaluate.entry_hash(tiny_registry, "ad-a")
+    tiny_registry.remove("ad-a")  # retrained under the same name
+    tiny_registry.import_adapter(make_lora(tiny_dir, tmp_path / "retrained", seed=7), "ad-a", base="tiny", method="sft")
+    assert evaluate.entry_hash(tiny_registry, "ad-a") != before
+    assert evaluate.entry_hash(tiny_registry, "tiny").startswith("sha256:")
