@@ -6,11 +6,17 @@ build the UI, launch. No logic here.
 Environment: REGISTRY_DIR, ARENA_DATA_DIR (default /data on a Space with persistent storage,
 else ./arena_data), BASE_MODEL (registry name) and BASE_MODEL_SOURCE (Hub id to import it from),
 ADMIN_PASSWORD, ACCESS_CODE, PUBLIC_DEMO=1, GRADIO_SERVER_PORT,
-and for syncing the data folder to a Hub dataset repo: HF_TOKEN + ARENA_HUB_REPO."""
+and for syncing the data folder to a Hub dataset repo: HF_TOKEN + ARENA_HUB_REPO.
+A Space bundle (scripts/space.py) puts a space.json beside this file with its own defaults
+(registry folder, base and its Hub id, public demo); the environment still wins.
+Served beyond this machine (another address, or on a Space: SPACE_ID is set) it refuses to start
+without ADMIN_PASSWORD."""
 
 import argparse
+import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 from evals.store import default_data_dir
@@ -19,23 +25,44 @@ from posttrain.models import DEFAULT_BASE_NAME
 from posttrain.registry import Registry, default_registry_dir
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def bundle_settings() -> dict:
+    """Defaults a Space bundle wrote beside this file (none in the project checkout)."""
+    path = Path(__file__).resolve().parent / "space.json"
+    if not path.is_file():
+        return {}
+    settings = json.loads(path.read_text())
+    if settings.get("registry"):
+        settings["registry"] = str(path.parent / settings["registry"])
+    return settings
+
+
 def main() -> None:
+    bundle = bundle_settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--registry", default=str(default_registry_dir()))
+    parser.add_argument("--registry", default=os.environ.get("REGISTRY_DIR") or bundle.get("registry") or str(default_registry_dir()))
     parser.add_argument("--data-dir", default=str(default_data_dir()))
-    parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
+    parser.add_argument("--base", default=os.environ.get("BASE_MODEL") or bundle.get("base") or DEFAULT_BASE_NAME)
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    source = os.environ.get("BASE_MODEL_SOURCE")  # e.g. a Hub id on a GPU Space
+    admin_password = os.environ.get("ADMIN_PASSWORD", "")
+    if not admin_password and (os.environ.get("SPACE_ID") or args.host not in LOOPBACK):
+        where = f"on the Space {os.environ['SPACE_ID']}" if os.environ.get("SPACE_ID") else f"on {args.host}"
+        how = ("add it as a secret in the Space's Settings -> Variables and secrets -> New secret (name ADMIN_PASSWORD)"
+               if os.environ.get("SPACE_ID") else "export ADMIN_PASSWORD=... before starting, or serve on 127.0.0.1")
+        sys.exit(f"error: ADMIN_PASSWORD is not set, so the admin tabs would be open to anyone {where}; {how}")
+    public_demo = os.environ.get("PUBLIC_DEMO", "1" if bundle.get("public_demo") else "0") == "1"
+    source = os.environ.get("BASE_MODEL_SOURCE") or bundle.get("base_source")  # e.g. a Hub id on a GPU Space
     if args.base == DEFAULT_BASE_NAME or source:
         # Without either, a missing base only matters to generation; rating still works.
         Registry(args.registry).ensure_base(args.base, source)
     config = ArenaConfig(
         registry_dir=Path(args.registry), data_dir=Path(args.data_dir), base=args.base,
-        admin_password=os.environ.get("ADMIN_PASSWORD", ""), access_code=os.environ.get("ACCESS_CODE", ""),
-        public_demo=os.environ.get("PUBLIC_DEMO") == "1",
+        admin_password=admin_password, access_code=os.environ.get("ACCESS_CODE", ""), public_demo=public_demo,
     )
     if os.environ.get("HF_TOKEN") and os.environ.get("ARENA_HUB_REPO"):
         from huggingface_hub import CommitScheduler

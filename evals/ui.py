@@ -149,6 +149,9 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
             check_admin(config, password)
         if not (left and right and prompt and prompt.strip()):
             raise gr.Error("pick two models and type a prompt")
+        unknown = [m for m in (left, right) if m not in [BASE, *svc.models()]]
+        if unknown:
+            raise gr.Error(f"no model {unknown[0]!r} here; choose one of {', '.join([BASE, *svc.models()])}")
         try:
             params = SamplingParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature), seed=int(seed))
             for answers in svc.engine().stream([prompt, prompt], [left, right], params):
@@ -253,8 +256,10 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
             next_btn.click(next_battle, [session], view + [reveal, next_btn], api_name="next")
         with gr.Tab("Side by side"):
             with gr.Row():
-                demo_left = gr.Dropdown(label="Left", choices=[], allow_custom_value=False)
-                demo_right = gr.Dropdown(label="Right", choices=[], allow_custom_value=False)
+                # Custom values: choices arrive per session (and API clients never load them);
+                # side_by_side checks the names against the registry.
+                demo_left = gr.Dropdown(label="Left", choices=[], allow_custom_value=True)
+                demo_right = gr.Dropdown(label="Right", choices=[], allow_custom_value=True)
                 preset = gr.Button("Before vs after")
             demo_prompt = gr.Textbox(label="Prompt", lines=2)
             with gr.Row():
@@ -309,7 +314,8 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
         preset.click(before_after, [password], [demo_left, demo_right], **private)
         demo_btn.click(side_by_side, [password, demo_left, demo_right, demo_prompt, demo_tokens, demo_temperature,
                                       demo_seed], [demo_out_left, demo_out_right, demo_notes],
-                       concurrency_limit=1, concurrency_id="model", **({} if config.public_demo else private))
+                       concurrency_limit=1, concurrency_id="model",
+                       **({"api_name": "side_by_side"} if config.public_demo else private))
         create_btn.click(create, [password, new_name, new_models, new_upload, new_tokens, new_temperature, new_top_p,
                                   new_seed], [created, results_campaign, admin_campaign],
                          concurrency_limit=1, concurrency_id="model", **private)

@@ -191,6 +191,18 @@ class Registry:
             raise
         return self.get(name)
 
+    def annotate(self, name: str, **fields) -> Entry:
+        """Add fields to an entry's card (e.g. where it was pushed); the weights are untouched
+        and the card is replaced in one rename."""
+        entry = self.get(name)
+        staging = Path(tempfile.mkdtemp(prefix=".card-", dir=self.root))
+        try:
+            write_card(staging, {**entry.card, **fields, "name": name})
+            os.replace(staging / CARD, entry.path / CARD)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return self.get(name)
+
     def remove(self, name: str) -> None:
         entry = self.get(name)
         children = [e.name for e in self.entries() if e.card.get("base") == name and e.name != name]
@@ -224,10 +236,10 @@ class Registry:
         from posttrain.models import DEFAULT_BASE_NAME
 
         if name not in self:
+            if source:  # a Space fetches even the default from the Hub: the GGUF package is not there
+                return self.import_base(source, name)
             if name == DEFAULT_BASE_NAME:
                 return self.import_default_base()
-            if source:
-                return self.import_base(source, name)
         return self.get(name)
 
     def publish_base(self, name: str, write: Callable[[Path], None], source: str) -> Entry:

@@ -2,7 +2,8 @@
 
     python scripts/registry.py list [--json]
     python scripts/registry.py show NAME [--json]
-    python scripts/registry.py import PATH --name NAME [--base BASE]
+    python scripts/registry.py import PATH --name NAME [--base BASE]      # PATH: folder, .gguf, or a Hub repo
+    python scripts/registry.py push NAME --repo OWNER/REPO [--private]      # token: HF_TOKEN or `huggingface-cli login`
     python scripts/registry.py import-default
     python scripts/registry.py remove NAME
 """
@@ -12,6 +13,7 @@ import json
 import logging
 import sys
 
+from posttrain import hub
 from posttrain.registry import Registry, RegistryError, default_registry_dir
 
 
@@ -23,7 +25,11 @@ def main(argv=None) -> int:
     show = sub.add_parser("show")
     show.add_argument("name")
     show.add_argument("--json", action="store_true")
-    imp = sub.add_parser("import", help="a PEFT adapter folder, a model folder, a .gguf file or a Hub id")
+    push = sub.add_parser("push", help="upload an entry as a Hub model repo (adapter files + Hub model card)")
+    push.add_argument("name")
+    push.add_argument("--repo", required=True, help="OWNER/REPO on the Hub")
+    push.add_argument("--private", action="store_true")
+    imp = sub.add_parser("import", help="a PEFT adapter folder, a model folder, a .gguf file or a Hub repo id")
     imp.add_argument("path")
     imp.add_argument("--name", required=True)
     imp.add_argument("--base", help="registry base the adapter runs on (default: the one it names)")
@@ -46,8 +52,14 @@ def main(argv=None) -> int:
             entry = registry.get(args.name)
             card = {"metrics": {}, **entry.card, "name": entry.name, "adapter": entry.is_adapter, "path": str(entry.path)}
             print(json.dumps(card, indent=2, default=str) if args.json else (entry.path / "README.md").read_text())
+        elif args.command == "push":
+            url = hub.push(registry, args.name, args.repo, private=args.private)
+            print(f"pushed {args.name} to {url}")
         elif args.command == "import":
-            entry = registry.import_path(args.path, args.name, base=args.base)
+            if hub.is_hub_id(args.path):  # an adapter repo keeps its lineage; a model repo is a base
+                entry = hub.pull(registry, args.path, args.name, base=args.base)
+            else:
+                entry = registry.import_path(args.path, args.name, base=args.base)
             print(f"imported {entry.name} ({entry.method}) into {registry.root}")
         elif args.command == "import-default":
             entry = registry.import_default_base()
@@ -57,6 +69,11 @@ def main(argv=None) -> int:
             print(f"removed {args.name}")
     except RegistryError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the Hub: no token, no network, no such repo; say which
+        if args.command not in ("push", "import") or type(exc).__module__.split(".")[0] != "huggingface_hub":
+            raise
+        print(f"error: the Hub refused {args.command}: {exc} (token: HF_TOKEN or `huggingface-cli login`)", file=sys.stderr)
         return 2
     return 0
 
