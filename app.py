@@ -21,6 +21,7 @@ from pathlib import Path
 
 from evals.store import default_data_dir
 from evals.ui import ArenaConfig, build_ui
+from posttrain import backend
 from posttrain.models import DEFAULT_BASE_NAME
 from posttrain.registry import Registry, default_registry_dir
 
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL") or bundle.get("base") or DEFAULT_BASE_NAME)
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    backend.add_flags(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     admin_password = os.environ.get("ADMIN_PASSWORD", "")
@@ -63,6 +65,8 @@ def main() -> None:
     config = ArenaConfig(
         registry_dir=Path(args.registry), data_dir=Path(args.data_dir), base=args.base,
         admin_password=admin_password, access_code=os.environ.get("ACCESS_CODE", ""), public_demo=public_demo,
+        generation_backend=args.generation_backend, generation_base_url=args.generation_base_url or "",
+        generation_api_key=args.generation_api_key,
     )
     if os.environ.get("HF_TOKEN") and os.environ.get("ARENA_HUB_REPO"):
         from huggingface_hub import CommitScheduler

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from evals.store import Store
-from posttrain.chat_api import chat_completion
+from posttrain.chat_api import ChatClient
 
 # A verdict on (answer shown first, answer shown second): "first", "second" or "tie".
 Verdict = str
@@ -74,7 +74,7 @@ class OpenAIJudge:
     def __call__(self, prompt: str, first: str, second: str) -> Verdict:
         body = {"model": self.model, "temperature": 0, "messages": [
             {"role": "user", "content": JUDGE_PROMPT.format(question=prompt, answer_a=first, answer_b=second)}]}
-        text = chat_completion(self.base_url, body, self.api_key, self.retries, self.timeout)
+        text = ChatClient(self.base_url, self.api_key, retries=self.retries, timeout=self.timeout).complete(body)["text"]
         match = re.findall(r"\[\[([ABC])\]\]", text)
         return {"A": "first", "B": "second"}.get(match[-1] if match else "C", "tie")
 

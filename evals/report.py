@@ -36,8 +36,9 @@ def summarise(models: list[str], metrics: dict[str, dict], votes: list[dict], re
 def markdown(summary: dict, samples: list[dict]) -> str:
     models = summary["models"]
     lines = ["# Before / after report", "", "| metric | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
-    for key, label in METRIC_LABELS.items():
-        lines.append(f"| {label} | " + " | ".join(f"{summary['metrics'][m][key]:.4g}" for m in models) + " |")
+    for key, label in METRIC_LABELS.items():  # n/a: not measured (a server backend has no teacher forcing)
+        values = [summary["metrics"].get(m, {}).get(key) for m in models]
+        lines.append(f"| {label} | " + " | ".join("n/a" if v is None else f"{v:.4g}" for v in values) + " |")
     if summary["reward_model"]:
         r = summary["reward_model"]
         lines += ["", f"Reward model `{r['name']}`: held-out pairwise accuracy {r['preference_accuracy']:.3f}."]
@@ -63,6 +64,8 @@ def figures(summary: dict) -> list[go.Figure]:
     models = summary["models"]
     figs = []
     for key, label in METRIC_LABELS.items():
+        if any(key not in summary["metrics"].get(m, {}) for m in models):
+            continue
         fig = go.Figure(go.Bar(x=models, y=[summary["metrics"][m][key] for m in models]))
         fig.update_layout(title=label, height=320)
         figs.append(fig)

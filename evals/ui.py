@@ -17,6 +17,7 @@ import gradio as gr
 
 from evals import arena, plots
 from evals.store import Store, StoreError
+from posttrain.backend import make_generator
 from posttrain.engine import BASE, Engine, EngineError, SamplingParams
 from posttrain.registry import Registry, RegistryError
 
@@ -33,6 +34,9 @@ class ArenaConfig:
     access_code: str = ""
     public_demo: bool = False  # list registry entries in the demo without a password (a Space showcase)
     quantize: bool = True  # load the shared base in NF4 (tests on tiny models turn it off)
+    generation_backend: str = "engine"  # or "openai": an OpenAI-compatible multi-LoRA server (vLLM, SGLang)
+    generation_base_url: str = ""
+    generation_api_key: str = ""
     reports_dir: Path = Path("reports")  # where scripts/evaluate.py writes before/after reports
 
 
@@ -49,7 +53,10 @@ class Services:
     def engine(self) -> Engine:
         with self._lock:
             if self._engine is None:
-                self._engine = Engine(self.registry, self.config.base, quantize=self.config.quantize)
+                self._engine = make_generator(self.registry, self.config.base, quantize=self.config.quantize,
+                                              backend=self.config.generation_backend,
+                                              base_url=self.config.generation_base_url or None,
+                                              api_key=self.config.generation_api_key)
             return self._engine
 
     def models(self) -> list[str]:

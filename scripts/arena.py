@@ -19,7 +19,8 @@ from tqdm import tqdm
 from evals import arena
 from evals.store import Store, StoreError, default_data_dir
 from evals.ui import check_blind_name
-from posttrain.engine import Engine, EngineError, SamplingParams
+from posttrain import backend
+from posttrain.engine import EngineError, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
 from posttrain.registry import Registry, RegistryError, default_registry_dir
 
@@ -41,6 +42,7 @@ def main(argv=None) -> int:
     create.add_argument("--seed", type=int, default=0)
     create.add_argument("--no-4bit", action="store_true", help="load the base in full precision")
     create.add_argument("--json", action="store_true")
+    backend.add_flags(create)
     campaign.add_parser("list").add_argument("--json", action="store_true")
     results = sub.add_parser("results")
     results.add_argument("name")
@@ -57,7 +59,7 @@ def main(argv=None) -> int:
             prompts = arena.load_prompts(args.prompts)
             params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                     top_p=args.top_p, seed=args.seed)
-            engine = Engine(Registry(args.registry), args.base, quantize=not args.no_4bit)
+            engine = backend.from_flags(args, Registry(args.registry), args.base, quantize=not args.no_4bit)
             with tqdm(total=len(prompts) * len(args.models), desc="answers", file=sys.stderr) as bar:
                 made = arena.create_campaign(store, engine, args.name, args.models, prompts, params, source=args.prompts,
                                              progress=lambda done, total: bar.update(done - bar.n))

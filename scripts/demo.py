@@ -14,7 +14,8 @@ import time
 
 from tqdm import tqdm
 
-from posttrain.engine import BASE, Engine, EngineError, SamplingParams
+from posttrain import backend
+from posttrain.engine import BASE, EngineError, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
 from posttrain.registry import Registry, RegistryError, default_registry_dir
 
@@ -41,12 +42,13 @@ def main(argv=None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--seed", type=int, default=0)
+    backend.add_flags(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     registry = Registry(args.registry)
     try:
         registry.ensure_base(args.base)
-        engine = Engine(registry, args.base)
+        engine = backend.from_flags(args, registry, args.base)
         model_b = args.b or newest_adapter(registry, args.base) or BASE
         params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
         start = time.perf_counter()
@@ -62,7 +64,7 @@ def main(argv=None) -> int:
     print(side_by_side(answers[0].text, answers[1].text))
     tokens = sum(a.new_tokens for a in answers)
     print(f"\n{tokens} tokens in {seconds:.1f} s ({tokens / seconds:.1f} tokens/s, one batched call, "
-          f"base in {engine.quantization})")
+          f"base {engine.quantization})")
     for answer in answers:
         if answer.notice:
             print(f"note ({answer.model}): {answer.notice}")

@@ -22,6 +22,7 @@ from evals import arena, metrics, report
 from evals.judge import OpenAIJudge, RewardJudge, judge_campaign
 from evals.store import Store, default_data_dir
 from posttrain.data import read_jsonl
+from posttrain import backend
 from posttrain.engine import BASE, Engine, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
 from posttrain.registry import Registry, RegistryError, default_registry_dir, folder_hash
@@ -53,10 +54,11 @@ def main(argv=None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--no-4bit", action="store_true")
     parser.add_argument("--out", help="report folder (default reports/<models joined by _vs_>)")
+    backend.add_flags(parser)
     args = parser.parse_args(argv)
     registry = Registry(args.registry)
     try:
-        engine = Engine(registry, args.base, quantize=not args.no_4bit)
+        engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
         models = [BASE if m == args.base else m for m in args.models]
         for model in models:
             engine.slot(model)
@@ -70,13 +72,17 @@ def main(argv=None) -> int:
     tasks = read_jsonl(args.tasks)
     measured = {}
     for model in tqdm(models, desc="metrics", file=sys.stderr):
+        if not isinstance(engine, Engine):  # a server returns text, not teacher-forced likelihoods
+            measured[names.get(model, model)] = {}
+            continue
         measured[names.get(model, model)] = metrics.measure(engine, model, sft_heldout, general, pairs, tasks)
 
     reward_entry = args.reward or next((e.name for e in reversed(registry.entries()) if e.method == "reward"), None)
     judge, reward = None, None
     if args.judge in ("auto", "reward") and reward_entry:
-        scorer = RewardScorer(registry, reward_entry, device=engine.device, quantize=engine.quantization == "nf4"
-                              and engine.device.type == "cuda")  # on a GPU: beside the engine, 4-bit too
+        device = getattr(engine, "device", None)  # on a GPU: beside the engine, 4-bit too
+        scorer = RewardScorer(registry, reward_entry, device=device,
+                              quantize=engine.quantization == "nf4" and device is not None and device.type == "cuda")
         judge = RewardJudge(scorer, name=reward_entry)
         reward = {"name": reward_entry, "preference_accuracy": round(pairwise_accuracy(scorer.model, scorer.tokenizer, pairs), 4)}
     elif args.judge == "openai" or (args.judge == "auto" and os.environ.get("JUDGE_BASE_URL")):

@@ -18,7 +18,8 @@ import sys
 
 from tqdm import tqdm
 
-from posttrain.engine import BASE, Engine
+from posttrain import backend
+from posttrain.engine import BASE
 from posttrain.models import DEFAULT_BASE_NAME
 from posttrain.registry import Registry, default_registry_dir
 from posttrain.synth.build import BuildConfig, build
@@ -30,6 +31,8 @@ def main(argv=None) -> int:
     parser.add_argument("--teacher", default=DEFAULT_BASE_NAME)
     parser.add_argument("--api", action="store_true")
     parser.add_argument("--rpm", type=float, default=60, help="API requests per minute")
+    parser.add_argument("--tpm", type=float, help="API tokens per minute (prompt estimate + max_tokens)")
+    parser.add_argument("--concurrency", type=int, default=32, help="API requests in flight")
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
     parser.add_argument("--registry", default=str(default_registry_dir()))
     parser.add_argument("--seeds", default="data/synth/seeds.jsonl")
@@ -40,15 +43,19 @@ def main(argv=None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--eval-file", action="append", default=None, help="evaluation prompts to check against")
     parser.add_argument("--no-4bit", action="store_true")
+    backend.add_flags(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
         if args.api:
-            teacher = OpenAITeacher.from_env(requests_per_minute=args.rpm, cache=os.path.join(args.out, "cache.sqlite"))
+            os.makedirs(args.out, exist_ok=True)
+            teacher = OpenAITeacher.from_env(requests_per_minute=args.rpm, tokens_per_minute=args.tpm,
+                                             concurrency=args.concurrency, cache=os.path.join(args.out, "cache.sqlite"))
+            args.batch = max(args.batch, 4 * args.concurrency)  # keep every slot busy between checkpoints
         else:
             registry = Registry(args.registry)
             registry.ensure_base(args.base)
-            engine = Engine(registry, args.base, quantize=not args.no_4bit)
+            engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
             teacher = LocalTeacher(engine, BASE if args.teacher == args.base else args.teacher,
                                    max_new_tokens=args.max_new_tokens, batch_size=args.batch)
         os.makedirs(args.out, exist_ok=True)

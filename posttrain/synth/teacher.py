@@ -1,17 +1,13 @@
 """Teachers that complete prompts: a registry model through the shared engine (offline), or an
-OpenAI-compatible endpoint with retries, backoff, a rate limit and an on-disk cache so a rerun
-never pays twice for the same request."""
+OpenAI-compatible endpoint through posttrain.chat_api (requests in parallel under request and
+token rate limits, retries, and an on-disk cache so a rerun never pays twice)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import sqlite3
-import time
 from pathlib import Path
 
-from posttrain.chat_api import chat_completion
+from posttrain.chat_api import ChatClient
 from posttrain.engine import Engine, SamplingParams
 
 
@@ -35,18 +31,16 @@ class LocalTeacher:
 
 
 class OpenAITeacher:
-    """Any OpenAI-compatible /chat/completions endpoint (base URL, key, model from the environment)."""
+    """Any OpenAI-compatible /chat/completions endpoint (base URL, key, model from the environment),
+    `concurrency` requests in flight under the request and token rate limits."""
 
     def __init__(self, base_url: str, model: str, api_key: str = "", cache: str | Path = "synth_cache.sqlite",
-                 requests_per_minute: float = 60, retries: int = 5, temperature: float = 0.9, max_tokens: int = 400):
-        self.base_url, self.model, self.api_key = base_url.rstrip("/"), model, api_key
-        self.interval = 60.0 / requests_per_minute
-        self.retries, self.temperature, self.max_tokens = retries, temperature, max_tokens
-        self.cache = Path(cache)
+                 requests_per_minute: float = 60, tokens_per_minute: float | None = None, concurrency: int = 32,
+                 retries: int = 5, temperature: float = 0.9, max_tokens: int = 400):
+        self.model, self.temperature, self.max_tokens = model, temperature, max_tokens
+        self.client = ChatClient(base_url, api_key, concurrency=concurrency, requests_per_minute=requests_per_minute,
+                                 tokens_per_minute=tokens_per_minute, retries=retries, cache=cache)
         self.name = f"openai:{model}"
-        self._last = 0.0
-        with sqlite3.connect(self.cache) as con:
-            con.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, text TEXT NOT NULL)")
 
     @classmethod
     def from_env(cls, **kwargs) -> "OpenAITeacher":
@@ -56,22 +50,6 @@ class OpenAITeacher:
         return cls(os.environ["TEACHER_BASE_URL"], os.environ["TEACHER_MODEL"], os.environ.get("TEACHER_API_KEY", ""), **kwargs)
 
     def complete(self, prompts: list[str], seed: int) -> list[str]:
-        return [self._one(prompt, seed + i) for i, prompt in enumerate(prompts)]
-
-    def _wait_turn(self) -> None:
-        """At most `requests_per_minute` requests, evenly spaced."""
-        time.sleep(max(0.0, self._last + self.interval - time.monotonic()))
-        self._last = time.monotonic()
-
-    def _one(self, prompt: str, seed: int) -> str:
-        body = {"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens, "seed": seed,
-                "messages": [{"role": "user", "content": prompt}]}
-        key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-        with sqlite3.connect(self.cache) as con:
-            row = con.execute("SELECT text FROM completions WHERE key = ?", (key,)).fetchone()
-        if row:
-            return row[0]
-        text = chat_completion(self.base_url, body, self.api_key, self.retries, before_try=self._wait_turn)
-        with sqlite3.connect(self.cache) as con:
-            con.execute("INSERT OR REPLACE INTO completions VALUES (?, ?)", (key, text))
-        return text
+        bodies = [{"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens, "seed": seed + i,
+                   "messages": [{"role": "user", "content": prompt}]} for i, prompt in enumerate(prompts)]
+        return [reply["text"] for reply in self.client.complete_many(bodies)]

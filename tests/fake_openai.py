@@ -1,0 +1,115 @@
+"""A small OpenAI-compatible server (GET /v1/models, POST /v1/chat/completions, streaming too)
+that stands in for vLLM / SGLang / an API in tests and benchmarks: it answers
+"[MODEL] reply to: PROMPT" after an optional delay, can refuse the first requests with 429 and
+Retry-After, and records every request. Never used to produce real answers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class FakeSettings:
+    served: list[str] = field(default_factory=list)  # ids /v1/models lists (empty: any model answers)
+    delay: float = 0.0  # seconds before each reply
+    throttle_first: int = 0  # that many requests get 429 with Retry-After first
+    retry_after: float = 0.2
+    requests: list = field(default_factory=list)  # (start, end, body) per completion request
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class FakeOpenAI:
+    def __init__(self, **settings):
+        self.settings = FakeSettings(**settings)
+        handler = type("Handler", (_Handler,), {"settings": self.settings})
+        server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 256})  # 32+ clients connect at once
+        self.server = server_class(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def requests(self) -> list:
+        return self.settings.requests
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def reply_text(body: dict) -> str:
+    prompt = body["messages"][-1]["content"]
+    return f"[{body['model']}] reply to: {prompt}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    settings: FakeSettings
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, status: int, payload: dict | None = None, headers: dict | None = None) -> None:
+        data = json.dumps(payload or {}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path.rstrip("/").endswith("/models"):
+            self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in self.settings.served]})
+        else:
+            self._send(404, {"error": "not found"})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        start = time.monotonic()
+        with self.settings.lock:
+            throttled = self.settings.throttle_first > 0
+            self.settings.throttle_first -= 1 if throttled else 0
+        if throttled:
+            self._send(429, {"error": "slow down"}, {"Retry-After": str(self.settings.retry_after)})
+            return
+        served = self.settings.served
+        if served and body.get("model") not in served:
+            self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}})
+            return
+        time.sleep(self.settings.delay)
+        text = reply_text(body)
+        words = text.split(" ")[: int(body.get("max_tokens") or 10**6)]
+        finish = "length" if len(words) < len(text.split(" ")) else "stop"
+        text = " ".join(words)
+        with self.settings.lock:
+            self.settings.requests.append((start, time.monotonic(), body))
+        usage = {"prompt_tokens": len(body["messages"][-1]["content"].split()), "completion_tokens": len(words)}
+        if not body.get("stream"):
+            self._send(200, {"id": "x", "object": "chat.completion", "model": body.get("model"), "usage": usage,
+                             "choices": [{"index": 0, "finish_reason": finish,
+                                          "message": {"role": "assistant", "content": text}}]})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for i, word in enumerate(words):
+            delta = {"choices": [{"index": 0, "delta": {"content": word if i == 0 else " " + word}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(delta)}\n\n".encode())
+            self.wfile.flush()
+        end = {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
+        self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
