@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,14 +99,35 @@ def compute_dtype(quantized: bool = True) -> torch.dtype:
     return torch.float32
 
 
+def sharded_training() -> str | None:
+    """"fsdp" or "deepspeed" when `accelerate launch` shards the model across ranks, else None."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        return "fsdp"
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        return "deepspeed"
+    return None
+
+
+def device_map() -> dict | None:
+    """Where this process loads its model: its own GPU under DDP (LOCAL_RANK), nowhere in
+    particular when FSDP / ZeRO-3 will shard it (they place the shards), the CPU without GPUs."""
+    if not torch.cuda.is_available() or sharded_training():
+        return None
+    return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+
+
 def nf4_config():
     from transformers import BitsAndBytesConfig
 
+    # FSDP shards flat parameters of one dtype: the packed 4-bit weights must be stored in the
+    # compute dtype to be sharded with everything else (Answer.AI's FSDP-QLoRA).
+    storage = compute_dtype() if sharded_training() == "fsdp" else torch.uint8
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype(),
+        bnb_4bit_quant_storage=storage,
     )
 
 
@@ -113,7 +135,7 @@ def load_base(path: str | Path, quantize: bool = True) -> LoadedBase:
     """Load a causal LM once, in NF4 + double quant when possible, else in the plain dtype."""
     from transformers import AutoModelForCausalLM
 
-    device_map = {"": 0} if torch.cuda.is_available() else None
+    device_map = {"": 0} if torch.cuda.is_available() else None  # one serving process, first GPU
     if quantize:
         ok, reason = four_bit_available()
         if ok:

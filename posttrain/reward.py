@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer
 
-from posttrain.models import compute_dtype, load_tokenizer, nf4_config
+from posttrain.models import compute_dtype, device_map, load_tokenizer, nf4_config
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
@@ -105,11 +105,13 @@ def load_reward_model(base_path, adapter_path=None, lora=None, trainable: bool =
     from transformers import AutoModelForSequenceClassification
 
     tokenizer = load_tokenizer(base_path)
-    device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
+    placement = {"": torch.device(device)} if device is not None else device_map()  # this rank's GPU when training
+    if placement and torch.device(placement[""]).type == "cpu":
+        placement = None
     kwargs = {"quantization_config": nf4_config(), "dtype": compute_dtype()} if quantize else \
         {"dtype": compute_dtype(quantized=False)}
     model = AutoModelForSequenceClassification.from_pretrained(
-        str(base_path), num_labels=1, device_map={"": device} if device.type != "cpu" else None, **kwargs)
+        str(base_path), num_labels=1, device_map=placement, **kwargs)
     model.config.pad_token_id = tokenizer.pad_token_id
     if adapter_path is not None:
         model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=trainable)

@@ -20,7 +20,7 @@ import torch
 from posttrain.chat import TemplateError, build_example
 from posttrain.data import DataError, read
 from posttrain.metrics import perplexity, preference_accuracy
-from posttrain.models import DEFAULT_BASE_NAME, compute_dtype, load_tokenizer, nf4_config
+from posttrain.models import DEFAULT_BASE_NAME, compute_dtype, device_map, load_tokenizer, nf4_config
 from posttrain import templates
 from posttrain.registry import Entry, Registry, RegistryError, default_registry_dir
 from posttrain.reward import BradleyTerryTrainer, PairCollator, load_reward_model, pair_rows, pairwise_accuracy
@@ -182,14 +182,14 @@ def load_trainable(base: Entry, parent: Entry | None, run: RunArguments, gradien
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    device_map = {"": 0} if torch.cuda.is_available() else None
+    placement = device_map()  # this rank's own GPU under DDP; none under FSDP / ZeRO-3
     if run.quantize:
         model = AutoModelForCausalLM.from_pretrained(
-            str(base.path), quantization_config=nf4_config(), dtype=compute_dtype(), device_map=device_map)
+            str(base.path), quantization_config=nf4_config(), dtype=compute_dtype(), device_map=placement)
         model = prepare_for_qlora(model, gradient_checkpointing, run.upcast_non_quantized)
     else:
         model = AutoModelForCausalLM.from_pretrained(
-            str(base.path), dtype=compute_dtype(quantized=False), device_map=device_map)
+            str(base.path), dtype=compute_dtype(quantized=False), device_map=placement)
     if run.liger_kernels:
         apply_liger(model)
     if parent is not None:
@@ -319,17 +319,24 @@ def run(kind: str, run_args: RunArguments, config) -> Entry:
     log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     started = time.time()
     measure, trainer = build(kind, model, tokenizer, splits, config)
-    parent_metrics = measure(model)  # before any step: the model is still its parent
+    # Under DDP / FSDP / ZeRO every rank trains; only the main process measures, writes and publishes.
+    main = trainer.accelerator.is_main_process
+    parent_metrics = measure(model) if main else {}  # before any step: the model is still its parent
     last = last_complete_checkpoint(Path(config.output_dir))
     if last:
         log.info("resuming from %s", last)
-    write_fingerprint(Path(config.output_dir), fingerprint)
+    if main:
+        write_fingerprint(Path(config.output_dir), fingerprint)
     train_output = trainer.train(resume_from_checkpoint=last)
     eval_metrics = trainer.evaluate()
+    if not main:
+        trainer.accelerator.wait_for_everyone()  # the main process publishes; then the entry exists
+        return registry.get(run_args.name)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics = {
         # The last logged training loss: a resumed run's own average covers only its new steps.
-        "train_loss": round(next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h),
-                                 train_output.training_loss), 4),
+        "train_loss": round(losses[-1] if losses else train_output.training_loss, 4),
+        **({"train_loss_first": round(losses[0], 4)} if losses else {}),
         **{k: round(v, 4) for k, v in eval_metrics.items() if isinstance(v, (int, float)) and not k.endswith(("_runtime", "per_second"))},
         **{k: round(v, 4) for k, v in measure(model).items()},
         **{f"parent_{k}": round(v, 4) for k, v in parent_metrics.items()},
@@ -352,12 +359,16 @@ def run(kind: str, run_args: RunArguments, config) -> Entry:
         "trainable_parameters": trainable,
         "trainable_share": round(trainable / total, 6),
         "peak_memory_mb": round(peak_memory_mb(), 1),
+        "world_size": trainer.accelerator.num_processes,
+        "distributed": str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1],
         "hardware": hardware(),
         "duration_s": round(time.time() - started, 1),
         "steps": trainer.state.global_step,
     }
-    entry = registry.publish(run_args.name, lambda tmp: save_adapter(model, tokenizer, tmp, base, eot), card)
+    entry = registry.publish(run_args.name, lambda tmp: save_adapter(trainer.accelerator.unwrap_model(model), tokenizer,
+                                                                     tmp, base, eot), card)
     log.info("published %s: %s", entry.name, metrics)
+    trainer.accelerator.wait_for_everyone()
     return entry
 
 

@@ -9,6 +9,7 @@ Fields: this project's RunArguments (posttrain/train.py) plus TRL's SFTConfig / 
 KTOConfig / RewardConfig. A killed run resumes from its last checkpoint in runs/NAME."""
 
 import logging
+import os
 import sys
 import warnings
 
@@ -47,6 +48,8 @@ def main(argv=None) -> int:
     except (RegistryError, DataError, ChatTemplateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate, one report is enough
+        return 0
     card = entry.card
     print(f"published {entry.name} ({entry.method}) -> {entry.path}")
     print(f"  trainable parameters {card['trainable_parameters']:,} ({100 * card['trainable_share']:.2f}% of all), "
