@@ -1,11 +1,16 @@
-"""Benchmarks on the default base, each ratio measured side by side in one run.
+"""Benchmarks, each ratio measured side by side in one run.
 
-    python scripts/bench.py [--only battle|memory] [--json] [--tokens 64] [--repeats 5]
+    python scripts/bench.py [--only battle|memory|api|dedup] [--json] [--tokens 64] [--repeats 5]
 
 battle: time of a battle (two adapters' answers in ONE batched call) / time of one adapter's
         answer alone, both through the same engine path: same prompt, greedy, the same number
         of new tokens forced, LoRA r=16 on all linear layers.
 memory: resident memory of the process with the base and 1 vs 8 adapters loaded.
+api:    5,000 teacher requests through the API client (32 in flight) against a local fake
+        OpenAI-compatible server that answers after 200 ms; one at a time would take 1,000 s.
+dedup:  100,000 synthetic instructions with 2,000 planted paraphrase clusters, embedded with
+        MiniLM and de-duplicated (faiss range search): seconds, and the share of planted
+        duplicates found.
 With --json the last line of stdout is one JSON object of the figures."""
 
 import argparse
@@ -95,9 +100,83 @@ def bench_battle(engine: Engine, tokens: int, repeats: int) -> dict:
     }
 
 
+def bench_api(requests: int = 5000, concurrency: int = 32, delay: float = 0.2) -> dict:
+    """The data builder's API teacher against a fake server that answers after `delay` seconds."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from fake_openai import FakeOpenAI
+
+    from posttrain.synth.teacher import OpenAITeacher
+
+    prompts = [f"Write instruction number {i} about cooking." for i in range(requests)]
+    with FakeOpenAI(delay=delay) as server, tempfile.TemporaryDirectory() as tmp:
+        teacher = OpenAITeacher(server.url, "fake", cache=Path(tmp) / "cache.sqlite", requests_per_minute=None,
+                                concurrency=concurrency)
+        started = time.perf_counter()
+        replies = teacher.complete(prompts, seed=0)
+        seconds = time.perf_counter() - started
+        assert len(replies) == requests and len(server.requests) == requests
+        started = time.perf_counter()
+        teacher.complete(prompts, seed=0)  # the rerun: every reply from the cache
+        rerun = time.perf_counter() - started
+    return {"api_5k_seconds": round(seconds, 1), "api_requests_per_s": round(requests / seconds, 1),
+            "api_one_at_a_time_seconds": round(requests * delay, 1), "api_rerun_from_cache_seconds": round(rerun, 1),
+            "api_concurrency": concurrency, "api_server_delay_s": delay}
+
+
+def synthetic_instructions(n: int, clusters: int, seed: int = 0) -> tuple[list[dict], list[list[int]]]:
+    """n distinct instructions from a large grammar, with `clusters` planted groups of 3 close
+    paraphrases (a request, its polite form, its question form)."""
+    import random
+
+    rng = random.Random(seed)
+    verbs = "explain describe compare summarise outline list analyse critique illustrate review".split()
+    topics = ("photosynthesis volcanoes tariffs sonnets compilers glaciers vaccines bridges jazz chess mitochondria "
+              "inflation satellites ferments sourdough algebra tides origami bonsai typography rainforests "
+              "cryptography pottery monsoons printing-presses neurons telescopes windmills bees").split()
+    angles = ("for a child|for an engineer|in three sentences|with one example|as a haiku|with a table|for a "
+              "historian|with a warning|for a cook|as a dialogue|in plain words|for a lawyer").split("|")
+    extras = ("in 1850|on Mars|under water|in winter|at night|in a small town|in the year 3000|during a storm|"
+              "for beginners|on a budget|in a hurry|with no tools").split("|")
+    seen, rows = set(), []
+    while len(rows) < n - 2 * clusters:
+        parts = (rng.choice(verbs), rng.choice(topics), rng.choice(topics), rng.choice(angles), rng.choice(extras))
+        if parts in seen or parts[1] == parts[2]:
+            continue
+        seen.add(parts)
+        rows.append(f"{parts[0].capitalize()} how {parts[1]} relate to {parts[2]} {parts[3]}, {parts[4]}.")
+    planted = []
+    for c in range(clusters):
+        start = rng.randrange(len(rows))  # an existing row gets two paraphrases, placed later
+        text = rows[start]
+        body = text[0].lower() + text[1:-1]
+        group = [start]
+        for variant in (f"Please {body}.", f"Could you {body}?"):
+            rows.append(variant)
+            group.append(len(rows) - 1)
+        planted.append(group)
+    return [{"instruction": r, "input": "", "output": "x"} for r in rows], planted
+
+
+def bench_dedup(n: int = 100_000, clusters: int = 2000) -> dict:
+    from posttrain.synth.clean import Embedder, Thresholds, embedding_dedup
+
+    rows, planted = synthetic_instructions(n, clusters)
+    embed = Embedder()
+    started = time.perf_counter()
+    vectors = embed([r["instruction"] for r in rows])
+    embedded = time.perf_counter()
+    result = embedding_dedup(rows, vectors, Thresholds())
+    done = time.perf_counter()
+    duplicates = [i for group in planted for i in group[1:]]
+    found = sum(i in result.dropped for i in duplicates)
+    return {"dedup_rows": n, "dedup_100k_seconds": round(done - started, 1), "dedup_embed_seconds": round(embedded - started, 1),
+            "dedup_search_seconds": round(done - embedded, 1), "dedup_planted_recall": round(found / len(duplicates), 4),
+            "dedup_dropped": len(result.dropped), "dedup_planted_duplicates": len(duplicates)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["battle", "memory"])
+    parser.add_argument("--only", choices=["battle", "memory", "api", "dedup"])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
@@ -106,6 +185,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     results: dict = {"device": "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} threads"}
+    if args.only in ("api", "dedup"):
+        results.update(bench_api() if args.only == "api" else bench_dedup())
+        return report(results, args.json)
     with tempfile.TemporaryDirectory() as tmp:
         registry, base = bench_registry(Registry(args.registry), 8 if args.only != "battle" else 2, Path(tmp))
         before = rss_mb()
@@ -120,13 +202,17 @@ def main(argv=None) -> int:
             results["memory_8_over_1"] = round(results["rss_mb_8_adapters"] / results["rss_mb_1_adapter"], 3)
         if args.only in (None, "battle"):
             results["battle"] = bench_battle(engine, args.tokens, args.repeats)
+    return report(results, args.json)
+
+
+def report(results: dict, as_json: bool) -> int:
     for key, value in results.items():
         if isinstance(value, dict):
             for sub_key, sub_value in value.items():
                 print(f"{key}.{sub_key:22} {sub_value}")
         else:
             print(f"{key:29} {value}")
-    if args.json:
+    if as_json:
         flat = {**{k: v for k, v in results.items() if not isinstance(v, dict)}, **results.get("battle", {})}
         print(json.dumps(flat))
     return 0

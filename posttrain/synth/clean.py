@@ -116,18 +116,39 @@ class Embedder:
         return self.model.encode(texts, normalize_embeddings=True, batch_size=64, show_progress_bar=False)
 
 
+def neighbours(vectors: np.ndarray, queries: np.ndarray, threshold: float, chunk: int = 4096) -> list[dict[int, float]]:
+    """For each query, {index of a vector: cosine} of every vector at cosine >= threshold (unit
+    vectors), by faiss' exact range search in chunks: BLAS-speed, memory bounded by the matches."""
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    found: list[dict[int, float]] = []
+    for start in range(0, len(queries), chunk):
+        block = np.ascontiguousarray(queries[start : start + chunk], dtype=np.float32)
+        limits, scores, ids = index.range_search(block, threshold - 1e-6)
+        for row in range(len(block)):
+            lo, hi = limits[row], limits[row + 1]
+            found.append(dict(zip(ids[lo:hi].tolist(), scores[lo:hi].tolist())))
+    return found
+
+
 def embedding_dedup(rows: list[dict], vectors: np.ndarray, t: Thresholds) -> DedupResult:
-    """Keep the first of rows whose instruction embeddings have cosine >= threshold."""
+    """Keep the first of rows whose instruction embeddings have cosine >= threshold: a row goes
+    when an earlier *kept* row is that close (named: the closest such row)."""
     result = DedupResult(kept=[])
+    if not len(rows):
+        return result
+    near = neighbours(vectors, vectors, t.embedding_threshold)
+    kept = np.zeros(len(rows), dtype=bool)
     for i in range(len(rows)):
-        if result.kept:
-            similarity = vectors[result.kept] @ vectors[i]
-            best = int(np.argmax(similarity))
-            if similarity[best] >= t.embedding_threshold:
-                first = result.kept[best]
-                result.dropped[i] = f"near duplicate (embedding cosine {similarity[best]:.2f}) of row {first}"
-                result.clusters.setdefault(first, []).append(i)
-                continue
+        earlier = [(score, j) for j, score in near[i].items() if j < i and kept[j]]
+        if earlier:
+            score, first = max(earlier, key=lambda pair: (pair[0], -pair[1]))
+            result.dropped[i] = f"near duplicate (embedding cosine {score:.2f}) of row {first}"
+            result.clusters.setdefault(first, []).append(i)
+            continue
+        kept[i] = True
         result.kept.append(i)
     return result
 
@@ -142,6 +163,7 @@ def contamination(rows: list[dict], vectors: np.ndarray, evals: list[str], eval_
         for j in range(max(1, len(tokens) - n + 1)):
             eval_grams.setdefault(" ".join(tokens[j : j + n]), k)
     found = {}
+    close = neighbours(eval_vectors, vectors, t.contamination_embedding) if len(evals) and len(rows) else []
     for i, row in enumerate(rows):
         tokens = words(text_of(row))
         hit = next((eval_grams[g] for g in (" ".join(tokens[j : j + n]) for j in range(max(1, len(tokens) - n + 1)))
@@ -149,9 +171,7 @@ def contamination(rows: list[dict], vectors: np.ndarray, evals: list[str], eval_
         if hit is not None:
             found[i] = f"contaminated: shares a {n}-gram with eval prompt {evals[hit][:60]!r}"
             continue
-        if len(evals):
-            similarity = eval_vectors @ vectors[i]
-            best = int(np.argmax(similarity))
-            if similarity[best] >= t.contamination_embedding:
-                found[i] = f"contaminated: embedding cosine {similarity[best]:.2f} with eval prompt {evals[best][:60]!r}"
+        if close and close[i]:
+            best, score = max(close[i].items(), key=lambda pair: (pair[1], -pair[0]))
+            found[i] = f"contaminated: embedding cosine {score:.2f} with eval prompt {evals[best][:60]!r}"
     return found
