@@ -40,6 +40,31 @@ def bundle_settings() -> dict:
     return settings
 
 
+def sync_to_hub(data_dir: Path, repo: str, token: str, minutes: float = 10) -> None:
+    """Every `minutes`, a consistent snapshot of the votes database (SQLite backup API) goes to
+    a private Hub dataset repo; the live file and its WAL are never uploaded mid-write."""
+    import threading
+    import time
+
+    from huggingface_hub import CommitScheduler
+
+    from evals.store import Store
+
+    store = Store(Path(data_dir) / "arena.sqlite")
+    folder = Path(data_dir).parent / f"{Path(data_dir).name}-hub-snapshot"
+    store.snapshot(folder / "arena.sqlite")
+    scheduler = CommitScheduler(repo_id=repo, repo_type="dataset", folder_path=folder, every=minutes, token=token,
+                                private=True, allow_patterns=["arena.sqlite"])
+
+    def refresh() -> None:
+        while True:
+            time.sleep(minutes * 60 / 2)
+            with scheduler.lock:  # not while the scheduler reads the folder
+                store.snapshot(folder / "arena.sqlite")
+
+    threading.Thread(target=refresh, daemon=True, name="arena-snapshot").start()
+
+
 def main() -> None:
     bundle = bundle_settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,12 +94,7 @@ def main() -> None:
         generation_api_key=args.generation_api_key,
     )
     if os.environ.get("HF_TOKEN") and os.environ.get("ARENA_HUB_REPO"):
-        from huggingface_hub import CommitScheduler
-
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        # Pushes the data folder (the SQLite file) to a Hub dataset repo every 10 minutes.
-        CommitScheduler(repo_id=os.environ["ARENA_HUB_REPO"], repo_type="dataset", folder_path=config.data_dir,
-                        every=10, token=os.environ["HF_TOKEN"], private=True)
+        sync_to_hub(config.data_dir, os.environ["ARENA_HUB_REPO"], os.environ["HF_TOKEN"])
     ui = build_ui(config)
     ui.queue(default_concurrency_limit=16).launch(server_name=args.host, server_port=args.port)
 

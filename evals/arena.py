@@ -94,10 +94,11 @@ def results(store: Store, name: str, rounds: int = 200) -> dict:
     }
 
 
-def export_pairs(store: Store, name: str, out: str | Path) -> int:
-    """Write the campaign's pairs as JSONL in TRL's preference format (a .jsonl path) or as a
-    `datasets` folder (any other path); provenance columns ride along."""
-    pairs = store.pairs(name)
+def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool = False) -> int:
+    """Write the campaign's pairs (people's votes only, unless `include_judge`) as JSONL in TRL's
+    preference format (a .jsonl path) or as a `datasets` folder (any other path); provenance
+    columns ride along (votes for and against, raters, source)."""
+    pairs = store.pairs(name, include_judge=include_judge)
     out = Path(out)
     if out.suffix == ".jsonl":
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -106,6 +106,21 @@ class Store:
         finally:
             con.close()
 
+    def snapshot(self, dest: str | Path) -> Path:
+        """A consistent copy of the database (SQLite's online backup API: never the live file with
+        its WAL mid-write), written beside `dest` and renamed over it in one step."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        source, target = sqlite3.connect(self.path, timeout=30), sqlite3.connect(tmp)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
+        os.replace(tmp, dest)
+        return dest
+
     # ---- campaigns ---------------------------------------------------------------------------
     def create_campaign(self, name: str, models: list[str], prompts: list[dict], params: dict, source: str = "") -> int:
         name = name.strip()
@@ -181,9 +196,12 @@ class Store:
 
     # ---- raters ------------------------------------------------------------------------------
     def rater(self, campaign_name: str, name: str, kind: str = "human") -> int:
-        """The rater's id; a new rater gets every battle in a shuffled order, with the first
-        model on the left in half of them. Which half is random too: a pattern (say, alternating)
-        would let a rater who saw one reveal work out the next battle's sides."""
+        """The rater's id. A new human rater gets each prompt of the campaign ONCE, as one battle
+        (a pair of models), so no answer whose author was revealed to them can come back in a
+        later battle. Pairs rotate Latin-square style (rater k, prompt p -> pair (k + p) mod
+        pairs), which covers every model pair equally across raters and prompts; within a rater,
+        each pair's first model is on the left in a random half of its battles (a pattern would
+        let a rater infer sides from a reveal); the order is shuffled. A judge rates every battle."""
         name = name.strip()
         if not name:
             raise StoreError("rater name is empty")
@@ -194,15 +212,30 @@ class Store:
             row = con.execute("SELECT id FROM raters WHERE campaign_id = ? AND name = ?", (campaign["id"], name)).fetchone()
             if row:
                 return row["id"]
+            earlier = con.execute("SELECT COUNT(*) FROM raters WHERE campaign_id = ? AND kind = ?",
+                                  (campaign["id"], kind)).fetchone()[0]
             rid = con.execute("INSERT INTO raters (campaign_id, name, kind, created_at) VALUES (?, ?, ?, ?)",
                               (campaign["id"], name, kind, now())).lastrowid
-            battles = [r["id"] for r in con.execute("SELECT id FROM battles WHERE campaign_id = ? ORDER BY id", (campaign["id"],))]
+            by_prompt: dict[int, list[tuple[int, str]]] = {}
+            for r in con.execute("SELECT b.id, b.model_a, b.model_b, p.position FROM battles b "
+                                 "JOIN prompts p ON p.id = b.prompt_id WHERE b.campaign_id = ? ORDER BY p.position, b.id",
+                                 (campaign["id"],)):
+                by_prompt.setdefault(r["position"], []).append((r["id"], f"{r['model_a']}|{r['model_b']}"))
+            if kind == "judge":
+                chosen = [battle for battles in by_prompt.values() for battle in battles]
+            else:
+                chosen = [battles[(earlier + position) % len(battles)] for position, battles in sorted(by_prompt.items())]
             rng = random.Random(f"{campaign['id']}:{name}")
-            rng.shuffle(battles)
-            sides = [i < (len(battles) + rng.randrange(2)) // 2 for i in range(len(battles))]
-            rng.shuffle(sides)
+            sides = {}
+            for pair in sorted({p for _, p in chosen}):
+                mine = [b for b, p in chosen if p == pair]
+                left = [i < (len(mine) + rng.randrange(2)) // 2 for i in range(len(mine))]
+                rng.shuffle(left)
+                sides.update(zip(mine, left))
+            order = [b for b, _ in chosen]
+            rng.shuffle(order)
             con.executemany("INSERT INTO assignments (rater_id, position, battle_id, a_on_left) VALUES (?, ?, ?, ?)",
-                            [(rid, i, b, int(side)) for i, (b, side) in enumerate(zip(battles, sides))])
+                            [(rid, i, b, int(sides[b])) for i, b in enumerate(order)])
         return rid
 
     def next_assignment(self, rater_id: int) -> Assignment | None:
@@ -267,30 +300,55 @@ class Store:
                 "FROM votes v JOIN battles b ON b.id = v.battle_id JOIN raters r ON r.id = v.rater_id "
                 "JOIN prompts p ON p.id = b.prompt_id WHERE b.campaign_id = ? ORDER BY v.id", (campaign["id"],))]
 
-    def pairs(self, name: str) -> list[dict]:
-        """Decisive votes as TRL preference rows (an edited answer becomes `chosen`), with provenance."""
+    def pairs(self, name: str, include_judge: bool = False) -> list[dict]:
+        """Preference rows in TRL's format from the people's decisive votes (a judge's only when
+        asked, marked `source: judge`). One row per (prompt, chosen, rejected): a battle voted by
+        several raters gives its majority's pair once, with the votes for and against in its
+        provenance; a battle whose votes split evenly gives none (see `contradictions`). A rater
+        who edited the better answer backs the pair whose `chosen` is that edit instead."""
+        return self._pairs(name, include_judge)[0]
+
+    def contradictions(self, name: str) -> int:
+        """Battles whose people's decisive votes split evenly: no pair is exported for them."""
+        return self._pairs(name, False)[1]
+
+    def _pairs(self, name: str, include_judge: bool) -> tuple[list[dict], int]:
         campaign = self.campaign(name)
         with self.connect() as con:
             rows = con.execute(
-                "SELECT v.winner, v.edited, v.created_at, r.name AS rater, p.prompt, b.model_a, b.model_b, "
-                "aa.text AS text_a, ab.text AS text_b FROM votes v JOIN battles b ON b.id = v.battle_id "
+                "SELECT v.battle_id, v.winner, v.edited, v.created_at, r.name AS rater, r.kind, p.prompt, b.model_a, "
+                "b.model_b, aa.text AS text_a, ab.text AS text_b FROM votes v JOIN battles b ON b.id = v.battle_id "
                 "JOIN raters r ON r.id = v.rater_id JOIN prompts p ON p.id = b.prompt_id "
                 "JOIN answers aa ON aa.prompt_id = p.id AND aa.model = b.model_a "
                 "JOIN answers ab ON ab.prompt_id = p.id AND ab.model = b.model_b "
                 "WHERE b.campaign_id = ? AND v.winner IN ('a', 'b') ORDER BY v.id", (campaign["id"],)).fetchall()
-        pairs = []
+        groups: dict[tuple[int, str], list] = {}
         for r in rows:
-            win, lose = ("a", "b") if r["winner"] == "a" else ("b", "a")
-            chosen = r["edited"] or r[f"text_{win}"]
-            pairs.append({
-                "prompt": [{"role": "user", "content": r["prompt"]}],
-                "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": r[f"text_{lose}"]}],
-                "campaign": name, "rater": r["rater"], "chosen_model": r[f"model_{win}"],
-                "rejected_model": r[f"model_{lose}"], "edited": r["edited"] is not None, "created_at": r["created_at"],
-            })
-        return pairs
-
+            if r["kind"] == "human" or include_judge:
+                groups.setdefault((r["battle_id"], r["kind"]), []).append(r)
+        pairs, split = [], 0
+        for (_, kind), votes in groups.items():
+            for_a = sum(v["winner"] == "a" for v in votes)
+            if 2 * for_a == len(votes):
+                split += kind == "human"
+                continue
+            win, lose = ("a", "b") if 2 * for_a > len(votes) else ("b", "a")
+            majority = [v for v in votes if v["winner"] == win]
+            first = votes[0]
+            backers: dict[str | None, list] = {}
+            for v in majority:  # None: the model's own answer; else the rater's edit
+                backers.setdefault(v["edited"], []).append(v)
+            for edited, support in backers.items():
+                pairs.append({
+                    "prompt": [{"role": "user", "content": first["prompt"]}],
+                    "chosen": [{"role": "assistant", "content": edited or first[f"text_{win}"]}],
+                    "rejected": [{"role": "assistant", "content": first[f"text_{lose}"]}],
+                    "campaign": name, "source": kind, "chosen_model": first[f"model_{win}"],
+                    "rejected_model": first[f"model_{lose}"], "edited": edited is not None,
+                    "votes_for": len(support), "votes_against": len(votes) - len(majority),
+                    "rater": ",".join(v["rater"] for v in support), "created_at": max(v["created_at"] for v in support),
+                })
+        return pairs, split
 
 def _progress(con: sqlite3.Connection, rater_id: int) -> tuple[int, int]:
     row = con.execute(

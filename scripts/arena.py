@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     export = sub.add_parser("export-pairs")
     export.add_argument("name")
     export.add_argument("--out", required=True)
+    export.add_argument("--include-judge", action="store_true", help="add the automatic judge's pairs (source: judge)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     store = Store(os.path.join(args.data_dir, "arena.sqlite"))
@@ -78,8 +79,9 @@ def main(argv=None) -> int:
                 for row in res["bradley_terry"]:
                     print(f"{row['model']:28} {row['rating']:7.1f}  [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  games={row['games']}")
         else:
-            count = arena.export_pairs(store, args.name, args.out)
-            print(f"wrote {count} pairs to {args.out}")
+            count = arena.export_pairs(store, args.name, args.out, include_judge=args.include_judge)
+            split = store.contradictions(args.name)
+            print(f"wrote {count} pairs to {args.out}" + (f" ({split} battles with evenly split votes left out)" if split else ""))
     except (StoreError, EngineError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,129 @@
+"""Arena integrity: blind across battles (no rater is ever shown an answer whose author was
+revealed to them), balanced coverage of model pairs and sides, walked through the public API of a
+real Gradio server by many raters at once; honest pairs (people's majority, one row per pair)."""
+
+import threading
+from collections import Counter
+
+from gradio_client import Client
+
+from arena_fixtures import launch
+from evals import arena
+from evals.store import Store
+from evals.ui import ArenaConfig
+
+MODELS = ["m-base", "m-sft", "m-dpo"]
+
+
+def ready_campaign(store: Store, name: str, models: list[str], prompts: int) -> None:
+    rows = [{"question_id": i, "category": "misc", "prompt": f"prompt number {i}"} for i in range(prompts)]
+    store.create_campaign(name, models, rows, {})
+    store.save_answers([(pid, model, f"answer of {model} to {prompt}", 5, "") for pid, prompt, model in store.missing_answers(name)])
+    store.set_status(name, "ready")
+
+
+def test_many_raters_never_see_a_revealed_answer_and_coverage_is_balanced(tmp_path, tiny_registry):
+    config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", admin_password="pw",
+                         quantize=False)
+    store = Store(config.data_dir / "arena.sqlite")
+    ready_campaign(store, "study", MODELS, prompts=50)
+    site = launch(config, store)
+    problems, seen_counts = [], {}
+
+    def rate(rater: str) -> None:
+        client = Client(site.url, verbose=False)
+        out = client.predict("study", rater, "", api_name="/start")
+        revealed: set[str] = set()
+        shown = 0
+        while out[1]:  # (progress, prompt, A, B, reveal): the prompt is empty when the rater is done
+            left, right = out[2], out[3]
+            if {left, right} & revealed:
+                problems.append(f"{rater} saw a revealed answer: {left[:30]} / {right[:30]}")
+            shown += 1
+            after = client.predict(["A is better", "B is better", "Tie", "Both are bad"][shown % 4], None, None, "", "",
+                                   api_name="/vote")
+            assert "A was" in after[4]  # the reveal
+            revealed |= {left, right}
+            out = client.predict(api_name="/next")
+        seen_counts[rater] = shown
+
+    try:
+        threads = [threading.Thread(target=rate, args=(f"rater-{i}",)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        site.ui.close()
+    assert not problems, problems[:3]
+    assert seen_counts == {f"rater-{i}": 50 for i in range(6)}  # each prompt once per rater
+    votes = store.votes("study")
+    assert len(votes) == 300
+    per_pair = Counter(tuple(sorted((v["model_a"], v["model_b"]))) for v in votes)
+    assert len(per_pair) == 3 and all(abs(n - 100) <= 10 for n in per_pair.values()), per_pair
+    on_left, appearances = Counter(), Counter()
+    for v in votes:
+        left = v["model_a"] if v["a_on_left"] else v["model_b"]
+        on_left[left] += 1
+        appearances.update([v["model_a"], v["model_b"]])
+    for model in MODELS:
+        assert abs(on_left[model] / appearances[model] - 0.5) <= 0.05, (model, on_left, appearances)
+
+
+def test_pairs_are_the_peoples_majority_once_per_pair_with_counts(tmp_path):
+    store = Store(tmp_path / "arena.sqlite")
+    ready_campaign(store, "duel", ["x", "y"], prompts=3)
+    # Each of the 2-model campaign's raters rates every prompt's one battle.
+    verdicts = {"ann": ["x", "x", "x"], "bob": ["x", "y", "x"], "cy": ["y", "y", "x"], "dee": ["x", "x", "x"]}
+    edits = {("dee", 2): "a rewritten answer"}
+    for rater, picks in verdicts.items():
+        rid = store.rater("duel", rater)
+        while (battle := store.next_assignment(rid)) is not None:
+            position = int(battle.prompt.rsplit(" ", 1)[1])
+            names = store.vote(rid, battle.battle_id, "left")  # to learn the sides, then replace below
+            store_vote_as(store, rid, battle.battle_id, names, picks[position], edits.get((rater, position)))
+    judge = store.rater("duel", "judge:rm", kind="judge")
+    while (battle := store.next_assignment(judge)) is not None:
+        store.vote(judge, battle.battle_id, "right")
+    pairs = store.pairs("duel")
+    by_prompt = {}
+    for p in pairs:
+        by_prompt.setdefault(p["prompt"][0]["content"], []).append(p)
+    # prompt 0: x 3-1; prompt 1: 2-2 split, dropped; prompt 2: x 4-0, one rater's edit is its own pair
+    (p0,) = by_prompt["prompt number 0"]
+    assert p0["chosen_model"] == "x" and (p0["votes_for"], p0["votes_against"]) == (3, 1) and p0["source"] == "human"
+    assert "prompt number 1" not in by_prompt and store.contradictions("duel") == 1
+    plain, edited = sorted(by_prompt["prompt number 2"], key=lambda p: p["edited"])
+    assert (plain["votes_for"], edited["votes_for"]) == (3, 1) and edited["chosen"][0]["content"] == "a rewritten answer"
+    assert all(p["source"] == "human" for p in pairs)
+    with_judge = store.pairs("duel", include_judge=True)
+    assert {p["source"] for p in with_judge} == {"human", "judge"} and len(with_judge) == len(pairs) + 3
+    out = tmp_path / "pairs.jsonl"
+    assert arena.export_pairs(store, "duel", out) == 3
+    from datasets import load_dataset
+
+    assert load_dataset("json", data_files=str(out), split="train").column_names[:3] == ["prompt", "chosen", "rejected"]
+
+
+def store_vote_as(store: Store, rater_id: int, battle_id: int, names: dict, model: str, edited: str | None) -> None:
+    """Replace the probe vote with the intended one (same rater, same battle)."""
+    with store.connect() as con:
+        con.execute("DELETE FROM votes WHERE rater_id = ? AND battle_id = ?", (rater_id, battle_id))
+    store.vote(rater_id, battle_id, "left" if names["left"] == model else "right", edited=edited)
+
+
+def test_hub_sync_snapshot_is_a_consistent_copy_even_mid_write(tmp_path):
+    import sqlite3
+
+    store = Store(tmp_path / "data" / "arena.sqlite")
+    ready_campaign(store, "duel", ["x", "y"], prompts=3)
+    rid = store.rater("duel", "ann")
+    store.vote(rid, store.next_assignment(rid).battle_id, "left")
+    writer = sqlite3.connect(store.path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a vote being written right now, not committed
+    writer.execute("DELETE FROM votes")
+    copy = store.snapshot(tmp_path / "hub" / "arena.sqlite")
+    writer.execute("ROLLBACK")
+    writer.close()
+    assert not list((tmp_path / "hub").glob("*-wal")) and not list((tmp_path / "hub").glob(".*"))
+    assert Store(copy).votes("duel")[0]["rater"] == "ann"  # the committed state, whole
