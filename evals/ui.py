@@ -154,6 +154,15 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
     def side_by_side(password, left, right, prompt, max_new_tokens, temperature, seed):
         if not config.public_demo:
             check_admin(config, password)
+        admin = bool(config.admin_password) and hmac.compare_digest(password or "", config.admin_password)
+        if config.public_demo and not admin:
+            # A rater must not re-create a campaign's answers here and so learn who wrote them.
+            rated = {m for c in svc.store.campaigns() if c["status"] == "ready" for m in c["models"]}
+            rated |= {BASE} if config.base in rated else set()
+            blocked = [m for m in (left, right) if m in rated or (m == BASE and config.base in rated)]
+            if blocked:
+                raise gr.Error(f"{blocked[0]!r} is being rated in an open campaign; the public demo shows it "
+                               "again once that campaign is deleted (the admin can use it now)")
         if not (left and right and prompt and prompt.strip()):
             raise gr.Error("pick two models and type a prompt")
         unknown = [m for m in (left, right) if m not in [BASE, *svc.models()]]

@@ -127,3 +127,24 @@ def test_hub_sync_snapshot_is_a_consistent_copy_even_mid_write(tmp_path):
     writer.close()
     assert not list((tmp_path / "hub").glob("*-wal")) and not list((tmp_path / "hub").glob(".*"))
     assert Store(copy).votes("duel")[0]["rater"] == "ann"  # the committed state, whole
+
+
+def test_public_demo_refuses_the_models_of_an_open_campaign(tmp_path, tiny_registry):
+    import pytest
+    from gradio_client.exceptions import AppError
+
+    config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", admin_password="pw",
+                         public_demo=True, quantize=False)
+    store = Store(config.data_dir / "arena.sqlite")
+    ready_campaign(store, "study", ["ad-a", "tiny"], prompts=2)
+    site = launch(config, store)
+    try:
+        client = Client(site.url, verbose=False)
+        with pytest.raises(AppError, match="open campaign"):
+            client.predict("", "ad-a", "ad-b", "hello", 16, 0, 0, api_name="/side_by_side")
+        with pytest.raises(AppError, match="open campaign"):
+            client.predict("", "__base__", "ad-b", "hello", 16, 0, 0, api_name="/side_by_side")
+        left, right, _ = client.predict("pw", "ad-a", "ad-b", "hello", 16, 0, 0, api_name="/side_by_side")  # the admin may
+        assert isinstance(left, str) and isinstance(right, str)
+    finally:
+        site.ui.close()
