@@ -4,7 +4,8 @@
                                              [--temperature T] [--seed S] [--json]
     python scripts/arena.py campaign list [--json]
     python scripts/arena.py results NAME --json
-    python scripts/arena.py export-pairs NAME --out FILE.jsonl   (or a folder: a `datasets` dataset)
+    python scripts/arena.py export-pairs NAME --out FILE.jsonl [--include-judge]   (or a folder: a `datasets` dataset)
+    python scripts/arena.py next-round CAMPAIGN --parent NAME --name CHILD --prompts FILE [--max-steps N] [--json]
 
 Settings: --registry (REGISTRY_DIR), --data-dir (ARENA_DATA_DIR), --base (BASE_MODEL)."""
 
@@ -13,13 +14,16 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
 from evals import arena
 from evals.store import Store, StoreError, default_data_dir
 from evals.ui import check_blind_name
+from evals.loop import DEFAULT_RECIPE, next_round
 from posttrain import backend
+from posttrain.data import DataError
 from posttrain.engine import EngineError, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
 from posttrain.registry import Registry, RegistryError, default_registry_dir
@@ -51,6 +55,16 @@ def main(argv=None) -> int:
     export.add_argument("name")
     export.add_argument("--out", required=True)
     export.add_argument("--include-judge", action="store_true", help="add the automatic judge's pairs (source: judge)")
+    loop = sub.add_parser("next-round", help="human pairs -> DPO on a parent -> child -> new campaign child vs parent")
+    loop.add_argument("campaign")
+    loop.add_argument("--parent", required=True, help="the adapter DPO continues (and the child's opponent)")
+    loop.add_argument("--name", required=True, help="the child's registry name")
+    loop.add_argument("--prompts", required=True, help="the new campaign's prompts: none may overlap the pairs' prompts")
+    loop.add_argument("--max-steps", type=int)
+    loop.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="DPO recipe (default: the project's)")
+    loop.add_argument("--json", action="store_true")
+    loop.add_argument("--no-4bit", action="store_true")
+    backend.add_flags(loop)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     store = Store(os.path.join(args.data_dir, "arena.sqlite"))
@@ -78,11 +92,20 @@ def main(argv=None) -> int:
             else:
                 for row in res["bradley_terry"]:
                     print(f"{row['model']:28} {row['rating']:7.1f}  [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  games={row['games']}")
+        elif args.command == "next-round":
+            registry = Registry(args.registry)
+            result = next_round(store, registry, lambda: backend.from_flags(args, registry, args.base, quantize=not args.no_4bit),
+                                args.campaign, args.parent, args.name, args.prompts, Path(args.data_dir) / "rounds",
+                                max_steps=args.max_steps, recipe=args.recipe,
+                                progress=lambda message: print(message, file=sys.stderr, flush=True))
+            print(json.dumps(result) if args.json else
+                  f"published {result['child']} ({result['pairs']} pairs from {result['votes']} votes of {args.campaign}); "
+                  f"campaign {result['campaign']} ready: {result['child']} vs {result['parent']}, {result['prompts']} prompts")
         else:
             count = arena.export_pairs(store, args.name, args.out, include_judge=args.include_judge)
             split = store.contradictions(args.name)
             print(f"wrote {count} pairs to {args.out}" + (f" ({split} battles with evenly split votes left out)" if split else ""))
-    except (StoreError, EngineError, RegistryError) as exc:
+    except (StoreError, EngineError, RegistryError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

