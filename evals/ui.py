@@ -139,7 +139,8 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
         latest = campaigns[-1] if campaigns else None
         return (gr.update(choices=models, value=None), gr.update(choices=[BASE] + models, value=None),
                 gr.update(choices=[BASE] + models, value=None), gr.update(choices=campaigns, value=latest),
-                gr.update(choices=campaigns, value=latest), "unlocked")
+                gr.update(choices=campaigns, value=latest), "unlocked",
+                gr.update(choices=[m for m in models if m != config.base], value=None))
 
     def before_after(password):
         check_admin(config, password)
@@ -234,6 +235,20 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
         arena.export_pairs(svc.store, campaign, path)
         return rows, str(path)
 
+    def next_round_action(password, campaign, parent, child, prompts, max_steps, progress=gr.Progress(track_tqdm=True)):
+        check_admin(config, password)
+        if not (campaign and parent and child and prompts):
+            raise gr.Error("pick a campaign and a parent, name the child, and upload the new prompts")
+        try:
+            result = run_next_round(svc, campaign, parent, child.strip(), prompts, int(max_steps or 0) or None,
+                                    say=lambda message: progress(0, desc=message))
+        except (StoreError, RegistryError, EngineError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        names = [c["name"] for c in svc.store.campaigns()]
+        summary = (f"Published **{result['child']}** ({result['pairs']} pairs from {result['votes']} votes); campaign "
+                   f"**{result['campaign']}** is ready: {result['child']} vs {result['parent']} on {result['prompts']} prompts.")
+        return summary, gr.update(choices=names, value=result["campaign"]), gr.update(choices=names)
+
     def delete(password, campaign):
         check_admin(config, password)
         svc.store.delete_campaign(campaign)
@@ -324,9 +339,20 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
                 pairs_file = gr.File(label="Pairs (JSONL, TRL preference format)")
                 delete_btn = gr.Button("Delete campaign", variant="stop")
                 deleted = gr.Markdown()
+            with gr.Accordion("Next round: the people's pairs -> DPO -> a new campaign", open=False):
+                gr.Markdown("Trains a DPO round on the chosen campaign's human pairs (above) on top of a parent "
+                            "adapter, publishes the child, and opens a campaign child vs parent on new prompts "
+                            "that must not overlap the pairs' prompts.")
+                with gr.Row():
+                    round_parent = gr.Dropdown(label="Parent adapter", choices=[], allow_custom_value=True)
+                    round_child = gr.Textbox(label="Child name")
+                    round_steps = gr.Number(value=0, precision=0, label="Max steps (0: the recipe's epochs)")
+                round_prompts = gr.File(label="New prompts (JSONL / CSV)", file_types=[".jsonl", ".csv"], type="filepath")
+                round_btn = gr.Button("Run the round", variant="primary")
+                round_out = gr.Markdown()
         private = {"api_visibility": "private"}
-        unlock_btn.click(unlock, [password], [new_models, demo_left, demo_right, results_campaign, admin_campaign, unlocked],
-                         **private)
+        unlock_btn.click(unlock, [password], [new_models, demo_left, demo_right, results_campaign, admin_campaign, unlocked,
+                                              round_parent], **private)
         preset.click(before_after, [password], [demo_left, demo_right], **private)
         demo_btn.click(side_by_side, [password, demo_left, demo_right, demo_prompt, demo_tokens, demo_temperature,
                                       demo_seed], [demo_out_left, demo_out_right, demo_notes],
@@ -342,10 +368,21 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
         report_btn.click(show_report, [password, report_name], [report_md], **private)
         pairs_btn.click(show_pairs, [password, admin_campaign], [pairs_table, pairs_file], **private)
         delete_btn.click(delete, [password, admin_campaign], [deleted, results_campaign, admin_campaign], **private)
+        round_btn.click(next_round_action, [password, admin_campaign, round_parent, round_child, round_prompts, round_steps],
+                        [round_out, results_campaign, admin_campaign], concurrency_limit=1, concurrency_id="model", **private)
         ui.load(ready_campaigns, None, [campaign], api_name="campaigns")
         if config.public_demo:
             ui.load(lambda: (gr.update(choices=[BASE] + svc.models()),) * 2, None, [demo_left, demo_right], **private)
     return ui
+
+
+def run_next_round(svc: Services, campaign: str, parent: str, child: str, prompts: str, max_steps: int | None,
+                   say=None) -> dict:
+    """The admin's "Next round": evals.loop.next_round over the app's store, registry and engine."""
+    from evals.loop import next_round
+
+    return next_round(svc.store, svc.registry, svc.engine, campaign, parent, child, prompts,
+                      Path(svc.config.data_dir) / "rounds", max_steps=max_steps, progress=say)
 
 
 def check_blind_name(name: str, models: list[str]) -> None:
