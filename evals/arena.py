@@ -91,6 +91,7 @@ def results(store: Store, name: str, rounds: int = 200) -> dict:
         "position_bias": stats.position_bias(human),
         "rater_agreement": stats.rater_agreement(human),
         "judge_win_rates": stats.win_rates([v for v in votes if v["rater_kind"] == "judge"]),
+        "judge_agreement": stats.judge_agreement(human, [v for v in votes if v["rater_kind"] == "judge"]),
     }
 
 

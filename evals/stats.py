@@ -41,9 +41,18 @@ def win_rates(votes: list[dict]) -> list[dict]:
     for (a, b), (wins, losses, ties) in sorted(table.items()):
         n = wins + losses + ties
         low, high = wilson(wins + ties / 2, n)
+        rate = (wins + ties / 2) / n
         rows.append({"model": a, "opponent": b, "wins": wins, "losses": losses, "ties": ties, "n": n,
-                     "win_rate": (wins + ties / 2) / n, "ci_low": low, "ci_high": high})
+                     "win_rate": rate, "ci_low": low, "ci_high": high, "more_votes_for_0.10": votes_needed(rate, n)})
     return rows
+
+
+def votes_needed(rate: float, n: int, half_width: float = 0.10, z: float = Z95) -> int:
+    """How many more votes bring a win rate's 95% interval to +-half_width (normal approximation
+    at the observed rate, at least p(1-p) = 0.16 so a lopsided start does not promise too much;
+    votes on one prompt are correlated, so read it as a lower bound)."""
+    variance = max(rate * (1 - rate), 0.16)
+    return max(0, math.ceil(z * z * variance / half_width**2) - n)
 
 
 def bradley_terry(votes: list[dict], models: list[str] | None = None, iterations: int = 500,
@@ -86,14 +95,23 @@ def elo(log_strength: float) -> float:
     return 1000 + 400 * log_strength / math.log(10)
 
 
+def prompt_of(vote: dict):
+    return vote.get("question_id") or vote.get("prompt") or vote["battle_id"]
+
+
 def bt_ladder(votes: list[dict], models: list[str] | None = None, rounds: int = 200, seed: int = 0) -> list[dict]:
-    """Bradley-Terry ratings with 95% percentile-bootstrap intervals (votes resampled)."""
+    """Bradley-Terry ratings with 95% percentile-bootstrap intervals. The bootstrap resamples
+    PROMPTS (each with all its votes), not votes: votes on one prompt are not independent."""
     models = sorted(models or {m for v in votes for m in (v["model_a"], v["model_b"])})
     point = bradley_terry(votes, models)
     rng = random.Random(seed)
     samples = defaultdict(list)
+    by_prompt = defaultdict(list)
+    for vote in votes:
+        by_prompt[prompt_of(vote)].append(vote)
+    clusters = list(by_prompt.values())
     for _ in range(rounds if votes else 0):
-        resampled = [votes[rng.randrange(len(votes))] for _ in votes]
+        resampled = [v for _ in clusters for v in clusters[rng.randrange(len(clusters))]]
         for model, value in bradley_terry(resampled, models, iterations=200, tol=1e-6).items():
             samples[model].append(value)
     ladder = []
@@ -126,18 +144,72 @@ def by_category(votes: list[dict]) -> list[dict]:
     return [{"category": category, **row} for category, group in sorted(grouped.items()) for row in win_rates(group)]
 
 
+LABELS = {"a": 0, "b": 1, "tie": 2, "both_bad": 2}  # verdicts as nominal labels; both bad is a tie
+
+
 def rater_agreement(votes: list[dict]) -> dict:
-    """On battles judged by two or more raters: the share of rater pairs giving the same verdict."""
-    verdicts = defaultdict(list)
-    for vote in votes:
-        verdicts[vote["battle_id"]].append(vote["winner"])
+    """On battles judged by two or more raters: the share of rater pairs giving the same verdict
+    (ties included, as MT-Bench counts it), and chance-corrected: Cohen's kappa when exactly two
+    raters share battles (scikit-learn), Krippendorff's alpha (nominal, missing values allowed)
+    for any number (the `krippendorff` package)."""
+    verdicts = defaultdict(dict)
+    for i, vote in enumerate(votes):  # votes without a rater name count as distinct raters
+        verdicts[vote["battle_id"]][vote.get("rater") or f"#{i}"] = LABELS[vote["winner"]]
     agree = total = 0
-    for winners in verdicts.values():
-        for x, y in combinations(winners, 2):
+    for by_rater in verdicts.values():
+        for x, y in combinations(by_rater.values(), 2):
             total += 1
             agree += x == y
-    return {"pairs": total, "agreement": agree / total if total else None,
-            "shared_battles": sum(1 for w in verdicts.values() if len(w) > 1)}
+    shared = {b: r for b, r in verdicts.items() if len(r) > 1}
+    raters = sorted({rater for r in shared.values() for rater in r}, key=str)
+    out = {"pairs": total, "agreement": agree / total if total else None, "shared_battles": len(shared),
+           "raters": len(raters), "cohen_kappa": None, "krippendorff_alpha": None}
+    if len(raters) == 2:
+        first, second = zip(*[(r[raters[0]], r[raters[1]]) for r in shared.values()])
+        out["cohen_kappa"] = cohen_kappa(list(first), list(second))
+    if len(raters) >= 2:
+        out["krippendorff_alpha"] = krippendorff_alpha([[r.get(rater) for r in shared.values()] for rater in raters])
+    return out
+
+
+def cohen_kappa(first: list[int], second: list[int]) -> float | None:
+    from sklearn.metrics import cohen_kappa_score
+
+    if len(set(first) | set(second)) < 2:
+        return None  # one label only: agreement by chance is certain, kappa undefined
+    return float(cohen_kappa_score(first, second))
+
+
+def krippendorff_alpha(matrix: list[list[int | None]]) -> float | None:
+    import krippendorff
+    import numpy as np
+
+    data = np.array([[np.nan if x is None else x for x in row] for row in matrix], dtype=float)
+    if len(set(data[~np.isnan(data)].tolist())) < 2:
+        return None
+    return float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
+
+
+def majority(labels: list[int]) -> int:
+    """The people's verdict on one battle: the most frequent label, a tie when the top two tie."""
+    counts = sorted(((labels.count(x), x) for x in set(labels)), reverse=True)
+    return LABELS["tie"] if len(counts) > 1 and counts[0][0] == counts[1][0] else counts[0][1]
+
+
+def judge_agreement(human: list[dict], judge: list[dict]) -> dict:
+    """The judge against the people's majority on the battles both rated (ties included, as in
+    MT-Bench: GPT-4 vs humans 66%, humans vs humans 63%), with Cohen's kappa, beside the people's
+    own agreement."""
+    people = defaultdict(list)
+    for vote in human:
+        people[vote["battle_id"]].append(LABELS[vote["winner"]])
+    verdict = {v["battle_id"]: LABELS[v["winner"]] for v in judge}
+    both = [b for b in people if b in verdict]
+    if not both:
+        return {"battles": 0, "agreement": None, "kappa": None, "human_agreement": rater_agreement(human)["agreement"]}
+    crowd, machine = [majority(people[b]) for b in both], [verdict[b] for b in both]
+    return {"battles": len(both), "agreement": sum(x == y for x, y in zip(crowd, machine)) / len(both),
+            "kappa": cohen_kappa(crowd, machine), "human_agreement": rater_agreement(human)["agreement"]}
 
 
 def paired_sign_test(votes: list[dict], model: str, other: str) -> dict:

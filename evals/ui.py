@@ -200,17 +200,14 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
             raise gr.Error("pick a campaign")
         res = arena.results(svc.store, campaign)
         table = [[r["model"], r["opponent"], r["wins"], r["losses"], r["ties"], round(r["win_rate"], 3),
-                  f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]"] for r in res["win_rates"]]
+                  f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", r["more_votes_for_0.10"]] for r in res["win_rates"]]
         path = Path(tempfile.mkdtemp()) / f"{campaign}-votes.csv"
         votes = svc.store.votes(campaign)
         with open(path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(votes[0]) if votes else ["id"])
             writer.writeheader()
             writer.writerows(votes)
-        agreement = res["rater_agreement"]
-        summary = (f"{res['human_votes']} human votes, {res['votes'] - res['human_votes']} judge votes. "
-                   f"Rater agreement: {agreement['agreement'] if agreement['agreement'] is not None else 'n/a'} "
-                   f"over {agreement['pairs']} rater pairs on {agreement['shared_battles']} shared battles.")
+        summary = results_summary_text(res)
         return (plots.ladder(res), plots.win_rates(res), plots.by_category(res), plots.position_bias(res),
                 plots.votes_over_time(votes), table, str(path), summary)
 
@@ -307,7 +304,8 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
             results_btn = gr.Button("Show results")
             results_summary = gr.Markdown()
             ladder_plot, win_plot, category_plot, bias_plot, time_plot = (gr.Plot() for _ in range(5))
-            results_table = gr.Dataframe(headers=["model", "opponent", "wins", "losses", "ties", "win rate", "95% CI"])
+            results_table = gr.Dataframe(headers=["model", "opponent", "wins", "losses", "ties", "win rate", "95% CI",
+                                                  "more votes for +-0.10"])
             results_csv = gr.File(label="Votes (CSV)")
             with gr.Accordion("Before / after reports (scripts/evaluate.py)", open=False):
                 with gr.Row():
@@ -383,6 +381,22 @@ def run_next_round(svc: Services, campaign: str, parent: str, child: str, prompt
 
     return next_round(svc.store, svc.registry, svc.engine, campaign, parent, child, prompts,
                       Path(svc.config.data_dir) / "rounds", max_steps=max_steps, progress=say)
+
+
+def results_summary_text(res: dict) -> str:
+    """The Results tab's summary: votes, rater agreement (raw and chance-corrected) and, when the
+    judge rated the campaign, its agreement with the people's majority."""
+    fmt = lambda x, digits=2: "n/a" if x is None else f"{x:.{digits}f}"
+    agreement, judge = res["rater_agreement"], res["judge_agreement"]
+    lines = [f"{res['human_votes']} human votes, {res['votes'] - res['human_votes']} judge votes.",
+             f"Rater agreement: {fmt(agreement['agreement'])} over {agreement['pairs']} rater pairs on "
+             f"{agreement['shared_battles']} shared battles (Cohen's kappa {fmt(agreement['cohen_kappa'])}, "
+             f"Krippendorff's alpha {fmt(agreement['krippendorff_alpha'])}; ties included)."]
+    if judge["battles"]:
+        lines.append(f"Judge vs the people's majority: {fmt(judge['agreement'])} agreement on {judge['battles']} battles, "
+                     f"kappa {fmt(judge['kappa'])}; people vs people {fmt(judge['human_agreement'])} "
+                     "(MT-Bench: GPT-4 vs humans 0.66, humans vs humans 0.63).")
+    return "  \n".join(lines)
 
 
 def check_blind_name(name: str, models: list[str]) -> None:

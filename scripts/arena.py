@@ -5,6 +5,7 @@
     python scripts/arena.py campaign list [--json]
     python scripts/arena.py results NAME --json
     python scripts/arena.py export-pairs NAME --out FILE.jsonl [--include-judge]   (or a folder: a `datasets` dataset)
+    python scripts/arena.py judge NAME [--judge reward|openai] [--reward NAME]   (prints agreement with the people)
     python scripts/arena.py next-round CAMPAIGN --parent NAME --name CHILD --prompts FILE [--max-steps N] [--json]
 
 Settings: --registry (REGISTRY_DIR), --data-dir (ARENA_DATA_DIR), --base (BASE_MODEL)."""
@@ -55,6 +56,11 @@ def main(argv=None) -> int:
     export.add_argument("name")
     export.add_argument("--out", required=True)
     export.add_argument("--include-judge", action="store_true", help="add the automatic judge's pairs (source: judge)")
+    judging = sub.add_parser("judge", help="the automatic judge rates the campaign's own battles (both orders)")
+    judging.add_argument("name")
+    judging.add_argument("--judge", choices=["reward", "openai"], default="reward",
+                         help="reward: a registry reward model; openai: JUDGE_BASE_URL / JUDGE_MODEL / JUDGE_API_KEY")
+    judging.add_argument("--reward", help="reward entry (default: the newest)")
     loop = sub.add_parser("next-round", help="human pairs -> DPO on a parent -> child -> new campaign child vs parent")
     loop.add_argument("campaign")
     loop.add_argument("--parent", required=True, help="the adapter DPO continues (and the child's opponent)")
@@ -92,7 +98,21 @@ def main(argv=None) -> int:
             else:
                 for row in res["bradley_terry"]:
                     print(f"{row['model']:28} {row['rating']:7.1f}  [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  games={row['games']}")
-        elif args.command == "next-round":
+        elif args.command == "judge":
+            from evals.judge import OpenAIJudge, RewardJudge, judge_campaign
+            from posttrain.reward import RewardScorer
+
+            registry = Registry(args.registry)
+            if args.judge == "openai":
+                judge = OpenAIJudge.from_env()
+            else:
+                name = args.reward or next((e.name for e in reversed(registry.entries()) if e.method == "reward"), None)
+                if not name:
+                    raise RegistryError("no reward entry in the registry; train one (scripts/train.py reward) or use --judge openai")
+                judge = RewardJudge(RewardScorer(registry, name), name=name)
+            count = judge_campaign(store, args.name, judge)
+            agreement = arena.results(store, args.name, rounds=0)["judge_agreement"]
+            print(json.dumps({"judged": count, **agreement}))
             registry = Registry(args.registry)
             result = next_round(store, registry, lambda: backend.from_flags(args, registry, args.base, quantize=not args.no_4bit),
                                 args.campaign, args.parent, args.name, args.prompts, Path(args.data_dir) / "rounds",

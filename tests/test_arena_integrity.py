@@ -148,3 +148,31 @@ def test_public_demo_refuses_the_models_of_an_open_campaign(tmp_path, tiny_regis
         assert isinstance(left, str) and isinstance(right, str)
     finally:
         site.ui.close()
+
+
+def test_the_judge_rates_a_human_campaign_and_results_show_agreement(tmp_path):
+    from evals.judge import judge_campaign
+    from evals.ui import results_summary_text
+
+    class LongerWins:  # a judge that prefers the longer answer (y's, made longer below)
+        name = "longer"
+
+        def __call__(self, prompt, first, second):
+            return "first" if len(first) > len(second) else "second" if len(second) > len(first) else "tie"
+
+    store = Store(tmp_path / "arena.sqlite")
+    ready_campaign(store, "duel", ["x", "y"], prompts=4)
+    with store.connect() as con:
+        rows = con.execute("SELECT prompt_id, text FROM answers WHERE model = 'y'").fetchall()
+        con.executemany("UPDATE answers SET text = ? WHERE prompt_id = ? AND model = 'y'",
+                        [(r["text"] + " with many more words", r["prompt_id"]) for r in rows])
+    for name, pick in (("ann", "y"), ("bob", "y")):
+        rid = store.rater("duel", name)
+        while (battle := store.next_assignment(rid)) is not None:
+            names = store.vote(rid, battle.battle_id, "left")
+            store_vote_as(store, rid, battle.battle_id, names, pick, None)
+    assert judge_campaign(store, "duel", LongerWins()) == 4
+    res = arena.results(store, "duel", rounds=20)
+    assert res["judge_agreement"]["battles"] == 4 and res["judge_agreement"]["agreement"] == 1.0
+    assert res["rater_agreement"]["agreement"] == 1.0 and res["win_rates"][0]["more_votes_for_0.10"] > 0
+    assert "Judge vs the people's majority: 1.00 agreement on 4 battles" in results_summary_text(res)

@@ -8,9 +8,9 @@ import pytest
 from evals import stats
 
 
-def vote(a, b, winner, a_on_left=1, battle_id=0, category=None):
+def vote(a, b, winner, a_on_left=1, battle_id=0, category=None, rater=None):
     return {"model_a": a, "model_b": b, "winner": winner, "a_on_left": a_on_left, "battle_id": battle_id,
-            "category": category}
+            "category": category, **({"rater": rater} if rater else {})}
 
 
 def test_wilson_matches_hand_computation():
@@ -67,7 +67,32 @@ def test_position_bias_and_agreement():
     shared = [vote("x", "y", "a", battle_id=1), vote("x", "y", "a", battle_id=1), vote("x", "y", "b", battle_id=1),
               vote("x", "y", "a", battle_id=2)]
     agreement = stats.rater_agreement(shared)
-    assert agreement == {"pairs": 3, "agreement": pytest.approx(1 / 3), "shared_battles": 1}
+    assert (agreement["pairs"], agreement["agreement"], agreement["shared_battles"]) == (3, pytest.approx(1 / 3), 1)
+
+
+def test_chance_corrected_agreement_matches_hand_computation():
+    # Two raters on 10 battles: labels a,a,a,a,b,b,b,tie,a,b vs a,a,a,b,b,b,a,tie,a,b
+    one, two = "a a a a b b b tie a b".split(), "a a a b b b a tie a b".split()
+    votes = [vote("x", "y", w, battle_id=i, rater=r) for r, labels in (("ann", one), ("bob", two)) for i, w in enumerate(labels)]
+    agreement = stats.rater_agreement(votes)
+    # observed 8/10; by chance: a 5/10*5/10 + b 4/10*4/10 + tie 1/10*1/10 = 0.42; kappa = (0.8-0.42)/(1-0.42)
+    assert agreement["agreement"] == pytest.approx(0.8)
+    assert agreement["cohen_kappa"] == pytest.approx((0.8 - 0.42) / 0.58)
+    # alpha: 20 values, a 10, b 8, tie 2; disagreements 4 of 20 -> D_o 0.2; D_e = 2(80 + 20 + 16) / (20 * 19)
+    assert agreement["krippendorff_alpha"] == pytest.approx(1 - 0.2 / (232 / 380))
+    third = votes + [vote("x", "y", w, battle_id=i, rater="cy") for i, w in enumerate(one)]
+    assert stats.rater_agreement(third)["cohen_kappa"] is None and stats.rater_agreement(third)["krippendorff_alpha"] > 0.6
+
+
+def test_judge_agreement_with_the_peoples_majority_and_votes_needed():
+    people = [vote("x", "y", w, battle_id=b, rater=r) for b, r, w in
+              [(1, "ann", "a"), (1, "bob", "a"), (1, "cy", "b"), (2, "ann", "b"), (2, "bob", "tie"), (3, "ann", "b")]]
+    judge = [vote("x", "y", w, battle_id=b, rater="judge") for b, w in [(1, "a"), (2, "a"), (3, "b"), (4, "a")]]
+    result = stats.judge_agreement(people, judge)
+    # majorities: battle 1 a, battle 2 a tie of labels (b vs tie) -> tie, battle 3 b; judge: a, a, b -> 2 of 3
+    assert result["battles"] == 3 and result["agreement"] == pytest.approx(2 / 3)
+    (row,) = stats.win_rates([vote("x", "y", "a")] * 30 + [vote("x", "y", "b")] * 30)
+    assert row["more_votes_for_0.10"] == 97 - 60  # 1.96^2 * 0.25 / 0.01 = 96.04 -> 97 votes in all
 
 
 def test_sign_test_and_categories():

@@ -26,21 +26,32 @@ def test_campaign_has_every_pair_for_every_prompt(store):
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_raters_get_shuffled_counterbalanced_orders(store):
-    alice, bob = store.rater("taste", "alice"), store.rater("taste", "bob")
+def test_raters_get_each_prompt_once_with_rotating_pairs(store):
+    alice, bob, cy = (store.rater("taste", name) for name in ("alice", "bob", "cy"))
     assert store.rater("taste", "alice") == alice  # the same name resumes
     with store.connect() as con:
-        order = lambda rid: [r["battle_id"] for r in con.execute(
-            "SELECT battle_id FROM assignments WHERE rater_id = ? ORDER BY position", (rid,))]
-        sides = [r[0] for r in con.execute("SELECT a_on_left FROM assignments WHERE rater_id = ?", (alice,))]
-        assert sorted(order(alice)) == sorted(order(bob)) and order(alice) != order(bob)
-    assert sum(sides) == len(sides) // 2
+        def battles(rid):
+            return con.execute(
+                "SELECT s.battle_id, s.a_on_left, p.position, b.model_a || '|' || b.model_b AS pair FROM assignments s "
+                "JOIN battles b ON b.id = s.battle_id JOIN prompts p ON p.id = b.prompt_id WHERE s.rater_id = ? "
+                "ORDER BY s.position", (rid,)).fetchall()
+        mine = {rid: battles(rid) for rid in (alice, bob, cy)}
+    for rows in mine.values():
+        assert sorted(r["position"] for r in rows) == [0, 1, 2, 3]  # every prompt once: no revealed answer returns
+    by_prompt = {}
+    for rows in mine.values():
+        for r in rows:
+            by_prompt.setdefault(r["position"], set()).add(r["pair"])
+    assert all(len(pairs) == 3 for pairs in by_prompt.values())  # three raters: the three pairs of each prompt
+    assert [r["position"] for r in mine[alice]] != [0, 1, 2, 3] or [r["position"] for r in mine[bob]] != [0, 1, 2, 3]
+    sides = [r["a_on_left"] for rows in mine.values() for r in rows]
+    assert 4 <= sum(sides) <= 8  # each rater's pairs: half on each side, give or take one
 
 
 def test_vote_reveal_resume_and_one_vote_per_battle(store):
     rater = store.rater("taste", "alice")
     first = store.next_assignment(rater)
-    assert (first.done, first.total) == (0, 12)
+    assert (first.done, first.total) == (0, 4)  # one battle per prompt
     revealed = store.vote(rater, first.battle_id, "left", score_left=6, score_right=2)
     assert first.left.startswith(revealed["left"]) and first.right.startswith(revealed["right"])
     with pytest.raises(StoreError, match="already voted"):
@@ -76,7 +87,7 @@ def test_bad_votes_and_campaigns_are_refused(store):
 
 def test_pairs_follow_decisive_votes_and_edits(store):
     rater = store.rater("taste", "alice")
-    choices = iter(["left", "right", "tie", "both_bad", "left"])
+    choices = iter(["left", "right", "both_bad", "left"])  # the rater's four battles, one per prompt
     revealed = []
     for choice in choices:
         battle = store.next_assignment(rater)
