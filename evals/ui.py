@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import csv
 import hmac
+import html
 import logging
+import re
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -23,6 +25,19 @@ from posttrain.registry import Registry, RegistryError
 
 log = logging.getLogger(__name__)
 VOTE_LABELS = {"A is better": "left", "B is better": "right", "Tie": "tie", "Both are bad": "both_bad"}
+# Keys 1 / a, 2 / b, 3 / t, 4 / x vote, n goes to the next battle; not while typing in a field.
+KEYBOARD_JS = """() => {
+  if (window.__arenaKeys) return; window.__arenaKeys = true;
+  const targets = {"1": "vote-a", "a": "vote-a", "2": "vote-b", "b": "vote-b", "3": "vote-tie", "t": "vote-tie",
+                   "4": "vote-bad", "x": "vote-bad", "n": "next"};
+  document.addEventListener("keydown", (event) => {
+    const tag = (event.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "textarea" || event.ctrlKey || event.metaKey || event.altKey) return;
+    const id = targets[event.key.toLowerCase()];
+    const button = id && document.getElementById(id);
+    if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
+  });
+}"""
 
 
 @dataclass
@@ -86,7 +101,18 @@ def battle_view(svc: Services, session: dict) -> tuple:
         return ({**session, "battle_id": None}, progress_bar(done, total, f"{done} / {total} rated, all done, thank you!"), "", "", "",
                 gr.update(visible=False))
     return ({**session, "battle_id": assignment.battle_id}, progress_bar(assignment.done, assignment.total, f"battle {assignment.done + 1} of {assignment.total}"),
-            assignment.prompt, assignment.left, assignment.right, gr.update(visible=True))
+            safe_markdown(assignment.prompt), safe_markdown(assignment.left), safe_markdown(assignment.right),
+            gr.update(visible=True))
+
+
+_CODE = re.compile(r"(```.*?(?:```|$)|`[^`\n]+`)", re.S)
+
+
+def safe_markdown(text: str) -> str:
+    """Model or user text for a Markdown component: code blocks, lists and emphasis render, but
+    any HTML (a <script>, an <img onerror=...>) outside code is escaped, so it shows as text and
+    never runs. Inside code spans and blocks the renderer shows characters literally already."""
+    return "".join(part if _CODE.fullmatch(part) else html.escape(part, quote=False) for part in _CODE.split(text or ""))
 
 
 def build_ui(config: ArenaConfig) -> gr.Blocks:
@@ -121,7 +147,7 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
         except StoreError as exc:
             raise gr.Error(str(exc)) from None
         done, total = svc.store.progress(session["rater_id"])
-        reveal = f"You voted **{choice}**. A was `{names['left']}`, B was `{names['right']}`."
+        reveal = f"You voted **{choice}**.  \nA was **{html.escape(names['left'])}**, B was **{html.escape(names['right'])}**."
         # The battle is cleared while the names are shown; the next one loads on "Next".
         cleared = ({**session, "battle_id": None}, progress_bar(done, total, f"{done} / {total} rated"), "", "", "", gr.update(visible=False))
         return (*cleared, reveal, gr.update(visible=done < total), None, None, None, "", "")
@@ -137,8 +163,8 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
         models = svc.models()
         campaigns = [c["name"] for c in svc.store.campaigns()]
         latest = campaigns[-1] if campaigns else None
-        return (gr.update(choices=models, value=None), gr.update(choices=[BASE] + models, value=None),
-                gr.update(choices=[BASE] + models, value=None), gr.update(choices=campaigns, value=latest),
+        return (gr.update(choices=models, value=None), gr.update(choices=[BASE] + models),
+                gr.update(choices=[BASE] + models), gr.update(choices=campaigns, value=latest),
                 gr.update(choices=campaigns, value=latest), "unlocked",
                 gr.update(choices=[m for m in models if m != config.base], value=None))
 
@@ -246,6 +272,13 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
                    f"**{result['campaign']}** is ready: {result['child']} vs {result['parent']} on {result['prompts']} prompts.")
         return summary, gr.update(choices=names, value=result["campaign"]), gr.update(choices=names)
 
+    def deep_link(request: gr.Request):
+        """?a=NAME&b=NAME preselects the side-by-side pair (names only; nothing runs until asked)."""
+        known = [BASE] + svc.models()
+        wanted = [request.query_params.get(k) if request else None for k in ("a", "b")]
+        choices = {"choices": known} if config.public_demo else {}
+        return tuple(gr.update(value=w, **choices) if w in known else gr.update(**choices) for w in wanted)
+
     def delete(password, campaign):
         check_admin(config, password)
         svc.store.delete_campaign(campaign)
@@ -263,31 +296,46 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
                 code = gr.Textbox(label="Access code", type="password", visible=bool(config.access_code))
                 start_btn = gr.Button("Start / resume", variant="primary", elem_id="start")
             progress_md = gr.HTML(elem_id="progress")
-            prompt_md = gr.Textbox(label="Prompt", interactive=False, elem_id="prompt")
-            with gr.Row():
-                left = gr.Textbox(label="Model A", interactive=False, lines=8, elem_id="answer-a")
-                right = gr.Textbox(label="Model B", interactive=False, lines=8, elem_id="answer-b")
+            prompt_md = gr.Markdown(elem_id="prompt", sanitize_html=True)
+            with gr.Row(equal_height=True):
+                with gr.Column(min_width=160):
+                    gr.Markdown("**A**")
+                    left = gr.Markdown(elem_id="answer-a", sanitize_html=True, container=True)
+                with gr.Column(min_width=160):
+                    gr.Markdown("**B**")
+                    right = gr.Markdown(elem_id="answer-b", sanitize_html=True, container=True)
             with gr.Column(visible=False) as controls:
-                choice = gr.Radio(list(VOTE_LABELS), label="Which answer is better?", elem_id="choice")
+                # One click votes; keys 1-4 (or a, b, t, x) do the same outside text fields.
                 with gr.Row():
-                    score_left = gr.Radio([str(i) for i in range(1, 8)], label="Score A (1-7, optional)")
-                    score_right = gr.Radio([str(i) for i in range(1, 8)], label="Score B (1-7, optional)")
-                edited = gr.Textbox(label="Edited better answer (optional)", lines=3)
-                comment = gr.Textbox(label="Comment (optional)")
-                vote_btn = gr.Button("Submit vote", variant="primary", elem_id="vote")
+                    vote_buttons = [gr.Button(f"{label} [{key}]", variant="primary" if i < 2 else "secondary",
+                                              elem_id=f"vote-{slug}", min_width=80)
+                                    for i, (label, key, slug) in enumerate(zip(VOTE_LABELS, "1234", ("a", "b", "tie", "bad")))]
+                with gr.Accordion("Optional: scores, an edited better answer, a comment", open=False):
+                    with gr.Row():
+                        score_left = gr.Radio([str(i) for i in range(1, 8)], label="Score A (1-7)")
+                        score_right = gr.Radio([str(i) for i in range(1, 8)], label="Score B (1-7)")
+                    edited = gr.Textbox(label="Edited better answer", lines=3)
+                    comment = gr.Textbox(label="Comment")
+                # The API's /vote (choice as a value) and the page's buttons share one callback.
+                choice = gr.Radio(list(VOTE_LABELS), visible=False, elem_id="choice")
+                vote_btn = gr.Button("Submit vote", visible=False, elem_id="vote")
             reveal = gr.Markdown(elem_id="reveal")
-            next_btn = gr.Button("Next battle", visible=False, elem_id="next")
+            next_btn = gr.Button("Next battle [n]", visible=False, elem_id="next")
             view = [session, progress_md, prompt_md, left, right, controls]
             start_btn.click(start, [campaign, rater, code], view + [reveal], api_name="start")
-            vote_btn.click(vote, [session, choice, score_left, score_right, edited, comment],
-                           view + [reveal, next_btn, choice, score_left, score_right, edited, comment], api_name="vote")
+            vote_outputs = view + [reveal, next_btn, choice, score_left, score_right, edited, comment]
+            vote_btn.click(vote, [session, choice, score_left, score_right, edited, comment], vote_outputs, api_name="vote")
+            for button, label in zip(vote_buttons, VOTE_LABELS):
+                button.click(lambda s, sl, sr, e, c, label=label: vote(s, label, sl, sr, e, c),
+                             [session, score_left, score_right, edited, comment], vote_outputs, api_visibility="private")
             next_btn.click(next_battle, [session], view + [reveal, next_btn], api_name="next")
+            ui.load(None, js=KEYBOARD_JS)
         with gr.Tab("Side by side"):
             with gr.Row():
                 # Custom values: choices arrive per session (and API clients never load them);
                 # side_by_side checks the names against the registry.
-                demo_left = gr.Dropdown(label="Left", choices=[], allow_custom_value=True)
-                demo_right = gr.Dropdown(label="Right", choices=[], allow_custom_value=True)
+                demo_left = gr.Dropdown(label="Left", choices=[], allow_custom_value=True, elem_id="demo-left")
+                demo_right = gr.Dropdown(label="Right", choices=[], allow_custom_value=True, elem_id="demo-right")
                 preset = gr.Button("Before vs after")
             demo_prompt = gr.Textbox(label="Prompt", lines=2)
             with gr.Row():
@@ -369,8 +417,7 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
         round_btn.click(next_round_action, [password, admin_campaign, round_parent, round_child, round_prompts, round_steps],
                         [round_out, results_campaign, admin_campaign], concurrency_limit=1, concurrency_id="model", **private)
         ui.load(ready_campaigns, None, [campaign], api_name="campaigns")
-        if config.public_demo:
-            ui.load(lambda: (gr.update(choices=[BASE] + svc.models()),) * 2, None, [demo_left, demo_right], **private)
+        ui.load(deep_link, None, [demo_left, demo_right], **private)
     return ui
 
 

@@ -37,10 +37,11 @@ def test_a_rater_rates_a_campaign_in_the_browser(tmp_path, tiny_dir):
                 expect(page.locator("#progress")).to_contain_text(f"battle {number} of 3", timeout=30_000)
                 html = page.content()
                 assert not any(name in html for name in MODELS), "a model name was on the page before the vote"
-                page.locator("#choice").get_by_text("A is better").click()
-                page.locator("#vote").click()
+                shown = page.locator("#answer-a").inner_text()
+                page.locator("#vote-a").click()  # one click votes
                 expect(page.locator("#reveal")).to_contain_text("A was", timeout=30_000)
-                expect(page.locator("#answer-a textarea")).to_have_value("")  # the names show with no battle
+                if shown.strip():  # the names show with no battle
+                    expect(page.locator("#answer-a")).not_to_contain_text(shown.strip()[:20])
                 if number < 3:
                     page.locator("#next").click()
             expect(page.locator("#progress")).to_contain_text("3 / 3 rated", timeout=30_000)
@@ -65,3 +66,56 @@ def test_a_rater_rates_a_campaign_in_the_browser(tmp_path, tiny_dir):
     decisive = sum(v["winner"] in ("a", "b") for v in votes)
     assert arena.export_pairs(store, "tasting", out) == decisive == 3
     assert len(load_dataset("json", data_files=str(out), split="train")) == 3
+
+
+def test_rating_page_is_safe_keyboard_driven_phone_sized_and_deep_linked(tmp_path, tiny_dir):
+    from playwright.sync_api import expect, sync_playwright
+
+    config, store = make_arena(tmp_path, tiny_dir, prompts=2)
+    evil = '<img src=x onerror="window.__pwned = 1"> Which <b>list</b> is right?'
+    answer = '<script>window.__pwned = 2</script>**Bold** and a list:\n\n- one\n- two\n\n```\nprint("<b>")\n```'
+    store.create_campaign("safety", MODELS, [{"prompt": evil}, {"prompt": "second question"}], {})
+    store.save_answers([(pid, model, answer if model == MODELS[0] else "plain answer", 5, "")
+                        for pid, _, model in store.missing_answers("safety")])
+    store.set_status("safety", "ready")
+    site = launch(config, store)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+            page.goto(site.url)
+            expect(page.locator("#campaign input")).to_have_value("safety", timeout=30_000)
+            page.locator("#rater-name textarea").fill("phone-pat")
+            page.locator("#start").click()
+            expect(page.locator("#progress")).to_contain_text("battle 1 of 2", timeout=30_000)
+            checked = []
+
+            def check_battle():
+                shown = " ".join(page.locator(f"#{i}").inner_text() for i in ("prompt", "answer-a", "answer-b"))
+                if "Which" in shown:  # the injected battle (the order is shuffled per rater)
+                    assert "<img" in shown and "<b>list</b>" in shown  # HTML shows as text
+                    assert "<script>" in shown and page.locator("#answer-a code, #answer-b code").count() >= 1
+                    checked.append(True)
+                assert page.evaluate("window.__pwned") is None  # nothing ran
+
+            check_battle()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 392  # no sideways scrolling
+            for slug in ("a", "b", "tie", "bad"):
+                box = page.locator(f"#vote-{slug}").bounding_box()
+                assert box and box["x"] >= 0 and box["x"] + box["width"] <= 391
+            page.locator("body").press("2")  # keyboard: B is better
+            expect(page.locator("#reveal")).to_contain_text("B was", timeout=30_000)
+            page.locator("body").press("n")
+            expect(page.locator("#progress")).to_contain_text("battle 2 of 2", timeout=30_000)
+            check_battle()
+            assert checked == [True]
+            page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+            assert len(store.votes("safety")) == 1
+
+            page.goto(f"{site.url}?a={MODELS[0]}&b={MODELS[1]}")  # a deep link to the side-by-side pair
+            page.get_by_role("tab", name="Side by side").click()
+            expect(page.locator("#demo-left input")).to_have_value(MODELS[0], timeout=30_000)
+            expect(page.locator("#demo-right input")).to_have_value(MODELS[1])
+            browser.close()
+    finally:
+        site.ui.close()
