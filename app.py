@@ -90,6 +90,7 @@ def main() -> None:
     config = ArenaConfig(
         registry_dir=Path(args.registry), data_dir=Path(args.data_dir), base=args.base,
         admin_password=admin_password, access_code=os.environ.get("ACCESS_CODE", ""), public_demo=public_demo,
+        hf_login=os.environ.get("HF_LOGIN") == "1",
         generation_backend=args.generation_backend, generation_base_url=args.generation_base_url or "",
         generation_api_key=args.generation_api_key,
     )

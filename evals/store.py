@@ -41,7 +41,11 @@ CREATE TABLE IF NOT EXISTS votes (
     winner TEXT NOT NULL CHECK (winner IN ('a', 'b', 'tie', 'both_bad')),
     score_a INTEGER CHECK (score_a BETWEEN 1 AND 7), score_b INTEGER CHECK (score_b BETWEEN 1 AND 7),
     edited TEXT, comment TEXT, created_at TEXT NOT NULL, UNIQUE (battle_id, rater_id));
+CREATE TABLE IF NOT EXISTS invites (
+    token TEXT PRIMARY KEY, campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+    label TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE (campaign_id, label));
 """
+ACCESS = ("name", "invite", "hf")  # who may rate a campaign: a typed name, an invite link, a Hugging Face login
 CHOICES = ("left", "right", "tie", "both_bad")
 
 
@@ -85,6 +89,13 @@ class Store:
         try:
             con.execute("PRAGMA journal_mode=WAL")  # readers never block the writer of a vote
             con.executescript(SCHEMA)
+            columns = {r[1] for r in con.execute("PRAGMA table_info(campaigns)")}
+            if "access" not in columns:  # a database from before access settings: everyone typed a name
+                try:
+                    con.execute("ALTER TABLE campaigns ADD COLUMN access TEXT NOT NULL DEFAULT 'name'")
+                except sqlite3.OperationalError:  # another process added it first
+                    pass
+            con.commit()
         finally:
             con.close()
 
@@ -193,6 +204,40 @@ class Store:
                 "SELECT p.question_id, p.category, p.prompt, a.model, a.text, a.new_tokens, a.notice FROM answers a "
                 "JOIN prompts p ON p.id = a.prompt_id WHERE p.campaign_id = ? ORDER BY p.position, a.model",
                 (campaign["id"],))]
+
+    def set_access(self, name: str, access: str) -> None:
+        """Who may rate: `name` (anyone who types one), `invite` (a per-rater link's token) or
+        `hf` (a Hugging Face login on a Space)."""
+        if access not in ACCESS:
+            raise StoreError(f"access must be one of {ACCESS}, got {access!r}")
+        self.campaign(name)
+        with self.connect() as con:
+            con.execute("UPDATE campaigns SET access = ? WHERE name = ?", (access, name))
+
+    def create_invites(self, name: str, count: int) -> list[str]:
+        """`count` new unguessable invite tokens for a campaign (which then needs one to rate)."""
+        import secrets
+
+        if not 1 <= count <= 10_000:
+            raise StoreError(f"invite count must be 1-10000, got {count}")
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            start = con.execute("SELECT COUNT(*) FROM invites WHERE campaign_id = ?", (campaign["id"],)).fetchone()[0]
+            tokens = [secrets.token_urlsafe(18) for _ in range(count)]
+            con.executemany("INSERT INTO invites (token, campaign_id, label, created_at) VALUES (?, ?, ?, ?)",
+                            [(t, campaign["id"], f"invitee-{start + i + 1}", now()) for i, t in enumerate(tokens)])
+            con.execute("UPDATE campaigns SET access = 'invite' WHERE id = ?", (campaign["id"],))
+        return tokens
+
+    def invite_rater(self, name: str, token: str) -> int:
+        """The rater an invite token stands for (created on first use); unknown tokens are refused."""
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            row = con.execute("SELECT label FROM invites WHERE token = ? AND campaign_id = ?",
+                              (token or "", campaign["id"])).fetchone()
+        if row is None:
+            raise StoreError(f"unknown invite for campaign {name!r}: open the link the organiser sent you")
+        return self.rater(name, row["label"])
 
     # ---- raters ------------------------------------------------------------------------------
     def rater(self, campaign_name: str, name: str, kind: str = "human") -> int:

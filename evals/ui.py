@@ -48,6 +48,7 @@ class ArenaConfig:
     admin_password: str = ""
     access_code: str = ""
     public_demo: bool = False  # list registry entries in the demo without a password (a Space showcase)
+    hf_login: bool = False  # a "Sign in with Hugging Face" button (a Space with hf_oauth: true; gradio[oauth])
     quantize: bool = True  # load the shared base in NF4 (tests on tiny models turn it off)
     generation_backend: str = "engine"  # or "openai": an OpenAI-compatible multi-LoRA server (vLLM, SGLang)
     generation_base_url: str = ""
@@ -120,20 +121,39 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
     if not config.admin_password:
         log.warning("ADMIN_PASSWORD is not set: admin tabs are open to anyone who can reach this server")
 
-    def ready_campaigns():
+    def ready_campaigns(request: gr.Request):
+        """The campaign list; an invite link (?campaign=NAME&invite=TOKEN) preselects and fills."""
         names = [c["name"] for c in svc.store.campaigns() if c["status"] == "ready"]
-        return gr.update(choices=names, value=names[-1] if names else None)
+        query = request.query_params if request else {}
+        wanted = query.get("campaign")
+        return (gr.update(choices=names, value=wanted if wanted in names else (names[-1] if names else None)),
+                gr.update(value=query.get("invite", "")))
 
-    def start(campaign, name, code):
+    def begin(campaign, name, code, invite, login: str | None):
         if config.access_code and not hmac.compare_digest(code or "", config.access_code):
             raise gr.Error("wrong access code")
         if not campaign:
             raise gr.Error("pick a campaign")
         try:
-            rater_id = svc.store.rater(campaign, name or "")
+            access = svc.store.campaign(campaign)["access"]
+            if access == "invite":  # a typed name is not an identity here
+                rater_id = svc.store.invite_rater(campaign, (invite or "").strip())
+            elif access == "hf":
+                if not login:
+                    raise StoreError(f"campaign {campaign!r} asks raters to sign in with Hugging Face" +
+                                     ("" if config.hf_login else " (start the app with HF_LOGIN=1 on a Space with hf_oauth: true)"))
+                rater_id = svc.store.rater(campaign, f"hf:{login}")
+            else:
+                rater_id = svc.store.rater(campaign, name or "")
         except StoreError as exc:
             raise gr.Error(str(exc)) from None
         return (*battle_view(svc, {"rater_id": rater_id, "campaign": campaign}), "")
+
+    def start(campaign, name, code, invite):
+        return begin(campaign, name, code, invite, None)
+
+    def start_with_login(campaign, name, code, invite, profile: gr.OAuthProfile | None):
+        return begin(campaign, name, code, invite, profile.username if profile else None)
 
     def vote(session, choice, score_left, score_right, edited, comment):
         if not session or not session.get("battle_id"):
@@ -272,6 +292,18 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
                    f"**{result['campaign']}** is ready: {result['child']} vs {result['parent']} on {result['prompts']} prompts.")
         return summary, gr.update(choices=names, value=result["campaign"]), gr.update(choices=names)
 
+    def make_invites(password, campaign, count, request: gr.Request):
+        check_admin(config, password)
+        if not campaign:
+            raise gr.Error("pick a campaign")
+        try:
+            tokens = svc.store.create_invites(campaign, int(count or 0))
+        except StoreError as exc:
+            raise gr.Error(str(exc)) from None
+        page = (request.headers.get("referer") or "").split("?")[0] if request else ""
+        return f"{len(tokens)} links for **{campaign}** (send one to each rater):\n\n" + "\n".join(
+            f"- {invite_link(page, campaign, t)}" for t in tokens)
+
     def deep_link(request: gr.Request):
         """?a=NAME&b=NAME preselects the side-by-side pair (names only; nothing runs until asked)."""
         known = [BASE] + svc.models()
@@ -294,6 +326,9 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
                 campaign = gr.Dropdown(label="Campaign", choices=[], allow_custom_value=True, elem_id="campaign")
                 rater = gr.Textbox(label="Your name", elem_id="rater-name")
                 code = gr.Textbox(label="Access code", type="password", visible=bool(config.access_code))
+                invite = gr.Textbox(value="", label="Invite", visible=False, elem_id="invite")  # from the link
+                if config.hf_login:
+                    gr.LoginButton()
                 start_btn = gr.Button("Start / resume", variant="primary", elem_id="start")
             progress_md = gr.HTML(elem_id="progress")
             prompt_md = gr.Markdown(elem_id="prompt", sanitize_html=True)
@@ -322,7 +357,8 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
             reveal = gr.Markdown(elem_id="reveal")
             next_btn = gr.Button("Next battle [n]", visible=False, elem_id="next")
             view = [session, progress_md, prompt_md, left, right, controls]
-            start_btn.click(start, [campaign, rater, code], view + [reveal], api_name="start")
+            start_btn.click(start_with_login if config.hf_login else start, [campaign, rater, code, invite], view + [reveal],
+                            api_name="start")
             vote_outputs = view + [reveal, next_btn, choice, score_left, score_right, edited, comment]
             vote_btn.click(vote, [session, choice, score_left, score_right, edited, comment], vote_outputs, api_name="vote")
             for button, label in zip(vote_buttons, VOTE_LABELS):
@@ -385,6 +421,11 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
                 pairs_file = gr.File(label="Pairs (JSONL, TRL preference format)")
                 delete_btn = gr.Button("Delete campaign", variant="stop")
                 deleted = gr.Markdown()
+            with gr.Accordion("Invite links (per-rater, unguessable; a typed name then no longer works)", open=False):
+                with gr.Row():
+                    invite_count = gr.Number(value=10, precision=0, label="How many links")
+                    invite_btn = gr.Button("Make links for the campaign above")
+                invite_out = gr.Markdown()
             with gr.Accordion("Next round: the people's pairs -> DPO -> a new campaign", open=False):
                 gr.Markdown("Trains a DPO round on the chosen campaign's human pairs (above) on top of a parent "
                             "adapter, publishes the child, and opens a campaign child vs parent on new prompts "
@@ -414,11 +455,18 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
         report_btn.click(show_report, [password, report_name], [report_md], **private)
         pairs_btn.click(show_pairs, [password, admin_campaign], [pairs_table, pairs_file], **private)
         delete_btn.click(delete, [password, admin_campaign], [deleted, results_campaign, admin_campaign], **private)
+        invite_btn.click(make_invites, [password, admin_campaign, invite_count], [invite_out], **private)
         round_btn.click(next_round_action, [password, admin_campaign, round_parent, round_child, round_prompts, round_steps],
                         [round_out, results_campaign, admin_campaign], concurrency_limit=1, concurrency_id="model", **private)
-        ui.load(ready_campaigns, None, [campaign], api_name="campaigns")
+        ui.load(ready_campaigns, None, [campaign, invite], api_name="campaigns")
         ui.load(deep_link, None, [demo_left, demo_right], **private)
     return ui
+
+
+def invite_link(page_url: str, campaign: str, token: str) -> str:
+    from urllib.parse import urlencode
+
+    return f"{page_url or ''}?{urlencode({'campaign': campaign, 'invite': token})}"
 
 
 def run_next_round(svc: Services, campaign: str, parent: str, child: str, prompts: str, max_steps: int | None,

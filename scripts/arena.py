@@ -5,6 +5,8 @@
     python scripts/arena.py campaign list [--json]
     python scripts/arena.py results NAME --json
     python scripts/arena.py export-pairs NAME --out FILE.jsonl [--include-judge]   (or a folder: a `datasets` dataset)
+    python scripts/arena.py invite NAME [--n 10] [--url http://HOST/] [--json]   (per-rater links; typed names then refused)
+    python scripts/arena.py access NAME name|invite|hf
     python scripts/arena.py judge NAME [--judge reward|openai] [--reward NAME]   (prints agreement with the people)
     python scripts/arena.py next-round CAMPAIGN --parent NAME --name CHILD --prompts FILE [--max-steps N] [--json]
 
@@ -56,6 +58,14 @@ def main(argv=None) -> int:
     export.add_argument("name")
     export.add_argument("--out", required=True)
     export.add_argument("--include-judge", action="store_true", help="add the automatic judge's pairs (source: judge)")
+    inviting = sub.add_parser("invite", help="per-rater invite links (the campaign then needs one to rate)")
+    inviting.add_argument("name")
+    inviting.add_argument("--n", type=int, default=10)
+    inviting.add_argument("--url", default="http://127.0.0.1:7860/", help="the app's address, for the links")
+    inviting.add_argument("--json", action="store_true")
+    access = sub.add_parser("access", help="who may rate: name (typed), invite (links), hf (Hugging Face login)")
+    access.add_argument("name")
+    access.add_argument("mode", choices=["name", "invite", "hf"])
     judging = sub.add_parser("judge", help="the automatic judge rates the campaign's own battles (both orders)")
     judging.add_argument("name")
     judging.add_argument("--judge", choices=["reward", "openai"], default="reward",
@@ -98,6 +108,14 @@ def main(argv=None) -> int:
             else:
                 for row in res["bradley_terry"]:
                     print(f"{row['model']:28} {row['rating']:7.1f}  [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  games={row['games']}")
+        elif args.command == "invite":
+            from evals.ui import invite_link
+
+            links = [invite_link(args.url, args.name, t) for t in store.create_invites(args.name, args.n)]
+            print(json.dumps({"campaign": args.name, "links": links}) if args.json else "\n".join(links))
+        elif args.command == "access":
+            store.set_access(args.name, args.mode)
+            print(f"campaign {args.name}: access {args.mode}")
         elif args.command == "judge":
             from evals.judge import OpenAIJudge, RewardJudge, judge_campaign
             from posttrain.reward import RewardScorer

@@ -2,6 +2,7 @@
 revealed to them), balanced coverage of model pairs and sides, walked through the public API of a
 real Gradio server by many raters at once; honest pairs (people's majority, one row per pair)."""
 
+import json
 import threading
 from collections import Counter
 
@@ -176,3 +177,45 @@ def test_the_judge_rates_a_human_campaign_and_results_show_agreement(tmp_path):
     assert res["judge_agreement"]["battles"] == 4 and res["judge_agreement"]["agreement"] == 1.0
     assert res["rater_agreement"]["agreement"] == 1.0 and res["win_rates"][0]["more_votes_for_0.10"] > 0
     assert "Judge vs the people's majority: 1.00 agreement on 4 battles" in results_summary_text(res)
+
+
+def test_invite_links_are_the_only_way_in_when_on(tmp_path, tiny_registry):
+    import subprocess
+    import sys
+
+    import pytest
+    from gradio_client.exceptions import AppError
+
+    from conftest import ROOT
+
+    config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", admin_password="pw",
+                         quantize=False)
+    store = Store(config.data_dir / "arena.sqlite")
+    ready_campaign(store, "private", ["x", "y"], prompts=2)
+    ready_campaign(store, "open", ["x", "y"], prompts=2)
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "arena.py"), "--data-dir", str(config.data_dir),
+                          "--registry", str(tiny_registry.root), "--base", "tiny", "invite", "private", "--n", "2",
+                          "--url", "https://me-arena.hf.space/", "--json"], capture_output=True, text=True, check=True)
+    links = json.loads(out.stdout)["links"]
+    assert len(links) == 2 and all(link.startswith("https://me-arena.hf.space/?campaign=private&invite=") for link in links)
+    token = links[0].rsplit("invite=", 1)[1]
+    site = launch(config, store)
+    try:
+        client = Client(site.url, verbose=False)
+        with pytest.raises(AppError, match="unknown invite"):
+            client.predict("private", "mallory", "", "", api_name="/start")  # a typed name is not an identity
+        with pytest.raises(AppError, match="unknown invite"):
+            client.predict("private", "", "", "not-a-token", api_name="/start")
+        started = client.predict("private", "", "", token, api_name="/start")
+        assert started[1]  # a battle
+        client.predict("B is better", None, None, "", "", api_name="/vote")
+        again = Client(site.url, verbose=False).predict("private", "someone", "", token, api_name="/start")
+        assert "battle 2 of 2" in again[0]  # the same invite resumes the same rater
+        assert Client(site.url, verbose=False).predict("open", "ann", "", api_name="/start")[1]  # others: names still work
+        store.set_access("open", "hf")
+        with pytest.raises(AppError, match="sign in with Hugging Face"):
+            client.predict("open", "ann", "", "", api_name="/start")
+    finally:
+        site.ui.close()
+    assert [v["rater"] for v in store.votes("private")] == ["invitee-1"]
+
