@@ -8,6 +8,9 @@ battle: time of a battle (two adapters' answers in ONE batched call) / time of o
 memory: resident memory of the process with the base and 1 vs 8 adapters loaded.
 api:    5,000 teacher requests through the API client (32 in flight) against a local fake
         OpenAI-compatible server that answers after 200 ms; one at a time would take 1,000 s.
+arena:  the real app (a subprocess) driven through its public API (/start, /vote, /next) by 20
+        gradio_client raters: votes stored per second when all vote as fast as they can, and
+        p50 / p95 latency of a vote at a human pace (each rater votes every 5 s).
 dedup:  100,000 synthetic instructions with 2,000 planted paraphrase clusters, embedded with
         MiniLM and de-duplicated (faiss range search): seconds, and the share of planted
         duplicates found.
@@ -100,6 +103,84 @@ def bench_battle(engine: Engine, tokens: int, repeats: int) -> dict:
     }
 
 
+def bench_arena(raters: int = 20, pace: float = 5.0, paced_votes: int = 6, saturation_s: float = 20.0) -> dict:
+    import os
+    import socket
+    import subprocess
+    import threading
+    import urllib.request
+
+    from gradio_client import Client
+
+    from evals.store import Store
+
+    with tempfile.TemporaryDirectory() as tmp, socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        store = Store(Path(tmp) / "data" / "arena.sqlite")
+        prompts = [{"prompt": f"question {i}", "category": "misc"} for i in range(200)]
+        store.create_campaign("bench", ["one", "two"], prompts, {})
+        store.save_answers([(pid, m, f"{m} answers {p} " * 20, 40, "") for pid, p, m in store.missing_answers("bench")])
+        store.set_status("bench", "ready")
+        env = {**os.environ, "REGISTRY_DIR": str(Path(tmp) / "registry"), "ARENA_DATA_DIR": str(Path(tmp) / "data"),
+               "BASE_MODEL": "none", "ADMIN_PASSWORD": "bench", "GRADIO_ANALYTICS_ENABLED": "False"}
+        server = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[1] / "app.py"), "--port", str(port)],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            for _ in range(240):
+                try:
+                    urllib.request.urlopen(url + "config", timeout=2)
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            clients = [Client(url, verbose=False) for _ in range(raters)]
+
+            def saturate(i: int, counts: list, stop: float) -> None:
+                clients[i].predict("bench", f"fast-{i}", "", api_name="/start")
+                while time.perf_counter() < stop:
+                    clients[i].predict("A is better", None, None, "", "", api_name="/vote")
+                    clients[i].predict(api_name="/next")
+                    counts[i] += 1
+
+            counts = [0] * raters
+            started = time.perf_counter()
+            threads = [threading.Thread(target=saturate, args=(i, counts, started + saturation_s)) for i in range(raters)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            stored = len(store.votes("bench"))
+            per_second = stored / (time.perf_counter() - started)
+
+            latencies: list[float] = []
+
+            def paced(i: int) -> None:
+                clients[i].predict("bench", f"human-{i}", "", api_name="/start")
+                time.sleep(pace * i / raters)  # spread the raters over the pace
+                for _ in range(paced_votes):
+                    begin = time.perf_counter()
+                    clients[i].predict("B is better", None, None, "", "", api_name="/vote")
+                    latencies.append(time.perf_counter() - begin)
+                    clients[i].predict(api_name="/next")
+                    time.sleep(max(0.0, pace - (time.perf_counter() - begin)))
+
+            threads = [threading.Thread(target=paced, args=(i,)) for i in range(raters)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            server.kill()
+            server.wait()
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+    return {"arena_raters": raters, "arena_votes_per_s_saturated": round(per_second, 1),
+            "arena_vote_p50_ms": round(1000 * pick(0.5), 1), "arena_vote_p95_ms": round(1000 * pick(0.95), 1),
+            "arena_paced_votes": len(latencies)}
+
+
 def bench_api(requests: int = 5000, concurrency: int = 32, delay: float = 0.2) -> dict:
     """The data builder's API teacher against a fake server that answers after `delay` seconds."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -174,7 +255,7 @@ def bench_dedup(n: int = 100_000, clusters: int = 2000) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["battle", "memory", "api", "dedup"])
+    parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena"])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
@@ -183,8 +264,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     results: dict = {"device": "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} threads"}
-    if args.only in ("api", "dedup"):
-        results.update(bench_api() if args.only == "api" else bench_dedup())
+    if args.only in ("api", "dedup", "arena"):
+        results.update({"api": bench_api, "dedup": bench_dedup, "arena": bench_arena}[args.only]())
         return report(results, args.json)
     with tempfile.TemporaryDirectory() as tmp:
         registry, base = bench_registry(Registry(args.registry), 8 if args.only != "battle" else 2, Path(tmp))
