@@ -18,7 +18,7 @@ from posttrain.registry import Registry, RegistryError
 ROOT = Path(__file__).resolve().parents[1]
 # What the app imports at run time; training, the data builder and the tests stay out.
 RUNTIME = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "safetensors", "huggingface_hub",
-           "gradio", "pandas", "plotly", "numpy", "pyyaml", "tqdm")
+           "gradio", "pandas", "plotly", "numpy", "pyyaml", "tqdm", "scikit_learn", "krippendorff")
 CODE = ("app.py", "posttrain", "evals")
 DATA = ("data/heldout_prompts.jsonl",)
 
@@ -59,7 +59,7 @@ def bundle(registry: Registry, out: Path, models: list[str], base_source: str | 
     if not source:
         raise RegistryError(f"base {base.name!r} has no Hub id on its card; pass --base-source OWNER/NAME")
     out.mkdir(parents=True, exist_ok=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "recipes", "synth")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for item in CODE:
         source_path = ROOT / item
         if source_path.is_dir():
@@ -107,5 +107,7 @@ def readme(base, source: str, adapters: list, gradio_version: str) -> str:
             "- **ADMIN_PASSWORD** (a secret, required): Settings -> Variables and secrets -> New secret. "
             "Without it the app refuses to start.\n"
             "- Persistent storage: votes go to `/data/arena` when the Space has it, else they live as long as the Space runs.\n"
+            "- The requirements cover the demo, rating and results; the admin's *next round* (training) also needs "
+            "`trl`, `datasets` and `sentence-transformers` (pinned in the project's requirements.txt).\n"
             "- `space.json` holds the bundle's defaults; the variables `BASE_MODEL_SOURCE`, `PUBLIC_DEMO`, `BASE_MODEL` and "
             "`REGISTRY_DIR` override them.\n")

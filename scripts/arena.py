@@ -131,6 +131,7 @@ def main(argv=None) -> int:
             count = judge_campaign(store, args.name, judge)
             agreement = arena.results(store, args.name, rounds=0)["judge_agreement"]
             print(json.dumps({"judged": count, **agreement}))
+        elif args.command == "next-round":
             registry = Registry(args.registry)
             result = next_round(store, registry, lambda: backend.from_flags(args, registry, args.base, quantize=not args.no_4bit),
                                 args.campaign, args.parent, args.name, args.prompts, Path(args.data_dir) / "rounds",

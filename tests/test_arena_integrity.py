@@ -219,3 +219,16 @@ def test_invite_links_are_the_only_way_in_when_on(tmp_path, tiny_registry):
         site.ui.close()
     assert [v["rater"] for v in store.votes("private")] == ["invitee-1"]
 
+
+
+def test_cli_judge_needs_a_judge_and_says_so(tmp_path, tiny_registry):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    store = Store(tmp_path / "data" / "arena.sqlite")
+    ready_campaign(store, "duel", ["x", "y"], prompts=2)
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "arena.py"), "--data-dir", str(tmp_path / "data"),
+                          "--registry", str(tiny_registry.root), "judge", "duel"], capture_output=True, text=True)
+    assert out.returncode == 2 and "no reward entry" in out.stderr
