@@ -83,16 +83,38 @@ def results(store: Store, name: str, rounds: int = 200) -> dict:
     campaign = store.campaign(name)
     votes = store.votes(name)
     human = [v for v in votes if v["rater_kind"] == "human"]
+    judge = [v for v in votes if v["rater_kind"] == "judge"]
+    agreement = stats.rater_agreement(human)
     return {
         "campaign": name, "models": campaign["models"], "votes": len(votes), "human_votes": len(human),
         "win_rates": stats.win_rates(human),
         "bradley_terry": stats.bt_ladder(human, campaign["models"], rounds=rounds),
         "by_category": stats.by_category(human),
         "position_bias": stats.position_bias(human),
-        "rater_agreement": stats.rater_agreement(human),
-        "judge_win_rates": stats.win_rates([v for v in votes if v["rater_kind"] == "judge"]),
-        "judge_agreement": stats.judge_agreement(human, [v for v in votes if v["rater_kind"] == "judge"]),
+        "rater_agreement": agreement,
+        "judge_win_rates": stats.win_rates(judge),
+        "judge_agreement": {**stats.judge_agreement(human, judge), "human_agreement": agreement["agreement"]},
     }
+
+
+def leaked_models(name: str, models: list[str]) -> list[str]:
+    """Models whose names a campaign name would show raters before they vote."""
+    lowered = (name or "").lower()
+    return [m for m in models if m.lower() in lowered]
+
+
+def check_blind_name(name: str, models: list[str]) -> None:
+    """Raters see the campaign's name before they vote, so it must not give a model away."""
+    leaked = leaked_models(name, models)
+    if leaked:
+        raise StoreError(f"campaign name {name!r} contains model name(s) {leaked}; raters would see them")
+
+
+def invite_link(page_url: str, campaign: str, token: str) -> str:
+    """A rater's invite link: the app's address with ?campaign=NAME&invite=TOKEN."""
+    from urllib.parse import urlencode
+
+    return f"{page_url or ''}?{urlencode({'campaign': campaign, 'invite': token})}"
 
 
 def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool = False) -> int:

@@ -33,7 +33,7 @@ def overlapping_prompts(prompts: list[dict], seen: list[str]) -> list[str]:
 
 def free_campaign_name(store: Store, base: str, models: list[str]) -> str:
     """`BASE-next` (then -next2, ...); raters see it, so no model's name may show in it."""
-    if any(m.lower() in base.lower() for m in models):
+    if arena.leaked_models(base, models):
         base = "round"
     names = {c["name"] for c in store.campaigns()}
     name, k = f"{base}-next", 2

@@ -198,18 +198,18 @@ def majority(labels: list[int]) -> int:
 
 def judge_agreement(human: list[dict], judge: list[dict]) -> dict:
     """The judge against the people's majority on the battles both rated (ties included, as in
-    MT-Bench: GPT-4 vs humans 66%, humans vs humans 63%), with Cohen's kappa, beside the people's
-    own agreement."""
+    MT-Bench: GPT-4 vs humans 66%, humans vs humans 63%), with Cohen's kappa; compare it with the
+    people's own agreement (rater_agreement)."""
     people = defaultdict(list)
     for vote in human:
         people[vote["battle_id"]].append(LABELS[vote["winner"]])
     verdict = {v["battle_id"]: LABELS[v["winner"]] for v in judge}
     both = [b for b in people if b in verdict]
     if not both:
-        return {"battles": 0, "agreement": None, "kappa": None, "human_agreement": rater_agreement(human)["agreement"]}
+        return {"battles": 0, "agreement": None, "kappa": None}
     crowd, machine = [majority(people[b]) for b in both], [verdict[b] for b in both]
     return {"battles": len(both), "agreement": sum(x == y for x, y in zip(crowd, machine)) / len(both),
-            "kappa": cohen_kappa(crowd, machine), "human_agreement": rater_agreement(human)["agreement"]}
+            "kappa": cohen_kappa(crowd, machine)}
 
 
 def paired_sign_test(votes: list[dict], model: str, other: str) -> dict:

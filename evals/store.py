@@ -395,6 +395,7 @@ class Store:
                 })
         return pairs, split
 
+
 def _progress(con: sqlite3.Connection, rater_id: int) -> tuple[int, int]:
     row = con.execute(
         "SELECT COUNT(*) AS total, SUM(v.id IS NOT NULL) AS done FROM assignments s "

@@ -18,6 +18,7 @@ from pathlib import Path
 import gradio as gr
 
 from evals import arena, plots
+from evals.arena import check_blind_name, invite_link
 from evals.store import Store, StoreError
 from posttrain.backend import make_generator
 from posttrain.engine import BASE, Engine, EngineError, SamplingParams
@@ -84,8 +85,13 @@ def services(config: ArenaConfig) -> Services:
     return Services(config, Store(Path(config.data_dir) / "arena.sqlite"), Registry(config.registry_dir))
 
 
+def is_admin(config: ArenaConfig, password: str) -> bool:
+    """The admin password matches (no password set: everyone is admin, as the start-up warns)."""
+    return not config.admin_password or hmac.compare_digest(password or "", config.admin_password)
+
+
 def check_admin(config: ArenaConfig, password: str) -> None:
-    if config.admin_password and not hmac.compare_digest(password or "", config.admin_password):
+    if not is_admin(config, password):
         raise gr.Error("wrong admin password")
 
 
@@ -201,20 +207,20 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
     def side_by_side(password, left, right, prompt, max_new_tokens, temperature, seed):
         if not config.public_demo:
             check_admin(config, password)
-        admin = bool(config.admin_password) and hmac.compare_digest(password or "", config.admin_password)
-        if config.public_demo and not admin:
+        if config.public_demo and not (config.admin_password and is_admin(config, password)):
             # A rater must not re-create a campaign's answers here and so learn who wrote them.
             rated = {m for c in svc.store.campaigns() if c["status"] == "ready" for m in c["models"]}
             rated |= {BASE} if config.base in rated else set()
-            blocked = [m for m in (left, right) if m in rated or (m == BASE and config.base in rated)]
+            blocked = [m for m in (left, right) if m in rated]
             if blocked:
                 raise gr.Error(f"{blocked[0]!r} is being rated in an open campaign; the public demo shows it "
                                "again once that campaign is deleted (the admin can use it now)")
         if not (left and right and prompt and prompt.strip()):
             raise gr.Error("pick two models and type a prompt")
-        unknown = [m for m in (left, right) if m not in [BASE, *svc.models()]]
+        known = [BASE, *svc.models()]
+        unknown = [m for m in (left, right) if m not in known]
         if unknown:
-            raise gr.Error(f"no model {unknown[0]!r} here; choose one of {', '.join([BASE, *svc.models()])}")
+            raise gr.Error(f"no model {unknown[0]!r} here; choose one of {', '.join(known)}")
         try:
             params = SamplingParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature), seed=int(seed))
             for answers in svc.engine().stream([prompt, prompt], [left, right], params):
@@ -463,12 +469,6 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
     return ui
 
 
-def invite_link(page_url: str, campaign: str, token: str) -> str:
-    from urllib.parse import urlencode
-
-    return f"{page_url or ''}?{urlencode({'campaign': campaign, 'invite': token})}"
-
-
 def run_next_round(svc: Services, campaign: str, parent: str, child: str, prompts: str, max_steps: int | None,
                    say=None) -> dict:
     """The admin's "Next round": evals.loop.next_round over the app's store, registry and engine."""
@@ -492,11 +492,3 @@ def results_summary_text(res: dict) -> str:
                      f"kappa {fmt(judge['kappa'])}; people vs people {fmt(judge['human_agreement'])} "
                      "(MT-Bench: GPT-4 vs humans 0.66, humans vs humans 0.63).")
     return "  \n".join(lines)
-
-
-def check_blind_name(name: str, models: list[str]) -> None:
-    """Raters see the campaign's name before they vote, so it must not give a model away."""
-    lowered = (name or "").lower()
-    leaked = [m for m in models if m.lower() in lowered]
-    if leaked:
-        raise StoreError(f"campaign name {name!r} contains model name(s) {leaked}; raters would see them")

@@ -178,8 +178,3 @@ def retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return 1.0
-
-
-def chat_completion(base_url: str, body: dict, api_key: str = "", retries: int = 4, timeout: float = 120.0) -> str:
-    """The first choice's message text of one request (judge and teacher use the client itself)."""
-    return ChatClient(base_url, api_key, retries=retries, timeout=timeout).complete(body)["text"]

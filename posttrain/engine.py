@@ -355,7 +355,7 @@ class Engine:
         if missing:
             raise EngineError(f"adapter {name!r} targets modules missing from base {self.base_name!r}: {missing[:3]}")
         tokenizer = self.tokenizer
-        if (entry.path / "tokenizer_config.json").is_file():  # the template it was trained with
+        if self.registry.tokenizer_path(entry) == entry.path:  # the template it was trained with
             tokenizer = load_tokenizer(entry.path)
             tokenizer.padding_side = "left"
         tokens = dict(weights.tokens)

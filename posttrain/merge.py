@@ -53,8 +53,7 @@ def merge(registry: Registry, adapter: str, name: str, tolerance: float = 1e-3) 
     if name in registry:
         raise RegistryError(f"entry {name!r} already exists in {registry.root}")
     base = registry.get(entry.base)
-    # The adapter's own tokenizer carries the chat template it was trained with.
-    tokenizer = load_tokenizer(entry.path if (entry.path / "tokenizer_config.json").is_file() else base.path)
+    tokenizer = load_tokenizer(registry.tokenizer_path(entry))  # the chat template it was trained with
     source_dtype = stored_dtype(base.path)
     # Merged and checked in fp32 (merging into 4-bit or bf16 weights would round the adapter
     # away), written in the base's own dtype: a bf16 8B stays 16 GB on disk.

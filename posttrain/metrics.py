@@ -85,10 +85,14 @@ def fitting(tokenizer, rows: list, texts, max_length: int) -> tuple[list[list[Ex
     return kept, skipped
 
 
+def pair_sides(pair: dict) -> list[list[dict]]:
+    """A preference pair as the two conversations it scores: prompt + chosen, prompt + rejected."""
+    return [pair["prompt"] + pair["chosen"], pair["prompt"] + pair["rejected"]]
+
+
 def too_long(tokenizer, rows: list, kind: str, max_length: int) -> int:
     """How many held-out rows the metrics skip as longer than max_length (for the card)."""
-    texts = (lambda r: [r["messages"]]) if kind == "sft" else (lambda p: [p["prompt"] + p["chosen"], p["prompt"] + p["rejected"]])
-    return sum(any(len(build_example(tokenizer, m).input_ids) > max_length for m in texts(r)) for r in rows)
+    return fitting(tokenizer, rows, (lambda r: [r["messages"]]) if kind == "sft" else pair_sides, max_length)[1]
 
 
 def perplexity(model, tokenizer, conversations: list[list[dict]], max_length: int = 1024, batch_size: int = 8) -> float:
@@ -106,7 +110,7 @@ def preference_accuracy(model, tokenizer, pairs: list[dict], max_length: int = 1
     """Share of pairs where the length-normalised log-likelihood of `chosen` beats `rejected`
     (ties count half), each reply scored after the pair's prompt; pairs longer than max_length
     are skipped."""
-    kept, _ = fitting(tokenizer, pairs, lambda p: [p["prompt"] + p["chosen"], p["prompt"] + p["rejected"]], max_length)
+    kept, _ = fitting(tokenizer, pairs, pair_sides, max_length)
     if not kept:
         return float("nan")
     scored = token_logprobs(model, [e for pair in kept for e in pair], tokenizer.pad_token_id, batch_size)

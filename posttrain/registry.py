@@ -191,6 +191,13 @@ class Registry:
             raise
         return self.get(name)
 
+    def tokenizer_path(self, entry: Entry) -> Path:
+        """The folder whose tokenizer (and chat template) `entry` renders prompts with: an
+        adapter's own when it saved one, else its base's."""
+        if (entry.path / "tokenizer_config.json").is_file():
+            return entry.path
+        return self.get(entry.base).path
+
     def annotate(self, name: str, **fields) -> Entry:
         """Add fields to an entry's card (e.g. where it was pushed); the weights are untouched
         and the card is replaced in one rename."""

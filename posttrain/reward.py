@@ -100,14 +100,15 @@ def load_reward_model(base_path, adapter_path=None, lora=None, trainable: bool =
                       device: str | torch.device | None = None):
     """A one-logit classifier over the base; with `adapter_path`, the trained reward adapter.
     `quantize` loads the base in NF4 (scoring beside a 4-bit engine on one GPU); `device`
-    defaults to the first GPU when there is one."""
+    defaults to this process's GPU when there is one (models.device_map)."""
     from peft import PeftModel, get_peft_model
     from transformers import AutoModelForSequenceClassification
 
     tokenizer = load_tokenizer(base_path)
-    placement = {"": torch.device(device)} if device is not None else device_map()  # this rank's GPU when training
-    if placement and torch.device(placement[""]).type == "cpu":
-        placement = None
+    if device is None:
+        placement = device_map()  # this rank's GPU when training
+    else:
+        placement = None if torch.device(device).type == "cpu" else {"": torch.device(device)}
     kwargs = {"quantization_config": nf4_config(), "dtype": compute_dtype()} if quantize else \
         {"dtype": compute_dtype(quantized=False)}
     model = AutoModelForSequenceClassification.from_pretrained(

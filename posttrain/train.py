@@ -305,7 +305,7 @@ def run(kind: str, run_args: RunArguments, config) -> Entry:
         raise RegistryError("a reward model starts from the base (a fresh score head); drop --parent")
     default_output_dir(config, run_args.name)
     splits = load_splits(run_args, kind)
-    tokenizer = run_tokenizer(base, parent, run_args)
+    tokenizer = run_tokenizer(registry, base, parent, run_args)
     fingerprint = check_fingerprint(Path(config.output_dir), run_args, config, splits.info)
     if kind == "reward":
         from peft import LoraConfig
@@ -372,11 +372,10 @@ def run(kind: str, run_args: RunArguments, config) -> Entry:
     return entry
 
 
-def run_tokenizer(base: Entry, parent: Entry | None, run_args: RunArguments):
+def run_tokenizer(registry: Registry, base: Entry, parent: Entry | None, run_args: RunArguments):
     """The base's tokenizer with the run's chat template: the recipe's, else the parent adapter's
     (saved with it), else the tokenizer's own; a base with none is refused here, naming the field."""
-    source = parent.path if parent is not None and (parent.path / "tokenizer_config.json").is_file() else base.path
-    tokenizer = load_tokenizer(source)
+    tokenizer = load_tokenizer(registry.tokenizer_path(parent or base))
     templates.apply(tokenizer, run_args.chat_template)
     return tokenizer
 

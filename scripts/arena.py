@@ -23,7 +23,6 @@ from tqdm import tqdm
 
 from evals import arena
 from evals.store import Store, StoreError, default_data_dir
-from evals.ui import check_blind_name
 from evals.loop import DEFAULT_RECIPE, next_round
 from posttrain import backend
 from posttrain.data import DataError
@@ -86,7 +85,7 @@ def main(argv=None) -> int:
     store = Store(os.path.join(args.data_dir, "arena.sqlite"))
     try:
         if args.command == "campaign" and args.action == "create":
-            check_blind_name(args.name, args.models)
+            arena.check_blind_name(args.name, args.models)
             prompts = arena.load_prompts(args.prompts)
             params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                     top_p=args.top_p, seed=args.seed)
@@ -109,9 +108,7 @@ def main(argv=None) -> int:
                 for row in res["bradley_terry"]:
                     print(f"{row['model']:28} {row['rating']:7.1f}  [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  games={row['games']}")
         elif args.command == "invite":
-            from evals.ui import invite_link
-
-            links = [invite_link(args.url, args.name, t) for t in store.create_invites(args.name, args.n)]
+            links = [arena.invite_link(args.url, args.name, t) for t in store.create_invites(args.name, args.n)]
             print(json.dumps({"campaign": args.name, "links": links}) if args.json else "\n".join(links))
         elif args.command == "access":
             store.set_access(args.name, args.mode)

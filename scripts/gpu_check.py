@@ -271,7 +271,6 @@ def decode_engine(registry, args):
     params = SamplingParams(max_new_tokens=args.tokens, min_new_tokens=args.tokens, temperature=0)
     prompt = "hello world how are you today"
     bound = bandwidth_gbs() * 1e9 / bytes_per_token(engine.model)
-    rows = {}
     for mode in ("eager", "compiled"):
         if mode == "compiled":
             if not torch.cuda.is_available():

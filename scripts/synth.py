@@ -47,8 +47,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
+        os.makedirs(args.out, exist_ok=True)  # the API teacher's cache lives there
         if args.api:
-            os.makedirs(args.out, exist_ok=True)
             teacher = OpenAITeacher.from_env(requests_per_minute=args.rpm, tokens_per_minute=args.tpm,
                                              concurrency=args.concurrency, cache=os.path.join(args.out, "cache.sqlite"))
             args.batch = max(args.batch, 4 * args.concurrency)  # keep every slot busy between checkpoints
@@ -58,7 +58,6 @@ def main(argv=None) -> int:
             engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
             teacher = LocalTeacher(engine, BASE if args.teacher == args.base else args.teacher,
                                    max_new_tokens=args.max_new_tokens, batch_size=args.batch)
-        os.makedirs(args.out, exist_ok=True)
         config = BuildConfig(seeds=args.seeds, out=args.out, n=args.n, batch=args.batch, seed=args.seed,
                              eval_files=args.eval_file or ["data/heldout_prompts.jsonl"])
         with tqdm(total=args.n, desc="generate", file=sys.stderr) as bar:

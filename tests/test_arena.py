@@ -16,7 +16,7 @@ from arena_fixtures import MODELS, PASSWORD, launch, make_arena
 from conftest import ROOT
 from evals import arena
 from evals.store import StoreError
-from evals.ui import check_blind_name
+from evals.arena import check_blind_name
 
 
 @pytest.fixture()

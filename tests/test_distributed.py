@@ -1,7 +1,6 @@
 """Training on several processes: a real 2-rank DDP run on the CPU (gloo) through torchrun, which
 must train, and publish exactly one registry entry; the accelerate configs we ship validate."""
 
-import json
 import os
 import subprocess
 import sys

@@ -107,7 +107,7 @@ def test_hub_shaped_base_trains_serves_and_merges(shape, tmp_path):
         with pytest.raises(templates.ChatTemplateError, match="chat_template"):
             from posttrain.train import run_tokenizer, RunArguments
 
-            run_tokenizer(registry.get(shape), None, RunArguments(name="x", base=shape))
+            run_tokenizer(registry, registry.get(shape), None, RunArguments(name="x", base=shape))
 
     assert main(["sft", "--name", "sft", "--base", shape, "--data", str(sft_data), "--eval_fraction", "0.1",
                  "--max_steps", "30", "--learning_rate", "3e-2", "--warmup_steps", "0", *template,
