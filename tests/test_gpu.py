@@ -2,6 +2,7 @@
 checks that need CUDA, skipped without it."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -14,8 +15,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 
 
 def test_gpu_check_dry_run_completes_every_step(tmp_path):
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--dry", "--out", str(tmp_path), "--json"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry", "--out", str(tmp_path), "--json"],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable})
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads(out.stdout.strip().splitlines()[-1])
     for name in ("build", "train_plain", "train_ours", "adapter", "decode_plain_peft", "decode_engine_eager"):
