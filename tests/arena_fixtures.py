@@ -4,6 +4,9 @@ reach a rater before a vote, a ready campaign, and a Gradio server on a free loc
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +49,39 @@ def make_arena(tmp_path: Path, tiny_dir: Path, prompts: int = 4) -> tuple[ArenaC
 
 
 def launch(config: ArenaConfig, store: Store) -> ArenaSite:
-    ui = build_ui(config)
-    port = free_port()
-    ui.queue(default_concurrency_limit=16).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                                                  quiet=True)
-    return ArenaSite(f"http://127.0.0.1:{port}/", config, store, ui)
+    ui = build_ui(config).queue(default_concurrency_limit=16)
+    for attempt in range(5):  # a free port can be taken between the probe and the bind: take another
+        port = free_port()
+        try:
+            ui.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+            return ArenaSite(f"http://127.0.0.1:{port}/", config, store, ui)
+        except OSError:
+            if attempt == 4:
+                raise
+
+
+def start_app(command: list[str], env: dict, cwd: Path, port_flag: bool = True, wait_s: float = 180):
+    """Start app.py (or a Space bundle's app.py) on a free port and wait until it answers /config.
+    The port goes in as `--port` (port_flag) or GRADIO_SERVER_PORT; a process that dies before it answers
+    (the port was taken in between) is started again on another. Returns (process, port)."""
+    for _ in range(5):
+        port = free_port()
+        argv = command + ["--port", str(port)] if port_flag else command
+        log = Path(cwd) / f"app-{port}.log"  # a file, not a pipe: a full pipe would stall the server
+        with log.open("w") as sink:
+            process = subprocess.Popen(argv, cwd=cwd, env={**env, "GRADIO_SERVER_PORT": str(port)},
+                                       stdout=subprocess.DEVNULL, stderr=sink)
+        deadline = time.time() + wait_s
+        while process.poll() is None and time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2)
+                return process, port
+            except OSError:
+                time.sleep(0.3)  # polling for a condition, not waiting a fixed time
+        if process.poll() is None:
+            process.kill()
+            raise AssertionError(f"{command} did not answer within {wait_s} s")
+        error = log.read_text()
+        if "address already in use" not in error.lower() and "empty port" not in error.lower():
+            raise AssertionError(f"{command} exited with {process.returncode}: {error[-3000:]}")
+    raise AssertionError("no free port after 5 tries")

@@ -18,8 +18,11 @@ class FakeSettings:
     delay: float = 0.0  # seconds before each reply
     throttle_first: int = 0  # that many requests get 429 with Retry-After first
     retry_after: float = 0.2
+    hold_until: int = 0  # hold each reply until this many requests were in flight at once (proves concurrency)
     requests: list = field(default_factory=list)  # (start, end, body) per completion request
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    lock: threading.Condition = field(default_factory=threading.Condition)
 
 
 class FakeOpenAI:
@@ -35,6 +38,11 @@ class FakeOpenAI:
     @property
     def requests(self) -> list:
         return self.settings.requests
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most completion requests the server held at one moment."""
+        return self.settings.peak_in_flight
 
     def close(self) -> None:
         self.server.shutdown()
@@ -85,6 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         if served and body.get("model") not in served:
             self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}})
             return
+        self._arrive()
         time.sleep(self.settings.delay)
         text = reply_text(body)
         words = text.split(" ")[: int(body.get("max_tokens") or 10**6)]
@@ -92,6 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
         text = " ".join(words)
         with self.settings.lock:
             self.settings.requests.append((start, time.monotonic(), body))
+            self.settings.in_flight -= 1
         usage = {"prompt_tokens": len(body["messages"][-1]["content"].split()), "completion_tokens": len(words)}
         if not body.get("stream"):
             self._send(200, {"id": "x", "object": "chat.completion", "model": body.get("model"), "usage": usage,
@@ -110,6 +120,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
         self.wfile.flush()
         self.close_connection = True
+
+    def _arrive(self) -> None:
+        """Count this request in flight; with hold_until, wait (on a condition, not a clock) until that many
+        were in flight together. A client that sends one at a time never gets there: it then goes on after
+        10 s, and peak_in_flight tells the test so."""
+        settings = self.settings
+        with settings.lock:
+            settings.in_flight += 1
+            settings.peak_in_flight = max(settings.peak_in_flight, settings.in_flight)
+            settings.lock.notify_all()
+            settings.lock.wait_for(lambda: settings.peak_in_flight >= settings.hold_until, timeout=10)
 
     def log_message(self, *args):
         pass

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from arena_fixtures import MODELS, PASSWORD, launch, make_arena
+from arena_fixtures import MODELS, PASSWORD, launch, make_arena, start_app
 from conftest import ROOT
 from evals import arena
 from evals.store import StoreError
@@ -86,23 +86,8 @@ def test_server_killed_between_votes_loses_nothing(tmp_path, tiny_dir):
     env = {**os.environ, "REGISTRY_DIR": str(config.registry_dir), "ARENA_DATA_DIR": str(config.data_dir),
            "BASE_MODEL": "tiny", "ADMIN_PASSWORD": PASSWORD}
 
-    def serve(port: int) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=tmp_path, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2)
-                return process
-            except OSError:
-                time.sleep(0.3)
-        process.kill()
-        raise AssertionError("app.py did not start")
-
-    from arena_fixtures import free_port
-
-    port = free_port()
-    server = serve(port)
+    command = [sys.executable, str(ROOT / "app.py")]
+    server, port = start_app(command, env, tmp_path)
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
     client.predict("tasting", "kim", "", api_name="/start")
     for _ in range(2):
@@ -111,8 +96,7 @@ def test_server_killed_between_votes_loses_nothing(tmp_path, tiny_dir):
     server.send_signal(signal.SIGKILL)
     server.wait()
     assert len(store.votes("tasting")) == 2
-    port = free_port()
-    server = serve(port)
+    server, port = start_app(command, env, tmp_path)
     try:
         resumed = Client(f"http://127.0.0.1:{port}/", verbose=False).predict("tasting", "kim", "", api_name="/start")
         assert "<progress value='2' max='4'></progress> <b>battle 3 of 4</b>" == resumed[0]

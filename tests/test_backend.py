@@ -29,7 +29,7 @@ def script(name):
 
 
 def test_campaign_through_the_server_with_sampling_passed_through(tiny_registry, tmp_path):
-    with FakeOpenAI(served=["tiny", "ad-a", "ad-b"], delay=0.2) as server:
+    with FakeOpenAI(served=["tiny", "ad-a", "ad-b"]) as server:
         generator = make_generator(tiny_registry, "tiny", backend="openai", base_url=server.url)
         assert isinstance(generator, OpenAIGenerator)
         store = Store(tmp_path / "arena.sqlite")
@@ -43,12 +43,11 @@ def test_campaign_through_the_server_with_sampling_passed_through(tiny_registry,
         bodies = [body for _, _, body in server.requests]
         assert {(b["temperature"], b["top_p"], b["seed"], b["max_tokens"]) for b in bodies} == {(0.8, 0.9, 7, 40)}
 
-        server.requests.clear()  # both sides of a battle go out at once: their requests overlap
-        started = time.monotonic()
+    # Both sides of a battle go out at once: the server holds each reply until both are in flight.
+    with FakeOpenAI(served=["tiny", "ad-a", "ad-b"], hold_until=2) as server:
+        generator = make_generator(tiny_registry, "tiny", backend="openai", base_url=server.url)
         a, b = generator.battle("hello", "ad-a", "ad-b", SamplingParams(max_new_tokens=8, temperature=0))
-        assert time.monotonic() - started < 0.35
-        (s1, e1, _), (s2, e2, _) = server.requests
-        assert s1 < e2 and s2 < e1
+        assert server.peak_in_flight == 2
         assert (a.text, b.text) == ("[ad-a] reply to: hello", "[ad-b] reply to: hello")
 
 
@@ -114,10 +113,9 @@ def test_evaluation_runs_through_the_server(tiny_registry, tmp_path):
 
 def test_client_runs_requests_in_parallel_under_the_rate_limit_and_honours_retry_after(tmp_path):
     body = lambda i: {"model": "m", "messages": [{"role": "user", "content": f"q{i}"}], "max_tokens": 5}
-    with FakeOpenAI(delay=0.2) as server:
-        started = time.monotonic()
+    with FakeOpenAI(hold_until=32) as server:  # no reply until 32 requests are in flight together
         replies = ChatClient(server.url, concurrency=32).complete_many([body(i) for i in range(64)])
-        assert time.monotonic() - started < 1.5  # 64 x 0.2 s one at a time would be 12.8 s
+        assert server.peak_in_flight == 32  # and never more than the client's concurrency
         assert [r["text"] for r in replies] == [f"[m] reply to: q{i}" for i in range(64)]  # in order
     with FakeOpenAI() as server:  # 600/min: a burst of 10, then 10 a second
         started = time.monotonic()

@@ -19,7 +19,7 @@ def test_two_process_ddp_trains_and_publishes_exactly_once(tiny_registry, tmp_pa
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", str(ROOT / "scripts" / "train.py"), "sft", "--name", "ddp-sft",
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(ROOT / "scripts" / "train.py"), "sft", "--name", "ddp-sft",
          "--base", "tiny", "--registry", str(tiny_registry.root), "--data", str(ROOT / "data" / "sft" / "train.jsonl"),
          "--eval_data", str(ROOT / "data" / "sft" / "heldout.jsonl"), "--output_dir", str(tmp_path / "runs"),
          "--use_cpu", "true", "--bf16", "false", "--report_to", "none", "--max_length", "96",

@@ -82,7 +82,7 @@ def test_push_writes_a_hub_model_card_and_import_brings_the_lineage_back(tmp_pat
 def test_space_bundle_starts_from_its_own_folder_demo_public_admin_locked(real_registry, default_base, tmp_path):
     from gradio_client import Client
 
-    from arena_fixtures import free_port
+    from arena_fixtures import start_app
 
     _, base = default_base
     for seed, name in enumerate(["before", "after"], start=1):
@@ -109,20 +109,9 @@ def test_space_bundle_starts_from_its_own_folder_demo_public_admin_locked(real_r
                              timeout=120)
     assert refused.returncode != 0 and "ADMIN_PASSWORD" in refused.stderr and "secret" in refused.stderr
 
-    port = free_port()
-    env.update(ADMIN_PASSWORD="s3cret", GRADIO_SERVER_PORT=str(port))
-    server = subprocess.Popen([sys.executable, str(out / "app.py")], cwd=clean, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env.update(ADMIN_PASSWORD="s3cret")
+    server, port = start_app([sys.executable, str(out / "app.py")], env, clean, port_flag=False)
     try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read()[-3000:]
-                assert time.time() < deadline, "the bundled app did not start"
-                time.sleep(0.5)
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
         assert endpoints == {"/start", "/vote", "/next", "/campaigns", "/side_by_side"}  # no admin endpoint

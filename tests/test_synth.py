@@ -160,7 +160,9 @@ def test_api_teacher_caches_so_a_rerun_does_not_pay_twice(tmp_path):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             calls.append(body)
-            reply = {"choices": [{"message": {"content": f"Instruction: task {len(calls)}\nOutput: answer"}}]}
+            # The reply is read off the request, not its arrival order: the client sends concurrently.
+            prompt = body["messages"][-1]["content"]
+            reply = {"choices": [{"message": {"content": f"Instruction: task {prompt}\nOutput: answer"}}]}
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -175,7 +177,8 @@ def test_api_teacher_caches_so_a_rerun_does_not_pay_twice(tmp_path):
         url = f"http://127.0.0.1:{server.server_port}/v1"
         first = OpenAITeacher(url, "fake", cache=tmp_path / "cache.sqlite", requests_per_minute=6000).complete(["a", "b"], seed=1)
         again = OpenAITeacher(url, "fake", cache=tmp_path / "cache.sqlite", requests_per_minute=6000).complete(["a", "b"], seed=1)
-        assert first == again == ["Instruction: task 1\nOutput: answer", "Instruction: task 2\nOutput: answer"]
-        assert len(calls) == 2 and calls[0]["model"] == "fake" and calls[0]["messages"][0]["content"] == "a"
+        assert first == again == ["Instruction: task a\nOutput: answer", "Instruction: task b\nOutput: answer"]
+        assert len(calls) == 2  # the rerun was served from the cache
+        assert {c["model"] for c in calls} == {"fake"} and sorted(c["messages"][0]["content"] for c in calls) == ["a", "b"]
     finally:
         server.shutdown()
