@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict
+from collections import Counter
+from dataclasses import asdict, dataclass
+from random import Random
 from pathlib import Path
 from typing import Callable
 
-from evals import stats
-from evals.store import Store, StoreError
+from evals import allocation, quality, stats
+from evals.store import GOLD_CHOSEN, GOLD_REJECTED, Assignment, Store, StoreError
+from evals.style import style_ladder
 from posttrain.engine import Engine, SamplingParams
 
 DEFAULT_PROMPTS = Path(__file__).resolve().parents[1] / "data" / "heldout_prompts.jsonl"
@@ -51,14 +54,76 @@ def load_prompts(path: str | Path) -> list[dict]:
     return prompts
 
 
+@dataclass(frozen=True)
+class RatingPlan:
+    """How a campaign's votes are collected and checked (all optional; the defaults are the arena
+    before raters were checked: pre-assigned battles, no gold, no target)."""
+
+    votes_per_battle: int | None = None  # each battle rated by this many different people, then no more
+    allocation: str = "balanced"  # or "adaptive": the widest win-rate intervals first
+    gold: tuple = ()  # {"prompt", "chosen", "rejected"} rows whose better answer is known
+    gold_rate: float = 0.1  # share of each rater's battles that are gold checks
+    min_gold_accuracy: float = 0.7  # under this after MIN_GOLD gold battles, a rater is flagged
+    guidelines: str = ""  # Markdown shown to raters before their first battle
+
+    def __post_init__(self):
+        if self.votes_per_battle is not None and not (isinstance(self.votes_per_battle, int) and self.votes_per_battle >= 1):
+            raise StoreError(f"votes per battle must be a whole number of at least 1, got {self.votes_per_battle!r}")
+        if self.allocation not in allocation.ALLOCATIONS:
+            raise StoreError(f"allocation must be one of {', '.join(allocation.ALLOCATIONS)}, got {self.allocation!r}")
+        if not 0 <= self.gold_rate < 1:
+            raise StoreError(f"gold rate must be at least 0 and under 1, got {self.gold_rate}")
+        if not 0 <= self.min_gold_accuracy <= 1:
+            raise StoreError(f"minimum gold accuracy must be between 0 and 1, got {self.min_gold_accuracy}")
+
+    def settings(self) -> dict:
+        return {"votes_per_battle": self.votes_per_battle, "allocation": self.allocation,
+                "gold_rate": self.gold_rate if self.gold else 0.0, "gold_count": len(self.gold),
+                "min_gold_accuracy": self.min_gold_accuracy, "guidelines": self.guidelines}
+
+
+def load_gold(path: str | Path) -> list[dict]:
+    """Gold checks from preference rows (`prompt`, `chosen`, `rejected`: any format posttrain.data
+    reads as preference data), each a single user turn. A bad row stops the load with file:line."""
+    from posttrain.data import DataError, read
+
+    try:
+        rows = read(path, on_error="stop", kind="preference").rows
+    except DataError as exc:
+        raise StoreError(f"gold file: {exc}") from None
+    gold = []
+    for number, row in enumerate(rows, 1):
+        users = [m["content"] for m in row["prompt"] if m["role"] == "user"]
+        if len(users) != 1:
+            raise StoreError(f"{path}: gold row {number} has {len(users)} user turns; a gold check is one prompt")
+        gold.append({"prompt": users[0], "chosen": row["chosen"][-1]["content"], "rejected": row["rejected"][-1]["content"]})
+    if not gold:
+        raise StoreError(f"{path}: no gold rows")
+    return gold
+
+
+def load_guidelines(path: str | Path) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"{path}: no such guidelines file")
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise StoreError(f"{path}: guidelines must be UTF-8 Markdown text") from None
+    if not text:
+        raise StoreError(f"{path}: the guidelines are empty")
+    return text
+
+
 def create_campaign(store: Store, engine: Engine, name: str, models: list[str], prompts: list[dict],
                     params: SamplingParams, source: str = "", batch_rows: int = 8,
-                    progress: Callable[[int, int], None] | None = None) -> dict:
+                    progress: Callable[[int, int], None] | None = None, plan: RatingPlan | None = None) -> dict:
     """Store the campaign, then generate each model's answer to each prompt once, several
     prompts x models per batched call; resumable (only missing answers are generated)."""
+    plan = plan or RatingPlan()
     for model in models:
         engine.slot(model)  # refuses unknown entries and adapters of another base before storing
-    store.create_campaign(name, models, prompts, asdict(params), source)
+    store.create_campaign(name, models, prompts, asdict(params), source, settings=plan.settings(), gold=list(plan.gold))
     return generate_missing(store, engine, name, batch_rows, progress)
 
 
@@ -78,22 +143,127 @@ def generate_missing(store: Store, engine: Engine, name: str, batch_rows: int = 
     return store.campaign(name)
 
 
+# ---- rating: what a rater gets next, and their vote ----------------------------------------------
+def rater_quality(store: Store, name: str) -> list[dict]:
+    """The rater table of a campaign (evals.quality.rater_quality over its votes and gold votes)."""
+    campaign = store.campaign(name)
+    reviews = {r["name"]: r["review"] for r in store.raters(name) if r["kind"] == "human"}
+    return quality.rater_quality(store.votes(name), store.votes(name, gold=True),
+                                 campaign["settings"].get("min_gold_accuracy", 0.7), reviews)
+
+
+def excluded_raters(store: Store, name: str) -> tuple[frozenset[str], frozenset[int]]:
+    """Names and ids of the raters whose votes are left out right now."""
+    names = quality.excluded_names(rater_quality(store, name))
+    return names, frozenset(r["id"] for r in store.raters(name) if r["name"] in names)
+
+
+def next_battle(store: Store, campaign: str, rater_id: int) -> Assignment | None:
+    """The rater's next battle, or None when they are done (or the campaign is complete). Without a
+    target this is the rater's pre-assigned order; with one, a battle is handed out now: a gold
+    check where the rater's sequence has one, else a regular battle chosen by the campaign's
+    allocation among those still under their target, on prompts this rater has not seen."""
+    settings = store.campaign(campaign)["settings"]
+    current = store.next_assignment(rater_id)
+    if not allocation.is_dynamic(settings):
+        return current
+    cap = settings.get("votes_per_battle")
+    _, excluded = excluded_raters(store, campaign)
+    if current is not None and not current.gold and cap and store.battle_votes(current.battle_id, excluded) >= cap:
+        store.release(rater_id, current.battle_id)  # filled while this rater was away
+        current = None
+    if current is not None:
+        return current
+    seed = f"{campaign}:{rater_id}"
+    rng = Random(f"{seed}:{store.progress(rater_id)[1]}")
+    for _ in range(20):  # another rater may take the last place between the choice and the claim
+        candidates = store.open_battles(rater_id, cap, excluded)
+        if not candidates:
+            return None
+        gold = store.unseen_gold(rater_id)
+        if gold and allocation.gold_due(store.progress(rater_id)[1], settings.get("gold_rate", 0.0), seed):
+            store.claim(rater_id, rng.choice(gold), None, seed=seed)
+            return store.next_assignment(rater_id)
+        votes = store.votes(campaign) if settings.get("allocation") == "adaptive" else []
+        chosen = allocation.choose(candidates, settings.get("allocation", "balanced"), votes, rng)
+        if store.claim(rater_id, chosen["battle_id"], cap, excluded, seed=seed):
+            return store.next_assignment(rater_id)
+    return None
+
+
+def progress(store: Store, campaign: str, rater_id: int) -> tuple[int, int]:
+    """(battles voted, battles this rater can have in all). With a target the total is what is
+    voted plus what is still open to them, so it shrinks as other raters fill battles."""
+    done, total = store.progress(rater_id)
+    settings = store.campaign(campaign)["settings"]
+    if not allocation.is_dynamic(settings):
+        return done, total
+    _, excluded = excluded_raters(store, campaign)
+    open_prompts = {c["prompt_id"] for c in store.open_battles(rater_id, settings.get("votes_per_battle"), excluded)}
+    pending = total - done  # handed out, not voted yet
+    return done, done + pending + len(open_prompts)
+
+
+def cast_vote(store: Store, campaign: str, rater_id: int, battle_id: int, choice: str, score_left: int | None = None,
+              score_right: int | None = None, edited: str | None = None, comment: str | None = None) -> dict:
+    """Store.vote under the campaign's target (left-out raters' votes do not fill a battle)."""
+    cap = store.campaign(campaign)["settings"].get("votes_per_battle")
+    excluded = excluded_raters(store, campaign)[1] if cap else frozenset()
+    return store.vote(rater_id, battle_id, choice, score_left, score_right, edited, comment, cap=cap, excluded=excluded)
+
+
+def is_complete(store: Store, campaign: str) -> bool:
+    """Every regular battle has its target of votes from raters who are not left out (False
+    for a campaign without a target: it never closes by itself)."""
+    cap = store.campaign(campaign)["settings"].get("votes_per_battle")
+    if not cap:
+        return False
+    names, _ = excluded_raters(store, campaign)
+    counted = Counter(v["battle_id"] for v in store.votes(campaign) if v["rater_kind"] == "human" and v["rater"] not in names)
+    return all(counted[b] >= cap for b in store.battle_ids(campaign))
+
+
+def reveal_names(names: dict) -> dict:
+    """The reveal's display names: a gold check's two sides are named as what they are."""
+    shown = {GOLD_CHOSEN: "the reference answer (a quality check; it does not count)",
+             GOLD_REJECTED: "a deliberately worse answer (a quality check)"}
+    return {side: shown.get(model, model) for side, model in names.items()}
+
+
+# ---- results and pairs ----------------------------------------------------------------------------
 def results(store: Store, name: str, rounds: int = 200) -> dict:
-    """Everything the Results tab and `arena.py results --json` show."""
+    """Everything the Results tab and `arena.py results --json` show. The people's votes count
+    only from raters who are not left out (see evals.quality); those left out are counted."""
     campaign = store.campaign(name)
     votes = store.votes(name)
-    human = [v for v in votes if v["rater_kind"] == "human"]
+    raters = rater_quality(store, name)
+    left_out = quality.excluded_names(raters)
+    people = [v for v in votes if v["rater_kind"] == "human"]
+    human = [v for v in people if v["rater"] not in left_out]
     judge = [v for v in votes if v["rater_kind"] == "judge"]
     agreement = stats.rater_agreement(human)
+    texts = {(a["prompt_id"], a["model"]): a["text"] for a in store.answers(name)}
+    with_text = [{**v, "text_a": texts.get((v["prompt_id"], v["model_a"]), ""),
+                  "text_b": texts.get((v["prompt_id"], v["model_b"]), "")} for v in human]
+    styled = style_ladder(with_text, campaign["models"], rounds=rounds)
+    settings = campaign["settings"]
     return {
         "campaign": name, "models": campaign["models"], "votes": len(votes), "human_votes": len(human),
         "win_rates": stats.win_rates(human),
         "bradley_terry": stats.bt_ladder(human, campaign["models"], rounds=rounds),
+        "bradley_terry_style": {**styled, "ladder": styled["ladder"]},
         "by_category": stats.by_category(human),
         "position_bias": stats.position_bias(human),
         "rater_agreement": agreement,
         "judge_win_rates": stats.win_rates(judge),
         "judge_agreement": {**stats.judge_agreement(human, judge), "human_agreement": agreement["agreement"]},
+        "raters": [{k: r[k] for k in ("name", "votes", "gold_seen", "gold_correct", "agreement", "left_share", "flagged",
+                                      "reasons", "review", "excluded", "shared", "gold_accuracy")} for r in raters],
+        "excluded_votes": len(people) - len(human),
+        "excluded_raters": sorted(left_out),
+        "votes_per_battle": settings.get("votes_per_battle"),
+        "allocation": settings.get("allocation", "balanced"),
+        "complete": is_complete(store, name),
     }
 
 
@@ -118,18 +288,37 @@ def invite_link(page_url: str, campaign: str, token: str) -> str:
 
 
 def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool = False) -> int:
-    """Write the campaign's pairs (people's votes only, unless `include_judge`) as JSONL in TRL's
-    preference format (a .jsonl path) or as a `datasets` folder (any other path); provenance
-    columns ride along (votes for and against, raters, source)."""
-    pairs = store.pairs(name, include_judge=include_judge)
+    """Write the campaign's pairs (people's votes only, unless `include_judge`; never gold checks,
+    never the votes of raters left out) as JSONL in TRL's preference format (a .jsonl path) or as a
+    `datasets` folder (any other path); provenance columns ride along (votes for and against,
+    raters, source). Beside them, provenance.json (a .jsonl's sibling NAME.provenance.json) records
+    the campaign's guidelines, its target and which raters were left out, and why."""
+    import hashlib
+
+    campaign = store.campaign(name)
+    raters = rater_quality(store, name)
+    left_out = quality.excluded_names(raters)
+    pairs = store.pairs(name, include_judge=include_judge, excluded=left_out)
+    guidelines = campaign["settings"].get("guidelines") or ""
+    digest = hashlib.sha256(guidelines.encode()).hexdigest() if guidelines else None
+    pairs = [{**p, "guidelines_sha256": digest} for p in pairs]
+    provenance = {"campaign": name, "models": campaign["models"], "pairs": len(pairs), "include_judge": include_judge,
+                  "votes_per_battle": campaign["settings"].get("votes_per_battle"),
+                  "guidelines": guidelines or None, "guidelines_sha256": digest,
+                  "excluded_raters": [{"name": r["name"], "votes": r["votes"], "reasons": r["reasons"], "review": r["review"]}
+                                      for r in raters if r["excluded"]],
+                  "excluded_votes": sum(r["votes"] for r in raters if r["excluded"]),
+                  "split_battles": store.contradictions(name, excluded=left_out)}
     out = Path(out)
     if out.suffix == ".jsonl":
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
         tmp.replace(out)
+        out.with_name(out.stem + ".provenance.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))
     else:
         from datasets import Dataset
 
         Dataset.from_list(pairs).save_to_disk(str(out))
+        (out / "provenance.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))
     return len(pairs)

@@ -73,3 +73,18 @@ def votes_over_time(votes: list[dict]) -> go.Figure:
     fig = go.Figure(go.Scatter(x=times, y=list(range(1, len(times) + 1)), mode="lines+markers"))
     fig.update_layout(title="Votes over time", yaxis_title="votes")
     return fig
+
+
+def style_ladder(results: dict) -> go.Figure:
+    """The raw Bradley-Terry ladder beside the one controlled for style, each with its interval."""
+    if not results["human_votes"]:
+        return _empty("Bradley-Terry: raw and controlled for style")
+    fig = go.Figure()
+    for label, rows in (("raw", results["bradley_terry"]), ("controlled for style", results["bradley_terry_style"]["ladder"])):
+        fig.add_trace(go.Scatter(
+            x=[r["rating"] for r in rows], y=[r["model"] for r in rows], mode="markers", name=label,
+            error_x={"type": "data", "symmetric": False, "array": [r["ci_high"] - r["rating"] for r in rows],
+                     "arrayminus": [r["rating"] - r["ci_low"] for r in rows]}))
+    fig.update_layout(title="Bradley-Terry, raw and controlled for length / headers / lists / bold (95% CI)",
+                      xaxis_title="rating (Elo scale)", yaxis={"autorange": "reversed"})
+    return fig

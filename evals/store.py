@@ -11,9 +11,11 @@ import random
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from itertools import combinations
 from pathlib import Path
+
+from evals.allocation import is_dynamic, with_gold
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaigns (
@@ -45,6 +47,18 @@ CREATE TABLE IF NOT EXISTS invites (
     token TEXT PRIMARY KEY, campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
     label TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE (campaign_id, label));
 """
+# Columns added after the first release: a database written before them gains them in place
+# (ALTER TABLE ... ADD COLUMN keeps every row; old rows take the default).
+MIGRATIONS = {
+    "campaigns": [("access", "TEXT NOT NULL DEFAULT 'name'"),  # who may rate (see ACCESS)
+                  ("settings", "TEXT NOT NULL DEFAULT '{}'")],  # votes per battle, allocation, gold, guidelines
+    "prompts": [("gold", "INTEGER NOT NULL DEFAULT 0")],  # a gold check: its better answer is known
+    "battles": [("gold", "INTEGER NOT NULL DEFAULT 0")],
+    "assignments": [("assigned_at", "TEXT")],  # when a battle was handed out (claims expire)
+    "raters": [("review", "TEXT")],  # the admin's word on a rater: NULL (automatic), 'include' or 'exclude'
+}
+GOLD_CHOSEN, GOLD_REJECTED = "__gold_chosen__", "__gold_rejected__"  # a gold battle's two "models"
+CLAIM_TIMEOUT_S = 30 * 60  # a battle handed out and not voted on for this long goes to someone else
 ACCESS = ("name", "invite", "hf")  # who may rate a campaign: a typed name, an invite link, a Hugging Face login
 CHOICES = ("left", "right", "tie", "both_bad")
 
@@ -79,6 +93,7 @@ class Assignment:
     prompt: str
     left: str
     right: str
+    gold: bool = False  # a gold check; never shown to the rater as such
 
 
 class Store:
@@ -89,12 +104,15 @@ class Store:
         try:
             con.execute("PRAGMA journal_mode=WAL")  # readers never block the writer of a vote
             con.executescript(SCHEMA)
-            columns = {r[1] for r in con.execute("PRAGMA table_info(campaigns)")}
-            if "access" not in columns:  # a database from before access settings: everyone typed a name
-                try:
-                    con.execute("ALTER TABLE campaigns ADD COLUMN access TEXT NOT NULL DEFAULT 'name'")
-                except sqlite3.OperationalError:  # another process added it first
-                    pass
+            for table, added in MIGRATIONS.items():
+                columns = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
+                for column, kind in added:
+                    if column not in columns:
+                        try:
+                            con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                        except sqlite3.OperationalError:  # another process added it first
+                            pass
+            con.execute("CREATE INDEX IF NOT EXISTS assignments_battle ON assignments (battle_id)")  # claims per battle
             con.commit()
         finally:
             con.close()
@@ -133,7 +151,12 @@ class Store:
         return dest
 
     # ---- campaigns ---------------------------------------------------------------------------
-    def create_campaign(self, name: str, models: list[str], prompts: list[dict], params: dict, source: str = "") -> int:
+    def create_campaign(self, name: str, models: list[str], prompts: list[dict], params: dict, source: str = "",
+                        settings: dict | None = None, gold: list[dict] | None = None) -> int:
+        """Store a campaign: every model pair on every prompt is a battle. `gold` rows
+        ({"prompt", "chosen", "rejected"}) become gold battles whose two answers are stored now,
+        under GOLD_CHOSEN and GOLD_REJECTED; `settings` holds votes_per_battle, allocation, gold_rate,
+        min_gold_accuracy and guidelines."""
         name = name.strip()
         if not name:
             raise StoreError("campaign name is empty")
@@ -145,8 +168,10 @@ class Store:
             if con.execute("SELECT 1 FROM campaigns WHERE name = ?", (name,)).fetchone():
                 raise StoreError(f"campaign {name!r} already exists")
             cid = con.execute(
-                "INSERT INTO campaigns (name, models, params, prompt_source, status, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (name, json.dumps(models), json.dumps(params), source, "generating", now())).lastrowid
+                "INSERT INTO campaigns (name, models, params, prompt_source, status, created_at, settings) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, json.dumps(models), json.dumps(params), source, "generating", now(),
+                 json.dumps(settings or {}))).lastrowid
             for position, prompt in enumerate(prompts):
                 pid = con.execute(
                     "INSERT INTO prompts (campaign_id, position, question_id, category, prompt) VALUES (?, ?, ?, ?, ?)",
@@ -154,6 +179,14 @@ class Store:
                 for a, b in combinations(models, 2):
                     con.execute("INSERT INTO battles (campaign_id, prompt_id, model_a, model_b) VALUES (?, ?, ?, ?)",
                                 (cid, pid, a, b))
+            for number, row in enumerate(gold or [], 1):
+                pid = con.execute(
+                    "INSERT INTO prompts (campaign_id, position, question_id, category, prompt, gold) VALUES (?, ?, ?, ?, ?, 1)",
+                    (cid, len(prompts) + number, f"gold-{number}", "gold", row["prompt"])).lastrowid
+                con.executemany("INSERT INTO answers (prompt_id, model, text) VALUES (?, ?, ?)",
+                                [(pid, GOLD_CHOSEN, row["chosen"]), (pid, GOLD_REJECTED, row["rejected"])])
+                con.execute("INSERT INTO battles (campaign_id, prompt_id, model_a, model_b, gold) VALUES (?, ?, ?, ?, 1)",
+                            (cid, pid, GOLD_CHOSEN, GOLD_REJECTED))
         return cid
 
     def campaign(self, name: str) -> dict:
@@ -161,15 +194,15 @@ class Store:
             row = con.execute("SELECT * FROM campaigns WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise StoreError(f"no campaign {name!r} (campaigns: {', '.join(c['name'] for c in self.campaigns()) or 'none'})")
-        return {**dict(row), "models": json.loads(row["models"]), "params": json.loads(row["params"])}
+        return _campaign_row(row)
 
     def campaigns(self) -> list[dict]:
         with self.connect() as con:
             rows = con.execute(
-                "SELECT c.*, (SELECT COUNT(*) FROM battles b WHERE b.campaign_id = c.id) AS battles, "
-                "(SELECT COUNT(*) FROM votes v JOIN battles b ON b.id = v.battle_id WHERE b.campaign_id = c.id) AS votes "
+                "SELECT c.*, (SELECT COUNT(*) FROM battles b WHERE b.campaign_id = c.id AND b.gold = 0) AS battles, "
+                "(SELECT COUNT(*) FROM votes v JOIN battles b ON b.id = v.battle_id WHERE b.campaign_id = c.id AND b.gold = 0) AS votes "
                 "FROM campaigns c ORDER BY c.id").fetchall()
-        return [{**dict(r), "models": json.loads(r["models"]), "params": json.loads(r["params"])} for r in rows]
+        return [_campaign_row(r) for r in rows]
 
     def set_status(self, name: str, status: str) -> None:
         with self.connect() as con:
@@ -184,7 +217,7 @@ class Store:
         """(prompt id, prompt, model) still without a stored answer: what generation must do."""
         campaign = self.campaign(name)
         with self.connect() as con:
-            prompts = con.execute("SELECT id, prompt FROM prompts WHERE campaign_id = ? ORDER BY position",
+            prompts = con.execute("SELECT id, prompt FROM prompts WHERE campaign_id = ? AND gold = 0 ORDER BY position",
                                   (campaign["id"],)).fetchall()
             have = {(r["prompt_id"], r["model"]) for r in con.execute(
                 "SELECT a.prompt_id, a.model FROM answers a JOIN prompts p ON p.id = a.prompt_id WHERE p.campaign_id = ?",
@@ -201,8 +234,8 @@ class Store:
         campaign = self.campaign(name)
         with self.connect() as con:
             return [dict(r) for r in con.execute(
-                "SELECT p.question_id, p.category, p.prompt, a.model, a.text, a.new_tokens, a.notice FROM answers a "
-                "JOIN prompts p ON p.id = a.prompt_id WHERE p.campaign_id = ? ORDER BY p.position, a.model",
+                "SELECT a.prompt_id, p.question_id, p.category, p.prompt, a.model, a.text, a.new_tokens, a.notice FROM answers a "
+                "JOIN prompts p ON p.id = a.prompt_id WHERE p.campaign_id = ? AND p.gold = 0 ORDER BY p.position, a.model",
                 (campaign["id"],))]
 
     def set_access(self, name: str, access: str) -> None:
@@ -241,18 +274,22 @@ class Store:
 
     # ---- raters ------------------------------------------------------------------------------
     def rater(self, campaign_name: str, name: str, kind: str = "human") -> int:
-        """The rater's id. A new human rater gets each prompt of the campaign ONCE, as one battle
-        (a pair of models), so no answer whose author was revealed to them can come back in a
-        later battle. Pairs rotate Latin-square style (rater k, prompt p -> pair (k + p) mod
-        pairs), which covers every model pair equally across raters and prompts; within a rater,
-        each pair's first model is on the left in a random half of its battles (a pattern would
-        let a rater infer sides from a reveal); the order is shuffled. A judge rates every battle."""
+        """The rater's id. In a campaign without a votes-per-battle target a new human rater gets
+        each prompt of the campaign ONCE, as one battle (a pair of models), so no answer whose
+        author was revealed to them can come back in a later battle. Pairs rotate Latin-square
+        style (rater k, prompt p -> pair (k + p) mod pairs), which covers every model pair equally
+        across raters and prompts; within a rater, each pair's first model is on the left in a
+        random half of its battles (a pattern would let a rater infer sides from a reveal); the
+        order is shuffled, with gold checks mixed in at the campaign's gold rate. A judge rates
+        every battle (never gold). With a target, battles are handed out one at a time instead
+        (`claim`), and a new rater starts with none."""
         name = name.strip()
         if not name:
             raise StoreError("rater name is empty")
         campaign = self.campaign(campaign_name)
         if campaign["status"] != "ready":
             raise StoreError(f"campaign {campaign_name!r} is not ready for rating (status: {campaign['status']})")
+        settings = campaign["settings"]
         with self.connect() as con:
             row = con.execute("SELECT id FROM raters WHERE campaign_id = ? AND name = ?", (campaign["id"], name)).fetchone()
             if row:
@@ -261,11 +298,17 @@ class Store:
                                   (campaign["id"], kind)).fetchone()[0]
             rid = con.execute("INSERT INTO raters (campaign_id, name, kind, created_at) VALUES (?, ?, ?, ?)",
                               (campaign["id"], name, kind, now())).lastrowid
+            if kind == "human" and is_dynamic(settings):
+                return rid
             by_prompt: dict[int, list[tuple[int, str]]] = {}
-            for r in con.execute("SELECT b.id, b.model_a, b.model_b, p.position FROM battles b "
+            gold = []
+            for r in con.execute("SELECT b.id, b.model_a, b.model_b, b.gold, p.position FROM battles b "
                                  "JOIN prompts p ON p.id = b.prompt_id WHERE b.campaign_id = ? ORDER BY p.position, b.id",
                                  (campaign["id"],)):
-                by_prompt.setdefault(r["position"], []).append((r["id"], f"{r['model_a']}|{r['model_b']}"))
+                if r["gold"]:
+                    gold.append((r["id"], "gold"))
+                else:
+                    by_prompt.setdefault(r["position"], []).append((r["id"], f"{r['model_a']}|{r['model_b']}"))
             if kind == "judge":
                 chosen = [battle for battles in by_prompt.values() for battle in battles]
             else:
@@ -279,16 +322,100 @@ class Store:
                 sides.update(zip(mine, left))
             order = [b for b, _ in chosen]
             rng.shuffle(order)
-            con.executemany("INSERT INTO assignments (rater_id, position, battle_id, a_on_left) VALUES (?, ?, ?, ?)",
-                            [(rid, i, b, int(sides[b])) for i, b in enumerate(order)])
+            if kind == "human" and gold:
+                gold_ids = [b for b, _ in gold]
+                rng.shuffle(gold_ids)
+                sides.update({b: rng.random() < 0.5 for b in gold_ids})
+                order = with_gold(order, gold_ids, settings.get("gold_rate", 0.0), f"{campaign['id']}:{name}")
+            con.executemany("INSERT INTO assignments (rater_id, position, battle_id, a_on_left, assigned_at) VALUES (?, ?, ?, ?, ?)",
+                            [(rid, i, b, int(sides[b]), now()) for i, b in enumerate(order)])
         return rid
+
+    def raters(self, name: str) -> list[dict]:
+        """Every rater of a campaign with the admin's review (None: automatic)."""
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            return [dict(r) for r in con.execute("SELECT id, name, kind, review, created_at FROM raters "
+                                                 "WHERE campaign_id = ? ORDER BY id", (campaign["id"],))]
+
+    def set_review(self, name: str, rater: str, review: str | None) -> None:
+        """The admin's word on a rater: 'include' (counted whatever the checks say), 'exclude', or
+        None (the automatic checks decide)."""
+        if review not in (None, "include", "exclude"):
+            raise StoreError(f"review must be include, exclude or auto, got {review!r}")
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            changed = con.execute("UPDATE raters SET review = ? WHERE campaign_id = ? AND name = ?",
+                                  (review, campaign["id"], rater)).rowcount
+        if not changed:
+            known = ", ".join(r["name"] for r in self.raters(name)) or "none"
+            raise StoreError(f"campaign {name!r} has no rater {rater!r} (raters: {known})")
+
+    # ---- one-at-a-time allocation (campaigns with a target) -------------------------------------
+    def open_battles(self, rater_id: int, cap: int | None, excluded: frozenset = frozenset()) -> list[dict]:
+        """Regular battles this rater may still get: on a prompt they have not seen, and claimed by
+        fewer than `cap` raters (a claim: a vote, or a hand-out younger than CLAIM_TIMEOUT_S; the
+        votes of `excluded` rater ids do not count)."""
+        with self.connect() as con:
+            return [dict(r) for r in con.execute(
+                "SELECT b.id AS battle_id, b.prompt_id, b.model_a, b.model_b, " + _claims(excluded) + " AS claims "
+                "FROM battles b WHERE b.campaign_id = (SELECT campaign_id FROM raters WHERE id = :rater) AND b.gold = 0 "
+                "AND b.prompt_id NOT IN (SELECT b2.prompt_id FROM assignments s2 JOIN battles b2 ON b2.id = s2.battle_id "
+                "WHERE s2.rater_id = :rater) AND (:cap IS NULL OR " + _claims(excluded) + " < :cap)",
+                {"rater": rater_id, "cap": cap, "stale": _stale(), **_excluded_params(excluded)}).fetchall()]
+
+    def unseen_gold(self, rater_id: int) -> list[int]:
+        """Gold battles this rater has not been given yet."""
+        with self.connect() as con:
+            return [r[0] for r in con.execute(
+                "SELECT b.id FROM battles b WHERE b.campaign_id = (SELECT campaign_id FROM raters WHERE id = ?) AND b.gold = 1 "
+                "AND b.id NOT IN (SELECT battle_id FROM assignments WHERE rater_id = ?) ORDER BY b.id", (rater_id, rater_id))]
+
+    def claim(self, rater_id: int, battle_id: int, cap: int | None, excluded: frozenset = frozenset(),
+              seed: str = "") -> bool:
+        """Hand `battle_id` to the rater as their next battle, unless it reached `cap` claims in the
+        meantime (checked in the same transaction: two raters never take the last place both).
+        The side of the battle's first model goes where it has been shown less often."""
+        with self.connect() as con:
+            params = {"battle": battle_id, "stale": _stale(), **_excluded_params(excluded)}
+            claims = con.execute("SELECT " + _claims(excluded) + " FROM battles b WHERE b.id = :battle", params).fetchone()[0]
+            if cap is not None and claims >= cap:
+                return False
+            left, shown = con.execute("SELECT COALESCE(SUM(a_on_left), 0), COUNT(*) FROM assignments WHERE battle_id = ?",
+                                      (battle_id,)).fetchone()
+            rng = random.Random(f"{seed}:{battle_id}:{rater_id}")
+            a_on_left = 2 * left < shown or (2 * left == shown and rng.random() < 0.5)
+            position = con.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM assignments WHERE rater_id = ?",
+                                   (rater_id,)).fetchone()[0]
+            con.execute("INSERT INTO assignments (rater_id, position, battle_id, a_on_left, assigned_at) VALUES (?, ?, ?, ?, ?)",
+                        (rater_id, position, battle_id, int(a_on_left), now()))
+        return True
+
+    def release(self, rater_id: int, battle_id: int) -> None:
+        """Take back a battle handed to a rater who did not vote on it (it filled up meanwhile)."""
+        with self.connect() as con:
+            con.execute("DELETE FROM assignments WHERE rater_id = ? AND battle_id = ? AND NOT EXISTS "
+                        "(SELECT 1 FROM votes WHERE rater_id = ? AND battle_id = ?)", (rater_id, battle_id, rater_id, battle_id))
+
+    def battle_ids(self, name: str) -> list[int]:
+        """The campaign's regular battles (no gold checks)."""
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            return [r[0] for r in con.execute("SELECT id FROM battles WHERE campaign_id = ? AND gold = 0 ORDER BY id",
+                                              (campaign["id"],))]
+
+    def battle_votes(self, battle_id: int, excluded: frozenset = frozenset()) -> int:
+        """Votes on a battle, not counting `excluded` rater ids."""
+        with self.connect() as con:
+            return con.execute("SELECT COUNT(*) FROM votes WHERE battle_id = :battle AND rater_id NOT IN (" +
+                               _placeholders(excluded) + ")", {"battle": battle_id, **_excluded_params(excluded)}).fetchone()[0]
 
     def next_assignment(self, rater_id: int) -> Assignment | None:
         """The rater's first battle without a vote (None when all are done)."""
         with self.connect() as con:
             done, total = _progress(con, rater_id)
             row = con.execute(
-                "SELECT s.position, s.battle_id, s.a_on_left, p.prompt, aa.text AS text_a, ab.text AS text_b "
+                "SELECT s.position, s.battle_id, s.a_on_left, b.gold, p.prompt, aa.text AS text_a, ab.text AS text_b "
                 "FROM assignments s JOIN battles b ON b.id = s.battle_id JOIN prompts p ON p.id = b.prompt_id "
                 "JOIN answers aa ON aa.prompt_id = p.id AND aa.model = b.model_a "
                 "JOIN answers ab ON ab.prompt_id = p.id AND ab.model = b.model_b "
@@ -297,7 +424,8 @@ class Store:
         if row is None:
             return None
         left, right = (row["text_a"], row["text_b"]) if row["a_on_left"] else (row["text_b"], row["text_a"])
-        return Assignment(rater_id, row["battle_id"], row["position"], total, done, row["prompt"], left, right)
+        return Assignment(rater_id, row["battle_id"], row["position"], total, done, row["prompt"], left, right,
+                          bool(row["gold"]))
 
     def progress(self, rater_id: int) -> tuple[int, int]:
         """(battles voted, battles assigned) for a rater."""
@@ -306,9 +434,11 @@ class Store:
 
     # ---- votes -------------------------------------------------------------------------------
     def vote(self, rater_id: int, battle_id: int, choice: str, score_left: int | None = None,
-             score_right: int | None = None, edited: str | None = None, comment: str | None = None) -> dict:
+             score_right: int | None = None, edited: str | None = None, comment: str | None = None,
+             cap: int | None = None, excluded: frozenset = frozenset()) -> dict:
         """Record one vote in the rater's own left/right terms and return the reveal
-        {"left": model, "right": model}. One vote per rater per battle."""
+        {"left": model, "right": model}. One vote per rater per battle; with a `cap`, a regular
+        battle that already has that many votes (not counting `excluded` rater ids) takes no more."""
         if choice not in CHOICES:
             raise StoreError(f"vote must be one of {CHOICES}, got {choice!r}")
         for label, score in (("left", score_left), ("right", score_right)):
@@ -316,10 +446,15 @@ class Store:
                 raise StoreError(f"{label} score must be an integer from 1 to 7, got {score!r}")
         with self.connect() as con:
             row = con.execute(
-                "SELECT s.a_on_left, b.model_a, b.model_b FROM assignments s JOIN battles b ON b.id = s.battle_id "
+                "SELECT s.a_on_left, b.model_a, b.model_b, b.gold FROM assignments s JOIN battles b ON b.id = s.battle_id "
                 "WHERE s.rater_id = ? AND s.battle_id = ?", (rater_id, battle_id)).fetchone()
             if row is None:
                 raise StoreError(f"battle {battle_id} is not assigned to rater {rater_id}")
+            if cap is not None and not row["gold"] and con.execute(
+                    "SELECT COUNT(*) FROM votes WHERE battle_id = :battle AND rater_id != :rater AND rater_id NOT IN (" +
+                    _placeholders(excluded) + ")", {"battle": battle_id, "rater": rater_id,
+                                                   **_excluded_params(excluded)}).fetchone()[0] >= cap:
+                raise StoreError(f"battle {battle_id} already has its {cap} votes (it waited too long); press Next")
             a_on_left = bool(row["a_on_left"])
             side_of_a = "left" if a_on_left else "right"
             winner = {"tie": "tie", "both_bad": "both_bad"}.get(choice) or ("a" if choice == side_of_a else "b")
@@ -335,29 +470,32 @@ class Store:
         left, right = (row["model_a"], row["model_b"]) if a_on_left else (row["model_b"], row["model_a"])
         return {"left": left, "right": right}
 
-    def votes(self, name: str) -> list[dict]:
-        """Every vote of a campaign, in model terms, for the statistics."""
+    def votes(self, name: str, gold: bool = False) -> list[dict]:
+        """Every vote of a campaign on its regular battles, in model terms, for the statistics; with
+        `gold`, the votes on its gold checks instead (model_a is the known better answer)."""
         campaign = self.campaign(name)
         with self.connect() as con:
             return [dict(r) for r in con.execute(
                 "SELECT v.id, v.battle_id, b.model_a, b.model_b, v.winner, v.a_on_left, v.score_a, v.score_b, "
-                "v.created_at, r.name AS rater, r.kind AS rater_kind, p.category, p.question_id "
-                "FROM votes v JOIN battles b ON b.id = v.battle_id JOIN raters r ON r.id = v.rater_id "
-                "JOIN prompts p ON p.id = b.prompt_id WHERE b.campaign_id = ? ORDER BY v.id", (campaign["id"],))]
+                "v.created_at, r.name AS rater, r.kind AS rater_kind, p.category, p.question_id, b.prompt_id, "
+                "v.rater_id FROM votes v JOIN battles b ON b.id = v.battle_id JOIN raters r ON r.id = v.rater_id "
+                "JOIN prompts p ON p.id = b.prompt_id WHERE b.campaign_id = ? AND b.gold = ? ORDER BY v.id",
+                (campaign["id"], int(gold)))]
 
-    def pairs(self, name: str, include_judge: bool = False) -> list[dict]:
+    def pairs(self, name: str, include_judge: bool = False, excluded: frozenset = frozenset()) -> list[dict]:
         """Preference rows in TRL's format from the people's decisive votes (a judge's only when
         asked, marked `source: judge`). One row per (prompt, chosen, rejected): a battle voted by
         several raters gives its majority's pair once, with the votes for and against in its
         provenance; a battle whose votes split evenly gives none (see `contradictions`). A rater
-        who edited the better answer backs the pair whose `chosen` is that edit instead."""
-        return self._pairs(name, include_judge)[0]
+        who edited the better answer backs the pair whose `chosen` is that edit instead. Gold checks
+        and the votes of `excluded` rater names never become pairs."""
+        return self._pairs(name, include_judge, excluded)[0]
 
-    def contradictions(self, name: str) -> int:
+    def contradictions(self, name: str, excluded: frozenset = frozenset()) -> int:
         """Battles whose people's decisive votes split evenly: no pair is exported for them."""
-        return self._pairs(name, False)[1]
+        return self._pairs(name, False, excluded)[1]
 
-    def _pairs(self, name: str, include_judge: bool) -> tuple[list[dict], int]:
+    def _pairs(self, name: str, include_judge: bool, excluded: frozenset = frozenset()) -> tuple[list[dict], int]:
         campaign = self.campaign(name)
         with self.connect() as con:
             rows = con.execute(
@@ -366,10 +504,10 @@ class Store:
                 "JOIN raters r ON r.id = v.rater_id JOIN prompts p ON p.id = b.prompt_id "
                 "JOIN answers aa ON aa.prompt_id = p.id AND aa.model = b.model_a "
                 "JOIN answers ab ON ab.prompt_id = p.id AND ab.model = b.model_b "
-                "WHERE b.campaign_id = ? AND v.winner IN ('a', 'b') ORDER BY v.id", (campaign["id"],)).fetchall()
+                "WHERE b.campaign_id = ? AND b.gold = 0 AND v.winner IN ('a', 'b') ORDER BY v.id", (campaign["id"],)).fetchall()
         groups: dict[tuple[int, str], list] = {}
         for r in rows:
-            if r["kind"] == "human" or include_judge:
+            if (r["kind"] == "human" or include_judge) and r["rater"] not in excluded:
                 groups.setdefault((r["battle_id"], r["kind"]), []).append(r)
         pairs, split = [], 0
         for (_, kind), votes in groups.items():
@@ -394,6 +532,30 @@ class Store:
                     "rater": ",".join(v["rater"] for v in support), "created_at": max(v["created_at"] for v in support),
                 })
         return pairs, split
+
+
+def _claims(excluded: frozenset) -> str:
+    """SQL for a battle's claims: votes by raters not excluded, plus hand-outs without a vote that are not stale."""
+    return ("((SELECT COUNT(*) FROM votes v WHERE v.battle_id = b.id AND v.rater_id NOT IN (" + _placeholders(excluded) +
+            ")) + (SELECT COUNT(*) FROM assignments s WHERE s.battle_id = b.id AND s.assigned_at > :stale AND NOT EXISTS "
+            "(SELECT 1 FROM votes v2 WHERE v2.battle_id = s.battle_id AND v2.rater_id = s.rater_id)))")
+
+
+def _stale() -> str:
+    return (datetime.now(timezone.utc) - timedelta(seconds=CLAIM_TIMEOUT_S)).isoformat(timespec="milliseconds")
+
+
+def _placeholders(excluded: frozenset) -> str:
+    return ", ".join(f":x{i}" for i in range(len(excluded))) or "-1"  # NOT IN (NULL) would match nothing
+
+
+def _excluded_params(excluded: frozenset) -> dict:
+    return {f"x{i}": rater_id for i, rater_id in enumerate(sorted(excluded))}
+
+
+def _campaign_row(row: sqlite3.Row) -> dict:
+    return {**dict(row), "models": json.loads(row["models"]), "params": json.loads(row["params"]),
+            "settings": json.loads(row["settings"] or "{}")}
 
 
 def _progress(con: sqlite3.Connection, rater_id: int) -> tuple[int, int]:

@@ -102,14 +102,26 @@ def progress_bar(done: int, total: int, label: str) -> str:
 
 def battle_view(svc: Services, session: dict) -> tuple:
     """(session, progress, prompt, left, right, controls visible) for the rater's next battle."""
-    assignment = svc.store.next_assignment(session["rater_id"])
+    campaign, rater_id = session["campaign"], session["rater_id"]
+    try:
+        assignment = arena.next_battle(svc.store, campaign, rater_id)
+        done, total = arena.progress(svc.store, campaign, rater_id)
+    except StoreError as exc:
+        raise gr.Error(str(exc)) from None
     if assignment is None:
-        done, total = svc.store.progress(session["rater_id"])
-        return ({**session, "battle_id": None}, progress_bar(done, total, f"{done} / {total} rated, all done, thank you!"), "", "", "",
+        finished = ("the campaign is complete: every battle has all its votes. Thank you!"
+                    if arena.is_complete(svc.store, campaign) else "all done, thank you!")
+        return ({**session, "battle_id": None}, progress_bar(done, total, f"{done} / {total} rated, {finished}"), "", "", "",
                 gr.update(visible=False))
-    return ({**session, "battle_id": assignment.battle_id}, progress_bar(assignment.done, assignment.total, f"battle {assignment.done + 1} of {assignment.total}"),
+    return ({**session, "battle_id": assignment.battle_id}, progress_bar(done, total, f"battle {done + 1} of {total}"),
             safe_markdown(assignment.prompt), safe_markdown(assignment.left), safe_markdown(assignment.right),
             gr.update(visible=True))
+
+
+def guidelines_text(svc: Services, campaign: str) -> str:
+    """The campaign's rating guidelines as safe Markdown ('' when it has none)."""
+    guidelines = svc.store.campaign(campaign)["settings"].get("guidelines") or ""
+    return safe_markdown(guidelines)
 
 
 _CODE = re.compile(r"(```.*?(?:```|$)|`[^`\n]+`)", re.S)
@@ -153,7 +165,7 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
                 rater_id = svc.store.rater(campaign, name or "")
         except StoreError as exc:
             raise gr.Error(str(exc)) from None
-        return (*battle_view(svc, {"rater_id": rater_id, "campaign": campaign}), "")
+        return (*battle_view(svc, {"rater_id": rater_id, "campaign": campaign}), "", guidelines_text(svc, campaign))
 
     def start(campaign, name, code, invite):
         return begin(campaign, name, code, invite, None)
@@ -167,12 +179,12 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
         if choice not in VOTE_LABELS:
             raise gr.Error("pick A, B, tie or both bad")
         try:
-            names = svc.store.vote(session["rater_id"], session["battle_id"], VOTE_LABELS[choice],
-                                   int(score_left) if score_left else None, int(score_right) if score_right else None,
-                                   edited, comment)
+            names = arena.reveal_names(arena.cast_vote(
+                svc.store, session["campaign"], session["rater_id"], session["battle_id"], VOTE_LABELS[choice],
+                int(score_left) if score_left else None, int(score_right) if score_right else None, edited, comment))
+            done, total = arena.progress(svc.store, session["campaign"], session["rater_id"])
         except StoreError as exc:
             raise gr.Error(str(exc)) from None
-        done, total = svc.store.progress(session["rater_id"])
         reveal = f"You voted **{choice}**.  \nA was **{html.escape(names['left'])}**, B was **{html.escape(names['right'])}**."
         # The battle is cleared while the names are shown; the next one loads on "Next".
         cleared = ({**session, "battle_id": None}, progress_bar(done, total, f"{done} / {total} rated"), "", "", "", gr.update(visible=False))
@@ -229,9 +241,15 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
         except (EngineError, RegistryError) as exc:
             raise gr.Error(str(exc)) from None
 
-    def create(password, name, models, upload, max_new_tokens, temperature, top_p, seed, progress=gr.Progress()):
+    def create(password, name, models, upload, max_new_tokens, temperature, top_p, seed, target, allocation, gold,
+               gold_rate, min_gold, guidelines, progress=gr.Progress()):
         check_admin(config, password)
         try:
+            plan = arena.RatingPlan(votes_per_battle=int(target) if target else None, allocation=allocation or "balanced",
+                                    gold=tuple(arena.load_gold(gold)) if gold else (),
+                                    gold_rate=float(0.1 if gold_rate is None else gold_rate),
+                                    min_gold_accuracy=float(0.7 if min_gold is None else min_gold),
+                                    guidelines=arena.load_guidelines(guidelines) if guidelines else "")
             prompts = arena.load_prompts(upload if upload else arena.DEFAULT_PROMPTS)
             params = SamplingParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                                     top_p=float(top_p), seed=int(seed))
@@ -239,7 +257,8 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
             progress(0, desc="generating answers")
             arena.create_campaign(svc.store, svc.engine(), name, list(models or []), prompts, params,
                                   source=Path(upload).name if upload else "data/heldout_prompts.jsonl",
-                                  progress=lambda done, total: progress(done / total, desc=f"{done}/{total} answers"))
+                                  progress=lambda done, total: progress(done / total, desc=f"{done}/{total} answers"),
+                                  plan=plan)
         except (StoreError, EngineError, RegistryError) as exc:
             raise gr.Error(str(exc)) from None
         names = [c["name"] for c in svc.store.campaigns()]
@@ -261,7 +280,17 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
             writer.writerows(votes)
         summary = results_summary_text(res)
         return (plots.ladder(res), plots.win_rates(res), plots.by_category(res), plots.position_bias(res),
-                plots.votes_over_time(votes), table, str(path), summary)
+                plots.votes_over_time(votes), table, str(path), summary, plots.style_ladder(res), rater_table(res))
+
+    def review_rater(password, campaign, rater_name, decision):
+        check_admin(config, password)
+        if not (campaign and rater_name and decision):
+            raise gr.Error("pick a campaign, type a rater's name and choose include, exclude or auto")
+        try:
+            svc.store.set_review(campaign, rater_name.strip(), None if decision == "auto" else decision)
+        except StoreError as exc:
+            raise gr.Error(str(exc)) from None
+        return f"rater **{html.escape(rater_name.strip())}** in {campaign}: {decision} (show the results again to see the effect)"
 
     def list_reports(password):
         check_admin(config, password)
@@ -337,6 +366,9 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
                     gr.LoginButton()
                 start_btn = gr.Button("Start / resume", variant="primary", elem_id="start")
             progress_md = gr.HTML(elem_id="progress")
+            # Open when a rater starts, so they read it before their first battle; one click while rating.
+            with gr.Accordion("Guidelines", open=True, elem_id="guidelines-box"):
+                guidelines_md = gr.Markdown(elem_id="guidelines", sanitize_html=True)
             prompt_md = gr.Markdown(elem_id="prompt", sanitize_html=True)
             with gr.Row(equal_height=True):
                 with gr.Column(min_width=160):
@@ -363,8 +395,8 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
             reveal = gr.Markdown(elem_id="reveal")
             next_btn = gr.Button("Next battle [n]", visible=False, elem_id="next")
             view = [session, progress_md, prompt_md, left, right, controls]
-            start_btn.click(start_with_login if config.hf_login else start, [campaign, rater, code, invite], view + [reveal],
-                            api_name="start")
+            start_btn.click(start_with_login if config.hf_login else start, [campaign, rater, code, invite],
+                            view + [reveal, guidelines_md], api_name="start")
             vote_outputs = view + [reveal, next_btn, choice, score_left, score_right, edited, comment]
             vote_btn.click(vote, [session, choice, score_left, score_right, edited, comment], vote_outputs, api_name="vote")
             for button, label in zip(vote_buttons, VOTE_LABELS):
@@ -397,6 +429,13 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
             results_table = gr.Dataframe(headers=["model", "opponent", "wins", "losses", "ties", "win rate", "95% CI",
                                                   "more votes for +-0.10"])
             results_csv = gr.File(label="Votes (CSV)")
+            style_plot = gr.Plot()
+            raters_table = gr.Dataframe(headers=list(RATER_COLUMNS), elem_id="raters", label="Raters (left-out raters' votes are kept, not counted)")
+            with gr.Row():
+                review_name = gr.Textbox(label="Rater", scale=2)
+                review_choice = gr.Radio(["include", "exclude", "auto"], label="Admin review", scale=2)
+                review_btn = gr.Button("Apply to the campaign above", scale=1)
+            review_out = gr.Markdown()
             with gr.Accordion("Before / after reports (scripts/evaluate.py)", open=False):
                 with gr.Row():
                     report_name = gr.Dropdown(label="Report", choices=[])
@@ -417,6 +456,14 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
                     new_temperature = gr.Slider(0, 1.5, value=0.7, step=0.05, label="Temperature")
                     new_top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="Top-p")
                     new_seed = gr.Number(value=0, precision=0, label="Seed")
+                with gr.Row():
+                    new_target = gr.Number(value=0, precision=0, label="Votes per battle (0: no target)", elem_id="new-target")
+                    new_allocation = gr.Radio(["balanced", "adaptive"], value="balanced", label="Allocation")
+                    new_gold_rate = gr.Number(value=0.1, label="Gold rate")
+                    new_min_gold = gr.Number(value=0.7, label="Min gold accuracy")
+                with gr.Row():
+                    new_gold = gr.File(label="Gold checks (preference rows: prompt, chosen, rejected)", type="filepath")
+                    new_guidelines = gr.File(label="Guidelines (Markdown)", file_types=[".md", ".txt"], type="filepath")
                 create_btn = gr.Button("Create and generate", variant="primary", elem_id="create")
                 created = gr.Markdown(elem_id="created")
             with gr.Accordion("Pairs and clean-up", open=False):
@@ -452,11 +499,13 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
                        concurrency_limit=1, concurrency_id="model",
                        **({"api_name": "side_by_side"} if config.public_demo else private))
         create_btn.click(create, [password, new_name, new_models, new_upload, new_tokens, new_temperature, new_top_p,
-                                  new_seed], [created, results_campaign, admin_campaign],
+                                  new_seed, new_target, new_allocation, new_gold, new_gold_rate, new_min_gold, new_guidelines],
+                         [created, results_campaign, admin_campaign],
                          concurrency_limit=1, concurrency_id="model", **private)
         results_btn.click(show_results, [password, results_campaign],
                           [ladder_plot, win_plot, category_plot, bias_plot, time_plot, results_table, results_csv,
-                           results_summary], **private)
+                           results_summary, style_plot, raters_table], **private)
+        review_btn.click(review_rater, [password, results_campaign, review_name, review_choice], [review_out], **private)
         reports_btn.click(list_reports, [password], [report_name], **private)
         report_btn.click(show_report, [password, report_name], [report_md], **private)
         pairs_btn.click(show_pairs, [password, admin_campaign], [pairs_table, pairs_file], **private)
@@ -478,12 +527,31 @@ def run_next_round(svc: Services, campaign: str, parent: str, child: str, prompt
                       Path(svc.config.data_dir) / "rounds", max_steps=max_steps, progress=say)
 
 
+RATER_COLUMNS = {"rater": "name", "votes": "votes", "gold seen": "gold_seen", "gold correct": "gold_correct",
+                 "agreement": "agreement", "left share": "left_share", "flagged": "flagged", "review": "review",
+                 "left out": "excluded", "reasons": "reasons"}
+
+
+def rater_table(res: dict) -> list[list]:
+    """The rater-quality rows of the Results tab."""
+    cell = lambda v: round(v, 2) if isinstance(v, float) else "; ".join(v) if isinstance(v, list) else ("" if v is None else v)
+    return [[cell(row[key]) for key in RATER_COLUMNS.values()] for row in res["raters"]]
+
+
 def results_summary_text(res: dict) -> str:
     """The Results tab's summary: votes, rater agreement (raw and chance-corrected) and, when the
     judge rated the campaign, its agreement with the people's majority."""
     fmt = lambda x, digits=2: "n/a" if x is None else f"{x:.{digits}f}"
     agreement, judge = res["rater_agreement"], res["judge_agreement"]
-    lines = [f"{res['human_votes']} human votes, {res['votes'] - res['human_votes']} judge votes.",
+    target = f" Target {res['votes_per_battle']} votes per battle: {'complete' if res['complete'] else 'still collecting'}." \
+        if res.get("votes_per_battle") else ""
+    left_out = f" {res['excluded_votes']} votes of {len(res['excluded_raters'])} left-out raters not counted." \
+        if res.get("excluded_votes") else ""
+    coefficients = res["bradley_terry_style"]["coefficients"]
+    lines = [f"{res['human_votes']} human votes counted, {res['votes'] - res['human_votes'] - res.get('excluded_votes', 0)} "
+             f"judge votes.{left_out}{target}",
+             "Style coefficients (log-odds per standard deviation of the normalised difference): " +
+             ", ".join(f"{k} {v['value']:+.2f} [{v['ci_low']:+.2f}, {v['ci_high']:+.2f}]" for k, v in coefficients.items()) + ".",
              f"Rater agreement: {fmt(agreement['agreement'])} over {agreement['pairs']} rater pairs on "
              f"{agreement['shared_battles']} shared battles (Cohen's kappa {fmt(agreement['cohen_kappa'])}, "
              f"Krippendorff's alpha {fmt(agreement['krippendorff_alpha'])}; ties included)."]

@@ -2,11 +2,14 @@
 
     python scripts/arena.py campaign create NAME --models A B [C ...] [--prompts FILE] [--max-new-tokens N]
                                              [--temperature T] [--seed S] [--json]
+                                             [--votes-per-battle N] [--allocation balanced|adaptive]
+                                             [--gold FILE] [--gold-rate R] [--min-gold-accuracy A] [--guidelines FILE.md]
     python scripts/arena.py campaign list [--json]
     python scripts/arena.py results NAME --json
     python scripts/arena.py export-pairs NAME --out FILE.jsonl [--include-judge]   (or a folder: a `datasets` dataset)
     python scripts/arena.py invite NAME [--n 10] [--url http://HOST/] [--json]   (per-rater links; typed names then refused)
     python scripts/arena.py access NAME name|invite|hf
+    python scripts/arena.py review NAME RATER include|exclude|auto   (the admin's word on a flagged rater)
     python scripts/arena.py judge NAME [--judge reward|openai] [--reward NAME]   (prints agreement with the people)
     python scripts/arena.py next-round CAMPAIGN --parent NAME --name CHILD --prompts FILE [--max-steps N] [--json]
 
@@ -48,6 +51,14 @@ def main(argv=None) -> int:
     create.add_argument("--seed", type=int, default=0)
     create.add_argument("--no-4bit", action="store_true", help="load the base in full precision")
     create.add_argument("--json", action="store_true")
+    create.add_argument("--votes-per-battle", type=int, help="each battle rated by N different people, then no more")
+    create.add_argument("--allocation", choices=["balanced", "adaptive"], default="balanced",
+                        help="balanced: least-covered battles first; adaptive: the widest win-rate intervals first")
+    create.add_argument("--gold", help="gold checks: preference rows (prompt, chosen, rejected) with a known better answer")
+    create.add_argument("--gold-rate", type=float, default=0.1, help="share of each rater's battles that are gold checks")
+    create.add_argument("--min-gold-accuracy", type=float, default=0.7,
+                        help="raters under this gold accuracy (after 3 gold battles) are flagged and left out")
+    create.add_argument("--guidelines", help="Markdown shown to raters before their first battle")
     backend.add_flags(create)
     campaign.add_parser("list").add_argument("--json", action="store_true")
     results = sub.add_parser("results")
@@ -65,6 +76,10 @@ def main(argv=None) -> int:
     access = sub.add_parser("access", help="who may rate: name (typed), invite (links), hf (Hugging Face login)")
     access.add_argument("name")
     access.add_argument("mode", choices=["name", "invite", "hf"])
+    review = sub.add_parser("review", help="include a flagged rater again, exclude one, or leave it to the checks")
+    review.add_argument("name")
+    review.add_argument("rater")
+    review.add_argument("decision", choices=["include", "exclude", "auto"])
     judging = sub.add_parser("judge", help="the automatic judge rates the campaign's own battles (both orders)")
     judging.add_argument("name")
     judging.add_argument("--judge", choices=["reward", "openai"], default="reward",
@@ -86,13 +101,17 @@ def main(argv=None) -> int:
     try:
         if args.command == "campaign" and args.action == "create":
             arena.check_blind_name(args.name, args.models)
+            plan = arena.RatingPlan(votes_per_battle=args.votes_per_battle, allocation=args.allocation,
+                                    gold=tuple(arena.load_gold(args.gold)) if args.gold else (), gold_rate=args.gold_rate,
+                                    min_gold_accuracy=args.min_gold_accuracy,
+                                    guidelines=arena.load_guidelines(args.guidelines) if args.guidelines else "")
             prompts = arena.load_prompts(args.prompts)
             params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                     top_p=args.top_p, seed=args.seed)
             engine = backend.from_flags(args, Registry(args.registry), args.base, quantize=not args.no_4bit)
             with tqdm(total=len(prompts) * len(args.models), desc="answers", file=sys.stderr) as bar:
                 made = arena.create_campaign(store, engine, args.name, args.models, prompts, params, source=args.prompts,
-                                             progress=lambda done, total: bar.update(done - bar.n))
+                                             progress=lambda done, total: bar.update(done - bar.n), plan=plan)
             print(json.dumps(made) if args.json else f"campaign {made['name']} ready: {len(prompts)} prompts")
         elif args.command == "campaign":
             rows = store.campaigns()
@@ -105,11 +124,21 @@ def main(argv=None) -> int:
             if args.json:
                 print(json.dumps(res))
             else:
+                styled = {row["model"]: row for row in res["bradley_terry_style"]["ladder"]}
+                print(f"{'model':28} {'rating':>7}  95% CI            style-controlled")
                 for row in res["bradley_terry"]:
-                    print(f"{row['model']:28} {row['rating']:7.1f}  [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  games={row['games']}")
+                    st = styled[row["model"]]
+                    print(f"{row['model']:28} {row['rating']:7.1f}  [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  "
+                          f"{st['rating']:7.1f} [{st['ci_low']:.1f}, {st['ci_high']:.1f}]  games={row['games']}")
+                for rater in res["raters"]:
+                    if rater["excluded"]:
+                        print(f"left out: {rater['name']} ({rater['votes']} votes): {'; '.join(rater['reasons']) or 'admin'}")
         elif args.command == "invite":
             links = [arena.invite_link(args.url, args.name, t) for t in store.create_invites(args.name, args.n)]
             print(json.dumps({"campaign": args.name, "links": links}) if args.json else "\n".join(links))
+        elif args.command == "review":
+            store.set_review(args.name, args.rater, None if args.decision == "auto" else args.decision)
+            print(f"campaign {args.name}: rater {args.rater} {args.decision}")
         elif args.command == "access":
             store.set_access(args.name, args.mode)
             print(f"campaign {args.name}: access {args.mode}")
@@ -139,7 +168,7 @@ def main(argv=None) -> int:
                   f"campaign {result['campaign']} ready: {result['child']} vs {result['parent']}, {result['prompts']} prompts")
         else:
             count = arena.export_pairs(store, args.name, args.out, include_judge=args.include_judge)
-            split = store.contradictions(args.name)
+            split = store.contradictions(args.name, excluded=arena.excluded_raters(store, args.name)[0])
             print(f"wrote {count} pairs to {args.out}" + (f" ({split} battles with evenly split votes left out)" if split else ""))
     except (StoreError, EngineError, RegistryError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Benchmarks, each ratio measured side by side in one run.
 
-    python scripts/bench.py [--only battle|memory|api|dedup] [--json] [--tokens 64] [--repeats 5]
+    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation] [--json] [--tokens 64] [--repeats 5]
 
 battle: time of a battle (two adapters' answers in ONE batched call) / time of one adapter's
         answer alone, both through the same engine path: same prompt, greedy, the same number
@@ -14,6 +14,10 @@ arena:  the real app (a subprocess) driven through its public API (/start, /vote
 dedup:  100,000 synthetic instructions with 2,000 planted paraphrase clusters, embedded with
         MiniLM and de-duplicated (faiss range search): seconds, and the share of planted
         duplicates found.
+allocation: simulated raters (4 models of known Bradley-Terry strengths, one vote per battle, 25
+        battles per rater, each prompt once per rater) vote through the real store until every
+        model pair's 95% interval is within +-0.10: votes needed with `balanced` (least-covered
+        first) and `adaptive` (widest interval first) allocation, mean of 3 seeds, and the ratio.
 With --json the last line of stdout is one JSON object of the figures."""
 
 import argparse
@@ -253,9 +257,21 @@ def bench_dedup(n: int = 100_000, clusters: int = 2000) -> dict:
             "dedup_dropped": len(result.dropped), "dedup_planted_duplicates": len(duplicates)}
 
 
+def bench_allocation(seeds: int = 3) -> dict:
+    from evals.simulate import votes_until_precise
+
+    out = {}
+    for mode in ("balanced", "adaptive"):
+        runs = [votes_until_precise(mode, seed=seed) for seed in range(seeds)]
+        out[f"{mode}_votes"] = round(statistics.mean(r["votes"] for r in runs), 1)
+        out[f"{mode}_votes_per_seed"] = [r["votes"] for r in runs]
+    out["balanced_over_adaptive"] = round(out["balanced_votes"] / out["adaptive_votes"], 2)
+    return {"allocation": out}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena"])
+    parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena", "allocation"])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
@@ -264,8 +280,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     results: dict = {"device": "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} threads"}
-    if args.only in ("api", "dedup", "arena"):
-        results.update({"api": bench_api, "dedup": bench_dedup, "arena": bench_arena}[args.only]())
+    if args.only in ("api", "dedup", "arena", "allocation"):
+        results.update({"api": bench_api, "dedup": bench_dedup, "arena": bench_arena,
+                        "allocation": bench_allocation}[args.only]())
         return report(results, args.json)
     with tempfile.TemporaryDirectory() as tmp:
         registry, base = bench_registry(Registry(args.registry), 8 if args.only != "battle" else 2, Path(tmp))
@@ -292,7 +309,8 @@ def report(results: dict, as_json: bool) -> int:
         else:
             print(f"{key:29} {value}")
     if as_json:
-        flat = {**{k: v for k, v in results.items() if not isinstance(v, dict)}, **results.get("battle", {})}
+        flat = {**{k: v for k, v in results.items() if not isinstance(v, dict)}, **results.get("battle", {}),
+                **results.get("allocation", {})}
         print(json.dumps(flat))
     return 0
 

@@ -58,6 +58,8 @@ def test_a_rater_rates_a_campaign_in_the_browser(tmp_path, tiny_dir):
             page.get_by_role("button", name="Show results").click()
             expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
             expect(page.locator(".js-plotly-plot").first).to_contain_text("zebra", timeout=30_000)
+            expect(page.locator(".js-plotly-plot", has_text="controlled for style")).to_have_count(1, timeout=30_000)
+            expect(page.locator("#raters")).to_contain_text("browser-bob", timeout=30_000)  # the rater table
             page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
             browser.close()
     finally:
@@ -74,7 +76,9 @@ def test_rating_page_is_safe_keyboard_driven_phone_sized_and_deep_linked(tmp_pat
     config, store = make_arena(tmp_path, tiny_dir, prompts=2)
     evil = '<img src=x onerror="window.__pwned = 1"> Which <b>list</b> is right?'
     answer = '<script>window.__pwned = 2</script>**Bold** and a list:\n\n- one\n- two\n\n```\nprint("<b>")\n```'
-    store.create_campaign("safety", MODELS, [{"prompt": evil}, {"prompt": "second question"}], {})
+    guidelines = "## Rate the *content*\n\n<script>window.__pwned = 3</script>Prefer correct answers."
+    store.create_campaign("safety", MODELS, [{"prompt": evil}, {"prompt": "second question"}], {},
+                          settings={"guidelines": guidelines})
     store.save_answers([(pid, model, answer if model == MODELS[0] else "plain answer", 5, "")
                         for pid, _, model in store.missing_answers("safety")])
     store.set_status("safety", "ready")
@@ -88,6 +92,8 @@ def test_rating_page_is_safe_keyboard_driven_phone_sized_and_deep_linked(tmp_pat
             page.locator("#rater-name textarea").fill("phone-pat")
             page.locator("#start").click()
             expect(page.locator("#progress")).to_contain_text("battle 1 of 2", timeout=30_000)
+            expect(page.locator("#guidelines")).to_contain_text("Prefer correct answers.")  # before the first vote
+            assert "<script>" in page.locator("#guidelines").inner_text()  # shown as text, never run
             checked = []
 
             def check_battle():
