@@ -18,7 +18,7 @@ from posttrain.registry import Registry, RegistryError
 ROOT = Path(__file__).resolve().parents[1]
 # What the app imports at run time; training, the data builder and the tests stay out.
 RUNTIME = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "safetensors", "huggingface_hub",
-           "gradio", "pandas", "plotly", "numpy", "pyyaml", "tqdm", "scikit_learn", "krippendorff")
+           "gradio", "pandas", "plotly", "numpy", "pyyaml", "tqdm", "scikit_learn", "scipy", "krippendorff")
 CODE = ("app.py", "posttrain", "evals")
 DATA = ("data/heldout_prompts.jsonl",)
 
