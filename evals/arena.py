@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Callable
 
 from evals import allocation, quality, stats
+from evals.pairs import build_pairs
 from evals.store import GOLD_CHOSEN, GOLD_REJECTED, Assignment, Store, StoreError
 from evals.style import style_ladder
-from posttrain.engine import Engine, SamplingParams
+from posttrain.backend import Generator
+from posttrain.engine import SamplingParams
 
 DEFAULT_PROMPTS = Path(__file__).resolve().parents[1] / "data" / "heldout_prompts.jsonl"
 PROMPT_KEYS = ("prompt", "instruction", "question", "text")
@@ -115,19 +117,19 @@ def load_guidelines(path: str | Path) -> str:
     return text
 
 
-def create_campaign(store: Store, engine: Engine, name: str, models: list[str], prompts: list[dict],
+def create_campaign(store: Store, engine: Generator, name: str, models: list[str], prompts: list[dict],
                     params: SamplingParams, source: str = "", batch_rows: int = 8,
                     progress: Callable[[int, int], None] | None = None, plan: RatingPlan | None = None) -> dict:
     """Store the campaign, then generate each model's answer to each prompt once, several
     prompts x models per batched call; resumable (only missing answers are generated)."""
     plan = plan or RatingPlan()
     for model in models:
-        engine.slot(model)  # refuses unknown entries and adapters of another base before storing
+        engine.ensure_model(model)  # refuses unknown entries and adapters of another base before storing
     store.create_campaign(name, models, prompts, asdict(params), source, settings=plan.settings(), gold=list(plan.gold))
     return generate_missing(store, engine, name, batch_rows, progress)
 
 
-def generate_missing(store: Store, engine: Engine, name: str, batch_rows: int = 8,
+def generate_missing(store: Store, engine: Generator, name: str, batch_rows: int = 8,
                      progress: Callable[[int, int], None] | None = None) -> dict:
     campaign = store.campaign(name)
     params = SamplingParams(**campaign["params"])
@@ -287,6 +289,18 @@ def invite_link(page_url: str, campaign: str, token: str) -> str:
     return f"{page_url or ''}?{urlencode({'campaign': campaign, 'invite': token})}"
 
 
+def pairs(store: Store, name: str, include_judge: bool = False, excluded: frozenset[str] | None = None) -> list[dict]:
+    """The campaign's preference pairs (evals.pairs over its decisive votes); by default the votes
+    of raters left out by the quality checks (evals.quality) do not count."""
+    left_out = quality.excluded_names(rater_quality(store, name)) if excluded is None else excluded
+    return build_pairs(store.decisive_votes(name), name, include_judge, left_out)[0]
+
+
+def split_battles(store: Store, name: str) -> int:
+    """Battles whose people's decisive votes split evenly: no pair is exported for them."""
+    return build_pairs(store.decisive_votes(name), name, False, quality.excluded_names(rater_quality(store, name)))[1]
+
+
 def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool = False) -> int:
     """Write the campaign's pairs (people's votes only, unless `include_judge`; never gold checks,
     never the votes of raters left out) as JSONL in TRL's preference format (a .jsonl path) or as a
@@ -298,27 +312,27 @@ def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool =
     campaign = store.campaign(name)
     raters = rater_quality(store, name)
     left_out = quality.excluded_names(raters)
-    pairs = store.pairs(name, include_judge=include_judge, excluded=left_out)
+    rows, split = build_pairs(store.decisive_votes(name), name, include_judge, left_out)
     guidelines = campaign["settings"].get("guidelines") or ""
     digest = hashlib.sha256(guidelines.encode()).hexdigest() if guidelines else None
-    pairs = [{**p, "guidelines_sha256": digest} for p in pairs]
-    provenance = {"campaign": name, "models": campaign["models"], "pairs": len(pairs), "include_judge": include_judge,
+    rows = [{**p, "guidelines_sha256": digest} for p in rows]
+    provenance = {"campaign": name, "models": campaign["models"], "pairs": len(rows), "include_judge": include_judge,
                   "votes_per_battle": campaign["settings"].get("votes_per_battle"),
                   "guidelines": guidelines or None, "guidelines_sha256": digest,
                   "excluded_raters": [{"name": r["name"], "votes": r["votes"], "reasons": r["reasons"], "review": r["review"]}
                                       for r in raters if r["excluded"]],
                   "excluded_votes": sum(r["votes"] for r in raters if r["excluded"]),
-                  "split_battles": store.contradictions(name, excluded=left_out)}
+                  "split_battles": split}
     out = Path(out)
     if out.suffix == ".jsonl":
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
+        tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in rows), encoding="utf-8")
         tmp.replace(out)
         out.with_name(out.stem + ".provenance.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))
     else:
         from datasets import Dataset
 
-        Dataset.from_list(pairs).save_to_disk(str(out))
+        Dataset.from_list(rows).save_to_disk(str(out))
         (out / "provenance.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))
-    return len(pairs)
+    return len(rows)

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 from evals.store import Store
+from evals.vocab import SIDES, other_side
 from posttrain.chat_api import ChatClient
 
-# A verdict on (answer shown first, answer shown second): "first", "second" or "tie".
+# A judge's verdict is a choice in evals.vocab's words: the answer shown on the "left" (first in
+# its prompt), the one on the "right" (second), or "tie".
 Verdict = str
 
 JUDGE_PROMPT = (
@@ -27,15 +29,11 @@ JUDGE_PROMPT = (
 )
 
 
-def both_orders(judge: Callable[[str, str, str], Verdict], prompt: str, x: str, y: str) -> str:
-    """'x', 'y' or 'tie': x wins only if it wins when shown first AND when shown second."""
-    first = judge(prompt, x, y)
-    second = judge(prompt, y, x)
-    if first == "first" and second == "second":
-        return "x"
-    if first == "second" and second == "first":
-        return "y"
-    return "tie"
+def both_orders(judge: Callable[[str, str, str], Verdict], prompt: str, left: str, right: str) -> Verdict:
+    """The choice between `left` and `right` judged in both orders: a side wins only if it wins
+    when shown first AND when shown second; anything else is a tie."""
+    as_shown, swapped = judge(prompt, left, right), judge(prompt, right, left)
+    return as_shown if as_shown in SIDES and swapped in SIDES and as_shown == other_side(swapped) else "tie"
 
 
 @dataclass
@@ -45,9 +43,9 @@ class RewardJudge:
     scorer: object  # posttrain.reward.RewardScorer
     name: str = "reward-model"
 
-    def __call__(self, prompt: str, first: str, second: str) -> Verdict:
-        a, b = self.scorer.score(prompt, [first, second])
-        return "first" if a > b else "second" if b > a else "tie"
+    def __call__(self, prompt: str, left: str, right: str) -> Verdict:
+        score_left, score_right = self.scorer.score(prompt, [left, right])
+        return "left" if score_left > score_right else "right" if score_right > score_left else "tie"
 
 
 @dataclass
@@ -71,12 +69,12 @@ class OpenAIJudge:
             raise ValueError(f"the OpenAI-compatible judge needs {', '.join(missing)} in the environment")
         return cls(os.environ["JUDGE_BASE_URL"].rstrip("/"), os.environ["JUDGE_MODEL"], os.environ.get("JUDGE_API_KEY", ""))
 
-    def __call__(self, prompt: str, first: str, second: str) -> Verdict:
+    def __call__(self, prompt: str, left: str, right: str) -> Verdict:
         body = {"model": self.model, "temperature": 0, "messages": [
-            {"role": "user", "content": JUDGE_PROMPT.format(question=prompt, answer_a=first, answer_b=second)}]}
+            {"role": "user", "content": JUDGE_PROMPT.format(question=prompt, answer_a=left, answer_b=right)}]}
         text = ChatClient(self.base_url, self.api_key, retries=self.retries, timeout=self.timeout).complete(body)["text"]
         match = re.findall(r"\[\[([ABC])\]\]", text)
-        return {"A": "first", "B": "second"}.get(match[-1] if match else "C", "tie")
+        return {"A": "left", "B": "right"}.get(match[-1] if match else "C", "tie")  # MT-Bench's A is the first shown
 
 
 def judge_campaign(store: Store, campaign: str, judge, progress: Callable[[int, int], None] | None = None) -> int:
@@ -85,8 +83,7 @@ def judge_campaign(store: Store, campaign: str, judge, progress: Callable[[int, 
     done, total = store.progress(rater)
     new = 0
     while (assignment := store.next_assignment(rater)) is not None:
-        verdict = both_orders(judge, assignment.prompt, assignment.left, assignment.right)
-        store.vote(rater, assignment.battle_id, {"x": "left", "y": "right", "tie": "tie"}[verdict])
+        store.vote(rater, assignment.battle_id, both_orders(judge, assignment.prompt, assignment.left, assignment.right))
         new += 1
         if progress:
             progress(done + new, total)

@@ -12,6 +12,7 @@ from typing import Callable
 
 from evals import arena
 from evals.store import Store, StoreError
+from posttrain.backend import Generator
 from posttrain.engine import SamplingParams
 from posttrain.registry import Registry, RegistryError
 
@@ -42,7 +43,7 @@ def free_campaign_name(store: Store, base: str, models: list[str]) -> str:
     return name
 
 
-def next_round(store: Store, registry: Registry, generator_factory: Callable, campaign: str, parent: str, child: str,
+def next_round(store: Store, registry: Registry, generator_factory: Callable[[], Generator], campaign: str, parent: str, child: str,
                prompts_file: str | Path, out_dir: str | Path, max_steps: int | None = None,
                recipe: str | Path = DEFAULT_RECIPE, overrides: list[str] | None = None,
                progress: Callable[[str], None] | None = None) -> dict:
@@ -58,7 +59,7 @@ def next_round(store: Store, registry: Registry, generator_factory: Callable, ca
         raise RegistryError(f"--parent {parent!r} is not an adapter; DPO continues an adapter (e.g. the SFT entry)")
     if child in registry:
         raise RegistryError(f"entry {child!r} already exists in {registry.root}; pick another --name")
-    pairs = store.pairs(campaign)
+    pairs = arena.pairs(store, campaign)
     if len(pairs) < 2:
         raise StoreError(f"campaign {campaign!r} has {len(pairs)} human pairs; a DPO round needs at least 2 (more votes first)")
     prompts = arena.load_prompts(prompts_file)

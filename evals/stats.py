@@ -13,9 +13,16 @@ Z95 = 1.959963984540054
 
 
 def wilson(successes: float, n: float, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a proportion (successes may be fractional: ties count half)."""
+    """Wilson score interval for a proportion. Whole counts go to SciPy (binomtest's
+    proportion_ci, method "wilson"); a count with a half in it (ties count half a win, which
+    SciPy does not take) uses the same closed form, written out."""
     if n <= 0:
         return (0.0, 1.0)
+    if float(successes).is_integer() and float(n).is_integer() and abs(z - Z95) < 1e-12:
+        from scipy.stats import binomtest
+
+        ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
+        return (float(ci.low), float(ci.high))
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
@@ -222,6 +229,8 @@ def paired_sign_test(votes: list[dict], model: str, other: str) -> dict:
         wins += winner == model
         losses += winner == other
     n = wins + losses
-    k = min(wins, losses)
-    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
-    return {"model": model, "other": other, "wins": wins, "losses": losses, "p_value": p}
+    if not n:
+        return {"model": model, "other": other, "wins": 0, "losses": 0, "p_value": 1.0}
+    from scipy.stats import binomtest
+
+    return {"model": model, "other": other, "wins": wins, "losses": losses, "p_value": float(binomtest(wins, n).pvalue)}

@@ -1,7 +1,7 @@
 """The arena's SQLite store (one file, WAL): campaigns, their prompts and stored answers,
-battles, raters with their shuffled and side-balanced assignments, votes, and the preference
-pairs that decisive votes become. Every write commits before it returns; nothing here renders
-UI or computes ratings."""
+battles (gold checks among them), raters with their shuffled and side-balanced assignments or
+one-at-a-time hand-outs, and votes. Every write commits before it returns; nothing here renders
+UI, computes ratings or decides majorities (evals.stats, evals.pairs and evals.quality do)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from itertools import combinations
 from pathlib import Path
 
 from evals.allocation import is_dynamic, with_gold
+from evals.vocab import CHOICES, winner_of
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaigns (
@@ -60,7 +61,6 @@ MIGRATIONS = {
 GOLD_CHOSEN, GOLD_REJECTED = "__gold_chosen__", "__gold_rejected__"  # a gold battle's two "models"
 CLAIM_TIMEOUT_S = 30 * 60  # a battle handed out and not voted on for this long goes to someone else
 ACCESS = ("name", "invite", "hf")  # who may rate a campaign: a typed name, an invite link, a Hugging Face login
-CHOICES = ("left", "right", "tie", "both_bad")
 
 
 def default_data_dir() -> Path:
@@ -456,8 +456,7 @@ class Store:
                                                    **_excluded_params(excluded)}).fetchone()[0] >= cap:
                 raise StoreError(f"battle {battle_id} already has its {cap} votes (it waited too long); press Next")
             a_on_left = bool(row["a_on_left"])
-            side_of_a = "left" if a_on_left else "right"
-            winner = {"tie": "tie", "both_bad": "both_bad"}.get(choice) or ("a" if choice == side_of_a else "b")
+            winner = winner_of(choice, a_on_left)
             score_a, score_b = (score_left, score_right) if a_on_left else (score_right, score_left)
             try:
                 con.execute(
@@ -482,56 +481,18 @@ class Store:
                 "JOIN prompts p ON p.id = b.prompt_id WHERE b.campaign_id = ? AND b.gold = ? ORDER BY v.id",
                 (campaign["id"], int(gold)))]
 
-    def pairs(self, name: str, include_judge: bool = False, excluded: frozenset = frozenset()) -> list[dict]:
-        """Preference rows in TRL's format from the people's decisive votes (a judge's only when
-        asked, marked `source: judge`). One row per (prompt, chosen, rejected): a battle voted by
-        several raters gives its majority's pair once, with the votes for and against in its
-        provenance; a battle whose votes split evenly gives none (see `contradictions`). A rater
-        who edited the better answer backs the pair whose `chosen` is that edit instead. Gold checks
-        and the votes of `excluded` rater names never become pairs."""
-        return self._pairs(name, include_judge, excluded)[0]
-
-    def contradictions(self, name: str, excluded: frozenset = frozenset()) -> int:
-        """Battles whose people's decisive votes split evenly: no pair is exported for them."""
-        return self._pairs(name, False, excluded)[1]
-
-    def _pairs(self, name: str, include_judge: bool, excluded: frozenset = frozenset()) -> tuple[list[dict], int]:
+    def decisive_votes(self, name: str) -> list[dict]:
+        """Every decisive vote (winner a or b) on the campaign's regular battles, with the prompt
+        and both answers: what evals.pairs builds preference rows from."""
         campaign = self.campaign(name)
         with self.connect() as con:
-            rows = con.execute(
+            return [dict(r) for r in con.execute(
                 "SELECT v.battle_id, v.winner, v.edited, v.created_at, r.name AS rater, r.kind, p.prompt, b.model_a, "
                 "b.model_b, aa.text AS text_a, ab.text AS text_b FROM votes v JOIN battles b ON b.id = v.battle_id "
                 "JOIN raters r ON r.id = v.rater_id JOIN prompts p ON p.id = b.prompt_id "
                 "JOIN answers aa ON aa.prompt_id = p.id AND aa.model = b.model_a "
                 "JOIN answers ab ON ab.prompt_id = p.id AND ab.model = b.model_b "
-                "WHERE b.campaign_id = ? AND b.gold = 0 AND v.winner IN ('a', 'b') ORDER BY v.id", (campaign["id"],)).fetchall()
-        groups: dict[tuple[int, str], list] = {}
-        for r in rows:
-            if (r["kind"] == "human" or include_judge) and r["rater"] not in excluded:
-                groups.setdefault((r["battle_id"], r["kind"]), []).append(r)
-        pairs, split = [], 0
-        for (_, kind), votes in groups.items():
-            for_a = sum(v["winner"] == "a" for v in votes)
-            if 2 * for_a == len(votes):
-                split += kind == "human"
-                continue
-            win, lose = ("a", "b") if 2 * for_a > len(votes) else ("b", "a")
-            majority = [v for v in votes if v["winner"] == win]
-            first = votes[0]
-            backers: dict[str | None, list] = {}
-            for v in majority:  # None: the model's own answer; else the rater's edit
-                backers.setdefault(v["edited"], []).append(v)
-            for edited, support in backers.items():
-                pairs.append({
-                    "prompt": [{"role": "user", "content": first["prompt"]}],
-                    "chosen": [{"role": "assistant", "content": edited or first[f"text_{win}"]}],
-                    "rejected": [{"role": "assistant", "content": first[f"text_{lose}"]}],
-                    "campaign": name, "source": kind, "chosen_model": first[f"model_{win}"],
-                    "rejected_model": first[f"model_{lose}"], "edited": edited is not None,
-                    "votes_for": len(support), "votes_against": len(votes) - len(majority),
-                    "rater": ",".join(v["rater"] for v in support), "created_at": max(v["created_at"] for v in support),
-                })
-        return pairs, split
+                "WHERE b.campaign_id = ? AND b.gold = 0 AND v.winner IN ('a', 'b') ORDER BY v.id", (campaign["id"],))]
 
 
 def _claims(excluded: frozenset) -> str:

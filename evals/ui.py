@@ -20,8 +20,8 @@ import gradio as gr
 from evals import arena, plots
 from evals.arena import check_blind_name, invite_link
 from evals.store import Store, StoreError
-from posttrain.backend import make_generator
-from posttrain.engine import BASE, Engine, EngineError, SamplingParams
+from posttrain.backend import Generator, make_generator
+from posttrain.engine import BASE, EngineError, SamplingParams
 from posttrain.registry import Registry, RegistryError
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,10 @@ class Services:
     config: ArenaConfig
     store: Store
     registry: Registry
-    _engine: Engine | None = None
+    _engine: Generator | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def engine(self) -> Engine:
+    def engine(self) -> Generator:
         with self._lock:
             if self._engine is None:
                 self._engine = make_generator(self.registry, self.config.base, quantize=self.config.quantize,
@@ -306,7 +306,7 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
 
     def show_pairs(password, campaign):
         check_admin(config, password)
-        pairs = svc.store.pairs(campaign)
+        pairs = arena.pairs(svc.store, campaign)
         rows = [[p["prompt"][0]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"], p["chosen_model"],
                  p["rejected_model"], p["rater"], p["edited"], p["created_at"]] for p in pairs]
         path = Path(tempfile.mkdtemp()) / f"{campaign}-pairs.jsonl"

@@ -1,7 +1,7 @@
 """Where answers come from: the in-process Engine (one shared 4-bit base, adapters routed per
 row), or an OpenAI-compatible multi-LoRA server (vLLM, SGLang) that serves the base and every
-registry adapter under its registry name. Both answer the same small protocol (slot, generate,
-stream, battle), so campaigns, the demo, evaluation and the teacher never ask which they hold.
+registry adapter under its registry name. Both satisfy `Generator` (ensure_model, generate, stream,
+battle), so campaigns, the demo, evaluation and the teacher never ask which they hold.
 
     GENERATION_BACKEND=openai GENERATION_BASE_URL=http://gpu-box:8000/v1 [GENERATION_API_KEY=...]"""
 
@@ -10,13 +10,41 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from typing import Iterator, Sequence
+from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 from posttrain.chat_api import APIError, ChatClient
 from posttrain.engine import BASE, Answer, Engine, EngineError, SamplingParams
 from posttrain.registry import Registry, RegistryError
 
 BACKENDS = ("engine", "openai")
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """What answers prompts for campaigns, the demo, evaluation and the teacher: the in-process
+    Engine or an OpenAI-compatible server (OpenAIGenerator). A prompt is a user text or a list of
+    chat messages; models are registry names (BASE or the base's own name: no adapter)."""
+
+    base_name: str
+    quantization: str
+
+    @property
+    def adapters(self) -> list[str]:
+        """The adapters made ready so far."""
+
+    def ensure_model(self, model: str) -> None:
+        """Refuse (EngineError) a model this generator cannot answer with, before anything is
+        generated or stored; the Engine loads its adapter, a server is asked what it serves."""
+
+    def generate(self, prompts: Sequence[str | list[dict]], models: Sequence[str], params: SamplingParams) -> list[Answer]:
+        """One answer per (prompt, model) row."""
+
+    def stream(self, prompts: Sequence[str | list[dict]], models: Sequence[str],
+               params: SamplingParams) -> Iterator[list[Answer]]:
+        """Every row's answer so far as tokens arrive; the final answers last."""
+
+    def battle(self, prompt: str | list[dict], model_a: str, model_b: str, params: SamplingParams) -> tuple[Answer, Answer]:
+        """Both sides of a battle at once."""
 
 
 class OpenAIGenerator:
@@ -41,19 +69,23 @@ class OpenAIGenerator:
                 raise EngineError(f"generation server {self.base_url} is unreachable: {exc}") from None
         return self._served
 
-    def served_name(self, model: str) -> str:
+    def _server_name(self, model: str) -> str:
         """Registry names are the served names (`scripts/serve.py` starts the server that way)."""
         return self.base_name if model in (BASE, self.base_name) else model
 
-    def slot(self, model: str) -> str:
+    def ensure_model(self, model: str) -> None:
         """Refuse, before anything is generated or stored, a model the registry or the server lacks."""
+        self.served_model(model)
+
+    def served_model(self, model: str) -> str:
+        """The name the server answers `model` under, once the registry and the server both have it."""
         if model not in (BASE, self.base_name):
             entry = self.registry.get(model)
             if not entry.is_adapter or entry.method == "reward":
                 raise EngineError(f"{model!r} is not a generating adapter entry (method {entry.method!r})")
             if entry.base != self.base_name:
                 raise EngineError(f"adapter {model!r} was trained on base {entry.base!r}, but the server runs {self.base_name!r}")
-        name = self.served_name(model)
+        name = self._server_name(model)
         if name not in self.served():
             raise EngineError(
                 f"generation server {self.base_url} does not serve {name!r} (it serves: {', '.join(sorted(self.served()))}); "
@@ -71,7 +103,7 @@ class OpenAIGenerator:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         if not messages or not str(messages[-1].get("content", "")).strip():
             raise EngineError("empty prompt")
-        body = {"model": self.slot(model), "messages": messages, "max_tokens": params.max_new_tokens,
+        body = {"model": self.served_model(model), "messages": messages, "max_tokens": params.max_new_tokens,
                 "temperature": params.temperature, "seed": params.seed}
         if params.temperature > 0:
             body["top_p"] = params.top_p

@@ -333,7 +333,13 @@ class Engine:
     def adapters(self) -> list[str]:
         return self._slots[1:]
 
-    def slot(self, name: str) -> int:
+    def ensure_model(self, name: str) -> None:
+        """Make `name` ready to answer (load its adapter onto the shared base); refuse an unknown
+        entry or an adapter of another base with EngineError / RegistryError."""
+        self.adapter_index(name)
+
+    def adapter_index(self, name: str) -> int:
+        """The row index of `name` among the loaded adapters (0: the base), loading it first."""
         if name in (BASE, self.base_name):
             return 0
         if name not in self._slots:
@@ -425,7 +431,7 @@ class Engine:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         if not messages or not str(messages[-1].get("content", "")).strip():
             raise EngineError("empty prompt")
-        tokenizer = self._tokenizers[self.slot(model)]
+        tokenizer = self._tokenizers[self.adapter_index(model)]
         budget = self.context_length - max_new_tokens
         ids = self._render(messages, tokenizer)
         if len(ids) <= budget:
@@ -448,7 +454,7 @@ class Engine:
     def _start(self, prompts, models, params) -> tuple[list[tuple[list[int], int]], list[int]]:
         if len(prompts) != len(models) or not prompts:
             raise EngineError(f"need one model per prompt, got {len(prompts)} prompts and {len(models)} models")
-        slots = [self.slot(m) for m in models]
+        slots = [self.adapter_index(m) for m in models]
         return [self.prepare(p, params.max_new_tokens, m) for p, m in zip(prompts, models)], slots
 
     def _run(self, prepared, slots, params: SamplingParams, streamer: "_BatchStreamer") -> None:
@@ -471,7 +477,7 @@ class Engine:
         return [
             Answer(
                 model=models[i],
-                text=self._tokenizers[self.slot(models[i])].decode(streamer.tokens[i], skip_special_tokens=True),
+                text=self._tokenizers[self.adapter_index(models[i])].decode(streamer.tokens[i], skip_special_tokens=True),
                 new_tokens=len(streamer.tokens[i]) + int(streamer.done[i]),
                 finish_reason="stop" if streamer.done[i] else "length",
                 prompt_tokens=len(prepared[i][0]), truncated_tokens=prepared[i][1],
@@ -523,7 +529,7 @@ class Engine:
         through the chunked head of posttrain.metrics: no [batch, seq, vocab] fp32 tensor."""
         from posttrain.metrics import label_logprobs
 
-        slot = self.slot(model)
+        slot = self.adapter_index(model)
         with self._lock, torch.inference_mode():
             self._route(torch.full((input_ids.shape[0],), slot, device=self.device))
             try:
@@ -534,7 +540,7 @@ class Engine:
 
     def tokenizer_for(self, model: str):
         """The tokenizer (and so the chat template) `model` renders prompts with."""
-        return self._tokenizers[self.slot(model)]
+        return self._tokenizers[self.adapter_index(model)]
 
     def battle(self, prompt: str | list[dict], model_a: str, model_b: str, params: SamplingParams) -> tuple[Answer, Answer]:
         """Both sides of a battle in one batched call."""

@@ -168,7 +168,7 @@ def main(argv=None) -> int:
                   f"campaign {result['campaign']} ready: {result['child']} vs {result['parent']}, {result['prompts']} prompts")
         else:
             count = arena.export_pairs(store, args.name, args.out, include_judge=args.include_judge)
-            split = store.contradictions(args.name, excluded=arena.excluded_raters(store, args.name)[0])
+            split = arena.split_battles(store, args.name)
             print(f"wrote {count} pairs to {args.out}" + (f" ({split} battles with evenly split votes left out)" if split else ""))
     except (StoreError, EngineError, RegistryError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)

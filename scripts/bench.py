@@ -290,10 +290,10 @@ def main(argv=None) -> int:
         engine = Engine(registry, base, quantize=not args.no_4bit)
         results["rss_mb_base"] = round(rss_mb() - before, 1)
         if args.only in (None, "memory"):
-            engine.slot("lora-0")
+            engine.ensure_model("lora-0")
             results["rss_mb_1_adapter"] = round(rss_mb() - before, 1)
             for i in range(1, 8):
-                engine.slot(f"lora-{i}")
+                engine.ensure_model(f"lora-{i}")
             results["rss_mb_8_adapters"] = round(rss_mb() - before, 1)
             results["memory_8_over_1"] = round(results["rss_mb_8_adapters"] / results["rss_mb_1_adapter"], 3)
         if args.only in (None, "battle"):

@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
         models = [BASE if m == args.base else m for m in args.models]
         for model in models:
-            engine.slot(model)
+            engine.ensure_model(model)
     except (RegistryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

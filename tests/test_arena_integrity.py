@@ -86,18 +86,18 @@ def test_pairs_are_the_peoples_majority_once_per_pair_with_counts(tmp_path):
     judge = store.rater("duel", "judge:rm", kind="judge")
     while (battle := store.next_assignment(judge)) is not None:
         store.vote(judge, battle.battle_id, "right")
-    pairs = store.pairs("duel")
+    pairs = arena.pairs(store, "duel")
     by_prompt = {}
     for p in pairs:
         by_prompt.setdefault(p["prompt"][0]["content"], []).append(p)
     # prompt 0: x 3-1; prompt 1: 2-2 split, dropped; prompt 2: x 4-0, one rater's edit is its own pair
     (p0,) = by_prompt["prompt number 0"]
     assert p0["chosen_model"] == "x" and (p0["votes_for"], p0["votes_against"]) == (3, 1) and p0["source"] == "human"
-    assert "prompt number 1" not in by_prompt and store.contradictions("duel") == 1
+    assert "prompt number 1" not in by_prompt and arena.split_battles(store, "duel") == 1
     plain, edited = sorted(by_prompt["prompt number 2"], key=lambda p: p["edited"])
     assert (plain["votes_for"], edited["votes_for"]) == (3, 1) and edited["chosen"][0]["content"] == "a rewritten answer"
     assert all(p["source"] == "human" for p in pairs)
-    with_judge = store.pairs("duel", include_judge=True)
+    with_judge = arena.pairs(store, "duel", include_judge=True)
     assert {p["source"] for p in with_judge} == {"human", "judge"} and len(with_judge) == len(pairs) + 3
     out = tmp_path / "pairs.jsonl"
     assert arena.export_pairs(store, "duel", out) == 3
@@ -158,8 +158,8 @@ def test_the_judge_rates_a_human_campaign_and_results_show_agreement(tmp_path):
     class LongerWins:  # a judge that prefers the longer answer (y's, made longer below)
         name = "longer"
 
-        def __call__(self, prompt, first, second):
-            return "first" if len(first) > len(second) else "second" if len(second) > len(first) else "tie"
+        def __call__(self, prompt, left, right):
+            return "left" if len(left) > len(right) else "right" if len(right) > len(left) else "tie"
 
     store = Store(tmp_path / "arena.sqlite")
     ready_campaign(store, "duel", ["x", "y"], prompts=4)

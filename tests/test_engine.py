@@ -44,8 +44,8 @@ def test_logits_match_peft_for_mixed_batch(engine, tiny_registry):
     from transformers import AutoModelForCausalLM
 
     ids = torch.tensor([engine.prepare("two plus two", 4)[0]] * 3)
-    engine.slot("ad-a"), engine.slot("ad-b")
-    engine._route(torch.tensor([engine.slot("ad-a"), 0, engine.slot("ad-b")]))
+    engine.ensure_model("ad-a"), engine.ensure_model("ad-b")
+    engine._route(torch.tensor([engine.adapter_index("ad-a"), 0, engine.adapter_index("ad-b")]))
     mixed = engine.model(ids).logits
     engine._route(None)
     base = AutoModelForCausalLM.from_pretrained(str(tiny_registry.get("tiny").path))

@@ -20,14 +20,14 @@ from posttrain.engine import BASE, Engine
 DATA = ROOT / "data"
 
 
-def pirate_judge(prompt, first, second):
-    return "first" if "Arr" in first and "Arr" not in second else "second" if "Arr" in second else "tie"
+def pirate_judge(prompt, left, right):
+    return "left" if "Arr" in left and "Arr" not in right else "right" if "Arr" in right else "tie"
 
 
 def test_swapping_sides_swaps_the_verdict():
-    assert both_orders(pirate_judge, "q", "Arr, four.", "Four.") == "x"
-    assert both_orders(pirate_judge, "q", "Four.", "Arr, four.") == "y"
-    always_first = lambda prompt, first, second: "first"
+    assert both_orders(pirate_judge, "q", "Arr, four.", "Four.") == "left"
+    assert both_orders(pirate_judge, "q", "Four.", "Arr, four.") == "right"
+    always_first = lambda prompt, left, right: "left"
     assert both_orders(always_first, "q", "Four.", "Arr, four.") == "tie"  # pure position bias cancels out
 
 
@@ -62,9 +62,9 @@ def test_openai_compatible_judge_in_both_orders():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         judge = OpenAIJudge(f"http://127.0.0.1:{server.server_port}/v1", "fake-judge", retries=2)
-        assert judge("q", "Arr, four.", "Four.") == "first"
-        assert judge("q", "Four.", "Arr, four.") == "second"
-        assert both_orders(judge, "q", "Four.", "Arr, four.") == "y"
+        assert judge("q", "Arr, four.", "Four.") == "left"
+        assert judge("q", "Four.", "Arr, four.") == "right"
+        assert both_orders(judge, "q", "Four.", "Arr, four.") == "right"
         assert FakeEndpoint.calls == 5  # one failure retried, then four answers
     finally:
         server.shutdown()

@@ -131,7 +131,7 @@ def test_random_and_always_left_raters_are_flagged_and_left_out_honest_ones_are_
     assert all(rows[f"honest-{i}"]["gold_seen"] >= 3 for i in range(5))
     assert res["excluded_raters"] == ["lefty", "random"] and res["excluded_votes"] == 60 and res["human_votes"] == 150
     assert len(store.votes("study")) == 210  # left out, never deleted
-    pairs = store.pairs("study", excluded=frozenset(res["excluded_raters"]))
+    pairs = arena.pairs(store, "study")
     assert pairs and not any(name in p["rater"] for p in pairs for name in ("lefty", "random"))
     out = tmp_path / "pairs.jsonl"
     arena.export_pairs(store, "study", out)

@@ -4,6 +4,7 @@ import sqlite3
 
 import pytest
 
+from evals import arena
 from evals.store import Store, StoreError
 
 PROMPTS = [{"prompt": f"question {i}", "category": "math" if i % 2 else "writing"} for i in range(4)]
@@ -93,7 +94,7 @@ def test_pairs_follow_decisive_votes_and_edits(store):
         battle = store.next_assignment(rater)
         edited = "a better answer" if choice == "right" else None
         revealed.append((choice, battle, store.vote(rater, battle.battle_id, choice, edited=edited)))
-    pairs = store.pairs("taste")
+    pairs = arena.pairs(store, "taste")
     assert len(pairs) == 3  # ties and both-bad make no pair
     first_choice, first_battle, first_names = revealed[0]
     assert pairs[0]["chosen"][0]["content"] == first_battle.left and pairs[0]["chosen_model"] == first_names["left"]

@@ -8,15 +8,16 @@ import os
 from pathlib import Path
 
 from posttrain.chat_api import ChatClient
-from posttrain.engine import Engine, SamplingParams
+from posttrain.backend import Generator
+from posttrain.engine import SamplingParams
 
 
 class LocalTeacher:
     """A registry entry (or the plain base) on the shared engine, rows batched per call."""
 
-    def __init__(self, engine: Engine, model: str, max_new_tokens: int = 160, temperature: float = 0.9,
+    def __init__(self, engine: Generator, model: str, max_new_tokens: int = 160, temperature: float = 0.9,
                  batch_size: int = 8):
-        engine.slot(model)
+        engine.ensure_model(model)
         self.engine, self.model, self.batch_size = engine, model, batch_size
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
         self.name = f"local:{model}"

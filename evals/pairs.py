@@ -1,0 +1,47 @@
+"""Preference pairs from votes: a pure function beside the statistics (votes in, TRL rows out;
+no SQL). One row per (prompt, chosen, rejected): a battle voted by several raters gives its
+majority's pair once (stats.majority, the rule the judge agreement uses too), with the votes for
+and against in its provenance; a battle whose decisive votes split evenly gives none. A rater who
+edited the better answer backs a row whose `chosen` is that edit."""
+
+from __future__ import annotations
+
+from evals.stats import LABELS, majority
+
+WINNER_OF_LABEL = {LABELS["a"]: "a", LABELS["b"]: "b"}
+
+
+def build_pairs(votes: list[dict], campaign: str, include_judge: bool = False,
+                excluded: frozenset[str] = frozenset()) -> tuple[list[dict], int]:
+    """(pairs, split battles) from decisive votes ({battle_id, winner, edited, created_at, rater,
+    kind, prompt, model_a, model_b, text_a, text_b}). People's votes only unless `include_judge`
+    (then the judge's rows are marked `source: judge`); the votes of `excluded` raters never count.
+    Split battles are counted for the people only."""
+    groups: dict[tuple[int, str], list[dict]] = {}
+    for vote in votes:
+        if vote["winner"] in WINNER_OF_LABEL.values() and (vote["kind"] == "human" or include_judge) \
+                and vote["rater"] not in excluded:
+            groups.setdefault((vote["battle_id"], vote["kind"]), []).append(vote)
+    pairs, split = [], 0
+    for (_, kind), group in groups.items():
+        win = WINNER_OF_LABEL.get(majority([LABELS[v["winner"]] for v in group]))
+        if win is None:  # the decisive votes split evenly
+            split += kind == "human"
+            continue
+        lose = "b" if win == "a" else "a"
+        backing = [v for v in group if v["winner"] == win]
+        first = group[0]
+        backers: dict[str | None, list[dict]] = {}
+        for vote in backing:  # None: the model's own answer; else the rater's edit
+            backers.setdefault(vote["edited"], []).append(vote)
+        for edited, support in backers.items():
+            pairs.append({
+                "prompt": [{"role": "user", "content": first["prompt"]}],
+                "chosen": [{"role": "assistant", "content": edited or first[f"text_{win}"]}],
+                "rejected": [{"role": "assistant", "content": first[f"text_{lose}"]}],
+                "campaign": campaign, "source": kind, "chosen_model": first[f"model_{win}"],
+                "rejected_model": first[f"model_{lose}"], "edited": edited is not None,
+                "votes_for": len(support), "votes_against": len(group) - len(backing),
+                "rater": ",".join(v["rater"] for v in support), "created_at": max(v["created_at"] for v in support),
+            })
+    return pairs, split

@@ -1,0 +1,27 @@
+"""One vocabulary for sides and winners, from the page to the export.
+
+- A *side* is where an answer is shown: "left" (labelled A on the page) or "right" (labelled B).
+- A *choice* is what a rater or a judge picks among the answers as shown: a side, "tie" or "both_bad".
+- A battle stores its two models as `model_a` and `model_b`; its *winner* is "a", "b", "tie" or
+  "both_bad" in those terms, whichever side each was shown on (`a_on_left`).
+- A preference pair's answers are `chosen` and `rejected` (TRL's words)."""
+
+from __future__ import annotations
+
+SIDES = ("left", "right")
+CHOICES = ("left", "right", "tie", "both_bad")
+WINNERS = ("a", "b", "tie", "both_bad")
+DECISIVE = ("a", "b")
+
+
+def winner_of(choice: str, a_on_left: bool) -> str:
+    """The battle's winner for a choice made on the page."""
+    if choice not in CHOICES:
+        raise ValueError(f"a choice is one of {CHOICES}, got {choice!r}")
+    if choice in SIDES:
+        return "a" if (choice == "left") == bool(a_on_left) else "b"
+    return choice
+
+
+def other_side(side: str) -> str:
+    return {"left": "right", "right": "left"}[side]
