@@ -31,11 +31,18 @@ def load_prompts(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise StoreError(f"{path}: no such prompt file")
     if path.suffix.lower() == ".csv":
-        with open(path, encoding="utf-8", newline="") as handle:
-            rows = [(f"{path}:{i + 2}", row) for i, row in enumerate(csv.DictReader(handle))]
+        try:
+            with open(path, encoding="utf-8", newline="") as handle:
+                rows = [(f"{path}:{i + 2}", row) for i, row in enumerate(csv.DictReader(handle))]
+        except UnicodeDecodeError:
+            raise StoreError(f"{path}: not UTF-8 text; save the prompt file as UTF-8") from None
     else:
         rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise StoreError(f"{path}: not UTF-8 text; save the prompt file as UTF-8") from None
+        for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
                     rows.append((f"{path}:{number}", json.loads(line)))

@@ -13,6 +13,7 @@ from typing import Callable
 from evals.store import Store
 from evals.vocab import SIDES, other_side
 from posttrain.chat_api import ChatClient
+from posttrain.errors import SettingsError
 
 # A judge's verdict is a choice in evals.vocab's words: the answer shown on the "left" (first in
 # its prompt), the one on the "right" (second), or "tie".
@@ -66,7 +67,7 @@ class OpenAIJudge:
     def from_env(cls) -> "OpenAIJudge":
         missing = [k for k in ("JUDGE_BASE_URL", "JUDGE_MODEL") if not os.environ.get(k)]
         if missing:
-            raise ValueError(f"the OpenAI-compatible judge needs {', '.join(missing)} in the environment")
+            raise SettingsError(f"the OpenAI-compatible judge needs {', '.join(missing)} in the environment")
         return cls(os.environ["JUDGE_BASE_URL"].rstrip("/"), os.environ["JUDGE_MODEL"], os.environ.get("JUDGE_API_KEY", ""))
 
     def __call__(self, prompt: str, left: str, right: str) -> Verdict:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from evals.allocation import is_dynamic, with_gold
 from evals.vocab import CHOICES, winner_of
+from posttrain.errors import WorkbenchError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaigns (
@@ -73,7 +74,7 @@ def default_data_dir() -> Path:
     return Path("arena_data")
 
 
-class StoreError(ValueError):
+class StoreError(WorkbenchError, ValueError):
     """A request the store refuses; the message says which campaign, rater or battle."""
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from posttrain.errors import WorkbenchError
+
 IGNORE_INDEX = -100
 
 
-class TemplateError(ValueError):
+class TemplateError(WorkbenchError, ValueError):
     """A conversation the tokenizer's chat template cannot turn into masked training tokens."""
 
 

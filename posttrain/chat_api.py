@@ -18,10 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
+from posttrain.errors import WorkbenchError
+
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
-class APIError(RuntimeError):
+class APIError(WorkbenchError, RuntimeError):
     """An endpoint that refused a request for good, or kept failing; says which and why."""
 
 

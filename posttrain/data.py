@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from posttrain.errors import WorkbenchError
+
 ROLES = ("system", "user", "assistant")
 MAX_CHARS = 32_000  # longer texts are almost always scraping accidents, not examples
 KINDS = {"sft": "messages", "preference": "prompt/chosen/rejected", "unpaired": "prompt/completion/label"}
 
 
-class DataError(ValueError):
+class DataError(WorkbenchError, ValueError):
     """A data file or row that cannot be used; the message starts with file:line."""
 
 
@@ -57,12 +59,31 @@ class ReadResult:
 Raw = tuple[str, dict]  # (file:line, row)
 
 
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8"
+
+
+def _read_text(path: Path) -> str:
+    """A whole file as UTF-8 text, or a DataError that names the line of the first bad byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+
+
 def _iter_jsonl(path: Path) -> Iterator[Raw | Skipped]:
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    with open(path, "rb") as handle:  # bytes: a line that is not UTF-8 is one bad row, not a crash
+        for number, raw_line in enumerate(handle, 1):
+            where = f"{path}:{number}"
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield Skipped(where, _not_utf8(exc))
+                continue
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -73,7 +94,7 @@ def _iter_jsonl(path: Path) -> Iterator[Raw | Skipped]:
 
 def _iter_json(path: Path) -> Iterator[Raw | Skipped]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: broken JSON ({exc.msg})") from None
     if isinstance(data, dict):  # {"train": [...]} or {"data": [...]}, as some dumps are
@@ -85,7 +106,9 @@ def _iter_json(path: Path) -> Iterator[Raw | Skipped]:
 
 
 def _iter_csv(path: Path) -> Iterator[Raw | Skipped]:
-    with open(path, encoding="utf-8", newline="") as handle:
+    import io
+
+    with io.StringIO(_read_text(path), newline="") as handle:
         reader = csv.DictReader(handle)
         start = 2
         for row in reader:

@@ -19,6 +19,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from posttrain.errors import WorkbenchError
 from posttrain.models import load_base, load_tokenizer
 from posttrain.registry import ADAPTER_WEIGHTS, LORA_A_KEY, Registry, read_adapter_config
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 BASE = "__base__"  # the plain base, no adapter
 
 
-class EngineError(ValueError):
+class EngineError(WorkbenchError, ValueError):
     """A generation request or adapter the engine cannot serve; says which and why."""
 
 

@@ -17,6 +17,8 @@ from typing import Callable
 
 import yaml
 
+from posttrain.errors import WorkbenchError
+
 METHODS = ("base", "sft", "qlora", "dpo", "ipo", "kto", "reward", "merged", "imported")
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -28,7 +30,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 LORA_A_KEY = re.compile(r"^base_model\.model\.(.+)\.lora_A(?:\.[^.]+)?\.weight$")
 
 
-class RegistryError(ValueError):
+class RegistryError(WorkbenchError, ValueError):
     """A registry operation that cannot be done; the message says what and where."""
 
 

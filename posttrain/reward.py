@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from posttrain.models import compute_dtype, device_map, load_tokenizer, nf4_config
+from posttrain.registry import RegistryError
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
@@ -128,7 +129,7 @@ class RewardScorer:
         """`device`: where the engine runs (engine.device), so judge and engine share the GPU."""
         entry = registry.get(name)
         if entry.method != "reward":
-            raise ValueError(f"{name!r} is a {entry.method!r} entry, not a reward model")
+            raise RegistryError(f"{name!r} is a {entry.method!r} entry, not a reward model; train one: scripts/train.py reward")
         self.model, self.tokenizer = load_reward_model(registry.get(entry.base).path, entry.path,
                                                        quantize=quantize, device=device)
         self.model.eval()

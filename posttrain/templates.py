@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from posttrain.errors import WorkbenchError
+
 CHATML = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
@@ -43,7 +45,7 @@ TEMPLATE_TOKENS = {
 _PROBE = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "SENTINEL-ANSWER"}]
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(WorkbenchError, ValueError):
     """A chat template that is missing, unknown, or does not fit the tokenizer."""
 
 

@@ -19,6 +19,7 @@ import torch
 
 from posttrain.chat import TemplateError, build_example
 from posttrain.data import DataError, read
+from posttrain.errors import RecipeError
 from posttrain.metrics import perplexity, preference_accuracy
 from posttrain.models import DEFAULT_BASE_NAME, compute_dtype, device_map, load_tokenizer, nf4_config
 from posttrain import templates
@@ -173,7 +174,7 @@ def template_tokens_to_train(model, tokenizer, run: RunArguments) -> list[int]:
     if run.train_template_tokens == "true":
         return ids
     if run.train_template_tokens != "auto":
-        raise ValueError(f"train_template_tokens must be auto, true or false, not {run.train_template_tokens!r}")
+        raise RecipeError(f"train_template_tokens must be auto, true or false, not {run.train_template_tokens!r}")
     return templates.untrained_rows(model.get_input_embeddings().weight, ids)
 
 
@@ -299,7 +300,7 @@ def default_output_dir(config, name: str) -> None:
 def run(kind: str, run_args: RunArguments, config) -> Entry:
     """Train and publish. Returns the new registry entry."""
     if kind not in KINDS:
-        raise ValueError(f"unknown run kind {kind!r}; use one of {KINDS}")
+        raise RecipeError(f"unknown run kind {kind!r}; use one of {KINDS}")
     registry, base, parent = resolve_entries(run_args)
     if kind == "reward" and parent is not None:
         raise RegistryError("a reward model starts from the base (a fresh score head); drop --parent")

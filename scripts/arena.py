@@ -25,16 +25,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from evals import arena
-from evals.store import Store, StoreError, default_data_dir
+from evals.store import Store, default_data_dir
 from evals.loop import DEFAULT_RECIPE, next_round
 from posttrain import backend
-from posttrain.data import DataError
-from posttrain.engine import EngineError, SamplingParams
+from posttrain.engine import SamplingParams
+from posttrain.errors import cli
 from posttrain.models import DEFAULT_BASE_NAME
 from posttrain.registry import Registry, RegistryError, default_registry_dir
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--registry", default=str(default_registry_dir()))
     parser.add_argument("--data-dir", default=str(default_data_dir()))
@@ -98,82 +98,82 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     store = Store(os.path.join(args.data_dir, "arena.sqlite"))
-    try:
-        if args.command == "campaign" and args.action == "create":
-            arena.check_blind_name(args.name, args.models)
-            plan = arena.RatingPlan(votes_per_battle=args.votes_per_battle, allocation=args.allocation,
-                                    gold=tuple(arena.load_gold(args.gold)) if args.gold else (), gold_rate=args.gold_rate,
-                                    min_gold_accuracy=args.min_gold_accuracy,
-                                    guidelines=arena.load_guidelines(args.guidelines) if args.guidelines else "")
-            prompts = arena.load_prompts(args.prompts)
-            params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                    top_p=args.top_p, seed=args.seed)
-            engine = backend.from_flags(args, Registry(args.registry), args.base, quantize=not args.no_4bit)
-            with tqdm(total=len(prompts) * len(args.models), desc="answers", file=sys.stderr) as bar:
-                made = arena.create_campaign(store, engine, args.name, args.models, prompts, params, source=args.prompts,
-                                             progress=lambda done, total: bar.update(done - bar.n), plan=plan)
-            print(json.dumps(made) if args.json else f"campaign {made['name']} ready: {len(prompts)} prompts")
-        elif args.command == "campaign":
-            rows = store.campaigns()
-            if args.json:
-                print(json.dumps(rows))
-            for row in [] if args.json else rows:
-                print(f"{row['name']:24} {row['status']:10} models={','.join(row['models'])} battles={row['battles']} votes={row['votes']}")
-        elif args.command == "results":
-            res = arena.results(store, args.name)
-            if args.json:
-                print(json.dumps(res))
-            else:
-                styled = {row["model"]: row for row in res["bradley_terry_style"]["ladder"]}
-                print(f"{'model':28} {'rating':>7}  95% CI            style-controlled")
-                for row in res["bradley_terry"]:
-                    st = styled[row["model"]]
-                    print(f"{row['model']:28} {row['rating']:7.1f}  [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  "
-                          f"{st['rating']:7.1f} [{st['ci_low']:.1f}, {st['ci_high']:.1f}]  games={row['games']}")
-                for rater in res["raters"]:
-                    if rater["excluded"]:
-                        print(f"left out: {rater['name']} ({rater['votes']} votes): {'; '.join(rater['reasons']) or 'admin'}")
-        elif args.command == "invite":
-            links = [arena.invite_link(args.url, args.name, t) for t in store.create_invites(args.name, args.n)]
-            print(json.dumps({"campaign": args.name, "links": links}) if args.json else "\n".join(links))
-        elif args.command == "review":
-            store.set_review(args.name, args.rater, None if args.decision == "auto" else args.decision)
-            print(f"campaign {args.name}: rater {args.rater} {args.decision}")
-        elif args.command == "access":
-            store.set_access(args.name, args.mode)
-            print(f"campaign {args.name}: access {args.mode}")
-        elif args.command == "judge":
-            from evals.judge import OpenAIJudge, RewardJudge, judge_campaign
-            from posttrain.reward import RewardScorer
-
-            registry = Registry(args.registry)
-            if args.judge == "openai":
-                judge = OpenAIJudge.from_env()
-            else:
-                name = args.reward or next((e.name for e in reversed(registry.entries()) if e.method == "reward"), None)
-                if not name:
-                    raise RegistryError("no reward entry in the registry; train one (scripts/train.py reward) or use --judge openai")
-                judge = RewardJudge(RewardScorer(registry, name), name=name)
-            count = judge_campaign(store, args.name, judge)
-            agreement = arena.results(store, args.name, rounds=0)["judge_agreement"]
-            print(json.dumps({"judged": count, **agreement}))
-        elif args.command == "next-round":
-            registry = Registry(args.registry)
-            result = next_round(store, registry, lambda: backend.from_flags(args, registry, args.base, quantize=not args.no_4bit),
-                                args.campaign, args.parent, args.name, args.prompts, Path(args.data_dir) / "rounds",
-                                max_steps=args.max_steps, recipe=args.recipe,
-                                progress=lambda message: print(message, file=sys.stderr, flush=True))
-            print(json.dumps(result) if args.json else
-                  f"published {result['child']} ({result['pairs']} pairs from {result['votes']} votes of {args.campaign}); "
-                  f"campaign {result['campaign']} ready: {result['child']} vs {result['parent']}, {result['prompts']} prompts")
+    if args.command == "campaign" and args.action == "create":
+        arena.check_blind_name(args.name, args.models)
+        plan = arena.RatingPlan(votes_per_battle=args.votes_per_battle, allocation=args.allocation,
+                                gold=tuple(arena.load_gold(args.gold)) if args.gold else (), gold_rate=args.gold_rate,
+                                min_gold_accuracy=args.min_gold_accuracy,
+                                guidelines=arena.load_guidelines(args.guidelines) if args.guidelines else "")
+        prompts = arena.load_prompts(args.prompts)
+        params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                top_p=args.top_p, seed=args.seed)
+        engine = backend.from_flags(args, Registry(args.registry), args.base, quantize=not args.no_4bit)
+        with tqdm(total=len(prompts) * len(args.models), desc="answers", file=sys.stderr) as bar:
+            made = arena.create_campaign(store, engine, args.name, args.models, prompts, params, source=args.prompts,
+                                         progress=lambda done, total: bar.update(done - bar.n), plan=plan)
+        print(json.dumps(made) if args.json else f"campaign {made['name']} ready: {len(prompts)} prompts")
+    elif args.command == "campaign":
+        rows = store.campaigns()
+        if args.json:
+            print(json.dumps(rows))
+        for row in [] if args.json else rows:
+            print(f"{row['name']:24} {row['status']:10} models={','.join(row['models'])} battles={row['battles']} votes={row['votes']}")
+    elif args.command == "results":
+        res = arena.results(store, args.name)
+        if args.json:
+            print(json.dumps(res))
         else:
-            count = arena.export_pairs(store, args.name, args.out, include_judge=args.include_judge)
-            split = arena.split_battles(store, args.name)
-            print(f"wrote {count} pairs to {args.out}" + (f" ({split} battles with evenly split votes left out)" if split else ""))
-    except (StoreError, EngineError, RegistryError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+            styled = {row["model"]: row for row in res["bradley_terry_style"]["ladder"]}
+            print(f"{'model':28} {'rating':>7}  95% CI            style-controlled")
+            for row in res["bradley_terry"]:
+                st = styled[row["model"]]
+                print(f"{row['model']:28} {row['rating']:7.1f}  [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  "
+                      f"{st['rating']:7.1f} [{st['ci_low']:.1f}, {st['ci_high']:.1f}]  games={row['games']}")
+            for rater in res["raters"]:
+                if rater["excluded"]:
+                    print(f"left out: {rater['name']} ({rater['votes']} votes): {'; '.join(rater['reasons']) or 'admin'}")
+    elif args.command == "invite":
+        links = [arena.invite_link(args.url, args.name, t) for t in store.create_invites(args.name, args.n)]
+        print(json.dumps({"campaign": args.name, "links": links}) if args.json else "\n".join(links))
+    elif args.command == "review":
+        store.set_review(args.name, args.rater, None if args.decision == "auto" else args.decision)
+        print(f"campaign {args.name}: rater {args.rater} {args.decision}")
+    elif args.command == "access":
+        store.set_access(args.name, args.mode)
+        print(f"campaign {args.name}: access {args.mode}")
+    elif args.command == "judge":
+        from evals.judge import OpenAIJudge, RewardJudge, judge_campaign
+        from posttrain.reward import RewardScorer
+
+        registry = Registry(args.registry)
+        if args.judge == "openai":
+            judge = OpenAIJudge.from_env()
+        else:
+            name = args.reward or next((e.name for e in reversed(registry.entries()) if e.method == "reward"), None)
+            if not name:
+                raise RegistryError("no reward entry in the registry; train one (scripts/train.py reward) or use --judge openai")
+            judge = RewardJudge(RewardScorer(registry, name), name=name)
+        count = judge_campaign(store, args.name, judge)
+        agreement = arena.results(store, args.name, rounds=0)["judge_agreement"]
+        print(json.dumps({"judged": count, **agreement}))
+    elif args.command == "next-round":
+        registry = Registry(args.registry)
+        result = next_round(store, registry, lambda: backend.from_flags(args, registry, args.base, quantize=not args.no_4bit),
+                            args.campaign, args.parent, args.name, args.prompts, Path(args.data_dir) / "rounds",
+                            max_steps=args.max_steps, recipe=args.recipe,
+                            progress=lambda message: print(message, file=sys.stderr, flush=True))
+        print(json.dumps(result) if args.json else
+              f"published {result['child']} ({result['pairs']} pairs from {result['votes']} votes of {args.campaign}); "
+              f"campaign {result['campaign']} ready: {result['child']} vs {result['parent']}, {result['prompts']} prompts")
+    else:
+        count = arena.export_pairs(store, args.name, args.out, include_judge=args.include_judge)
+        split = arena.split_battles(store, args.name)
+        print(f"wrote {count} pairs to {args.out}" + (f" ({split} battles with evenly split votes left out)" if split else ""))
     return 0
+
+
+def main(argv=None) -> int:
+    return cli(run, argv)
 
 
 if __name__ == "__main__":

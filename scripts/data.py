@@ -10,9 +10,10 @@ import json
 import sys
 
 from posttrain.data import FORMATS, DataError, read
+from posttrain.errors import cli
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check")
@@ -39,6 +40,10 @@ def main(argv=None) -> int:
         for skipped in result.skipped:
             print(f"  skipped {skipped}")
     return 0 if result.rows else 1
+
+
+def main(argv=None) -> int:
+    return cli(run, argv)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,10 @@ import time
 from tqdm import tqdm
 
 from posttrain import backend
-from posttrain.engine import BASE, EngineError, SamplingParams
+from posttrain.engine import BASE, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
-from posttrain.registry import Registry, RegistryError, default_registry_dir
+from posttrain.registry import Registry, default_registry_dir
+from posttrain.errors import cli
 
 
 def newest_adapter(registry: Registry, base: str) -> str | None:
@@ -32,7 +33,7 @@ def side_by_side(left: str, right: str, width: int = 48) -> str:
     return "\n".join(f"{x:<{width}} | {y}" for x, y in zip(a, b))
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--registry", default=str(default_registry_dir()))
     parser.add_argument("--base", default=DEFAULT_BASE_NAME)
@@ -46,18 +47,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     registry = Registry(args.registry)
-    try:
-        registry.ensure_base(args.base)
-        engine = backend.from_flags(args, registry, args.base)
-        model_b = args.b or newest_adapter(registry, args.base) or BASE
-        params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
-        start = time.perf_counter()
-        with tqdm(total=args.max_new_tokens, desc=f"{args.a} vs {model_b}", unit="tok", file=sys.stderr) as bar:
-            for answers in engine.stream([args.prompt, args.prompt], [args.a, model_b], params):
-                bar.update(max(a.new_tokens for a in answers) - bar.n)
-    except (RegistryError, EngineError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    registry.ensure_base(args.base)
+    engine = backend.from_flags(args, registry, args.base)
+    model_b = args.b or newest_adapter(registry, args.base) or BASE
+    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+    start = time.perf_counter()
+    with tqdm(total=args.max_new_tokens, desc=f"{args.a} vs {model_b}", unit="tok", file=sys.stderr) as bar:
+        for answers in engine.stream([args.prompt, args.prompt], [args.a, model_b], params):
+            bar.update(max(a.new_tokens for a in answers) - bar.n)
     seconds = time.perf_counter() - start
     print(f"Prompt: {args.prompt}\n")
     print(side_by_side(f"[{args.a}]", f"[{model_b}]"))
@@ -69,6 +66,10 @@ def main(argv=None) -> int:
         if answer.notice:
             print(f"note ({answer.model}): {answer.notice}")
     return 0
+
+
+def main(argv=None) -> int:
+    return cli(run, argv)
 
 
 if __name__ == "__main__":

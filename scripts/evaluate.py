@@ -25,8 +25,9 @@ from posttrain.data import read_jsonl
 from posttrain import backend
 from posttrain.engine import BASE, Engine, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
-from posttrain.registry import Registry, RegistryError, default_registry_dir, folder_hash
+from posttrain.registry import Registry, default_registry_dir, folder_hash
 from posttrain.reward import RewardScorer, pairwise_accuracy
+from posttrain.errors import cli
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -38,7 +39,7 @@ def entry_hash(registry: Registry, name: str) -> str:
     return entry.card.get("base_hash") or folder_hash(entry.path)
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True, help="registry entries; the base's name = the plain base")
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
@@ -57,14 +58,10 @@ def main(argv=None) -> int:
     backend.add_flags(parser)
     args = parser.parse_args(argv)
     registry = Registry(args.registry)
-    try:
-        engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
-        models = [BASE if m == args.base else m for m in args.models]
-        for model in models:
-            engine.ensure_model(model)
-    except (RegistryError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
+    models = [BASE if m == args.base else m for m in args.models]
+    for model in models:
+        engine.ensure_model(model)
     names = {BASE: args.base}
     sft_heldout = read_jsonl(args.sft_heldout)
     pairs = read_jsonl(args.pairs_heldout)
@@ -122,6 +119,10 @@ def main(argv=None) -> int:
     print((out / "report.md").read_text())
     print(f"\nreport: {out / 'report.html'}")
     return 0
+
+
+def main(argv=None) -> int:
+    return cli(run, argv)
 
 
 if __name__ == "__main__":

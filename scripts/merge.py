@@ -7,24 +7,25 @@ import argparse
 import sys
 
 from posttrain.merge import merge
-from posttrain.registry import Registry, RegistryError, default_registry_dir
+from posttrain.registry import Registry, default_registry_dir
+from posttrain.errors import cli
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("adapter")
     parser.add_argument("--name", required=True)
     parser.add_argument("--tolerance", type=float, default=1e-3, help="max |logit difference| allowed")
     parser.add_argument("--registry", default=str(default_registry_dir()))
     args = parser.parse_args(argv)
-    try:
-        entry, report = merge(Registry(args.registry), args.adapter, args.name, args.tolerance)
-    except RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    entry, report = merge(Registry(args.registry), args.adapter, args.name, args.tolerance)
     print(f"merged {args.adapter} -> {entry.name}: max |logit diff| {report.max_abs_logit_diff:.2e} "
           f"<= {report.tolerance:.0e}")
     return 0
+
+
+def main(argv=None) -> int:
+    return cli(run, argv)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,11 @@ import logging
 import sys
 
 from posttrain import hub
-from posttrain.registry import Registry, RegistryError, default_registry_dir
+from posttrain.registry import Registry, default_registry_dir
+from posttrain.errors import WorkbenchError, cli
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--registry", default=str(default_registry_dir()), help="registry folder (env REGISTRY_DIR)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,15 +68,18 @@ def main(argv=None) -> int:
         elif args.command == "remove":
             registry.remove(args.name)
             print(f"removed {args.name}")
-    except RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except WorkbenchError:
+        raise  # said by cli() in one line
     except Exception as exc:  # the Hub: no token, no network, no such repo; say which
         if args.command not in ("push", "import") or type(exc).__module__.split(".")[0] != "huggingface_hub":
             raise
         print(f"error: the Hub refused {args.command}: {exc} (token: HF_TOKEN or `huggingface-cli login`)", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv=None) -> int:
+    return cli(run, argv)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ import shlex
 import sys
 
 from posttrain.backend import missing_on_server, serve_command
-from posttrain.chat_api import APIError, ChatClient
-from posttrain.engine import EngineError
+from posttrain.chat_api import ChatClient
 from posttrain.models import DEFAULT_BASE_NAME
-from posttrain.registry import Registry, RegistryError, default_registry_dir
+from posttrain.registry import Registry, default_registry_dir
+from posttrain.errors import cli
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--registry", default=str(default_registry_dir()))
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
@@ -34,26 +34,26 @@ def main(argv=None) -> int:
     check.add_argument("--api-key", default=os.environ.get("GENERATION_API_KEY", ""))
     args = parser.parse_args(argv)
     registry = Registry(args.registry)
-    try:
-        registry.get(args.base)
-        if args.command == "check":
-            if not args.url:
-                print("error: --url (or GENERATION_BASE_URL) is required", file=sys.stderr)
-                return 2
-            served = set(ChatClient(args.url, args.api_key, retries=1).models())
-            missing = missing_on_server(registry, args.base, served)
-            for name in missing:
-                print(f"missing: {name}")
-            print(f"{args.url} serves {len(served)} models; {len(missing)} registry names missing")
-            return 1 if missing else 0
-        argv, skipped = serve_command(registry, args.base, args.command.split("-")[0], args.quantize, args.port)
-    except (RegistryError, EngineError, APIError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    registry.get(args.base)
+    if args.command == "check":
+        if not args.url:
+            print("error: --url (or GENERATION_BASE_URL) is required", file=sys.stderr)
+            return 2
+        served = set(ChatClient(args.url, args.api_key, retries=1).models())
+        missing = missing_on_server(registry, args.base, served)
+        for name in missing:
+            print(f"missing: {name}")
+        print(f"{args.url} serves {len(served)} models; {len(missing)} registry names missing")
+        return 1 if missing else 0
+    argv, skipped = serve_command(registry, args.base, args.command.split("-")[0], args.quantize, args.port)
     for name, why in skipped:
         print(f"# not served: {name}: {why}", file=sys.stderr)
     print(shlex.join(argv))
     return 0
+
+
+def main(argv=None) -> int:
+    return cli(run, argv)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 from evals.space import bundle
-from posttrain.registry import Registry, RegistryError, default_registry_dir
+from posttrain.registry import Registry, default_registry_dir
+from posttrain.errors import cli
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--registry", default=str(default_registry_dir()), help="registry folder (env REGISTRY_DIR)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -25,14 +26,14 @@ def main(argv=None) -> int:
     make.add_argument("--models", nargs="+", required=True, help="registry adapters to show (one base)")
     make.add_argument("--base-source", help="Hub id the Space fetches the base from (default: the base's card)")
     args = parser.parse_args(argv)
-    try:
-        out = bundle(Registry(args.registry), Path(args.out), args.models, base_source=args.base_source)
-    except RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    out = bundle(Registry(args.registry), Path(args.out), args.models, base_source=args.base_source)
     print(f"wrote the Space to {out}; upload it with:\n  huggingface-cli upload OWNER/SPACE {out} . --repo-type space\n"
           "then add the secret ADMIN_PASSWORD in the Space's settings")
     return 0
+
+
+def main(argv=None) -> int:
+    return cli(run, argv)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,10 @@ from posttrain.models import DEFAULT_BASE_NAME
 from posttrain.registry import Registry, default_registry_dir
 from posttrain.synth.build import BuildConfig, build
 from posttrain.synth.teacher import LocalTeacher, OpenAITeacher
+from posttrain.errors import cli
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", default=DEFAULT_BASE_NAME)
     parser.add_argument("--api", action="store_true")
@@ -46,29 +47,29 @@ def main(argv=None) -> int:
     backend.add_flags(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    try:
-        os.makedirs(args.out, exist_ok=True)  # the API teacher's cache lives there
-        if args.api:
-            teacher = OpenAITeacher.from_env(requests_per_minute=args.rpm, tokens_per_minute=args.tpm,
-                                             concurrency=args.concurrency, cache=os.path.join(args.out, "cache.sqlite"))
-            args.batch = max(args.batch, 4 * args.concurrency)  # keep every slot busy between checkpoints
-        else:
-            registry = Registry(args.registry)
-            registry.ensure_base(args.base)
-            engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
-            teacher = LocalTeacher(engine, BASE if args.teacher == args.base else args.teacher,
-                                   max_new_tokens=args.max_new_tokens, batch_size=args.batch)
-        config = BuildConfig(seeds=args.seeds, out=args.out, n=args.n, batch=args.batch, seed=args.seed,
-                             eval_files=args.eval_file or ["data/heldout_prompts.jsonl"])
-        with tqdm(total=args.n, desc="generate", file=sys.stderr) as bar:
-            summary = build(config, teacher, progress=lambda stage, done, total: bar.update(done - bar.n))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    os.makedirs(args.out, exist_ok=True)  # the API teacher's cache lives there
+    if args.api:
+        teacher = OpenAITeacher.from_env(requests_per_minute=args.rpm, tokens_per_minute=args.tpm,
+                                         concurrency=args.concurrency, cache=os.path.join(args.out, "cache.sqlite"))
+        args.batch = max(args.batch, 4 * args.concurrency)  # keep every slot busy between checkpoints
+    else:
+        registry = Registry(args.registry)
+        registry.ensure_base(args.base)
+        engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
+        teacher = LocalTeacher(engine, BASE if args.teacher == args.base else args.teacher,
+                               max_new_tokens=args.max_new_tokens, batch_size=args.batch)
+    config = BuildConfig(seeds=args.seeds, out=args.out, n=args.n, batch=args.batch, seed=args.seed,
+                         eval_files=args.eval_file or ["data/heldout_prompts.jsonl"])
+    with tqdm(total=args.n, desc="generate", file=sys.stderr) as bar:
+        summary = build(config, teacher, progress=lambda stage, done, total: bar.update(done - bar.n))
     print(json.dumps(summary["funnel"], indent=2))
     print(f"throughput: {summary['throughput_examples_per_minute']} examples/min with {teacher.name}")
     print(f"report: {os.path.join(args.out, 'report.html')}")
     return 0
+
+
+def main(argv=None) -> int:
+    return cli(run, argv)
 
 
 if __name__ == "__main__":

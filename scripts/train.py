@@ -10,13 +10,13 @@ KTOConfig / RewardConfig. A killed run resumes from its last checkpoint in runs/
 
 import logging
 import os
+import re
 import sys
 import warnings
+from pathlib import Path
 
-from posttrain.data import DataError
-from posttrain.registry import RegistryError
-from posttrain.templates import ChatTemplateError
-from posttrain.train import KINDS, RunArguments, run, trainer_config_class
+from posttrain.train import KINDS, RunArguments, run as train_run, trainer_config_class
+from posttrain.errors import RecipeError, cli
 
 
 def config_path(argv: list[str]) -> str | None:
@@ -28,7 +28,30 @@ def config_path(argv: list[str]) -> str | None:
     return None
 
 
-def main(argv=None) -> int:
+def parse_recipe(parser, kind: str, rest: list[str]):
+    """The recipe and its overrides, or a RecipeError that names the file, line or field."""
+    import yaml
+
+    path = config_path(rest)
+    if path and not Path(path).is_file():
+        raise RecipeError(f"{path}: no such recipe file (the project's are in posttrain/recipes/)")
+    try:
+        return parser.parse_args_and_config(args=rest)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else path
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"{where}: the recipe is not valid YAML ({problem}); fix that line") from None
+    except ValueError as exc:
+        unknown = [arg for arg in re.findall(r"'([^']+)'", str(exc)) if arg.startswith("--")]
+        if unknown and ("not used by the HfArgumentParser" in str(exc) or "from config file" in str(exc)):
+            where = f"recipe {path}" if "from config file" in str(exc) else "the command line"
+            raise RecipeError(f"unknown field(s) {', '.join(u.lstrip('-') for u in unknown)} in {where} for `train.py "
+                              f"{kind}`; `python scripts/train.py {kind} --help` lists every field") from None
+        raise RecipeError(f"{path or 'the command line'}: {exc}") from None
+
+
+def run(argv=None) -> int:
     from trl import TrlParser
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -37,17 +60,12 @@ def main(argv=None) -> int:
         print(f"error: first argument must be one of {', '.join(KINDS)}", file=sys.stderr)
         return 2
     kind, rest = argv[0], argv[1:]
-    parser = TrlParser((RunArguments, trainer_config_class(kind)))
-    run_args, config = parser.parse_args_and_config(args=rest)
+    run_args, config = parse_recipe(TrlParser((RunArguments, trainer_config_class(kind))), kind, rest)
     run_args.recipe = run_args.recipe or config_path(rest)
     # transformers 5 renames gradient_checkpointing; TRL still calls the old names every step.
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        entry = run(kind, run_args, config)
-    except (RegistryError, DataError, ChatTemplateError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    entry = train_run(kind, run_args, config)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate, one report is enough
         return 0
     card = entry.card
@@ -58,6 +76,10 @@ def main(argv=None) -> int:
     for key, value in card.get("metrics", {}).items():
         print(f"  {key:32} {value}")
     return 0
+
+
+def main(argv=None) -> int:
+    return cli(run, argv)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from posttrain.data import read_jsonl
+from posttrain.data import DataError, read_jsonl
 from posttrain.synth import clean, generate, report
 
 
@@ -33,7 +33,7 @@ def read_seeds(path: str | Path) -> list[dict]:
     for number, row in enumerate(seeds, 1):
         if not (isinstance(row.get("instruction"), str) and row["instruction"].strip() and isinstance(row.get("output"), str)
                 and row["output"].strip()):
-            raise ValueError(f"{path}:{number}: a seed needs non-empty 'instruction' and 'output'")
+            raise DataError(f"{path}:{number}: a seed needs non-empty 'instruction' and 'output'")
     return [{"instruction": r["instruction"], "input": r.get("input", ""), "output": r["output"]} for r in seeds]
 
 

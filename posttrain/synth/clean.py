@@ -38,13 +38,14 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in WORD.findall(text)]
 
 
-def language(text: str) -> str:
-    """'en' or 'other': a cheap, dependable check for the mix of a mostly-English set."""
+def language(text: str, min_english_share: float = Thresholds.min_english_share) -> str:
+    """'en' or 'other': a cheap, dependable check for the mix of a mostly-English set (at least
+    `min_english_share` of six or more words are common English function words)."""
     tokens = words(text)
     letters = [c for c in text if c.isalpha()]
     if letters and sum(c.isascii() for c in letters) / len(letters) < 0.9:
         return "other"
-    if len(tokens) >= 6 and sum(t in STOPWORDS for t in tokens) / len(tokens) < Thresholds.min_english_share:
+    if len(tokens) >= 6 and sum(t in STOPWORDS for t in tokens) / len(tokens) < min_english_share:
         return "other"
     return "en"
 
@@ -62,7 +63,7 @@ def filter_reason(row: dict, t: Thresholds) -> str | None:
         return "malformed: output repeats the instruction"
     if REFUSAL.search(output) or REFUSAL.search(instruction):
         return "refusal or boilerplate"
-    if language(f"{instruction} {output}") != "en":
+    if language(f"{instruction} {output}", t.min_english_share) != "en":
         return "language: not English"
     tokens = words(output)
     trigrams = list(zip(tokens, tokens[1:], tokens[2:]))

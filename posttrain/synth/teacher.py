@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from posttrain.chat_api import ChatClient
+from posttrain.errors import SettingsError
 from posttrain.backend import Generator
 from posttrain.engine import SamplingParams
 
@@ -47,7 +48,7 @@ class OpenAITeacher:
     def from_env(cls, **kwargs) -> "OpenAITeacher":
         missing = [k for k in ("TEACHER_BASE_URL", "TEACHER_MODEL") if not os.environ.get(k)]
         if missing:
-            raise ValueError(f"the API teacher needs {', '.join(missing)} in the environment")
+            raise SettingsError(f"the API teacher needs {', '.join(missing)} in the environment")
         return cls(os.environ["TEACHER_BASE_URL"], os.environ["TEACHER_MODEL"], os.environ.get("TEACHER_API_KEY", ""), **kwargs)
 
     def complete(self, prompts: list[str], seed: int) -> list[str]:
