@@ -88,3 +88,59 @@ def style_ladder(results: dict) -> go.Figure:
     fig.update_layout(title="Bradley-Terry, raw and controlled for length / headers / lists / bold (95% CI)",
                       xaxis_title="rating (Elo scale)", yaxis={"autorange": "reversed"})
     return fig
+
+
+def family_tree(entries: list[dict]) -> go.Figure:
+    """The registry as a family tree: bases on the left, each entry one step right of its parent
+    (an adapter without a parent hangs from its base), coloured by method; imported entries are
+    diamonds. `entries`: [{name, method, parent, base}]."""
+    if not entries:
+        return _empty("Registry")
+    by_name = {e["name"]: e for e in entries}
+
+    def parent_of(e: dict) -> str | None:
+        parent = e.get("parent") or (e.get("base") if e.get("method") != "base" else None)
+        return parent if parent in by_name and parent != e["name"] else None
+
+    depth: dict[str, int] = {}
+
+    def depth_of(name: str, seen: frozenset = frozenset()) -> int:
+        if name not in depth:
+            parent = parent_of(by_name[name])
+            depth[name] = 0 if parent is None or parent in seen else depth_of(parent, seen | {name}) + 1
+        return depth[name]
+
+    rows: dict[int, list[str]] = {}
+    for name in sorted(by_name, key=lambda n: (depth_of(n), n)):
+        rows.setdefault(depth_of(name), []).append(name)
+    position = {name: (d, -i) for d, names in rows.items() for i, name in enumerate(names)}
+    fig = go.Figure()
+    for e in entries:
+        parent = parent_of(e)
+        if parent:
+            (x0, y0), (x1, y1) = position[parent], position[e["name"]]
+            fig.add_trace(go.Scatter(x=[x0, x1], y=[y0, y1], mode="lines", line={"color": "#999"}, hoverinfo="skip",
+                                     showlegend=False))
+    for method in sorted({e.get("method") or "?" for e in entries}):
+        group = [e for e in entries if (e.get("method") or "?") == method]
+        fig.add_trace(go.Scatter(
+            x=[position[e["name"]][0] for e in group], y=[position[e["name"]][1] for e in group], mode="markers+text",
+            name=method, text=[e["name"] for e in group], textposition="top center",
+            marker={"size": 16, "symbol": ["diamond" if method == "imported" or e.get("imported") else "circle" for e in group]}))
+    fig.update_layout(title="Registry: base -> SFT -> DPO / ORPO / next-round children (diamonds: imported)",
+                      xaxis={"title": "generation", "dtick": 1}, yaxis={"visible": False})
+    return fig
+
+
+def loss_curves(history: list[dict], title: str = "Training and evaluation loss") -> go.Figure:
+    """Loss against step from a run's logged history (the Trainer's log_history)."""
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
+    evaluation = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h]
+    if not train and not evaluation:
+        return _empty(title + " (no logged history for this entry)")
+    fig = go.Figure()
+    for label, points in (("train loss", train), ("eval loss", evaluation)):
+        if points:
+            fig.add_trace(go.Scatter(x=[s for s, _ in points], y=[v for _, v in points], mode="lines+markers", name=label))
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title="loss")
+    return fig

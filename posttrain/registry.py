@@ -23,6 +23,7 @@ METHODS = ("base", "sft", "qlora", "dpo", "ipo", "kto", "reward", "merged", "imp
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 CARD = "README.md"
+TRAINING_LOG = "training_log.json"  # the Trainer's logged history (loss per step), beside an adapter
 ADAPTER_EXTRAS = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                   "generation_config.json")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

@@ -23,7 +23,7 @@ from posttrain.errors import RecipeError
 from posttrain.metrics import perplexity, preference_accuracy
 from posttrain.models import DEFAULT_BASE_NAME, compute_dtype, device_map, load_tokenizer, nf4_config
 from posttrain import templates
-from posttrain.registry import Entry, Registry, RegistryError, default_registry_dir
+from posttrain.registry import TRAINING_LOG, Entry, Registry, RegistryError, default_registry_dir
 from posttrain.reward import BradleyTerryTrainer, PairCollator, load_reward_model, pair_rows, pairwise_accuracy
 
 log = logging.getLogger(__name__)
@@ -366,8 +366,11 @@ def run(kind: str, run_args: RunArguments, config) -> Entry:
         "duration_s": round(time.time() - started, 1),
         "steps": trainer.state.global_step,
     }
-    entry = registry.publish(run_args.name, lambda tmp: save_adapter(trainer.accelerator.unwrap_model(model), tokenizer,
-                                                                     tmp, base, eot), card)
+    def write(tmp: Path) -> None:
+        save_adapter(trainer.accelerator.unwrap_model(model), tokenizer, tmp, base, eot)
+        (tmp / TRAINING_LOG).write_text(json.dumps(trainer.state.log_history, indent=1))  # the Models tab's curves
+
+    entry = registry.publish(run_args.name, write, card)
     log.info("published %s: %s", entry.name, metrics)
     trainer.accelerator.wait_for_everyone()
     return entry

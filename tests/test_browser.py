@@ -125,3 +125,46 @@ def test_rating_page_is_safe_keyboard_driven_phone_sized_and_deep_linked(tmp_pat
             browser.close()
     finally:
         site.ui.close()
+
+
+def test_models_tab_draws_the_family_tree_and_a_trained_entrys_curves(tmp_path, tiny_dir):
+    import io
+
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+    from trl import SFTConfig
+
+    from conftest import ROOT
+    from posttrain.train import RunArguments, run
+
+    config, store = make_arena(tmp_path, tiny_dir, prompts=2)
+    data = ROOT / "data" / "sft"
+    run("sft", RunArguments(name="zebra-sft", base="tiny", parent=MODELS[0], data=str(data / "train.jsonl"),
+                            eval_data=str(data / "heldout.jsonl"), registry=str(config.registry_dir), lora_r=4, lora_alpha=8),
+        SFTConfig(output_dir=str(tmp_path / "runs"), use_cpu=True, bf16=False, report_to="none", max_length=96,
+                  per_device_train_batch_size=4, logging_steps=1, eval_strategy="steps", eval_steps=3, max_steps=6,
+                  save_strategy="no", learning_rate=2e-2, seed=0))
+    site = launch(config, store)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            page.goto(site.url)
+            page.get_by_role("tab", name="Admin").click()
+            page.locator("#admin-password input").fill(PASSWORD)
+            page.get_by_role("tab", name="Models").click()
+            page.locator("#models-refresh").click()
+            tree = page.locator("#family-tree .js-plotly-plot")
+            expect(tree).to_contain_text("zebra-sft", timeout=60_000)
+            expect(tree).to_contain_text("tiny")
+            shot = Image.open(io.BytesIO(page.locator("#family-tree").screenshot())).convert("RGB")
+            assert len(set(shot.getdata())) > 50  # drawn: nodes, edges and labels, not a blank box
+            expect(page.locator("#models-entry input")).to_have_value("zebra-sft", timeout=30_000)
+            page.locator("#models-show").click()
+            curves = page.locator("#loss-curves .js-plotly-plot")
+            expect(curves).to_contain_text("train loss", timeout=60_000)
+            expect(curves).to_contain_text("eval loss")
+            page.screenshot(path=str(tmp_path / "models.png"), full_page=True)
+            browser.close()
+    finally:
+        site.ui.close()

@@ -3,6 +3,7 @@ a killed run resumes; no half entry is ever listed."""
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -46,8 +47,15 @@ def test_sft_publishes_an_adapter_with_its_card(tiny_registry, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    entry = sft(tiny_registry, tmp_path, report_to="tensorboard")
+    os.environ["TRACKIO_DIR"] = str(tmp_path / "trackio")  # trackio's local store: offline, no Space
+    try:
+        entry = sft(tiny_registry, tmp_path, report_to=["tensorboard", "trackio"], project="t-sft-project")
+    finally:
+        os.environ.pop("TRACKIO_DIR")
     assert list(tmp_path.rglob("events.out.tfevents*"))  # the training curves, for tensorboard
+    assert list((tmp_path / "trackio").rglob("*.db")), list((tmp_path / "trackio").rglob("*"))  # and for trackio
+    history = json.loads((entry.path / "training_log.json").read_text())  # the Models tab draws these
+    assert sum("loss" in h for h in history) == 8 and any("eval_loss" in h for h in history)
     card = entry.card
     assert card["method"] == "sft" and card["parent"] == "tiny" and card["base"] == "tiny"
     metrics = card["metrics"]

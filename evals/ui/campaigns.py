@@ -1,0 +1,194 @@
+"""The admin room: the password that unlocks every admin room, new campaigns (models, prompts,
+sampling, votes per battle, allocation, gold checks, guidelines), invite links, the next round
+(the people's pairs -> DPO -> a new campaign), and deleting a campaign."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from evals import arena
+from evals.arena import check_blind_name, invite_link
+from evals.ui.common import PRIVATE, Services, bind, check_admin, shown_to_user
+from posttrain.engine import BASE, SamplingParams
+
+
+@dataclass
+class AdminRoom:
+    password: gr.Textbox
+    unlock: gr.Button
+    unlocked: gr.Markdown
+    name: gr.Textbox
+    models: gr.CheckboxGroup
+    prompts: gr.File
+    max_new_tokens: gr.Slider
+    temperature: gr.Slider
+    top_p: gr.Slider
+    seed: gr.Number
+    votes_per_battle: gr.Number
+    allocation: gr.Radio
+    gold_rate: gr.Number
+    min_gold_accuracy: gr.Number
+    gold: gr.File
+    guidelines: gr.File
+    create: gr.Button
+    created: gr.Markdown
+    campaign: gr.Dropdown  # the campaign the pairs, invites, next round and delete act on
+    invite_count: gr.Number
+    invite: gr.Button
+    invites: gr.Markdown
+    round_parent: gr.Dropdown
+    round_child: gr.Textbox
+    round_steps: gr.Number
+    round_prompts: gr.File
+    run_round: gr.Button
+    round_out: gr.Markdown
+    delete: gr.Button
+    deleted: gr.Markdown
+
+
+def build_login() -> tuple[gr.Textbox, gr.Button, gr.Markdown]:
+    password = gr.Textbox(label="Admin password", type="password", elem_id="admin-password")
+    unlock = gr.Button("Unlock")
+    return password, unlock, gr.Markdown()
+
+
+def build_new_campaign() -> dict:
+    """The "New campaign" form's fields, by AdminRoom field name."""
+    with gr.Accordion("New campaign", open=True):
+        fields = {"name": gr.Textbox(label="Campaign name (raters see it: no model names)", elem_id="new-name"),
+                  "models": gr.CheckboxGroup(label="Models (registry entries)", choices=[], elem_id="new-models"),
+                  "prompts": gr.File(label="Prompts (JSONL / CSV, MT-Bench question.jsonl works); empty = 50 held-out prompts",
+                                     type="filepath")}
+        with gr.Row():
+            fields["max_new_tokens"] = gr.Slider(16, 512, value=128, step=16, label="Max new tokens")
+            fields["temperature"] = gr.Slider(0, 1.5, value=0.7, step=0.05, label="Temperature")
+            fields["top_p"] = gr.Slider(0.05, 1, value=0.95, step=0.05, label="Top-p")
+            fields["seed"] = gr.Number(value=0, precision=0, label="Seed")
+        with gr.Row():
+            fields["votes_per_battle"] = gr.Number(value=0, precision=0, label="Votes per battle (0: no target)",
+                                                   elem_id="new-target")
+            fields["allocation"] = gr.Radio(["balanced", "adaptive"], value="balanced", label="Allocation")
+            fields["gold_rate"] = gr.Number(value=0.1, label="Gold rate")
+            fields["min_gold_accuracy"] = gr.Number(value=0.7, label="Min gold accuracy")
+        with gr.Row():
+            fields["gold"] = gr.File(label="Gold checks (preference rows: prompt, chosen, rejected)", type="filepath")
+            fields["guidelines"] = gr.File(label="Guidelines (Markdown)", file_types=[".md", ".txt"], type="filepath")
+        fields["create"] = gr.Button("Create and generate", variant="primary", elem_id="create")
+        fields["created"] = gr.Markdown(elem_id="created")
+    return fields
+
+
+def build_campaign_tools() -> dict:
+    """Invites, the next round and delete, for the campaign picked above them."""
+    fields = {}
+    with gr.Accordion("Invite links (per-rater, unguessable; a typed name then no longer works)", open=False):
+        with gr.Row():
+            fields["invite_count"] = gr.Number(value=10, precision=0, label="How many links")
+            fields["invite"] = gr.Button("Make links for the campaign above")
+        fields["invites"] = gr.Markdown()
+    with gr.Accordion("Next round: the people's pairs -> DPO -> a new campaign", open=False):
+        gr.Markdown("Trains a DPO round on the chosen campaign's human pairs (above) on top of a parent "
+                    "adapter, publishes the child, and opens a campaign child vs parent on new prompts "
+                    "that must not overlap the pairs' prompts.")
+        with gr.Row():
+            fields["round_parent"] = gr.Dropdown(label="Parent adapter", choices=[], allow_custom_value=True)
+            fields["round_child"] = gr.Textbox(label="Child name")
+            fields["round_steps"] = gr.Number(value=0, precision=0, label="Max steps (0: the recipe's epochs)")
+        fields["round_prompts"] = gr.File(label="New prompts (JSONL / CSV)", file_types=[".jsonl", ".csv"], type="filepath")
+        fields["run_round"] = gr.Button("Run the round", variant="primary")
+        fields["round_out"] = gr.Markdown()
+    with gr.Accordion("Delete", open=False):
+        fields["delete"] = gr.Button("Delete campaign", variant="stop")
+        fields["deleted"] = gr.Markdown()
+    return fields
+
+
+NEW_CAMPAIGN = ("name", "models", "prompts", "max_new_tokens", "temperature", "top_p", "seed", "votes_per_battle",
+                "allocation", "gold", "gold_rate", "min_gold_accuracy", "guidelines")
+
+
+def wire(svc: Services, room: AdminRoom, campaign_lists: list[gr.Dropdown]) -> None:
+    """`campaign_lists`: every campaign dropdown of the admin rooms, refreshed when campaigns change."""
+    room.create.click(bind(create, svc, room, campaign_lists), [room.password] + [getattr(room, f) for f in NEW_CAMPAIGN],
+                      [room.created] + campaign_lists, concurrency_limit=1, concurrency_id="model", **PRIVATE)
+    room.invite.click(bind(make_invites, svc), [room.password, room.campaign, room.invite_count], [room.invites], **PRIVATE)
+    room.run_round.click(bind(next_round_action, svc, room, campaign_lists),
+                         [room.password, room.campaign, room.round_parent, room.round_child, room.round_prompts,
+                          room.round_steps], [room.round_out] + campaign_lists, concurrency_limit=1, concurrency_id="model",
+                         **PRIVATE)
+    room.delete.click(bind(delete, svc, room, campaign_lists), [room.password, room.campaign],
+                      [room.deleted] + campaign_lists, **PRIVATE)
+
+
+def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name, models, prompts_file, max_new_tokens,
+           temperature, top_p, seed, votes_per_battle, allocation, gold, gold_rate, min_gold_accuracy, guidelines,
+           progress=gr.Progress()) -> dict:
+    check_admin(svc.config, password)
+    with shown_to_user():
+        plan = arena.RatingPlan(votes_per_battle=int(votes_per_battle) if votes_per_battle else None,
+                                allocation=allocation or "balanced", gold=tuple(arena.load_gold(gold)) if gold else (),
+                                gold_rate=float(0.1 if gold_rate is None else gold_rate),
+                                min_gold_accuracy=float(0.7 if min_gold_accuracy is None else min_gold_accuracy),
+                                guidelines=arena.load_guidelines(guidelines) if guidelines else "")
+        prompts = arena.load_prompts(prompts_file if prompts_file else arena.DEFAULT_PROMPTS)
+        params = SamplingParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
+                                seed=int(seed))
+        check_blind_name(name, models or [])
+        progress(0, desc="generating answers")
+        arena.create_campaign(svc.store, svc.engine(), name, list(models or []), prompts, params,
+                              source=Path(prompts_file).name if prompts_file else "data/heldout_prompts.jsonl",
+                              progress=lambda done, total: progress(done / total, desc=f"{done}/{total} answers"), plan=plan)
+    names = svc.campaign_names()
+    return {room.created: f"campaign **{name}** ready: {len(prompts)} prompts, models {', '.join(models)}",
+            **{dropdown: gr.update(choices=names, value=name) for dropdown in campaign_lists}}
+
+
+def make_invites(svc: Services, password, campaign, count, request: gr.Request) -> str:
+    check_admin(svc.config, password)
+    if not campaign:
+        raise gr.Error("pick a campaign")
+    with shown_to_user():
+        tokens = svc.store.create_invites(campaign, int(count or 0))
+    page = (request.headers.get("referer") or "").split("?")[0] if request else ""
+    return f"{len(tokens)} links for **{campaign}** (send one to each rater):\n\n" + "\n".join(
+        f"- {invite_link(page, campaign, t)}" for t in tokens)
+
+
+def run_next_round(svc: Services, campaign: str, parent: str, child: str, prompts: str, max_steps: int | None,
+                   say=None) -> dict:
+    """The admin's "Next round": evals.loop.next_round over the app's store, registry and engine."""
+    from evals.loop import next_round
+
+    return next_round(svc.store, svc.registry, svc.engine, campaign, parent, child, prompts,
+                      Path(svc.config.data_dir) / "rounds", max_steps=max_steps, progress=say)
+
+
+def next_round_action(svc: Services, room: AdminRoom, campaign_lists: list, password, campaign, parent, child, prompts,
+                      max_steps, progress=gr.Progress(track_tqdm=True)) -> dict:
+    check_admin(svc.config, password)
+    if not (campaign and parent and child and prompts):
+        raise gr.Error("pick a campaign and a parent, name the child, and upload the new prompts")
+    with shown_to_user():
+        result = run_next_round(svc, campaign, parent, child.strip(), prompts, int(max_steps or 0) or None,
+                                say=lambda message: progress(0, desc=message))
+    names = svc.campaign_names()
+    summary = (f"Published **{result['child']}** ({result['pairs']} pairs from {result['votes']} votes); campaign "
+               f"**{result['campaign']}** is ready: {result['child']} vs {result['parent']} on {result['prompts']} prompts.")
+    return {room.round_out: summary, **{dropdown: gr.update(choices=names, value=result["campaign"]) for dropdown in campaign_lists}}
+
+
+def delete(svc: Services, room: AdminRoom, campaign_lists: list, password, campaign) -> dict:
+    check_admin(svc.config, password)
+    with shown_to_user():
+        svc.store.delete_campaign(campaign)
+    names = svc.campaign_names()
+    return {room.deleted: f"deleted {campaign}", **{dropdown: gr.update(choices=names, value=None) for dropdown in campaign_lists}}
+
+
+def model_choices(svc: Services) -> dict:
+    """The registry's answering models, as the admin rooms list them once unlocked."""
+    models = svc.models()
+    return {"models": models, "with_base": [BASE] + models, "adapters": [m for m in models if m != svc.config.base]}

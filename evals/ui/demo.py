@@ -1,0 +1,112 @@
+"""The side-by-side room: any two models of the registry answer one prompt over the shared base,
+streamed; a "before vs after" preset (the newest adapter vs its parent) and ?a=&b= deep links.
+Behind the admin password, or public with PUBLIC_DEMO=1 (a Space showcase), where it refuses
+the models of an open campaign."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from evals.ui.common import PRIVATE, Services, bind, check_admin, is_admin, shown_to_user
+from posttrain.engine import BASE, SamplingParams
+
+
+@dataclass
+class DemoRoom:
+    left: gr.Dropdown
+    right: gr.Dropdown
+    preset: gr.Button
+    prompt: gr.Textbox
+    max_new_tokens: gr.Slider
+    temperature: gr.Slider
+    seed: gr.Number
+    generate: gr.Button
+    left_answer: gr.Textbox
+    right_answer: gr.Textbox
+    notes: gr.Markdown
+
+
+def build() -> DemoRoom:
+    with gr.Row():
+        # Custom values: choices arrive per session (and API clients never load them);
+        # side_by_side checks the names against the registry.
+        left = gr.Dropdown(label="Left", choices=[], allow_custom_value=True, elem_id="demo-left")
+        right = gr.Dropdown(label="Right", choices=[], allow_custom_value=True, elem_id="demo-right")
+        preset = gr.Button("Before vs after")
+    prompt = gr.Textbox(label="Prompt", lines=2)
+    with gr.Row():
+        max_new_tokens = gr.Slider(16, 512, value=128, step=16, label="Max new tokens")
+        temperature = gr.Slider(0, 1.5, value=0.7, step=0.05, label="Temperature")
+        seed = gr.Number(value=0, precision=0, label="Seed")
+    generate = gr.Button("Generate both", variant="primary")
+    with gr.Row():
+        left_answer = gr.Textbox(label="Left answer", lines=10)
+        right_answer = gr.Textbox(label="Right answer", lines=10)
+    notes = gr.Markdown()
+    return DemoRoom(left, right, preset, prompt, max_new_tokens, temperature, seed, generate, left_answer, right_answer, notes)
+
+
+def wire(svc: Services, room: DemoRoom, password: gr.Textbox, ui: gr.Blocks) -> None:
+    room.preset.click(bind(before_after, svc, room), [password], [room.left, room.right], **PRIVATE)
+    room.generate.click(bind(side_by_side, svc, room), [password, room.left, room.right, room.prompt, room.max_new_tokens,
+                                                        room.temperature, room.seed],
+                        [room.left_answer, room.right_answer, room.notes], concurrency_limit=1, concurrency_id="model",
+                        **({"api_name": "side_by_side"} if svc.config.public_demo else PRIVATE))
+    ui.load(bind(deep_link, svc, room), None, [room.left, room.right], **PRIVATE)
+
+
+def before_after(svc: Services, room: DemoRoom, password) -> dict:
+    """The newest adapter on the right, its parent (or the base) on the left."""
+    check_admin(svc.config, password)
+    base = svc.config.base
+    adapters = sorted((e for e in svc.registry.entries() if e.is_adapter and e.base == base and e.method != "reward"),
+                      key=lambda e: str(e.card.get("created_at", "")))
+    if not adapters:
+        raise gr.Error("no adapters in the registry yet")
+    after = adapters[-1]
+    before = after.card.get("parent") or BASE
+    return {room.left: gr.update(value=BASE if before == base else before), room.right: gr.update(value=after.name)}
+
+
+def refuse_rated_models(svc: Services, password: str, models: tuple[str, str]) -> None:
+    """On a public demo, a rater must not re-create a campaign's answers here and so learn who
+    wrote them: the models of a ready campaign are refused (the admin may use them)."""
+    config = svc.config
+    if not config.public_demo:
+        check_admin(config, password)
+        return
+    if config.admin_password and is_admin(config, password):
+        return
+    rated = {m for c in svc.store.campaigns() if c["status"] == "ready" for m in c["models"]}
+    rated |= {BASE} if config.base in rated else set()
+    blocked = [m for m in models if m in rated]
+    if blocked:
+        raise gr.Error(f"{blocked[0]!r} is being rated in an open campaign; the public demo shows it "
+                       "again once that campaign is deleted (the admin can use it now)")
+
+
+def side_by_side(svc: Services, room: DemoRoom, password, left, right, prompt, max_new_tokens, temperature, seed):
+    """Both answers stream from one batched call."""
+    refuse_rated_models(svc, password, (left, right))
+    if not (left and right and prompt and prompt.strip()):
+        raise gr.Error("pick two models and type a prompt")
+    known = [BASE, *svc.models()]
+    unknown = [m for m in (left, right) if m not in known]
+    if unknown:
+        raise gr.Error(f"no model {unknown[0]!r} here; choose one of {', '.join(known)}")
+    with shown_to_user():
+        params = SamplingParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature), seed=int(seed))
+        for answers in svc.engine().stream([prompt, prompt], [left, right], params):
+            notes = "  \n".join(f"{a.model}: {a.notice}" for a in answers if a.notice)
+            yield {room.left_answer: answers[0].text, room.right_answer: answers[1].text, room.notes: notes}
+
+
+def deep_link(svc: Services, room: DemoRoom, request: gr.Request) -> dict:
+    """?a=NAME&b=NAME preselects the side-by-side pair (names only; nothing runs until asked)."""
+    known = [BASE] + svc.models()
+    wanted = [request.query_params.get(k) if request else None for k in ("a", "b")]
+    choices = {"choices": known} if svc.config.public_demo else {}
+    return {component: gr.update(value=w, **choices) if w in known else gr.update(**choices)
+            for component, w in zip((room.left, room.right), wanted)}

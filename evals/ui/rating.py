@@ -1,0 +1,211 @@
+"""The public rating room: a rater picks a campaign, gets battles labelled only A and B, votes,
+and sees the names after the vote. Model identities never reach the page before a vote; the
+public API endpoints /start, /vote, /next and /campaigns are this room's events."""
+
+from __future__ import annotations
+
+import hmac
+import html
+from dataclasses import dataclass
+
+import gradio as gr
+
+from evals import arena
+from evals.store import StoreError
+from evals.ui.common import PRIVATE, Services, bind, progress_bar, safe_markdown, shown_to_user
+
+# The page's labels: A is the answer on the left, B the one on the right (evals.vocab's sides).
+VOTE_LABELS = {"A is better": "left", "B is better": "right", "Tie": "tie", "Both are bad": "both_bad"}
+# Keys 1 / a, 2 / b, 3 / t, 4 / x vote, n goes to the next battle; not while typing in a field.
+KEYBOARD_JS = """() => {
+  if (window.__arenaKeys) return; window.__arenaKeys = true;
+  const targets = {"1": "vote-a", "a": "vote-a", "2": "vote-b", "b": "vote-b", "3": "vote-tie", "t": "vote-tie",
+                   "4": "vote-bad", "x": "vote-bad", "n": "next"};
+  document.addEventListener("keydown", (event) => {
+    const tag = (event.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "textarea" || event.ctrlKey || event.metaKey || event.altKey) return;
+    const id = targets[event.key.toLowerCase()];
+    const button = id && document.getElementById(id);
+    if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
+  });
+}"""
+
+
+@dataclass
+class RatingRoom:
+    session: gr.State
+    campaign: gr.Dropdown
+    rater: gr.Textbox
+    code: gr.Textbox
+    invite: gr.Textbox
+    start: gr.Button
+    progress: gr.HTML
+    guidelines: gr.Markdown
+    prompt: gr.Markdown
+    left: gr.Markdown
+    right: gr.Markdown
+    controls: gr.Column
+    vote_buttons: list
+    score_left: gr.Radio
+    score_right: gr.Radio
+    edited: gr.Textbox
+    comment: gr.Textbox
+    choice: gr.Radio
+    vote: gr.Button
+    reveal: gr.Markdown
+    next: gr.Button
+
+    @property
+    def battle(self) -> list:
+        """What every battle update sets: the session, progress, prompt, both answers, the vote controls."""
+        return [self.session, self.progress, self.prompt, self.left, self.right, self.controls]
+
+    @property
+    def vote_form(self) -> list:
+        return [self.choice, self.score_left, self.score_right, self.edited, self.comment]
+
+
+def build(hf_login: bool, access_code: bool) -> RatingRoom:
+    session = gr.State({})
+    with gr.Row():
+        # Custom values allowed: campaigns appear after launch; the store checks the name.
+        campaign = gr.Dropdown(label="Campaign", choices=[], allow_custom_value=True, elem_id="campaign")
+        rater = gr.Textbox(label="Your name", elem_id="rater-name")
+        code = gr.Textbox(label="Access code", type="password", visible=access_code)
+        invite = gr.Textbox(value="", label="Invite", visible=False, elem_id="invite")  # from the link
+        if hf_login:
+            gr.LoginButton()
+        start = gr.Button("Start / resume", variant="primary", elem_id="start")
+    progress = gr.HTML(elem_id="progress")
+    # Open when a rater starts, so they read it before their first battle; one click while rating.
+    with gr.Accordion("Guidelines", open=True, elem_id="guidelines-box"):
+        guidelines = gr.Markdown(elem_id="guidelines", sanitize_html=True)
+    prompt = gr.Markdown(elem_id="prompt", sanitize_html=True)
+    with gr.Row(equal_height=True):
+        with gr.Column(min_width=160):
+            gr.Markdown("**A**")
+            left = gr.Markdown(elem_id="answer-a", sanitize_html=True, container=True)
+        with gr.Column(min_width=160):
+            gr.Markdown("**B**")
+            right = gr.Markdown(elem_id="answer-b", sanitize_html=True, container=True)
+    with gr.Column(visible=False) as controls:
+        # One click votes; keys 1-4 (or a, b, t, x) do the same outside text fields.
+        with gr.Row():
+            vote_buttons = [gr.Button(f"{label} [{key}]", variant="primary" if i < 2 else "secondary",
+                                      elem_id=f"vote-{slug}", min_width=80)
+                            for i, (label, key, slug) in enumerate(zip(VOTE_LABELS, "1234", ("a", "b", "tie", "bad")))]
+        with gr.Accordion("Optional: scores, an edited better answer, a comment", open=False):
+            with gr.Row():
+                score_left = gr.Radio([str(i) for i in range(1, 8)], label="Score A (1-7)")
+                score_right = gr.Radio([str(i) for i in range(1, 8)], label="Score B (1-7)")
+            edited = gr.Textbox(label="Edited better answer", lines=3)
+            comment = gr.Textbox(label="Comment")
+        # The API's /vote (choice as a value) and the page's buttons share one callback.
+        choice = gr.Radio(list(VOTE_LABELS), visible=False, elem_id="choice")
+        vote = gr.Button("Submit vote", visible=False, elem_id="vote")
+    reveal = gr.Markdown(elem_id="reveal")
+    next_button = gr.Button("Next battle [n]", visible=False, elem_id="next")
+    return RatingRoom(session, campaign, rater, code, invite, start, progress, guidelines, prompt, left, right, controls,
+                      vote_buttons, score_left, score_right, edited, comment, choice, vote, reveal, next_button)
+
+
+def wire(svc: Services, room: RatingRoom, ui: gr.Blocks) -> None:
+    start = bind(start_with_login if svc.config.hf_login else start_rating, svc, room)
+    room.start.click(start, [room.campaign, room.rater, room.code, room.invite],
+                     room.battle + [room.reveal, room.guidelines], api_name="start")
+    vote_outputs = room.battle + [room.reveal, room.next] + room.vote_form
+    room.vote.click(bind(vote, svc, room), [room.session] + room.vote_form, vote_outputs, api_name="vote")
+    details = [room.score_left, room.score_right, room.edited, room.comment]
+    for button, label in zip(room.vote_buttons, VOTE_LABELS):
+        button.click(bind(vote_as, svc, room, label), [room.session] + details, vote_outputs, **PRIVATE)
+    room.next.click(bind(next_battle, svc, room), [room.session], room.battle + [room.reveal, room.next], api_name="next")
+    ui.load(None, js=KEYBOARD_JS)
+    ui.load(bind(ready_campaigns, svc, room), None, [room.campaign, room.invite], api_name="campaigns")
+
+
+# ---- callbacks ------------------------------------------------------------------------------
+def ready_campaigns(svc: Services, room: RatingRoom, request: gr.Request) -> dict:
+    """The campaign list; an invite link (?campaign=NAME&invite=TOKEN) preselects and fills."""
+    names = [c["name"] for c in svc.store.campaigns() if c["status"] == "ready"]
+    query = request.query_params if request else {}
+    wanted = query.get("campaign")
+    return {room.campaign: gr.update(choices=names, value=wanted if wanted in names else (names[-1] if names else None)),
+            room.invite: gr.update(value=query.get("invite", ""))}
+
+
+def start_rating(svc: Services, room: RatingRoom, campaign, name, code, invite) -> dict:
+    return begin(svc, room, campaign, name, code, invite, None)
+
+
+def start_with_login(svc: Services, room: RatingRoom, campaign, name, code, invite, profile: gr.OAuthProfile | None) -> dict:
+    return begin(svc, room, campaign, name, code, invite, profile.username if profile else None)
+
+
+def begin(svc: Services, room: RatingRoom, campaign, name, code, invite, login: str | None) -> dict:
+    """Who the rater is (a typed name, an invite token or a Hugging Face login, as the campaign
+    asks), then their next battle and the campaign's guidelines."""
+    config = svc.config
+    if config.access_code and not hmac.compare_digest(code or "", config.access_code):
+        raise gr.Error("wrong access code")
+    if not campaign:
+        raise gr.Error("pick a campaign")
+    with shown_to_user():
+        access = svc.store.campaign(campaign)["access"]
+        if access == "invite":  # a typed name is not an identity here
+            rater_id = svc.store.invite_rater(campaign, (invite or "").strip())
+        elif access == "hf":
+            if not login:
+                raise StoreError(f"campaign {campaign!r} asks raters to sign in with Hugging Face" +
+                                 ("" if config.hf_login else " (start the app with HF_LOGIN=1 on a Space with hf_oauth: true)"))
+            rater_id = svc.store.rater(campaign, f"hf:{login}")
+        else:
+            rater_id = svc.store.rater(campaign, name or "")
+        guidelines = svc.store.campaign(campaign)["settings"].get("guidelines") or ""
+    return {**battle_view(svc, room, {"rater_id": rater_id, "campaign": campaign}), room.reveal: "",
+            room.guidelines: safe_markdown(guidelines)}
+
+
+def battle_view(svc: Services, room: RatingRoom, session: dict) -> dict:
+    """The rater's next battle (or the end of their campaign), as updates of the battle components."""
+    campaign, rater_id = session["campaign"], session["rater_id"]
+    with shown_to_user():
+        assignment = arena.next_battle(svc.store, campaign, rater_id)
+        done, total = arena.progress(svc.store, campaign, rater_id)
+        complete = assignment is None and arena.is_complete(svc.store, campaign)
+    if assignment is None:
+        finished = "the campaign is complete: every battle has all its votes. Thank you!" if complete else "all done, thank you!"
+        return {room.session: {**session, "battle_id": None}, room.progress: progress_bar(done, total, f"{done} / {total} rated, {finished}"),
+                room.prompt: "", room.left: "", room.right: "", room.controls: gr.update(visible=False)}
+    return {room.session: {**session, "battle_id": assignment.battle_id},
+            room.progress: progress_bar(done, total, f"battle {done + 1} of {total}"),
+            room.prompt: safe_markdown(assignment.prompt), room.left: safe_markdown(assignment.left),
+            room.right: safe_markdown(assignment.right), room.controls: gr.update(visible=True)}
+
+
+def vote(svc: Services, room: RatingRoom, session, choice, score_left, score_right, edited, comment) -> dict:
+    """Store the vote, then show the names with the battle cleared; the next battle loads on Next."""
+    if not session or not session.get("battle_id"):
+        raise gr.Error("start rating first")
+    if choice not in VOTE_LABELS:
+        raise gr.Error("pick A, B, tie or both bad")
+    with shown_to_user():
+        names = arena.reveal_names(arena.cast_vote(
+            svc.store, session["campaign"], session["rater_id"], session["battle_id"], VOTE_LABELS[choice],
+            int(score_left) if score_left else None, int(score_right) if score_right else None, edited, comment))
+        done, total = arena.progress(svc.store, session["campaign"], session["rater_id"])
+    reveal = f"You voted **{choice}**.  \nA was **{html.escape(names['left'])}**, B was **{html.escape(names['right'])}**."
+    return {room.session: {**session, "battle_id": None}, room.progress: progress_bar(done, total, f"{done} / {total} rated"),
+            room.prompt: "", room.left: "", room.right: "", room.controls: gr.update(visible=False),
+            room.reveal: reveal, room.next: gr.update(visible=done < total), room.choice: None,
+            room.score_left: None, room.score_right: None, room.edited: "", room.comment: ""}
+
+
+def vote_as(svc: Services, room: RatingRoom, label: str, session, score_left, score_right, edited, comment) -> dict:
+    """A one-click vote button: the same vote with its label as the choice."""
+    return vote(svc, room, session, label, score_left, score_right, edited, comment)
+
+
+def next_battle(svc: Services, room: RatingRoom, session) -> dict:
+    if not session or "rater_id" not in session:
+        raise gr.Error("start rating first")
+    return {**battle_view(svc, room, session), room.reveal: "", room.next: gr.update(visible=False)}

@@ -1,0 +1,154 @@
+"""The results room (admin): plotly figures of a campaign's votes (the raw and the
+style-controlled ladders, win rates, categories, position bias, votes over time), the rater
+table with the admin's review, the votes as CSV, and the before/after reports."""
+
+from __future__ import annotations
+
+import csv
+import html
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from evals import arena, plots
+from evals.ui.common import PRIVATE, Services, bind, check_admin, shown_to_user
+
+RATER_COLUMNS = {"rater": "name", "votes": "votes", "gold seen": "gold_seen", "gold correct": "gold_correct",
+                 "agreement": "agreement", "left share": "left_share", "flagged": "flagged", "review": "review",
+                 "left out": "excluded", "reasons": "reasons"}
+WIN_RATE_COLUMNS = ["model", "opponent", "wins", "losses", "ties", "win rate", "95% CI", "more votes for +-0.10"]
+
+
+@dataclass
+class ResultsRoom:
+    campaign: gr.Dropdown
+    show: gr.Button
+    summary: gr.Markdown
+    ladder: gr.Plot
+    win_rates: gr.Plot
+    by_category: gr.Plot
+    position_bias: gr.Plot
+    over_time: gr.Plot
+    table: gr.Dataframe
+    votes_csv: gr.File
+    style_ladder: gr.Plot
+    raters: gr.Dataframe
+    review_name: gr.Textbox
+    review_choice: gr.Radio
+    review: gr.Button
+    reviewed: gr.Markdown
+    report_name: gr.Dropdown
+    list_reports: gr.Button
+    show_report: gr.Button
+    report: gr.Markdown
+
+
+def build() -> ResultsRoom:
+    campaign = gr.Dropdown(label="Campaign", choices=[])
+    show = gr.Button("Show results")
+    summary = gr.Markdown()
+    ladder, win_rates, by_category, position_bias, over_time = (gr.Plot() for _ in range(5))
+    table = gr.Dataframe(headers=WIN_RATE_COLUMNS)
+    votes_csv = gr.File(label="Votes (CSV)")
+    style_ladder = gr.Plot()
+    raters = gr.Dataframe(headers=list(RATER_COLUMNS), elem_id="raters",
+                          label="Raters (left-out raters' votes are kept, not counted)")
+    with gr.Row():
+        review_name = gr.Textbox(label="Rater", scale=2)
+        review_choice = gr.Radio(["include", "exclude", "auto"], label="Admin review", scale=2)
+        review = gr.Button("Apply to the campaign above", scale=1)
+    reviewed = gr.Markdown()
+    with gr.Accordion("Before / after reports (scripts/evaluate.py)", open=False):
+        with gr.Row():
+            report_name = gr.Dropdown(label="Report", choices=[])
+            list_reports = gr.Button("List reports")
+            show_report = gr.Button("Show report")
+        report = gr.Markdown()
+    return ResultsRoom(campaign, show, summary, ladder, win_rates, by_category, position_bias, over_time, table, votes_csv,
+                       style_ladder, raters, review_name, review_choice, review, reviewed, report_name, list_reports,
+                       show_report, report)
+
+
+def wire(svc: Services, room: ResultsRoom, password: gr.Textbox) -> None:
+    room.show.click(bind(show_results, svc, room), [password, room.campaign],
+                    [room.ladder, room.win_rates, room.by_category, room.position_bias, room.over_time, room.table,
+                     room.votes_csv, room.summary, room.style_ladder, room.raters], **PRIVATE)
+    room.review.click(bind(review_rater, svc), [password, room.campaign, room.review_name, room.review_choice],
+                      [room.reviewed], **PRIVATE)
+    room.list_reports.click(bind(list_reports, svc), [password], [room.report_name], **PRIVATE)
+    room.show_report.click(bind(show_report, svc), [password, room.report_name], [room.report], **PRIVATE)
+
+
+def show_results(svc: Services, room: ResultsRoom, password, campaign) -> dict:
+    check_admin(svc.config, password)
+    if not campaign:
+        raise gr.Error("pick a campaign")
+    with shown_to_user():
+        res = arena.results(svc.store, campaign)
+        votes = svc.store.votes(campaign)
+    table = [[r["model"], r["opponent"], r["wins"], r["losses"], r["ties"], round(r["win_rate"], 3),
+              f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", r["more_votes_for_0.10"]] for r in res["win_rates"]]
+    path = Path(tempfile.mkdtemp()) / f"{campaign}-votes.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(votes[0]) if votes else ["id"])
+        writer.writeheader()
+        writer.writerows(votes)
+    return {room.ladder: plots.ladder(res), room.win_rates: plots.win_rates(res), room.by_category: plots.by_category(res),
+            room.position_bias: plots.position_bias(res), room.over_time: plots.votes_over_time(votes), room.table: table,
+            room.votes_csv: str(path), room.summary: results_summary_text(res), room.style_ladder: plots.style_ladder(res),
+            room.raters: rater_table(res)}
+
+
+def review_rater(svc: Services, password, campaign, rater_name, decision) -> str:
+    check_admin(svc.config, password)
+    if not (campaign and rater_name and decision):
+        raise gr.Error("pick a campaign, type a rater's name and choose include, exclude or auto")
+    with shown_to_user():
+        svc.store.set_review(campaign, rater_name.strip(), None if decision == "auto" else decision)
+    return f"rater **{html.escape(rater_name.strip())}** in {campaign}: {decision} (show the results again to see the effect)"
+
+
+def list_reports(svc: Services, password):
+    check_admin(svc.config, password)
+    names = sorted(p.parent.name for p in Path(svc.config.reports_dir).glob("*/report.md"))
+    return gr.update(choices=names, value=names[-1] if names else None)
+
+
+def show_report(svc: Services, password, name) -> str:
+    check_admin(svc.config, password)
+    path = Path(svc.config.reports_dir) / (name or "") / "report.md"
+    if not name or not path.is_file():
+        raise gr.Error("pick a report (scripts/evaluate.py writes them)")
+    return path.read_text()
+
+
+def rater_table(res: dict) -> list[list]:
+    """The rater-quality rows of the Results tab."""
+    cell = lambda v: round(v, 2) if isinstance(v, float) else "; ".join(v) if isinstance(v, list) else ("" if v is None else v)
+    return [[cell(row[key]) for key in RATER_COLUMNS.values()] for row in res["raters"]]
+
+
+def results_summary_text(res: dict) -> str:
+    """The Results tab's summary: votes, rater agreement (raw and chance-corrected) and, when the
+    judge rated the campaign, its agreement with the people's majority."""
+    fmt = lambda x, digits=2: "n/a" if x is None else f"{x:.{digits}f}"
+    agreement, judge = res["rater_agreement"], res["judge_agreement"]
+    target = f" Target {res['votes_per_battle']} votes per battle: {'complete' if res['complete'] else 'still collecting'}." \
+        if res.get("votes_per_battle") else ""
+    left_out = f" {res['excluded_votes']} votes of {len(res['excluded_raters'])} left-out raters not counted." \
+        if res.get("excluded_votes") else ""
+    coefficients = res["bradley_terry_style"]["coefficients"]
+    lines = [f"{res['human_votes']} human votes counted, {res['votes'] - res['human_votes'] - res.get('excluded_votes', 0)} "
+             f"judge votes.{left_out}{target}",
+             "Style coefficients (log-odds per standard deviation of the normalised difference): " +
+             ", ".join(f"{k} {v['value']:+.2f} [{v['ci_low']:+.2f}, {v['ci_high']:+.2f}]" for k, v in coefficients.items()) + ".",
+             f"Rater agreement: {fmt(agreement['agreement'])} over {agreement['pairs']} rater pairs on "
+             f"{agreement['shared_battles']} shared battles (Cohen's kappa {fmt(agreement['cohen_kappa'])}, "
+             f"Krippendorff's alpha {fmt(agreement['krippendorff_alpha'])}; ties included)."]
+    if judge["battles"]:
+        lines.append(f"Judge vs the people's majority: {fmt(judge['agreement'])} agreement on {judge['battles']} battles, "
+                     f"kappa {fmt(judge['kappa'])}; people vs people {fmt(judge['human_agreement'])} "
+                     "(MT-Bench: GPT-4 vs humans 0.66, humans vs humans 0.63).")
+    return "  \n".join(lines)
