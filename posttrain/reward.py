@@ -1,5 +1,6 @@
 """The reward model: a one-logit sequence-classification head over the base (LoRA + trained
-head), trained with the pairwise Bradley-Terry loss written out below, and a scorer that the
+head), trained by TRL's RewardTrainer (posttrain.train) with the pairwise Bradley-Terry loss
+written out below (the documented loss, and the tests' oracle for TRL's), and a scorer that the
 evals use as an automatic judge. Never generates text."""
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import Trainer
 
 from posttrain.models import compute_dtype, device_map, load_tokenizer, nf4_config
 from posttrain.registry import RegistryError
@@ -57,22 +57,6 @@ def rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tor
     """One scalar per sequence: the head's logit at the rightmost non-pad token (transformers'
     pooling), i.e. after the reply's end-of-turn marker."""
     return model(input_ids=input_ids, attention_mask=attention_mask).logits.squeeze(-1)
-
-
-class BradleyTerryTrainer(Trainer):
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        scores = rewards(model, inputs["input_ids"], inputs["attention_mask"])
-        r_chosen, r_rejected = scores.chunk(2)
-        loss = bradley_terry_loss(r_chosen, r_rejected)
-        if return_outputs:
-            return loss, {"r_chosen": r_chosen, "r_rejected": r_rejected}
-        return loss
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad():
-            loss, out = self.compute_loss(model, inputs, return_outputs=True)
-        return loss.detach(), None, None
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ from posttrain.metrics import perplexity, preference_accuracy
 from posttrain.models import DEFAULT_BASE_NAME, compute_dtype, device_map, load_tokenizer, nf4_config
 from posttrain import templates
 from posttrain.registry import TRAINING_LOG, Entry, Registry, RegistryError, default_registry_dir
-from posttrain.reward import BradleyTerryTrainer, PairCollator, load_reward_model, pair_rows, pairwise_accuracy
+from posttrain.reward import load_reward_model, pairwise_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -462,13 +462,14 @@ def build(kind: str, model, tokenizer, splits: Splits, config):
             train_dataset=Dataset.from_list(splits.train), eval_dataset=Dataset.from_list(splits.eval),
         )
     elif kind == "reward":
-        config.remove_unused_columns = False  # our collator needs the pair columns
+        refuse_ignored_reward_options(config)
         max_length = config.max_length or 1024
         measure = lambda m: {"preference_accuracy": pairwise_accuracy(m, tokenizer, splits.eval, max_length)}
-        trainer = BradleyTerryTrainer(
-            model=model, args=config, data_collator=PairCollator(tokenizer.pad_token_id),
-            train_dataset=Dataset.from_list(pair_rows(tokenizer, splits.train, max_length)),
-            eval_dataset=Dataset.from_list(pair_rows(tokenizer, splits.eval, max_length)),
+        # TRL's RewardTrainer: its loss is the Bradley-Terry loss reward.bradley_terry_loss writes out
+        # (a test checks the two agree), plus the RewardConfig options (center_rewards_coefficient, ...).
+        trainer = trl.RewardTrainer(
+            model=model, args=config, processing_class=tokenizer,
+            train_dataset=Dataset.from_list(splits.train), eval_dataset=Dataset.from_list(splits.eval),
         )
     else:  # kto
         pairs = [p for p in splits.eval if "chosen" in p]
@@ -481,10 +482,31 @@ def build(kind: str, model, tokenizer, splits: Splits, config):
     return measure, trainer
 
 
+# RewardConfig options that act only while TRL builds the model or renders the chat template itself;
+# here the model (LoRA + score head over a registry base) and the template (the `chat_template`
+# field) are ours, so these would do nothing: refused, with what to use instead.
+REWARD_OPTIONS_WITHOUT_EFFECT = {
+    "model_init_kwargs": "the reward model is built from the registry base; use the recipe's quantize / lora_* fields",
+    "chat_template_path": "set the chat template with the recipe's `chat_template` field",
+    "trust_remote_code": "registry bases load without remote code",
+}
+
+
+def refuse_ignored_reward_options(config) -> None:
+    import dataclasses
+
+    import trl
+
+    defaults = {f.name: f.default for f in dataclasses.fields(trl.RewardConfig)}
+    for option, instead in REWARD_OPTIONS_WITHOUT_EFFECT.items():
+        if getattr(config, option, None) != defaults.get(option):
+            raise RecipeError(f"RewardConfig option {option} has no effect on a registry reward run: {instead}")
+
+
 def run_config(run_args: RunArguments, config) -> dict:
     keys = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
             "gradient_accumulation_steps", "max_length", "packing", "padding_free", "gradient_checkpointing",
-            "optim", "lr_scheduler_type", "seed", "beta", "loss_type")
+            "optim", "lr_scheduler_type", "seed", "beta", "loss_type", "center_rewards_coefficient", "disable_dropout")
     chosen = {k: getattr(config, k) for k in keys if hasattr(config, k)}
     chosen = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in chosen.items()}
     lora = {k: v for k, v in asdict(run_args).items() if k.startswith("lora_") or k == "quantize"}

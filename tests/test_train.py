@@ -187,3 +187,31 @@ def test_every_recipe_parses_into_its_configs(recipe):
     if recipe.name.startswith("qlora"):
         assert run_args.quantize and config.optim == "paged_adamw_8bit" and config.gradient_checkpointing
         assert (run_args.lora_r, run_args.lora_alpha) == (16, 32) and len(run_args.lora_target_modules) == 7
+
+
+def test_trls_reward_trainer_computes_our_bradley_terry_loss_and_refuses_options_without_effect(tiny_registry, tmp_path):
+    """The reward run trains with TRL's RewardTrainer; its loss on a batch is the hand-written
+    Bradley-Terry loss of the same rewards, and a RewardConfig option that could not act is refused."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import RewardConfig, RewardTrainer
+
+    from posttrain.errors import RecipeError
+    from posttrain.reward import load_reward_model, rewards
+
+    base = tiny_registry.get("tiny")
+    model, tokenizer = load_reward_model(base.path, lora=LoraConfig(r=4, lora_alpha=8, task_type="SEQ_CLS",
+                                                                    target_modules=["q_proj", "v_proj"]))
+    pairs = [json.loads(line) for line in (PREF_DATA / "heldout.jsonl").read_text().splitlines()[:4]]
+    trainer = RewardTrainer(model=model, args=RewardConfig(**common(tmp_path, max_steps=1)), processing_class=tokenizer,
+                            train_dataset=Dataset.from_list(pairs))
+    batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(4)]))
+    with torch.no_grad():
+        theirs = trainer.compute_loss(model, batch)
+        scores = rewards(model, batch["input_ids"], batch["attention_mask"])
+    ours = bradley_terry_loss(*scores.chunk(2))
+    assert theirs.item() == pytest.approx(ours.item(), abs=1e-6)
+    args = RunArguments(name="t-rm-bad", base="tiny", data=str(PREF_DATA / "train.jsonl"), registry=str(tiny_registry.root))
+    with pytest.raises(RecipeError, match="chat_template_path has no effect.*chat_template"):
+        run("reward", args, RewardConfig(**common(tmp_path / "bad", max_steps=1, chat_template_path="x.jinja")))
+    assert "t-rm-bad" not in tiny_registry.names()
