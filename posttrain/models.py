@@ -116,7 +116,8 @@ def device_map() -> dict | None:
     return {"": int(os.environ.get("LOCAL_RANK", "0"))}
 
 
-def nf4_config():
+def nf4_config(quant_type: str = "nf4", double_quant: bool = True):
+    """bitsandbytes 4-bit settings: NF4 with double quantization (QLoRA) unless told otherwise."""
     from transformers import BitsAndBytesConfig
 
     # FSDP shards flat parameters of one dtype: the packed 4-bit weights must be stored in the
@@ -124,8 +125,8 @@ def nf4_config():
     storage = compute_dtype() if sharded_training() == "fsdp" else torch.uint8
     return BitsAndBytesConfig(
         load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
+        bnb_4bit_quant_type=quant_type,
+        bnb_4bit_use_double_quant=double_quant,
         bnb_4bit_compute_dtype=compute_dtype(),
         bnb_4bit_quant_storage=storage,
     )

@@ -34,7 +34,9 @@ LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_
 
 @dataclass
 class RunArguments:
-    """What every run shares; the trainer's own knobs live in TRL's config (SFTConfig, ...)."""
+    """What every run shares; the trainer's own knobs live in TRL's config (SFTConfig, ...), the
+    LoRA and quantization fields in TRL's ModelConfig (lora_r, lora_alpha, lora_dropout,
+    lora_target_modules, use_dora, use_rslora, load_in_4bit, ...; see `model_settings`)."""
 
     name: str = field(metadata={"help": "registry entry this run publishes"})
     base: str = field(default=DEFAULT_BASE_NAME, metadata={"help": "registry base entry"})
@@ -47,11 +49,9 @@ class RunArguments:
     eval_fraction: float = field(default=0.1, metadata={"help": "share of data held out when eval_data is unset"})
     on_bad_rows: str = field(default="skip", metadata={"help": "skip (and count) or stop at the first bad row"})
     max_rows: int | None = field(default=None, metadata={"help": "use at most this many training rows"})
-    quantize: bool = field(default=False, metadata={"help": "load the base in NF4 + double quant (QLoRA)"})
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] = field(default_factory=lambda: list(LINEAR))
+    quantize: bool = field(default=False, metadata={
+        "help": "QLoRA in one word: TRL ModelConfig's load_in_4bit with bnb_4bit_quant_type nf4 and "
+                "use_bnb_nested_quant (double quantization)"})
     chat_template: str | None = field(default=None, metadata={
         "help": "chatml | llama3 | mistral | a Jinja file; needed for a base without a chat template "
                 "(default: the tokenizer's own, or the parent adapter's)"})
@@ -73,9 +73,48 @@ def trainer_config_class(kind: str):
     return {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "kto": trl.KTOConfig, "reward": trl.RewardConfig}[kind]
 
 
-def method_name(kind: str, run: RunArguments, config) -> str:
+# ModelConfig fields a registry run cannot honour: the base is a registry entry, loaded our way.
+MODEL_FIELDS_WITHOUT_EFFECT = {
+    "model_name_or_path": "name the registry base with `base` (import it first: scripts/registry.py import)",
+    "model_revision": "import the revision you want as a registry base",
+    "dtype": "the dtype follows the hardware (bf16 on a GPU that has it, fp32 on a CPU)",
+    "load_in_8bit": "8-bit loading is not supported; use load_in_4bit (QLoRA)",
+}
+
+
+def model_settings(model_args=None):
+    """TRL's ModelConfig with this project's defaults (LoRA on every linear layer of the block), after
+    refusing the fields a registry run would ignore."""
+    import dataclasses
+
+    from trl import ModelConfig
+
+    model_args = model_args or ModelConfig()
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    for name, instead in MODEL_FIELDS_WITHOUT_EFFECT.items():
+        if getattr(model_args, name, None) != defaults.get(name):
+            raise RecipeError(f"ModelConfig field {name} has no effect on a registry run: {instead}")
+    if not model_args.lora_target_modules:
+        model_args.lora_target_modules = list(LINEAR)
+    return model_args
+
+
+def quantized(run: RunArguments, model_args) -> bool:
+    return run.quantize or model_args.load_in_4bit
+
+
+def lora_config(model_args, task_type: str, **extra):
+    """PEFT's LoraConfig from ModelConfig's fields (DoRA and rsLoRA included)."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
+                      target_modules=model_args.lora_target_modules, modules_to_save=model_args.lora_modules_to_save,
+                      use_dora=model_args.use_dora, use_rslora=model_args.use_rslora, task_type=task_type, **extra)
+
+
+def method_name(kind: str, run: RunArguments, config, model_args=None) -> str:
     if kind == "sft":
-        return "qlora" if run.quantize else "sft"
+        return "qlora" if quantized(run, model_settings(model_args)) else "sft"
     if kind == "dpo":
         return "ipo" if "ipo" in list(config.loss_type) else "dpo"
     return kind
@@ -179,18 +218,22 @@ def template_tokens_to_train(model, tokenizer, run: RunArguments) -> list[int]:
 
 
 def load_trainable(base: Entry, parent: Entry | None, run: RunArguments, gradient_checkpointing: bool,
-                   tokenizer=None):
-    from peft import LoraConfig, PeftModel, get_peft_model
+                   tokenizer=None, model_args=None):
+    from peft import PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    model_args = model_settings(model_args)
     placement = device_map()  # this rank's own GPU under DDP; none under FSDP / ZeRO-3
-    if run.quantize:
+    attention = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
+    if quantized(run, model_args):
+        bnb = nf4_config(quant_type=model_args.bnb_4bit_quant_type,
+                         double_quant=run.quantize or model_args.use_bnb_nested_quant)
         model = AutoModelForCausalLM.from_pretrained(
-            str(base.path), quantization_config=nf4_config(), dtype=compute_dtype(), device_map=placement)
+            str(base.path), quantization_config=bnb, dtype=compute_dtype(), device_map=placement, **attention)
         model = prepare_for_qlora(model, gradient_checkpointing, run.upcast_non_quantized)
     else:
         model = AutoModelForCausalLM.from_pretrained(
-            str(base.path), dtype=compute_dtype(quantized=False), device_map=placement)
+            str(base.path), dtype=compute_dtype(quantized=False), device_map=placement, **attention)
     if run.liger_kernels:
         apply_liger(model)
     if parent is not None:
@@ -206,10 +249,7 @@ def load_trainable(base: Entry, parent: Entry | None, run: RunArguments, gradien
             trainable_tokens[module_name(model, model.get_output_embeddings())] = tokens
         log.info("training the rows of template tokens %s (%s)", tokenizer.convert_ids_to_tokens(tokens),
                  ", ".join(trainable_tokens))
-    config = LoraConfig(r=run.lora_r, lora_alpha=run.lora_alpha, lora_dropout=run.lora_dropout,
-                        target_modules=run.lora_target_modules, task_type="CAUSAL_LM",
-                        trainable_token_indices=trainable_tokens)
-    model = get_peft_model(model, config)
+    model = get_peft_model(model, lora_config(model_args, "CAUSAL_LM", trainable_token_indices=trainable_tokens))
     if tokens:
         expose_merged_head(model)
     return model
@@ -297,25 +337,25 @@ def default_output_dir(config, name: str) -> None:
         config.output_dir = str(Path("runs") / name)
 
 
-def run(kind: str, run_args: RunArguments, config) -> Entry:
-    """Train and publish. Returns the new registry entry."""
+def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
+    """Train and publish. Returns the new registry entry. `model_args`: TRL's ModelConfig (LoRA and
+    quantization fields; default: its defaults, LoRA on every linear layer)."""
     if kind not in KINDS:
         raise RecipeError(f"unknown run kind {kind!r}; use one of {KINDS}")
+    model_args = model_settings(model_args)
     registry, base, parent = resolve_entries(run_args)
     if kind == "reward" and parent is not None:
         raise RegistryError("a reward model starts from the base (a fresh score head); drop --parent")
     default_output_dir(config, run_args.name)
     splits = load_splits(run_args, kind)
     tokenizer = run_tokenizer(registry, base, parent, run_args)
-    fingerprint = check_fingerprint(Path(config.output_dir), run_args, config, splits.info)
+    fingerprint = check_fingerprint(Path(config.output_dir), run_args, config, splits.info, model_args)
     if kind == "reward":
-        from peft import LoraConfig
-
-        lora = LoraConfig(r=run_args.lora_r, lora_alpha=run_args.lora_alpha, lora_dropout=run_args.lora_dropout,
-                          target_modules=run_args.lora_target_modules, task_type="SEQ_CLS")  # + trained score head
-        model, _ = load_reward_model(base.path, lora=lora)
+        if quantized(run_args, model_args):
+            raise RecipeError("a reward run loads its base unquantized (a fresh score head); drop quantize / load_in_4bit")
+        model, _ = load_reward_model(base.path, lora=lora_config(model_args, "SEQ_CLS"))  # + trained score head
     else:
-        model = load_trainable(base, parent, run_args, config.gradient_checkpointing, tokenizer)
+        model = load_trainable(base, parent, run_args, config.gradient_checkpointing, tokenizer, model_args)
     trainable, total = trainable_parameters(model)
     log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     started = time.time()
@@ -346,7 +386,7 @@ def run(kind: str, run_args: RunArguments, config) -> Entry:
         metrics["reward_accuracy"] = round(eval_metrics["eval_rewards/accuracies"], 4)
     eot = templates.end_of_turn_id(tokenizer) if kind != "reward" else None
     card = {
-        "method": method_name(kind, run_args, config),
+        "method": method_name(kind, run_args, config, model_args),
         "base": base.name, "base_model": base.card.get("base_model"), "base_hash": base.card.get("base_hash"),
         "parent": parent.name if parent else base.name,
         "recipe": run_args.recipe,
@@ -354,7 +394,7 @@ def run(kind: str, run_args: RunArguments, config) -> Entry:
         "chat_template": run_args.chat_template or (parent.card.get("chat_template") if parent else None) or "tokenizer",
         **({"end_of_turn_token": tokenizer.convert_ids_to_tokens(eot), "end_of_turn_id": eot} if eot is not None else {}),
         "eval_rows_too_long": metrics_too_long(kind, tokenizer, splits.eval, config.max_length or 1024),
-        "config": run_config(run_args, config),
+        "config": run_config(run_args, config, model_args),
         **splits.info,
         "metrics": metrics,
         "trainable_parameters": trainable,
@@ -413,20 +453,20 @@ def metrics_too_long(kind: str, tokenizer, rows: list[dict], max_length: int) ->
 FINGERPRINT = "fingerprint.json"
 
 
-def fingerprint_of(run_args: RunArguments, config, info: dict) -> str:
+def fingerprint_of(run_args: RunArguments, config, info: dict, model_args=None) -> str:
     """sha256 of what decides a run's result: the recipe's fields and the data's hashes."""
     import hashlib
 
     # Training longer (max_steps, epochs) is a resume, not another run.
-    chosen = {k: v for k, v in run_config(run_args, config).items() if k not in ("max_steps", "num_train_epochs")}
+    chosen = {k: v for k, v in run_config(run_args, config, model_args).items() if k not in ("max_steps", "num_train_epochs")}
     fields = {**chosen, **{k: v for k, v in asdict(run_args).items() if k not in ("registry", "recipe")},
               "dataset_hash": info.get("dataset_hash"), "eval_dataset_hash": info.get("eval_dataset_hash")}
     return "sha256:" + hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def check_fingerprint(output_dir: Path, run_args: RunArguments, config, info: dict) -> str:
+def check_fingerprint(output_dir: Path, run_args: RunArguments, config, info: dict, model_args=None) -> str:
     """Refuse to resume checkpoints that another recipe or other data produced."""
-    fingerprint = fingerprint_of(run_args, config, info)
+    fingerprint = fingerprint_of(run_args, config, info, model_args)
     path = output_dir / FINGERPRINT
     if last_complete_checkpoint(output_dir) and path.is_file():
         stored = json.loads(path.read_text()).get("fingerprint")
@@ -503,12 +543,14 @@ def refuse_ignored_reward_options(config) -> None:
             raise RecipeError(f"RewardConfig option {option} has no effect on a registry reward run: {instead}")
 
 
-def run_config(run_args: RunArguments, config) -> dict:
+def run_config(run_args: RunArguments, config, model_args=None) -> dict:
     keys = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
             "gradient_accumulation_steps", "max_length", "packing", "padding_free", "gradient_checkpointing",
             "optim", "lr_scheduler_type", "seed", "beta", "loss_type", "center_rewards_coefficient", "disable_dropout")
     chosen = {k: getattr(config, k) for k in keys if hasattr(config, k)}
     chosen = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in chosen.items()}
-    lora = {k: v for k, v in asdict(run_args).items() if k.startswith("lora_") or k == "quantize"}
-    return {**chosen, **lora}
+    model_args = model_settings(model_args)
+    adapter = {k: v for k, v in asdict(model_args).items()
+               if k.startswith(("lora_", "use_dora", "use_rslora", "load_in_4bit", "bnb_", "use_bnb")) and v is not None}
+    return {**chosen, **adapter, "quantize": quantized(run_args, model_args)}
 

@@ -177,10 +177,13 @@ def train_plain(registry, args, vocab):
 
 def train_ours(registry, args, vocab, liger: bool):
     reset_peak()
-    run = RunArguments(name="gpu-check", base="base", registry=str(registry.root), quantize=True, lora_r=16,
-                       lora_alpha=32, lora_dropout=0.05, train_template_tokens="false", liger_kernels=liger)
+    from trl import ModelConfig
+
+    run = RunArguments(name="gpu-check", base="base", registry=str(registry.root), quantize=True,
+                       train_template_tokens="false", liger_kernels=liger)
     base = registry.get("base")
-    model = load_trainable(base, None, run, gradient_checkpointing=True)
+    model = load_trainable(base, None, run, gradient_checkpointing=True,
+                           model_args=ModelConfig(lora_r=16, lora_alpha=32, lora_dropout=0.05))
     loss = lambda m, ids: chunked_loss(m, ids, ids)
     try:
         return time_training(model, loss, args.batch, args.seq, vocab, args.steps)

@@ -6,7 +6,8 @@
     python scripts/train.py reward --config posttrain/recipes/reward_default.yaml
 
 Fields: this project's RunArguments (posttrain/train.py) plus TRL's SFTConfig / DPOConfig /
-KTOConfig / RewardConfig. A killed run resumes from its last checkpoint in runs/NAME."""
+KTOConfig / RewardConfig and TRL's ModelConfig (lora_r, lora_alpha, lora_dropout, lora_target_modules,
+use_dora, use_rslora, load_in_4bit, bnb_4bit_quant_type, use_bnb_nested_quant, attn_implementation). A killed run resumes from its last checkpoint in runs/NAME."""
 
 import logging
 import os
@@ -52,7 +53,7 @@ def parse_recipe(parser, kind: str, rest: list[str]):
 
 
 def run(argv=None) -> int:
-    from trl import TrlParser
+    from trl import ModelConfig, TrlParser
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in KINDS:
@@ -60,12 +61,12 @@ def run(argv=None) -> int:
         print(f"error: first argument must be one of {', '.join(KINDS)}", file=sys.stderr)
         return 2
     kind, rest = argv[0], argv[1:]
-    run_args, config = parse_recipe(TrlParser((RunArguments, trainer_config_class(kind))), kind, rest)
+    run_args, config, model_args = parse_recipe(TrlParser((RunArguments, trainer_config_class(kind), ModelConfig)), kind, rest)
     run_args.recipe = run_args.recipe or config_path(rest)
     # transformers 5 renames gradient_checkpointing; TRL still calls the old names every step.
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    entry = train_run(kind, run_args, config)
+    entry = train_run(kind, run_args, config, model_args)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate, one report is enough
         return 0
     card = entry.card

@@ -132,7 +132,7 @@ def test_models_tab_draws_the_family_tree_and_a_trained_entrys_curves(tmp_path, 
 
     from PIL import Image
     from playwright.sync_api import expect, sync_playwright
-    from trl import SFTConfig
+    from trl import ModelConfig, SFTConfig
 
     from conftest import ROOT
     from posttrain.train import RunArguments, run
@@ -140,10 +140,10 @@ def test_models_tab_draws_the_family_tree_and_a_trained_entrys_curves(tmp_path, 
     config, store = make_arena(tmp_path, tiny_dir, prompts=2)
     data = ROOT / "data" / "sft"
     run("sft", RunArguments(name="zebra-sft", base="tiny", parent=MODELS[0], data=str(data / "train.jsonl"),
-                            eval_data=str(data / "heldout.jsonl"), registry=str(config.registry_dir), lora_r=4, lora_alpha=8),
+                            eval_data=str(data / "heldout.jsonl"), registry=str(config.registry_dir)),
         SFTConfig(output_dir=str(tmp_path / "runs"), use_cpu=True, bf16=False, report_to="none", max_length=96,
                   per_device_train_batch_size=4, logging_steps=1, eval_strategy="steps", eval_steps=3, max_steps=6,
-                  save_strategy="no", learning_rate=2e-2, seed=0))
+                  save_strategy="no", learning_rate=2e-2, seed=0), ModelConfig(lora_r=4, lora_alpha=8))
     site = launch(config, store)
     try:
         with sync_playwright() as pw:

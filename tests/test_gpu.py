@@ -47,7 +47,10 @@ def test_compiled_decode_answers_as_eager(tiny_registry):
 def test_qlora_keeps_the_compute_dtype_on_gpu(tiny_registry):
     from posttrain.train import RunArguments, load_trainable
 
-    run = RunArguments(name="x", base="tiny", registry=str(tiny_registry.root), quantize=True, lora_r=4, lora_alpha=8)
-    model = load_trainable(tiny_registry.get("tiny"), None, run, gradient_checkpointing=True)
+    from trl import ModelConfig
+
+    run = RunArguments(name="x", base="tiny", registry=str(tiny_registry.root), quantize=True)
+    model = load_trainable(tiny_registry.get("tiny"), None, run, gradient_checkpointing=True,
+                           model_args=ModelConfig(lora_r=4, lora_alpha=8))
     assert model.get_base_model().get_output_embeddings().weight.dtype == torch.bfloat16
     assert not any(p.dtype == torch.float32 and not p.requires_grad for p in model.parameters())

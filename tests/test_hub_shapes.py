@@ -176,7 +176,7 @@ def test_bf16_base_stays_bf16_through_import_and_merge(tmp_path):
 
 
 def test_resume_refuses_checkpoints_of_another_recipe(tmp_path, tiny_registry):
-    from trl import SFTConfig
+    from trl import ModelConfig, SFTConfig
 
     from posttrain.registry import RegistryError
     from posttrain.train import RunArguments, run
@@ -185,11 +185,11 @@ def test_resume_refuses_checkpoints_of_another_recipe(tmp_path, tiny_registry):
 
     def sft(name, lr):
         args = RunArguments(name=name, base="tiny", data=str(data / "train.jsonl"), eval_data=str(data / "heldout.jsonl"),
-                            registry=str(tiny_registry.root), lora_r=4, lora_alpha=8)
+                            registry=str(tiny_registry.root))
         config = SFTConfig(output_dir=str(tmp_path / "runs"), use_cpu=True, bf16=False, report_to="none", max_length=64,
                            per_device_train_batch_size=4, max_steps=2, save_strategy="steps", save_steps=2,
                            learning_rate=lr, logging_steps=1)
-        return run("sft", args, config)
+        return run("sft", args, config, ModelConfig(lora_r=4, lora_alpha=8))
 
     sft("first", 1e-3)
     tiny_registry.remove("first")  # the checkpoints in runs/ stay

@@ -125,16 +125,16 @@ def test_minilm_catches_a_paraphrase_and_an_eval_copy():
 
 
 def test_built_data_trains_with_sft(tmp_path, tiny_registry):
-    from trl import SFTConfig
+    from trl import ModelConfig, SFTConfig
 
     from posttrain.train import RunArguments, run
 
     config = BuildConfig(seeds=str(SEEDS), out=str(tmp_path / "build"), n=16, batch=8)
     build(config, CannedTeacher(), embedder=HashEmbedder())
     entry = run("sft", RunArguments(name="t-synth", base="tiny", data=str(tmp_path / "build" / "data.jsonl"),
-                                    registry=str(tiny_registry.root), lora_r=4),
+                                    registry=str(tiny_registry.root)),
                 SFTConfig(output_dir=str(tmp_path / "runs"), use_cpu=True, bf16=False, report_to="none", max_steps=2,
-                          per_device_train_batch_size=4, save_strategy="no", max_length=96))
+                          per_device_train_batch_size=4, save_strategy="no", max_length=96), ModelConfig(lora_r=4))
     assert entry.card["dataset_format"] == "alpaca" and entry.card["train_rows"] > 0
 
 

@@ -27,13 +27,13 @@ def common(tmp_path, **overrides) -> dict:
                    save_strategy="no", seed=0), **overrides}
 
 
-def sft(registry, tmp_path, name="t-sft", **overrides):
-    from trl import SFTConfig
+def sft(registry, tmp_path, name="t-sft", model_args=None, **overrides):
+    from trl import ModelConfig, SFTConfig
 
     args = RunArguments(name=name, base="tiny", data=str(SFT_DATA / "train.jsonl"),
-                        eval_data=str(SFT_DATA / "heldout.jsonl"), registry=str(registry.root), lora_r=4, lora_alpha=8)
+                        eval_data=str(SFT_DATA / "heldout.jsonl"), registry=str(registry.root))
     config = SFTConfig(**common(tmp_path / name, max_steps=8, learning_rate=2e-2, **overrides))
-    return run("sft", args, config)
+    return run("sft", args, config, model_args or ModelConfig(lora_r=4, lora_alpha=8))
 
 
 def test_bradley_terry_loss_matches_hand_computation():
@@ -176,17 +176,17 @@ def test_merge_checks_logits_then_publishes(tiny_registry, tmp_path):
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "posttrain" / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_recipe_parses_into_its_configs(recipe):
-    from trl import TrlParser
+    from trl import ModelConfig, TrlParser
 
     from posttrain.train import KINDS, trainer_config_class
 
     kind = next(k for k in KINDS if recipe.name.startswith(k) or (k == "sft" and recipe.name.startswith("qlora")))
-    run_args, config = TrlParser((RunArguments, trainer_config_class(kind))).parse_args_and_config(
+    run_args, config, model_args = TrlParser((RunArguments, trainer_config_class(kind), ModelConfig)).parse_args_and_config(
         args=["--config", str(recipe), "--bf16", "false"])  # GPU recipes: bf16 is checked against this CPU
     assert run_args.name and run_args.base and run_args.data
     if recipe.name.startswith("qlora"):
         assert run_args.quantize and config.optim == "paged_adamw_8bit" and config.gradient_checkpointing
-        assert (run_args.lora_r, run_args.lora_alpha) == (16, 32) and len(run_args.lora_target_modules) == 7
+        assert (model_args.lora_r, model_args.lora_alpha) == (16, 32) and len(model_args.lora_target_modules) == 7
 
 
 def test_trls_reward_trainer_computes_our_bradley_terry_loss_and_refuses_options_without_effect(tiny_registry, tmp_path):
