@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import yaml
 
 from posttrain.errors import WorkbenchError
 
@@ -81,18 +80,25 @@ def folder_size(folder: Path) -> int:
 
 
 def read_card(path: Path) -> dict:
-    text = (path / CARD).read_text(encoding="utf-8") if (path / CARD).is_file() else ""
-    match = re.match(r"^---\n(.*?)\n---\n", text, re.S)
-    if not match:
+    """The YAML metadata of an entry's model card, read with huggingface_hub's card API (an entry
+    without a card, or with a card whose metadata does not parse, has none)."""
+    from huggingface_hub import ModelCard
+
+    if not (path / CARD).is_file():
         return {}
-    data = yaml.safe_load(match.group(1))
-    return data if isinstance(data, dict) else {}
+    try:
+        return ModelCard.load(path / CARD, ignore_metadata_errors=True).data.to_dict()
+    except Exception:  # a hand-edited card that is not YAML at all: no metadata, the entry still lists
+        return {}
 
 
 def write_card(path: Path, card: dict) -> None:
-    """README.md with YAML metadata, as the Hub writes model cards."""
+    """README.md with YAML metadata, written with huggingface_hub's card API (ModelCardData keeps
+    the Hub's own fields, base_model, license, datasets, tags, first)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
     card = json.loads(json.dumps(card, default=str))  # enums, paths -> plain YAML scalars
-    meta = yaml.safe_dump(card, sort_keys=False, allow_unicode=True).strip()
+    meta = ModelCardData(**card).to_yaml()
     lines = [f"# {card['name']}", "", f"Method: `{card.get('method')}`."]
     if card.get("base") and card.get("base") != card["name"]:
         lines.append(f"Runs on registry base `{card['base']}` ({card.get('base_model')}).")
@@ -101,7 +107,7 @@ def write_card(path: Path, card: dict) -> None:
     if card.get("metrics"):
         lines += ["", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in card["metrics"].items()]
-    (path / CARD).write_text(f"---\n{meta}\n---\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    ModelCard(f"---\n{meta}\n---\n" + "\n".join(lines) + "\n").save(path / CARD)
 
 
 def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
