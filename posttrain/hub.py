@@ -11,7 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from posttrain.registry import ADAPTER_CONFIG, METHODS, Entry, Registry, RegistryError, read_card, write_card
+from posttrain.registry import (ADAPTER_CONFIG, METHODS, Entry, Registry, RegistryError, base_hub_id, read_card,
+                                write_card)
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 LINEAGE = ("method", "parent", "recipe", "config", "dataset", "dataset_format", "dataset_hash", "eval_dataset",
@@ -57,6 +58,13 @@ def push(registry: Registry, name: str, repo: str, private: bool = False, token:
     if not _REPO_RE.match(repo):
         raise RegistryError(f"--repo {repo!r} is not OWNER/NAME")
     entry = registry.get(name)
+    if entry.is_adapter:
+        base = registry.get(entry.base)
+        if base_hub_id(base) is None:
+            raise RegistryError(
+                f"adapter {name!r} runs on base {base.name!r}, which has no Hub id (imported from {base.card.get('base_model')}), "
+                f"so nobody could load it from the Hub; name it: scripts/registry.py hub-id {base.name} OWNER/NAME "
+                f"(or import the base with --hub-id OWNER/NAME)")
     if api is None:
         from huggingface_hub import HfApi
 

@@ -230,13 +230,19 @@ class Registry:
         shutil.rmtree(trash)
 
     # ---- importing -----------------------------------------------------------------------
-    def import_base(self, source: str | Path, name: str, gguf_file: str | None = None) -> Entry:
+    def import_base(self, source: str | Path, name: str, gguf_file: str | None = None, hub_id: str | None = None) -> Entry:
+        """A model folder, .gguf or Hub id as a base. Its Hub id (the card's `base_model`, which
+        adapters record as base_model_name_or_path) is `hub_id`, else read off the source: a Hub
+        id itself, a Hugging Face cache path (models--OWNER--NAME/snapshots/...), or the folder's
+        model card; a base without one keeps its local path there and cannot back a Hub push."""
         from posttrain.models import export_model_folder
 
         def write(tmp: Path) -> None:
             export_model_folder(source, tmp, gguf_file=gguf_file)
 
-        return self.publish_base(name, write, source=str(source))
+        if hub_id is not None and not HUB_ID.match(hub_id):
+            raise RegistryError(f"--hub-id {hub_id!r} is not OWNER/NAME")
+        return self.publish_base(name, write, source=str(source), hub_id=hub_id)
 
     def import_default_base(self) -> Entry:
         """The embedded SmolLM2-135M-Instruct, imported once (idempotent)."""
@@ -258,7 +264,7 @@ class Registry:
                 return self.import_default_base()
         return self.get(name)
 
-    def publish_base(self, name: str, write: Callable[[Path], None], source: str) -> Entry:
+    def publish_base(self, name: str, write: Callable[[Path], None], source: str, hub_id: str | None = None) -> Entry:
         def write_and_describe(tmp: Path) -> None:
             write(tmp)
             config = json.loads((tmp / "config.json").read_text())
@@ -269,8 +275,20 @@ class Registry:
                 size_bytes=folder_size(tmp),
             )
 
-        card = {"method": "base", "base": name, "base_model": source}
+        hub_id = hub_id or hub_id_of(source)
+        card = {"method": "base", "base": name, "base_model": hub_id or source, "hub_id": hub_id,
+                **({"source": source} if hub_id and hub_id != source else {})}
         return self.publish(name, write_and_describe, card)
+
+    def set_hub_id(self, name: str, hub_id: str) -> Entry:
+        """Name the Hub id of a base imported without one (its adapters' pushes need it)."""
+        entry = self.get(name)
+        if entry.is_adapter:
+            raise RegistryError(f"{name!r} is an adapter; a Hub id belongs to its base {entry.base!r}")
+        if not HUB_ID.match(hub_id):
+            raise RegistryError(f"{hub_id!r} is not OWNER/NAME")
+        return self.annotate(name, hub_id=hub_id, base_model=hub_id,
+                             **({"source": entry.card["base_model"]} if entry.card.get("base_model") != hub_id else {}))
 
     def import_adapter(
         self, path: str | Path, name: str, base: str | None = None, method: str = "imported", **card
@@ -304,16 +322,18 @@ class Registry:
         }
         return self.publish(name, write, card)
 
-    def import_path(self, path: str | Path, name: str, base: str | None = None) -> Entry:
+    def import_path(self, path: str | Path, name: str, base: str | None = None, hub_id: str | None = None) -> Entry:
         """Import whatever `path` is: a PEFT adapter folder, a model folder, or a Hub id."""
         local = Path(path)
         if (local / ADAPTER_CONFIG).is_file():
+            if hub_id:
+                raise RegistryError(f"{local} is an adapter; --hub-id names a base's Hub id (give it when importing the base)")
             return self.import_adapter(local, name, base=base)
         if local.is_file() and local.suffix == ".gguf":
-            return self.import_base(local.parent, name, gguf_file=local.name)
+            return self.import_base(local.parent, name, gguf_file=local.name, hub_id=hub_id)
         if local.exists() and not (local / "config.json").is_file():
             raise RegistryError(f"{local}: neither a PEFT adapter ({ADAPTER_CONFIG}) nor a model folder (config.json)")
-        return self.import_base(path, name)
+        return self.import_base(path, name, hub_id=hub_id)
 
     def resolve_claimed_base(self, path: Path, config: dict) -> Entry:
         claimed = str(config.get("base_model_name_or_path") or "")
@@ -324,6 +344,41 @@ class Registry:
             f"{path}: adapter was trained on base {claimed!r}, which is not in registry {self.root} "
             f"(bases: {', '.join(e.name for e in self.bases()) or 'none'}); pass --base NAME to choose one"
         )
+
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_CACHE_REPO = re.compile(r"^models--([^/]+?)--(.+)$")
+
+
+def hub_id_of(source: str | Path) -> str | None:
+    """The Hub id a base source names: an OWNER/NAME that is not a local path, a Hugging Face cache
+    folder (.../models--OWNER--NAME/snapshots/REVISION), or a local folder whose model card says
+    `hub_id` (or, on this registry's own base cards, `base_model`)."""
+    text = str(source)
+    local = Path(text)
+    if HUB_ID.match(text) and not local.exists():
+        return text
+    for part in reversed(local.resolve().parts if local.exists() else local.parts):
+        match = _CACHE_REPO.match(part)
+        if match:
+            return f"{match.group(1)}/{match.group(2)}"
+    folder = local if local.is_dir() else local.parent
+    card = read_card(folder) if (folder / CARD).is_file() else {}
+    # A Hub card's base_model names the model it was made FROM; only this registry's base cards
+    # (method: base) use it for the model itself.
+    for key in ("hub_id",) + (("base_model",) if card.get("method") == "base" else ()):
+        value = card.get(key)
+        if isinstance(value, str) and HUB_ID.match(value) and not Path(value).exists():
+            return value
+    return None
+
+
+def base_hub_id(base: Entry) -> str | None:
+    """A base entry's Hub id: its card's hub_id, or a base_model that is one (older cards)."""
+    for value in (base.card.get("hub_id"), base.card.get("base_model")):
+        if isinstance(value, str) and HUB_ID.match(value) and not Path(value).exists():
+            return value
+    return None
 
 
 def _numel(shape: tuple[int, ...]) -> int:

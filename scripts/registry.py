@@ -2,7 +2,8 @@
 
     python scripts/registry.py list [--json]
     python scripts/registry.py show NAME [--json]
-    python scripts/registry.py import PATH --name NAME [--base BASE]      # PATH: folder, .gguf, or a Hub repo
+    python scripts/registry.py import PATH --name NAME [--base BASE] [--hub-id OWNER/NAME]   # PATH: folder, .gguf, or a Hub repo
+    python scripts/registry.py hub-id BASE OWNER/NAME                       # name the Hub id of a base imported without one
     python scripts/registry.py push NAME --repo OWNER/REPO [--private]      # token: HF_TOKEN or `huggingface-cli login`
     python scripts/registry.py import-default
     python scripts/registry.py remove NAME
@@ -34,6 +35,11 @@ def run(argv=None) -> int:
     imp.add_argument("path")
     imp.add_argument("--name", required=True)
     imp.add_argument("--base", help="registry base the adapter runs on (default: the one it names)")
+    imp.add_argument("--hub-id", help="a local base's Hub id OWNER/NAME (default: read off a Hugging Face cache path "
+                                      "models--OWNER--NAME/snapshots/..., or the folder's model card)")
+    hub_id = sub.add_parser("hub-id", help="name the Hub id of a base imported without one")
+    hub_id.add_argument("name")
+    hub_id.add_argument("hub_id")
     sub.add_parser("import-default", help="import the embedded SmolLM2-135M-Instruct")
     sub.add_parser("remove").add_argument("name")
     args = parser.parse_args(argv)
@@ -60,8 +66,11 @@ def run(argv=None) -> int:
             if hub.is_hub_id(args.path):  # an adapter repo keeps its lineage; a model repo is a base
                 entry = hub.pull(registry, args.path, args.name, base=args.base)
             else:
-                entry = registry.import_path(args.path, args.name, base=args.base)
+                entry = registry.import_path(args.path, args.name, base=args.base, hub_id=args.hub_id)
             print(f"imported {entry.name} ({entry.method}) into {registry.root}")
+        elif args.command == "hub-id":
+            entry = registry.set_hub_id(args.name, args.hub_id)
+            print(f"{entry.name}: Hub id {entry.card['hub_id']}")
         elif args.command == "import-default":
             entry = registry.import_default_base()
             print(f"{entry.name} is in {registry.root}")

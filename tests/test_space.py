@@ -14,7 +14,7 @@ import yaml
 
 from conftest import ROOT, make_lora
 from posttrain import hub
-from posttrain.registry import Registry
+from posttrain.registry import Registry, RegistryError
 
 
 class FakeHfApi:
@@ -128,3 +128,36 @@ def test_app_refuses_a_public_address_without_admin_password(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "app.py"), "--host", "0.0.0.0"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "ADMIN_PASSWORD is not set" in out.stderr and "0.0.0.0" in out.stderr
+
+
+def test_local_bases_know_their_hub_id_and_push_refuses_an_adapter_on_a_base_without_one(tmp_path, tiny_dir, monkeypatch):
+    import huggingface_hub
+
+    registry = Registry(tmp_path / "registry")
+    run = lambda *args: script("registry")(["--registry", str(registry.root), *args])
+    cache = tmp_path / "hf" / "hub" / "models--Qwen--Qwen2-0.5B" / "snapshots" / "abc123"
+    shutil.copytree(tiny_dir, cache)
+    assert run("import", str(cache), "--name", "from-cache") == 0
+    assert registry.get("from-cache").card["hub_id"] == "Qwen/Qwen2-0.5B"  # read off the cache path
+    assert run("import", str(tiny_dir), "--name", "named", "--hub-id", "me/tiny-llama") == 0
+    named = registry.get("named").card
+    assert named["hub_id"] == named["base_model"] == "me/tiny-llama" and named["source"] == str(tiny_dir)
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_dir, plain)
+    assert run("import", str(plain), "--name", "anonymous") == 0
+    assert registry.get("anonymous").card.get("hub_id") is None  # a plain folder: no Hub id
+    exported = tmp_path / "exported"  # a folder with this registry's base card: its card says
+    shutil.copytree(registry.get("named").path, exported)
+    assert run("import", str(exported), "--name", "again") == 0 and registry.get("again").card["hub_id"] == "me/tiny-llama"
+    assert run("import", str(plain), "--name", "bad", "--hub-id", "not a hub id") == 2
+
+    registry.import_adapter(make_lora(tiny_dir, tmp_path / "lora", seed=1), "on-anonymous", base="anonymous", method="sft")
+    FakeHfApi.calls, FakeHfApi.root = [], tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    with pytest.raises(RegistryError, match="has no Hub id.*registry.py hub-id anonymous OWNER/NAME.*--hub-id"):
+        hub.push(registry, "on-anonymous", "me/on-anonymous")
+    assert FakeHfApi.calls == []  # nothing left for the Hub
+    assert run("hub-id", "anonymous", "me/tiny-llama") == 0
+    assert run("push", "on-anonymous", "--repo", "me/on-anonymous") == 0
+    config = json.loads((FakeHfApi.uploaded / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "me/tiny-llama"
