@@ -8,12 +8,12 @@ from __future__ import annotations
 import torch
 
 from posttrain.engine import Engine, SamplingParams
-from posttrain.metrics import perplexity, preference_accuracy, text_perplexity
+from posttrain.heldout import perplexity, preference_accuracy, text_perplexity
 
 
 class RoutedModel:
     """The engine's shared model with every batch row routed to one entry: what the pure metric
-    functions in posttrain.metrics expect of a model."""
+    functions in posttrain.heldout expect of a model."""
 
     def __init__(self, engine: Engine, name: str):
         self.engine, self.name, self.training = engine, name, False

@@ -527,8 +527,8 @@ class Engine:
     def label_logprobs(self, model: str, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                        labels: torch.Tensor) -> torch.Tensor:
         """Teacher-forced log p(labels) with every row on `model` (held-out metrics use it),
-        through the chunked head of posttrain.metrics: no [batch, seq, vocab] fp32 tensor."""
-        from posttrain.metrics import label_logprobs
+        through the chunked head of posttrain.heldout: no [batch, seq, vocab] fp32 tensor."""
+        from posttrain.heldout import label_logprobs
 
         slot = self.adapter_index(model)
         with self._lock, torch.inference_mode():

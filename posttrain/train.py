@@ -20,7 +20,7 @@ import torch
 from posttrain.chat import TemplateError, build_example
 from posttrain.data import DataError, read
 from posttrain.errors import RecipeError
-from posttrain.metrics import perplexity, preference_accuracy
+from posttrain.heldout import perplexity, preference_accuracy
 from posttrain.models import DEFAULT_BASE_NAME, compute_dtype, device_map, load_tokenizer, nf4_config
 from posttrain import templates
 from posttrain.registry import TRAINING_LOG, Entry, Registry, RegistryError, default_registry_dir
@@ -443,7 +443,7 @@ def save_adapter(model, tokenizer, folder: Path, base: Entry, end_of_turn: int |
 
 
 def metrics_too_long(kind: str, tokenizer, rows: list[dict], max_length: int) -> int:
-    from posttrain.metrics import too_long
+    from posttrain.heldout import too_long
 
     if kind == "sft":
         return too_long(tokenizer, rows, "sft", max_length)

@@ -187,8 +187,7 @@ def bench_arena(raters: int = 20, pace: float = 5.0, paced_votes: int = 6, satur
 
 def bench_api(requests: int = 5000, concurrency: int = 32, delay: float = 0.2) -> dict:
     """The data builder's API teacher against a fake server that answers after `delay` seconds."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from fake_openai import FakeOpenAI
+    from posttrain.fake_openai import FakeOpenAI
 
     from posttrain.synth.teacher import OpenAITeacher
 

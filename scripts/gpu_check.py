@@ -26,12 +26,12 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the tiny BPE tokenizer the tests build
+from posttrain.engine import Engine, SamplingParams
+from posttrain.registry import Registry
+from posttrain.tiny import make_tokenizer
+from posttrain.train import LINEAR, RunArguments, load_trainable
 
-from posttrain.engine import Engine, SamplingParams  # noqa: E402
-from posttrain.registry import Registry  # noqa: E402
-from posttrain.train import LINEAR, RunArguments, load_trainable  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SHAPES = {
     "7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
@@ -70,7 +70,6 @@ def step(name: str, out: Path, fn):
 
 def build_base(registry: Registry, shape: dict) -> str:
     """A random Llama of `shape` in bf16, published as a registry base."""
-    from conftest import make_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = make_tokenizer()

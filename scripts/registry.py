@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 
-from posttrain import hub
+from posttrain.ship import hub
 from posttrain.registry import Registry, default_registry_dir
 from posttrain.errors import WorkbenchError, cli
 

@@ -13,11 +13,69 @@ import os
 import shlex
 import sys
 
-from posttrain.backend import missing_on_server, serve_command
 from posttrain.chat_api import ChatClient
+from posttrain.engine import EngineError, read_adapter
+from posttrain.errors import cli
 from posttrain.models import DEFAULT_BASE_NAME
 from posttrain.registry import Registry, default_registry_dir
-from posttrain.errors import cli
+
+
+VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the --max-lora-rank values vLLM accepts
+
+
+def servable_adapters(registry: Registry, base: str) -> tuple[list, list[tuple[str, str]]]:
+    """(adapters a multi-LoRA server can load, [(name, why not)]) among the base's entries."""
+    ok, skipped = [], []
+    for entry in registry.entries():
+        if not entry.is_adapter or entry.base != base:
+            continue
+        if entry.method == "reward":
+            skipped.append((entry.name, "a reward model (a classifier head), not a generator"))
+            continue
+        try:
+            weights = read_adapter(entry.path)
+        except EngineError as exc:
+            skipped.append((entry.name, str(exc)))
+            continue
+        if weights.tokens:
+            skipped.append((entry.name, "trains embedding rows (trainable_token_indices), which vLLM / SGLang LoRA cannot load"))
+            continue
+        ok.append(entry)
+    return ok, skipped
+
+
+def serve_command(registry: Registry, base: str, server: str = "vllm", quantize: bool = False, port: int = 8000) -> tuple[list[str], list]:
+    """The exact command line that serves `base` and every servable adapter under its registry name."""
+    from posttrain.registry import read_adapter_config
+
+    base_entry = registry.get(base)
+    adapters, skipped = servable_adapters(registry, base)
+    rank = max([read_adapter_config(e.path).get("r", 8) for e in adapters] or [8])
+    if server == "vllm":
+        rank = next((r for r in VLLM_RANKS if r >= rank), rank)
+        argv = ["vllm", "serve", str(base_entry.path.resolve()), "--served-model-name", base, "--port", str(port)]
+        if quantize:
+            argv += ["--quantization", "bitsandbytes"]
+        if adapters:
+            argv += ["--enable-lora", "--lora-modules", *[f"{e.name}={e.path.resolve()}" for e in adapters],
+                     "--max-loras", str(min(len(adapters), 8)), "--max-lora-rank", str(rank)]
+    elif server == "sglang":
+        argv = ["python", "-m", "sglang.launch_server", "--model-path", str(base_entry.path.resolve()),
+                "--served-model-name", base, "--port", str(port)]
+        if quantize:
+            argv += ["--quantization", "bitsandbytes"]
+        if adapters:
+            argv += ["--enable-lora", "--lora-paths", *[f"{e.name}={e.path.resolve()}" for e in adapters],
+                     "--max-loras-per-batch", str(min(len(adapters), 8)), "--max-lora-rank", str(rank)]
+    else:
+        raise EngineError(f"unknown server {server!r}; use vllm or sglang")
+    return argv, skipped
+
+
+def missing_on_server(registry: Registry, base: str, served: set[str]) -> list[str]:
+    """Registry names (the base and its servable adapters) a running server does not list."""
+    adapters, _ = servable_adapters(registry, base)
+    return [name for name in [base, *(e.name for e in adapters)] if name not in served]
 
 
 def run(argv=None) -> int:

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from evals.space import bundle
+from posttrain.ship.space import bundle
 from posttrain.registry import Registry, default_registry_dir
 from posttrain.errors import cli
 

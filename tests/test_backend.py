@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from evals import arena
 from evals.store import Store
-from fake_openai import FakeOpenAI, reply_text
+from posttrain.fake_openai import FakeOpenAI, reply_text
 from posttrain.backend import OpenAIGenerator, make_generator
 from posttrain.chat_api import APIError, ChatClient
 from posttrain.engine import EngineError, SamplingParams

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_lora
-from posttrain import hub
+from posttrain.ship import hub
 from posttrain.registry import Registry, RegistryError
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from posttrain.registry import Registry, RegistryError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # What the app imports at run time; training, the data builder and the tests stay out.
 RUNTIME = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "safetensors", "huggingface_hub",
            "gradio", "pandas", "plotly", "numpy", "pyyaml", "tqdm", "scikit_learn", "scipy", "krippendorff")
