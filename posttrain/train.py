@@ -28,7 +28,7 @@ from posttrain.reward import load_reward_model, pairwise_accuracy
 
 log = logging.getLogger(__name__)
 
-KINDS = ("sft", "dpo", "kto", "reward")  # data kind per run: sft -> conversations, others -> pairs
+KINDS = ("sft", "dpo", "kto", "orpo", "simpo", "reward")  # data kind per run: sft -> conversations, others -> pairs
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -70,6 +70,14 @@ class RunArguments:
 def trainer_config_class(kind: str):
     import trl
 
+    if kind == "orpo":  # TRL 1.x keeps ORPO and CPO (SimPO's trainer) in trl.experimental
+        from trl.experimental.orpo import ORPOConfig
+
+        return ORPOConfig
+    if kind == "simpo":
+        from trl.experimental.cpo import CPOConfig
+
+        return CPOConfig
     return {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "kto": trl.KTOConfig, "reward": trl.RewardConfig}[kind]
 
 
@@ -110,6 +118,13 @@ def lora_config(model_args, task_type: str, **extra):
     return LoraConfig(r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
                       target_modules=model_args.lora_target_modules, modules_to_save=model_args.lora_modules_to_save,
                       use_dora=model_args.use_dora, use_rslora=model_args.use_rslora, task_type=task_type, **extra)
+
+
+def check_kind_settings(kind: str, config) -> None:
+    """SimPO is TRL's CPO with loss_type simpo; another loss under that name would mislabel the entry."""
+    if kind == "simpo" and config.loss_type != "simpo":
+        raise RecipeError(f"train.py simpo runs TRL's CPO with loss_type simpo, got loss_type {config.loss_type!r}; "
+                          "drop the field (or use cpo_alpha for CPO-SimPO)")
 
 
 def method_name(kind: str, run: RunArguments, config, model_args=None) -> str:
@@ -343,6 +358,7 @@ def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
     if kind not in KINDS:
         raise RecipeError(f"unknown run kind {kind!r}; use one of {KINDS}")
     model_args = model_settings(model_args)
+    check_kind_settings(kind, config)
     registry, base, parent = resolve_entries(run_args)
     if kind == "reward" and parent is not None:
         raise RegistryError("a reward model starts from the base (a fresh score head); drop --parent")
@@ -511,6 +527,15 @@ def build(kind: str, model, tokenizer, splits: Splits, config):
             model=model, args=config, processing_class=tokenizer,
             train_dataset=Dataset.from_list(splits.train), eval_dataset=Dataset.from_list(splits.eval),
         )
+    elif kind in ("orpo", "simpo"):  # reference-free: no frozen copy of the parent
+        from trl.experimental.cpo import CPOTrainer
+        from trl.experimental.orpo import ORPOTrainer
+
+        measure = lambda m: {"preference_accuracy": preference_accuracy(m, tokenizer, splits.eval, config.max_length or 1024)}
+        trainer = (ORPOTrainer if kind == "orpo" else CPOTrainer)(
+            model=model, args=config, processing_class=tokenizer,
+            train_dataset=Dataset.from_list(splits.train), eval_dataset=Dataset.from_list(splits.eval),
+        )
     else:  # kto
         pairs = [p for p in splits.eval if "chosen" in p]
         measure = lambda m: ({"preference_accuracy": preference_accuracy(m, tokenizer, pairs, config.max_length or 1024)}
@@ -546,7 +571,8 @@ def refuse_ignored_reward_options(config) -> None:
 def run_config(run_args: RunArguments, config, model_args=None) -> dict:
     keys = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
             "gradient_accumulation_steps", "max_length", "packing", "padding_free", "gradient_checkpointing",
-            "optim", "lr_scheduler_type", "seed", "beta", "loss_type", "center_rewards_coefficient", "disable_dropout")
+            "optim", "lr_scheduler_type", "seed", "beta", "loss_type", "center_rewards_coefficient", "disable_dropout",
+            "simpo_gamma", "cpo_alpha")
     chosen = {k: getattr(config, k) for k in keys if hasattr(config, k)}
     chosen = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in chosen.items()}
     model_args = model_settings(model_args)

@@ -215,3 +215,25 @@ def test_trls_reward_trainer_computes_our_bradley_terry_loss_and_refuses_options
     with pytest.raises(RecipeError, match="chat_template_path has no effect.*chat_template"):
         run("reward", args, RewardConfig(**common(tmp_path / "bad", max_steps=1, chat_template_path="x.jinja")))
     assert "t-rm-bad" not in tiny_registry.names()
+
+
+def test_orpo_and_simpo_train_from_an_sft_parent_and_publish_with_their_cards(tiny_registry, tmp_path):
+    from trl.experimental.cpo import CPOConfig
+    from trl.experimental.orpo import ORPOConfig
+
+    from posttrain.errors import RecipeError
+
+    sft(tiny_registry, tmp_path, name="t-sft-parent")
+    pref = dict(base="tiny", parent="t-sft-parent", data=str(PREF_DATA / "train.jsonl"),
+                eval_data=str(PREF_DATA / "heldout.jsonl"), registry=str(tiny_registry.root), max_rows=16)
+    orpo = run("orpo", RunArguments(name="t-orpo", **pref),
+               ORPOConfig(**common(tmp_path / "orpo", max_steps=2)))
+    simpo = run("simpo", RunArguments(name="t-simpo", **pref),
+                CPOConfig(**common(tmp_path / "simpo", max_steps=2, loss_type="simpo", cpo_alpha=0.0)))
+    for entry, method in ((orpo, "orpo"), (simpo, "simpo")):
+        card = entry.card
+        assert card["method"] == method and card["parent"] == "t-sft-parent" and card["steps"] == 2
+        assert {"preference_accuracy", "parent_preference_accuracy"} <= set(card["metrics"])
+    assert simpo.card["config"]["loss_type"] == "simpo" and simpo.card["config"]["cpo_alpha"] == 0.0
+    with pytest.raises(RecipeError, match="loss_type simpo"):
+        run("simpo", RunArguments(name="t-cpo", **pref), CPOConfig(**common(tmp_path / "cpo", max_steps=1)))
