@@ -12,7 +12,7 @@ import os
 import queue
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -85,7 +85,12 @@ class MultiLoraLinear(nn.Module):
     with zeros to the largest one, which leaves every product exact. `route` gathers each batch
     row's weights once per generate call into buffers that keep their address for a given batch
     size (a compiled, CUDA-graphed decode step reads them in place); per token the cost is two
-    batched matmuls."""
+    batched matmuls.
+
+    DoRA (Liu et al. 2024) rows also scale each output feature by f = m / ||W + s·BA|| (the
+    learned magnitude over the column norm of the adapted weight, fixed at inference, computed
+    once when the adapter loads): y = f·(W x) + f·s·B A x (+ bias), exactly PEFT's unmerged DoRA
+    forward. Plain LoRA and base rows have f = 1; a layer no DoRA adapter touches skips it."""
 
     def __init__(self, base_layer: nn.Module, dtype: torch.dtype):
         super().__init__()
@@ -95,7 +100,9 @@ class MultiLoraLinear(nn.Module):
         self.out_features = base_layer.out_features
         self.lora_A: torch.Tensor | None = None  # [slots, in, r]  (A transposed)
         self.lora_B: torch.Tensor | None = None  # [slots, r, out] (B·scale transposed)
+        self.dora_scale: torch.Tensor | None = None  # [slots, out]: f per slot (1 for non-DoRA slots)
         self._routed: tuple[torch.Tensor, torch.Tensor] | None = None  # per-row A^T, B^T
+        self._routed_scale: torch.Tensor | None = None  # per-row f, [batch, 1, out]
         self._buffers_by_rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def route(self, index: torch.Tensor | None) -> None:
@@ -111,6 +118,7 @@ class MultiLoraLinear(nn.Module):
         torch.index_select(self.lora_A, 0, index, out=buffers[0])
         torch.index_select(self.lora_B, 0, index, out=buffers[1])
         self._routed = buffers
+        self._routed_scale = None if self.dora_scale is None else self.dora_scale.index_select(0, index).unsqueeze(1)
 
     def add_slot(self, a: torch.Tensor | None, b: torch.Tensor | None, slots: int, device) -> None:
         """Append one adapter's (A, scaled B) as slot number `slots - 1`; None = not targeted."""
@@ -125,7 +133,22 @@ class MultiLoraLinear(nn.Module):
             stack_a[-1, :, : a.shape[0]] = a.T
             stack_b[-1, : b.shape[1]] = b.T
         self.lora_A, self.lora_B = stack_a, stack_b
+        if self.dora_scale is not None:  # a later non-DoRA slot keeps f = 1
+            grown = torch.ones(slots, self.out_features, device=device, dtype=self.dtype)
+            grown[: self.dora_scale.shape[0]] = self.dora_scale
+            self.dora_scale = grown
         self._buffers_by_rows.clear()
+
+    def set_dora(self, slot: int, magnitude: torch.Tensor, a: torch.Tensor, b_scaled: torch.Tensor) -> None:
+        """Make `slot` a DoRA slot: f = m / ||W + s·B A|| per output feature, W dequantized once."""
+        from peft.utils.integrations import dequantize_module_weight
+
+        weight = dequantize_module_weight(self.base_layer).float()
+        adapted = weight + (b_scaled.float() @ a.float()).to(weight.device)
+        norm = adapted.norm(p=2, dim=1)
+        if self.dora_scale is None:
+            self.dora_scale = torch.ones(self.lora_A.shape[0], self.out_features, device=self.lora_A.device, dtype=self.dtype)
+        self.dora_scale[slot] = (magnitude.float().to(norm.device) / norm).to(self.dora_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)
@@ -135,7 +158,12 @@ class MultiLoraLinear(nn.Module):
         if a_t.shape[0] != x.shape[0]:
             raise EngineError(f"batch has {x.shape[0]} rows but {a_t.shape[0]} adapter choices")
         delta = torch.bmm(torch.bmm(x.to(a_t.dtype), a_t), b_t)
-        return y + delta.to(y.dtype)
+        if self._routed_scale is None:
+            return y + delta.to(y.dtype)
+        f = self._routed_scale  # DoRA: f·(W x) + f·delta; the bias is not scaled
+        bias = self.base_layer.bias
+        unbiased = y if bias is None else y - bias
+        return (unbiased.to(f.dtype) * f + delta * f).to(y.dtype) + (0 if bias is None else bias)
 
 
 class MultiTokenEmbedding(nn.Module):
@@ -178,6 +206,7 @@ def _alpha_for(module: str, config: dict) -> float:
     return float(config["lora_alpha"])
 
 
+DORA_KEY = re.compile(r"^base_model\.model\.(.+)\.lora_magnitude_vector(?:\.[^.]+)?(?:\.weight)?$")
 TOKEN_KEY = re.compile(r"^base_model\.model\.(.+)\.token_adapter\.trainable_tokens_delta(?:\.[^.]+)?$")
 
 
@@ -185,14 +214,16 @@ TOKEN_KEY = re.compile(r"^base_model\.model\.(.+)\.token_adapter\.trainable_toke
 class AdapterWeights:
     lora: dict[str, tuple[torch.Tensor, torch.Tensor]]  # module path -> (A [r, in], B·scale [out, r])
     tokens: dict[str, tuple[torch.Tensor, torch.Tensor]]  # module path -> (ids [k], rows [k, hidden])
+    magnitude: dict[str, torch.Tensor] = field(default_factory=dict)  # DoRA: module path -> m [out]
 
 
 def read_adapter(adapter_dir: Path) -> AdapterWeights:
-    """LoRA weights and trained token rows (PEFT `trainable_token_indices`) of a PEFT folder."""
+    """LoRA weights (plain, rsLoRA or DoRA), and trained token rows (PEFT `trainable_token_indices`)
+    of a PEFT folder."""
     from safetensors.torch import load_file
 
     config = read_adapter_config(adapter_dir)
-    unsupported = [k for k in ("use_dora", "lora_bias") if config.get(k)]
+    unsupported = [k for k in ("lora_bias",) if config.get(k)]
     if config.get("bias", "none") != "none":
         unsupported.append(f"bias={config['bias']}")
     if config.get("modules_to_save"):
@@ -213,6 +244,10 @@ def read_adapter(adapter_dir: Path) -> AdapterWeights:
                 raise EngineError(f"{adapter_dir}: {key} has {value.shape[0]} rows but trainable_token_indices {indices}")
             weights.tokens[module] = (torch.tensor(ids, dtype=torch.long), value.float())
             continue
+        magnitude = DORA_KEY.match(key)
+        if magnitude:
+            weights.magnitude[magnitude.group(1)] = value.float()
+            continue
         match = LORA_A_KEY.match(key)
         if not match:
             continue
@@ -222,6 +257,8 @@ def read_adapter(adapter_dir: Path) -> AdapterWeights:
         alpha = _alpha_for(module, config)
         scale = alpha / rank**0.5 if config.get("use_rslora") else alpha / rank
         weights.lora[module] = (value.float(), b.float() * scale)
+    if config.get("use_dora") and set(weights.magnitude) != set(weights.lora):
+        raise EngineError(f"{adapter_dir}: a DoRA adapter needs a magnitude vector for every LoRA module")
     return weights
 
 
@@ -384,6 +421,8 @@ class Engine:
                         None if a is None else a.to(self.device), None if b is None else b.to(self.device),
                         len(self._slots), self.device,
                     )
+                    if module in weights.magnitude:
+                        layer.set_dora(len(self._slots) - 1, weights.magnitude[module].to(self.device), a, b)
             for module, (ids, rows) in tokens.items():
                 layer = self._layers.get(module) or self._wrap_tokens(module)
                 layer.slots[len(self._slots) - 1] = (ids.to(self.device), rows.to(self.device, self.dtype))

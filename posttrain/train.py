@@ -61,6 +61,9 @@ class RunArguments:
     liger_kernels: bool = field(default=False, metadata={
         "help": "Liger's Triton RMSNorm / SwiGLU / RoPE kernels (GPU; pip install liger-kernel); the loss is "
                 "already TRL's fused LM head"})
+    loraplus_lr_ratio: float | None = field(default=None, metadata={
+        "help": "LoRA+ (Hayou et al. 2024): B's learning rate is this many times A's (PEFT's create_loraplus_optimizer); "
+                "the paper suggests 16"})
     upcast_non_quantized: bool = field(default=False, metadata={
         "help": "QLoRA: cast norms, embeddings and head to fp32 (PEFT's default); off keeps the compute dtype"})
     registry: str = field(default_factory=lambda: str(default_registry_dir()))
@@ -376,6 +379,8 @@ def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
     log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     started = time.time()
     measure, trainer = build(kind, model, tokenizer, splits, config)
+    if run_args.loraplus_lr_ratio is not None:
+        trainer.optimizer = loraplus_optimizer(trainer, run_args.loraplus_lr_ratio)
     # Under DDP / FSDP / ZeRO every rank trains; only the main process measures, writes and publishes.
     main = trainer.accelerator.is_main_process
     parent_metrics = measure(model) if main else {}  # before any step: the model is still its parent
@@ -430,6 +435,22 @@ def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
     log.info("published %s: %s", entry.name, metrics)
     trainer.accelerator.wait_for_everyone()
     return entry
+
+
+def loraplus_optimizer(trainer, ratio: float):
+    """The trainer's own optimizer class and settings, with LoRA+ parameter groups: every lora_B
+    (and 1-d adapter parameter) at `ratio` times the learning rate of lora_A."""
+    from peft.optimizers import create_loraplus_optimizer
+    from transformers import Trainer
+
+    if ratio < 1:
+        raise RecipeError(f"loraplus_lr_ratio is B's learning rate over A's and should be at least 1, got {ratio}")
+    if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+        raise RecipeError("loraplus_lr_ratio builds the optimizer before DeepSpeed / FSDP wrap the model; use DDP or one GPU")
+    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(trainer.args, trainer.model)
+    kwargs.pop("lr", None)
+    return create_loraplus_optimizer(trainer.model, optimizer_cls, lr=trainer.args.learning_rate, loraplus_lr_ratio=ratio,
+                                     loraplus_weight_decay=trainer.args.weight_decay, **kwargs)
 
 
 def run_tokenizer(registry: Registry, base: Entry, parent: Entry | None, run_args: RunArguments):
@@ -578,5 +599,6 @@ def run_config(run_args: RunArguments, config, model_args=None) -> dict:
     model_args = model_settings(model_args)
     adapter = {k: v for k, v in asdict(model_args).items()
                if k.startswith(("lora_", "use_dora", "use_rslora", "load_in_4bit", "bnb_", "use_bnb")) and v is not None}
-    return {**chosen, **adapter, "quantize": quantized(run_args, model_args)}
+    return {**chosen, **adapter, "quantize": quantized(run_args, model_args),
+            **({"loraplus_lr_ratio": run_args.loraplus_lr_ratio} if run_args.loraplus_lr_ratio is not None else {})}
 

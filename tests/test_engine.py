@@ -135,3 +135,56 @@ def test_bad_requests_are_refused(engine):
         SamplingParams(temperature=-1)
     with pytest.raises(ValueError, match="no entry 'ghost'"):
         engine.generate(["hi"], ["ghost"], GREEDY)
+
+
+def write_variant(base_dir, out_dir, seed: int, **lora) -> str:
+    """A PEFT adapter with random weights; a DoRA one gets magnitudes away from its initial norms
+    (at init DoRA equals LoRA, which would test nothing)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(base_dir)),
+                           LoraConfig(**{"r": 4, "lora_alpha": 8, "target_modules": "all-linear",
+                                         "init_lora_weights": False, **lora}))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_magnitude_vector" in name:
+                parameter.mul_(1 + 0.5 * torch.randn_like(parameter))
+    model.save_pretrained(out_dir)
+    return str(out_dir)
+
+
+def test_dora_and_rslora_adapters_share_a_batch_with_lora_and_match_peft_row_by_row(tiny_registry, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base_dir = tiny_registry.get("tiny").path
+    tiny_registry.import_adapter(write_variant(base_dir, tmp_path / "dora", 5, use_dora=True), "ad-dora", base="tiny")
+    tiny_registry.import_adapter(write_variant(base_dir, tmp_path / "rs", 6, use_rslora=True, lora_alpha=16),
+                                 "ad-rs", base="tiny")
+    engine = Engine(tiny_registry, "tiny", quantize=False)
+    rows = ["ad-dora", "ad-a", BASE, "ad-rs", "ad-dora"]
+    ids = torch.tensor([engine.prepare("two plus two", 4)[0]] * len(rows))
+    for name in rows:
+        engine.ensure_model(name)
+    engine._route(torch.tensor([engine.adapter_index(name) for name in rows]))
+    with torch.no_grad():
+        mixed = engine.model(ids).logits
+    engine._route(None)
+    with torch.no_grad():
+        base_logits = AutoModelForCausalLM.from_pretrained(str(base_dir))(ids[:1]).logits
+        for row, name in enumerate(rows):
+            if name == BASE:
+                expected = base_logits
+            else:
+                peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base_dir)),
+                                                 str(tiny_registry.get(name).path))
+                expected = peft(ids[:1]).logits
+            torch.testing.assert_close(mixed[row : row + 1], expected, rtol=1e-4, atol=1e-4)
+    dora = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base_dir)), str(tiny_registry.get("ad-dora").path))
+    with torch.no_grad(), dora.disable_adapter():
+        assert not torch.allclose(mixed[:1], dora(ids[:1]).logits, atol=1e-3)  # the DoRA row really differs from the base
+    a, b = engine.battle("write a poem", "ad-dora", "ad-a", GREEDY)  # a DoRA-vs-LoRA battle in one call
+    assert (a.text, b.text) == (engine.generate(["write a poem"], ["ad-dora"], GREEDY)[0].text,
+                                engine.generate(["write a poem"], ["ad-a"], GREEDY)[0].text)

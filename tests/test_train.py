@@ -237,3 +237,34 @@ def test_orpo_and_simpo_train_from_an_sft_parent_and_publish_with_their_cards(ti
     assert simpo.card["config"]["loss_type"] == "simpo" and simpo.card["config"]["cpo_alpha"] == 0.0
     with pytest.raises(RecipeError, match="loss_type simpo"):
         run("simpo", RunArguments(name="t-cpo", **pref), CPOConfig(**common(tmp_path / "cpo", max_steps=1)))
+
+
+def test_dora_rslora_and_loraplus_recipes_train_and_are_recorded(tiny_registry, tmp_path):
+    """DoRA and rsLoRA come from TRL's ModelConfig, LoRA+ from the recipe's loraplus_lr_ratio
+    (PEFT's optimizer); each is on the card, the engine serves the DoRA child, and LoRA+ moves B
+    further than plain LoRA from the same start."""
+    from safetensors.torch import load_file
+    from trl import ModelConfig, SFTConfig
+
+    from posttrain.engine import Engine, SamplingParams
+
+    dora = sft(tiny_registry, tmp_path, name="t-dora", model_args=ModelConfig(lora_r=4, lora_alpha=8, use_dora=True))
+    rslora = sft(tiny_registry, tmp_path, name="t-rslora", model_args=ModelConfig(lora_r=4, lora_alpha=8, use_rslora=True))
+    assert dora.card["config"]["use_dora"] and rslora.card["config"]["use_rslora"]
+    assert any("lora_magnitude_vector" in k for k in load_file(str(dora.path / "adapter_model.safetensors")))
+    engine = Engine(tiny_registry, "tiny", quantize=False)
+    a, b = engine.battle("hello world", "t-dora", "t-rslora", SamplingParams(max_new_tokens=4, temperature=0))
+    assert a.model == "t-dora" and b.model == "t-rslora"
+
+    def b_norm(name: str, ratio: float | None) -> float:
+        args = RunArguments(name=name, base="tiny", data=str(SFT_DATA / "train.jsonl"), registry=str(tiny_registry.root),
+                            loraplus_lr_ratio=ratio)
+        entry = run("sft", args, SFTConfig(**common(tmp_path / name, max_steps=4, learning_rate=1e-3, eval_strategy="no")),
+                    ModelConfig(lora_r=4, lora_alpha=8))
+        weights = load_file(str(entry.path / "adapter_model.safetensors"))
+        return sum(float(v.norm()) for k, v in weights.items() if "lora_B" in k), entry
+
+    plain, _ = b_norm("t-plain", None)
+    plus, entry = b_norm("t-plus", 16.0)
+    assert entry.card["config"]["loraplus_lr_ratio"] == 16.0
+    assert plus > 3 * plain  # B starts at zero; at 16x its learning rate it moves much further
