@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from posttrain.engine import Engine, SamplingParams
-from posttrain.heldout import perplexity, preference_accuracy, text_perplexity
+from posttrain.heldout import pair_logprobs, perplexity, preference_accuracy, reward_margin, text_perplexity
 
 
 class RoutedModel:
@@ -54,3 +54,12 @@ def measure(engine: Engine, name: str, sft_heldout: list[dict], general: list[st
         "task_accuracy": task_accuracy(engine, name, tasks),
     }
     return {k: round(v, 4) for k, v in metrics.items()}
+
+
+def implicit_reward_margin(engine: Engine, model: str, parent: str, pairs: list[dict]) -> float:
+    """The child's mean implicit reward margin over its parent on held-out pairs (beta = 1): how far
+    preference training moved chosen above rejected, relative to where the parent had them."""
+    tokenizer = engine.tokenizer_for(model)
+    child = pair_logprobs(RoutedModel(engine, model), tokenizer, pairs)
+    reference = pair_logprobs(RoutedModel(engine, parent), tokenizer, pairs)
+    return round(reward_margin(child, reference), 4)

@@ -54,6 +54,17 @@ def markdown(summary: dict, samples: list[dict]) -> str:
                   for t in summary["paired_tests"]]
     else:
         lines.append("No judge was available (train a reward model, or set JUDGE_BASE_URL and JUDGE_MODEL).")
+    if summary.get("family"):
+        lines += ["", "## The preference family side by side (each against its parent)", "",
+                  "| model | method | parent | preference accuracy | reward margin | answer tokens | "
+                  "general perplexity change (forgetting) | judged win rate vs parent | 95% CI |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        fmt = lambda v, spec="{:.3f}": "n/a" if v is None else spec.format(v)
+        for r in summary["family"]:
+            ci = "n/a" if not r["win_rate_ci"] else f"[{r['win_rate_ci'][0]:.3f}, {r['win_rate_ci'][1]:.3f}]"
+            lines.append(f"| {r['model']} | {r['method']} | {r['parent']} | {fmt(r['preference_accuracy'])} | "
+                         f"{fmt(r['reward_margin'], '{:+.2f}')} | {fmt(r['answer_tokens'], '{:.1f}')} | "
+                         f"{fmt(r['general_perplexity_change'], '{:+.3f}')} | {fmt(r['win_rate_vs_parent'])} | {ci} |")
     lines += ["", "## Sample answers", ""]
     for sample in samples:
         lines += [f"**{sample['prompt']}**", ""] + [f"- `{m}`: {sample['answers'][m]}" for m in models] + [""]

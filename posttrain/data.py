@@ -18,7 +18,8 @@ from posttrain.errors import WorkbenchError
 
 ROLES = ("system", "user", "assistant")
 MAX_CHARS = 32_000  # longer texts are almost always scraping accidents, not examples
-KINDS = {"sft": "messages", "preference": "prompt/chosen/rejected", "unpaired": "prompt/completion/label"}
+KINDS = {"sft": "messages", "preference": "prompt/chosen/rejected", "unpaired": "prompt/completion/label",
+         "text": "text (plain language-modelling rows, e.g. general text replayed against forgetting)"}
 
 
 class DataError(WorkbenchError, ValueError):
@@ -230,6 +231,10 @@ def from_messages(row: dict, max_chars: int) -> dict:
     return {"messages": _check_conversation(_messages(row.get("messages"), "messages", max_chars))}
 
 
+def from_text(row: dict, max_chars: int) -> dict:
+    return {"text": _text(row, "text", max_chars=max_chars)}
+
+
 def from_prompt_completion(row: dict, max_chars: int) -> dict:
     prompt = _prompt(row.get("prompt"), max_chars)
     return {"messages": prompt + _messages(row.get("completion"), "completion", max_chars)}
@@ -325,6 +330,7 @@ ROW_FORMATS: dict[str, tuple[str, tuple[str, ...], Converter]] = {
     "alpaca": ("sft", ("instruction", "output"), from_alpaca),
     "messages": ("sft", ("messages",), from_messages),
     "prompt-completion": ("sft", ("prompt", "completion"), from_prompt_completion),
+    "text": ("text", ("text",), from_text),  # last: only a row with nothing else it could be
 }
 FORMATS = ("auto", "oasst1", *ROW_FORMATS)
 

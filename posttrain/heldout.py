@@ -106,20 +106,36 @@ def perplexity(model, tokenizer, conversations: list[list[dict]], max_length: in
     return math.exp(-total / count)
 
 
+def pair_logprobs(model, tokenizer, pairs: list[dict], max_length: int = 1024,
+                  batch_size: int = 8) -> list[tuple[tuple[float, int], tuple[float, int]]]:
+    """((log p(chosen), tokens), (log p(rejected), tokens)) per pair that fits max_length, each
+    reply scored after the pair's prompt (longer pairs are skipped)."""
+    kept, _ = fitting(tokenizer, pairs, pair_sides, max_length)
+    scored = token_logprobs(model, [e for pair in kept for e in pair], tokenizer.pad_token_id, batch_size) if kept else []
+    return [(scored[i], scored[i + 1]) for i in range(0, len(scored), 2)]
+
+
 def preference_accuracy(model, tokenizer, pairs: list[dict], max_length: int = 1024, batch_size: int = 8) -> float:
     """Share of pairs where the length-normalised log-likelihood of `chosen` beats `rejected`
     (ties count half), each reply scored after the pair's prompt; pairs longer than max_length
     are skipped."""
-    kept, _ = fitting(tokenizer, pairs, pair_sides, max_length)
-    if not kept:
+    scored = pair_logprobs(model, tokenizer, pairs, max_length, batch_size)
+    if not scored:
         return float("nan")
-    scored = token_logprobs(model, [e for pair in kept for e in pair], tokenizer.pad_token_id, batch_size)
     wins = 0.0
-    for i in range(0, len(scored), 2):
-        (chosen, n_c), (rejected, n_r) = scored[i], scored[i + 1]
+    for (chosen, n_c), (rejected, n_r) in scored:
         margin = chosen / n_c - rejected / n_r
         wins += 1.0 if margin > 0 else 0.5 if margin == 0 else 0.0
-    return wins / len(kept)
+    return wins / len(scored)
+
+
+def reward_margin(policy: list, reference: list) -> float:
+    """DPO's implicit reward margin with beta = 1, averaged over pairs: [log pi(c) - log ref(c)] -
+    [log pi(r) - log ref(r)], from pair_logprobs of the policy and of its reference (the parent)."""
+    if not policy or len(policy) != len(reference):
+        return float("nan")
+    margins = [(pc - rc) - (pr - rr) for ((pc, _), (pr, _)), ((rc, _), (rr, _)) in zip(policy, reference)]
+    return sum(margins) / len(margins)
 
 
 def text_perplexity(model, tokenizer, texts: list[str], max_length: int = 1024, batch_size: int = 8) -> float:

@@ -20,7 +20,7 @@ import torch
 from posttrain.chat import TemplateError, build_example
 from posttrain.data import DataError, read
 from posttrain.errors import RecipeError
-from posttrain.heldout import perplexity, preference_accuracy
+from posttrain.heldout import perplexity, preference_accuracy, text_perplexity
 from posttrain.models import DEFAULT_BASE_NAME, compute_dtype, device_map, load_tokenizer, nf4_config
 from posttrain import templates
 from posttrain.registry import TRAINING_LOG, Entry, Registry, RegistryError, default_registry_dir
@@ -49,6 +49,13 @@ class RunArguments:
     eval_fraction: float = field(default=0.1, metadata={"help": "share of data held out when eval_data is unset"})
     on_bad_rows: str = field(default="skip", metadata={"help": "skip (and count) or stop at the first bad row"})
     max_rows: int | None = field(default=None, metadata={"help": "use at most this many training rows"})
+    replay_data: str | None = field(default=None, metadata={
+        "help": "general data mixed into training against forgetting: chat or plain {'text'} rows for SFT, "
+                "preference rows for DPO / ORPO / SimPO / KTO (a file or Hub id)"})
+    replay_ratio: float = field(default=0.0, metadata={
+        "help": "replay rows added per training row (0.25: one general row for every four of the task's)"})
+    general_text: str | None = field(default="data/general_text.jsonl", metadata={
+        "help": "held-out plain text whose perplexity before and after goes on the card (the forgetting check)"})
     quantize: bool = field(default=False, metadata={
         "help": "QLoRA in one word: TRL ModelConfig's load_in_4bit with bnb_4bit_quant_type nf4 and "
                 "use_bnb_nested_quant (double quantization)"})
@@ -174,15 +181,48 @@ def load_splits(run: RunArguments, kind: str) -> Splits:
     if train.skipped:
         log.warning("%d bad rows skipped in %s", len(train.skipped), run.data)
     info.update(train_rows=len(rows), eval_rows=len(eval_rows))
+    if run.replay_data:
+        replay = replay_rows(run, kind, data_kind, len(rows))
+        info.update(replay_data=run.replay_data, replay_ratio=run.replay_ratio, replay_rows=len(replay))
+        rows = rows + replay
     return Splits(rows, eval_rows, info)
 
 
+def replay_rows(run: RunArguments, kind: str, data_kind: str, train_rows: int) -> list[dict]:
+    """round(replay_ratio x training rows) rows of the replay data (seed 0; repeated when it has
+    fewer), in the run's own format: conversations or plain text for SFT, pairs (or unpaired rows
+    for KTO on unpaired data) for preference training."""
+    if not 0 < run.replay_ratio <= 10:
+        raise RecipeError(f"replay_ratio must be above 0 and at most 10 when replay_data is set, got {run.replay_ratio}")
+    replay = read(run.replay_data, on_error=run.on_bad_rows, split=run.data_split)
+    allowed = ("sft", "text") if kind == "sft" else (data_kind,)
+    if replay.kind not in allowed:
+        raise DataError(f"{run.replay_data}: {kind} replays {' or '.join(KIND_WORDS[k] for k in allowed)}, "
+                        f"but format {replay.format!r} gives {KIND_WORDS.get(replay.kind, replay.kind)}")
+    wanted = max(1, round(run.replay_ratio * train_rows))
+    rng = random.Random(0)
+    pool = list(replay.rows)
+    picked = []
+    while len(picked) < wanted:
+        rng.shuffle(pool)
+        picked += pool[: wanted - len(picked)]
+    return picked
+
+
+KIND_WORDS = {"sft": "conversations", "text": "plain text", "preference": "preference pairs", "unpaired": "unpaired rows"}
+
+
 def tokenized(tokenizer, conversations: list[dict], max_length: int):
-    """SFT rows -> a datasets.Dataset of input_ids + labels (prompt tokens masked)."""
+    """SFT rows -> a datasets.Dataset of input_ids + labels (prompt tokens masked; a replayed
+    plain-text row is trained on every token)."""
     from datasets import Dataset
 
     examples, dropped = [], 0
     for row in conversations:
+        if "text" in row:  # replayed plain text: language modelling, every token trained
+            ids = tokenizer(row["text"], add_special_tokens=False)["input_ids"][: max_length - 1] + [tokenizer.eos_token_id]
+            examples.append({"input_ids": ids, "labels": list(ids)})
+            continue
         try:
             example = build_example(tokenizer, row["messages"], max_length)
         except TemplateError:
@@ -379,6 +419,7 @@ def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
     log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     started = time.time()
     measure, trainer = build(kind, model, tokenizer, splits, config)
+    measure = with_general_perplexity(measure, kind, tokenizer, run_args)
     if run_args.loraplus_lr_ratio is not None:
         trainer.optimizer = loraplus_optimizer(trainer, run_args.loraplus_lr_ratio)
     # Under DDP / FSDP / ZeRO every rank trains; only the main process measures, writes and publishes.
@@ -435,6 +476,19 @@ def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
     log.info("published %s: %s", entry.name, metrics)
     trainer.accelerator.wait_for_everyone()
     return entry
+
+
+def with_general_perplexity(measure, kind: str, tokenizer, run: RunArguments):
+    """The held-out measure plus the general-text perplexity (forgetting), for generating runs."""
+    from posttrain.data import read_jsonl
+
+    path = Path(run.general_text or "")
+    if not path.is_file() and not path.is_absolute():  # the project's own file, from any folder
+        path = Path(__file__).resolve().parents[1] / path
+    if kind == "reward" or not run.general_text or not path.is_file():
+        return measure
+    texts = [r["text"] for r in read_jsonl(path)]
+    return lambda m: {**measure(m), "general_perplexity": text_perplexity(m, tokenizer, texts)}
 
 
 def loraplus_optimizer(trainer, ratio: float):

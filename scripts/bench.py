@@ -4,7 +4,8 @@
 
 battle: time of a battle (two adapters' answers in ONE batched call) / time of one adapter's
         answer alone, both through the same engine path: same prompt, greedy, the same number
-        of new tokens forced, LoRA r=16 on all linear layers.
+        of new tokens forced, LoRA r=16 on all linear layers; and a DoRA-vs-LoRA battle over
+        the same single answer (DoRA r=16, all linear layers).
 memory: resident memory of the process with the base and 1 vs 8 adapters loaded.
 api:    5,000 teacher requests through the API client (32 in flight) against a local fake
         OpenAI-compatible server that answers after 200 ms; one at a time would take 1,000 s.
@@ -80,16 +81,28 @@ def write_adapters(root: str, base_name: str, adapters: int, workdir: str) -> No
                 param.data.normal_(0, 0.01)
         peft_model.save_pretrained(workdir / f"lora-{i}")
         scratch.import_adapter(workdir / f"lora-{i}", f"lora-{i}", base=base.name)
+    torch.manual_seed(adapters)  # one DoRA adapter, magnitudes moved off their initial norms
+    model = AutoModelForCausalLM.from_pretrained(str(base.path))
+    dora = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False,
+                                            use_dora=True))
+    for name, param in dora.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0, 0.01)
+        elif "lora_magnitude_vector" in name:
+            param.data.mul_(1 + 0.01 * torch.randn_like(param))
+    dora.save_pretrained(workdir / "dora")
+    scratch.import_adapter(workdir / "dora", "dora", base=base.name)
 
 
 def bench_battle(engine: Engine, tokens: int, repeats: int) -> dict:
     params = SamplingParams(max_new_tokens=tokens, min_new_tokens=tokens, temperature=0)
     single = lambda: engine.generate([PROMPT], ["lora-0"], params)
     battle = lambda: engine.generate([PROMPT, PROMPT], ["lora-0", "lora-1"], params)
-    single(), battle()  # warm-up
-    times = {"single": [], "battle": []}
+    dora_battle = lambda: engine.generate([PROMPT, PROMPT], ["dora", "lora-1"], params)
+    single(), battle(), dora_battle()  # warm-up
+    times = {"single": [], "battle": [], "dora_battle": []}
     for _ in range(repeats):  # interleaved, so drift in machine load hits both sides alike
-        for name, call in (("single", single), ("battle", battle)):
+        for name, call in (("single", single), ("battle", battle), ("dora_battle", dora_battle)):
             start = time.perf_counter()
             answers = call()
             times[name].append(time.perf_counter() - start)
@@ -97,11 +110,14 @@ def bench_battle(engine: Engine, tokens: int, repeats: int) -> dict:
     single_s, battle_s = statistics.median(times["single"]), statistics.median(times["battle"])
     # The median of each neighbouring pair's ratio: robust to the machine's load drifting.
     ratio = statistics.median(b / s for s, b in zip(times["single"], times["battle"]))
+    dora_ratio = statistics.median(d / s for s, d in zip(times["single"], times["dora_battle"]))
     return {
         "new_tokens": tokens, "repeats": repeats, "quantization": engine.quantization,
         "single_s": round(single_s, 3), "battle_s": round(battle_s, 3),
         "two_calls_s": round(2 * single_s, 3),
         "battle_over_single": round(ratio, 3),
+        "dora_battle_s": round(statistics.median(times["dora_battle"]), 3),
+        "dora_battle_over_single": round(dora_ratio, 3),  # DoRA vs LoRA in one call, over one LoRA answer
         "single_tokens_per_s": round(tokens / single_s, 1),
         "battle_tokens_per_s": round(2 * tokens / battle_s, 1),
     }

@@ -39,6 +39,37 @@ def entry_hash(registry: Registry, name: str) -> str:
     return entry.card.get("base_hash") or folder_hash(entry.path)
 
 
+def family_rows(registry: Registry, engine, shown: list[str], summary: dict, answers: list[dict], pairs: list[dict],
+                names: dict) -> list[dict]:
+    """One row per evaluated entry whose parent is evaluated too (DPO, IPO, KTO, ORPO, SimPO children
+    of one SFT parent, say): held-out preference accuracy, implicit reward margin over the parent,
+    mean answer length, forgetting (general-text perplexity minus the parent's), judged win rate
+    against the parent."""
+    rows = []
+    for model in shown:
+        entry = registry.get(model)
+        parent = entry.card.get("parent")
+        if not entry.is_adapter or parent not in shown:
+            continue
+        mine, theirs = summary["metrics"].get(model, {}), summary["metrics"].get(parent, {})
+        lengths = [a["new_tokens"] for a in answers if names.get(a["model"], a["model"]) == model]
+        versus = next((w for w in summary["win_rates"] if {w["model"], w["opponent"]} == {model, parent}), None)
+        if versus is not None and versus["model"] != model:  # the row is the parent's: flip it
+            versus = {**versus, "win_rate": 1 - versus["win_rate"], "ci_low": 1 - versus["ci_high"],
+                      "ci_high": 1 - versus["ci_low"], "wins": versus["losses"], "losses": versus["wins"]}
+        margin = metrics.implicit_reward_margin(engine, model, parent, pairs) if isinstance(engine, Engine) else None
+        rows.append({
+            "model": model, "method": entry.method, "parent": parent,
+            "preference_accuracy": mine.get("preference_accuracy"), "reward_margin": margin,
+            "answer_tokens": round(sum(lengths) / len(lengths), 1) if lengths else None,
+            "general_perplexity_change": (round(mine["general_perplexity"] - theirs["general_perplexity"], 4)
+                                          if "general_perplexity" in mine and "general_perplexity" in theirs else None),
+            "win_rate_vs_parent": versus and round(versus["win_rate"], 4),
+            "win_rate_ci": versus and [round(versus["ci_low"], 4), round(versus["ci_high"], 4)],
+        })
+    return rows
+
+
 def run(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True, help="registry entries; the base's name = the plain base")
@@ -111,6 +142,7 @@ def run(argv=None) -> int:
     summary = report.summarise(shown, measured, votes, reward)
     summary["campaign"] = campaign
     answers = store.answers(campaign)
+    summary["family"] = family_rows(registry, engine, shown, summary, answers, pairs, names)
     samples = []
     for prompt in [p["prompt"] for p in prompts[:: max(1, len(prompts) // 4)]][:4]:
         samples.append({"prompt": prompt, "answers": {names.get(a["model"], a["model"]): a["text"]

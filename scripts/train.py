@@ -4,6 +4,9 @@
     python scripts/train.py dpo    --config posttrain/recipes/dpo_default.yaml [--parent my-sft]
     python scripts/train.py kto    --config posttrain/recipes/kto_default.yaml
     python scripts/train.py reward --config posttrain/recipes/reward_default.yaml
+    python scripts/train.py orpo   --config posttrain/recipes/orpo_default.yaml
+    python scripts/train.py simpo  --config posttrain/recipes/simpo_default.yaml
+    python scripts/train.py family [--dir posttrain/recipes/family] [overrides]   (DPO, IPO, KTO, ORPO, SimPO of one parent)
 
 Fields: this project's RunArguments (posttrain/train.py) plus TRL's SFTConfig / DPOConfig /
 KTOConfig / RewardConfig and TRL's ModelConfig (lora_r, lora_alpha, lora_dropout, lora_target_modules,
@@ -52,10 +55,46 @@ def parse_recipe(parser, kind: str, rest: list[str]):
         raise RecipeError(f"{path or 'the command line'}: {exc}") from None
 
 
+FAMILY = Path(__file__).resolve().parents[1] / "posttrain" / "recipes" / "family"
+FAMILY_KINDS = {"dpo": "dpo", "ipo": "dpo", "kto": "kto", "orpo": "orpo", "simpo": "simpo"}  # recipe file -> run kind
+
+
+def train_family(rest: list[str]) -> int:
+    """Every recipe of a family folder (default posttrain/recipes/family: DPO, IPO, KTO, ORPO,
+    SimPO children of one SFT parent), one after the other; an entry already in the registry is
+    skipped, so a second run only trains what is missing. Other flags apply to every recipe."""
+    import yaml
+
+    folder = FAMILY
+    if "--dir" in rest:
+        i = rest.index("--dir")
+        folder, rest = Path(rest[i + 1]), rest[:i] + rest[i + 2:]
+    recipes = sorted(p for p in folder.glob("*.yaml") if p.stem in FAMILY_KINDS)
+    if not recipes:
+        raise RecipeError(f"{folder}: no family recipes ({', '.join(f'{k}.yaml' for k in FAMILY_KINDS)})")
+    if "--name" in rest:
+        raise RecipeError("train.py family takes each name from its recipe; drop --name")
+    from posttrain.registry import Registry, default_registry_dir
+
+    registry = Registry(rest[rest.index("--registry") + 1] if "--registry" in rest else default_registry_dir())
+    for recipe in recipes:
+        name = (yaml.safe_load(recipe.read_text()) or {}).get("name")
+        if name in registry:
+            print(f"{name}: already in the registry, skipped")
+            continue
+        print(f"== {recipe.stem}: train.py {FAMILY_KINDS[recipe.stem]} --config {recipe}", flush=True)
+        code = run([FAMILY_KINDS[recipe.stem], "--config", str(recipe), *rest])
+        if code:
+            return code
+    return 0
+
+
 def run(argv=None) -> int:
     from trl import ModelConfig, TrlParser
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "family":
+        return train_family(argv[1:])
     if not argv or argv[0] not in KINDS:
         print(__doc__, file=sys.stderr)
         print(f"error: first argument must be one of {', '.join(KINDS)}", file=sys.stderr)

@@ -123,3 +123,39 @@ def test_stored_eval_answers_are_keyed_by_weights_not_names(tiny_registry, tiny_
     tiny_registry.import_adapter(make_lora(tiny_dir, tmp_path / "retrained", seed=7), "ad-a", base="tiny", method="sft")
     assert evaluate.entry_hash(tiny_registry, "ad-a") != before
     assert evaluate.entry_hash(tiny_registry, "tiny").startswith("sha256:")
+
+
+def test_the_preference_family_trains_in_one_command_and_the_report_lays_it_side_by_side(tiny_registry, tmp_path):
+    """`train.py family` trains DPO, IPO, KTO, ORPO and SimPO children of one SFT parent (a second run
+    skips them), and the evaluation report has one row per child against that parent."""
+    from conftest import make_lora
+
+    registry = tiny_registry
+    registry.import_adapter(make_lora(registry.get("tiny").path, tmp_path / "parent", seed=3), "t-parent", base="tiny",
+                            method="sft")
+    train = [sys.executable, str(ROOT / "scripts" / "train.py"), "family", "--registry", str(registry.root), "--base",
+             "tiny", "--parent", "t-parent", "--data", str(DATA / "preference" / "train.jsonl"), "--eval_data",
+             str(DATA / "preference" / "heldout.jsonl"), "--max_rows", "8", "--max_steps", "1", "--max_length", "96",
+             "--save_strategy", "no", "--eval_strategy", "no"]
+    first = subprocess.run(train, capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    family = ["family-dpo", "family-ipo", "family-kto", "family-orpo", "family-simpo"]
+    assert {registry.get(n).method for n in family} == {"dpo", "ipo", "kto", "orpo", "simpo"}
+    assert all(registry.get(n).card["parent"] == "t-parent" for n in family)
+    again = subprocess.run(train, capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert again.returncode == 0 and again.stdout.count("already in the registry, skipped") == 5
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p["prompt"]}) + "\n" for p in arena.load_prompts(arena.DEFAULT_PROMPTS)[:2]))
+    out = tmp_path / "report"
+    evaluated = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--models", "t-parent", *family,
+                                "--base", "tiny", "--registry", str(registry.root), "--data-dir", str(tmp_path / "data"),
+                                "--judge", "none", "--no-4bit", "--prompts", str(prompts), "--max-new-tokens", "4",
+                                "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    rows = {r["model"]: r for r in json.loads((out / "metrics.json").read_text())["family"]}
+    assert set(rows) == set(family) and all(r["parent"] == "t-parent" for r in rows.values())
+    for row in rows.values():
+        assert 0 <= row["preference_accuracy"] <= 1 and row["answer_tokens"] > 0
+        assert isinstance(row["reward_margin"], float) and isinstance(row["general_perplexity_change"], float)
+    assert "## The preference family side by side" in (out / "report.md").read_text()

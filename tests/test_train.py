@@ -268,3 +268,24 @@ def test_dora_rslora_and_loraplus_recipes_train_and_are_recorded(tiny_registry, 
     plus, entry = b_norm("t-plus", 16.0)
     assert entry.card["config"]["loraplus_lr_ratio"] == 16.0
     assert plus > 3 * plain  # B starts at zero; at 16x its learning rate it moves much further
+
+
+def test_replay_mixes_general_rows_into_training_and_the_card_records_forgetting(tiny_registry, tmp_path):
+    from trl import DPOConfig, ModelConfig, SFTConfig
+
+    from posttrain.data import DataError
+
+    replay = ROOT / "data" / "general_replay.jsonl"
+    args = RunArguments(name="t-replay", base="tiny", data=str(SFT_DATA / "train.jsonl"),
+                        eval_data=str(SFT_DATA / "heldout.jsonl"), registry=str(tiny_registry.root),
+                        replay_data=str(replay), replay_ratio=0.5)
+    entry = run("sft", args, SFTConfig(**common(tmp_path / "replay", max_steps=2)), ModelConfig(lora_r=4, lora_alpha=8))
+    card = entry.card
+    assert card["train_rows"] == 60 and card["replay_rows"] == 30 and card["replay_ratio"] == 0.5
+    assert card["replay_data"] == str(replay)
+    assert {"general_perplexity", "parent_general_perplexity"} <= set(card["metrics"])  # forgetting, before and after
+    pref = RunArguments(name="t-replay-dpo", base="tiny", data=str(PREF_DATA / "train.jsonl"), registry=str(tiny_registry.root),
+                        replay_data=str(replay), replay_ratio=0.5)
+    with pytest.raises(DataError, match="dpo replays preference pairs.*plain text"):
+        run("dpo", pref, DPOConfig(**common(tmp_path / "dpo", max_steps=1)))
+    assert "t-replay-dpo" not in tiny_registry.names()
