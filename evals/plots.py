@@ -144,3 +144,46 @@ def loss_curves(history: list[dict], title: str = "Training and evaluation loss"
             fig.add_trace(go.Scatter(x=[s for s, _ in points], y=[v for _, v in points], mode="lines+markers", name=label))
     fig.update_layout(title=title, xaxis_title="step", yaxis_title="loss")
     return fig
+
+
+def mtbench_radar(result: dict) -> go.Figure:
+    """MT-Bench-lite's per-category scores, one closed polygon per model."""
+    scores = result["mtbench"]
+    categories = sorted({c for m in scores.values() for c in m["by_category"]})
+    if not categories:
+        return _empty("MT-Bench-lite")
+    fig = go.Figure()
+    for model, row in scores.items():
+        values = [row["by_category"].get(c) or 0 for c in categories]
+        fig.add_trace(go.Scatterpolar(r=values + values[:1], theta=categories + categories[:1], name=model, fill="toself",
+                                      opacity=0.55))
+    fig.update_layout(title=f"MT-Bench-lite by category (judge: {result['judge']}; overall: " +
+                      ", ".join(f"{m} {r['overall']}" for m, r in scores.items()) + ")")
+    return fig
+
+
+def overoptimization(result: dict, proxy: str, gold: str) -> go.Figure:
+    """Proxy and gold score of best-of-n picks against KL (Gao et al.'s over-optimization curves)."""
+    from plotly.subplots import make_subplots
+
+    rows = result["overoptimization"]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    kl = [r["kl"] for r in rows]
+    fig.add_trace(go.Scatter(x=kl, y=[r["proxy"] for r in rows], mode="lines+markers", name=f"proxy ({proxy})",
+                             text=[f"n={r['n']}" for r in rows]), secondary_y=False)
+    fig.add_trace(go.Scatter(x=kl, y=[r["gold"] for r in rows], mode="lines+markers", name=f"gold ({gold})",
+                             text=[f"n={r['n']}" for r in rows]), secondary_y=True)
+    fig.update_layout(title=f"Best-of-n against the proxy: gold peaks at n = {result['gold_peak_n']}",
+                      xaxis_title="KL(best-of-n || policy) = log n - (n-1)/n")
+    fig.update_yaxes(title_text="proxy reward", secondary_y=False)
+    fig.update_yaxes(title_text="gold score", secondary_y=True)
+    return fig
+
+
+def length_vs_reward(result: dict, proxy: str) -> go.Figure:
+    """Every sample's proxy reward against its length: a reward model that pays for length shows a slope."""
+    points = result["length_vs_proxy"]["points"]
+    fig = go.Figure(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="markers"))
+    fig.update_layout(title=f"{proxy}: reward against answer length (Pearson r = {result['length_vs_proxy']['correlation']})",
+                      xaxis_title="answer tokens", yaxis_title="reward")
+    return fig

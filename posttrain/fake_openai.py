@@ -19,6 +19,7 @@ class FakeSettings:
     throttle_first: int = 0  # that many requests get 429 with Retry-After first
     retry_after: float = 0.2
     hold_until: int = 0  # hold each reply until this many requests were in flight at once (proves concurrency)
+    reply: object = None  # body -> reply text (a judge's verdicts, say); default: reply_text
     requests: list = field(default_factory=list)  # (start, end, body) per completion request
     in_flight: int = 0
     peak_in_flight: int = 0
@@ -95,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._arrive()
         time.sleep(self.settings.delay)
-        text = reply_text(body)
+        text = (self.settings.reply or reply_text)(body)
         words = text.split(" ")[: int(body.get("max_tokens") or 10**6)]
         finish = "length" if len(words) < len(text.split(" ")) else "stop"
         text = " ".join(words)

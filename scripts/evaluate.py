@@ -3,6 +3,9 @@
     python scripts/evaluate.py --models BASE sft dpo [--judge auto|reward|openai|none] [--reward NAME]
                                [--prompts data/heldout_prompts.jsonl] [--max-new-tokens 64] [--out reports/NAME]
 
+    python scripts/evaluate.py mtbench --models A B ... [--questions FILE] [--judge openai|reward] [--json]
+    python scripts/evaluate.py overoptimization --policy NAME --proxy REWARD --gold JUDGE [--n 1 2 4 8 16] [--json]
+
 Metrics on held-out data (domain and general-text perplexity, preference accuracy, task
 accuracy); then each model answers the held-out prompts once (a campaign in the arena store)
 and a judge (our reward model, or an OpenAI-compatible endpoint from JUDGE_BASE_URL /
@@ -25,7 +28,7 @@ from posttrain.data import read_jsonl
 from posttrain import backend
 from posttrain.engine import BASE, Engine, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
-from posttrain.registry import Registry, default_registry_dir, folder_hash
+from posttrain.registry import Registry, RegistryError, default_registry_dir, folder_hash
 from posttrain.reward import RewardScorer, pairwise_accuracy
 from posttrain.errors import cli
 
@@ -70,7 +73,128 @@ def family_rows(registry: Registry, engine, shown: list[str], summary: dict, ans
     return rows
 
 
+def common_flags(parser) -> None:
+    parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
+    parser.add_argument("--registry", default=str(default_registry_dir()))
+    parser.add_argument("--no-4bit", action="store_true")
+    parser.add_argument("--json", action="store_true", help="the last line of stdout is the result as JSON")
+    backend.add_flags(parser)
+
+
+def run_mtbench(argv: list[str]) -> int:
+    """MT-Bench-lite: each model answers every turn (turn 2 on its own turn 1), graded per turn."""
+    from evals import mtbench, plots
+
+    parser = argparse.ArgumentParser(prog="evaluate.py mtbench", description=mtbench.__doc__)
+    parser.add_argument("--models", nargs="+", required=True)
+    parser.add_argument("--questions", default=str(mtbench.DEFAULT_QUESTIONS))
+    parser.add_argument("--judge", choices=["openai", "reward"], default="openai",
+                        help="openai: JUDGE_BASE_URL / JUDGE_MODEL / JUDGE_API_KEY, graded 1-10; reward: our reward model's score")
+    parser.add_argument("--reward", help="reward entry (default: the newest)")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--system", help="one system prompt for every model")
+    parser.add_argument("--out", default="reports/mtbench", help="where mtbench.json and the radar plot go")
+    common_flags(parser)
+    args = parser.parse_args(argv)
+    registry = Registry(args.registry)
+    questions = mtbench.load_questions(args.questions)
+    engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
+    models = [BASE if m == args.base else m for m in args.models]
+    for model in models:
+        engine.ensure_model(model)
+    grader = mtbench_grader(args, registry, engine)
+    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0)
+    answers = {args.base if m == BASE else m: mtbench.answer(engine, m, questions, params, args.system)
+               for m in tqdm(models, desc="answers", file=sys.stderr)}
+    result = mtbench.grade(grader, questions, answers)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mtbench.json").write_text(json.dumps({**result, "answers": answers}, indent=2))
+    plots.mtbench_radar(result).write_html(str(out / "mtbench_radar.html"), include_plotlyjs="cdn")
+    for model, row in result["mtbench"].items():
+        print(f"{model:28} turn 1 {row['turn_1']}  turn 2 {row['turn_2']}  overall {row['overall']}  "
+              f"({row['graded']} graded, {row['unparseable']} unparseable)", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+def run_overoptimization(argv: list[str]) -> int:
+    """Best-of-n against a proxy reward model, picks scored by a gold judge (Gao et al.'s curves)."""
+    from evals import overoptimization, plots
+    from evals.mtbench import OpenAIGrader
+
+    parser = argparse.ArgumentParser(prog="evaluate.py overoptimization", description=overoptimization.__doc__)
+    parser.add_argument("--policy", required=True, help="the registry entry sampled from")
+    parser.add_argument("--proxy", required=True, help="the reward entry best-of-n optimises")
+    parser.add_argument("--gold", required=True, help="a second reward entry, or `openai` (JUDGE_BASE_URL / JUDGE_MODEL)")
+    parser.add_argument("--n", nargs="+", type=int, default=[1, 2, 4, 8, 16])
+    parser.add_argument("--prompts", default=str(DATA / "heldout_prompts.jsonl"))
+    parser.add_argument("--limit", type=int, default=20, help="how many prompts")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="reports/overoptimization")
+    common_flags(parser)
+    args = parser.parse_args(argv)
+    if sorted(set(args.n)) != args.n or args.n[0] < 1:
+        raise RegistryError(f"--n must be increasing whole numbers from 1, got {args.n}")
+    if args.proxy == args.gold:
+        raise RegistryError("--gold must differ from --proxy: a proxy cannot check itself")
+    registry = Registry(args.registry)
+    engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
+    policy = BASE if args.policy == args.base else args.policy
+    engine.ensure_model(policy)
+    device = getattr(engine, "device", None)
+    proxy = RewardScorer(registry, args.proxy, device=device)
+    if args.gold == "openai":
+        judge = OpenAIJudge.from_env()
+        from posttrain.chat_api import ChatClient
+
+        grader = OpenAIGrader(ChatClient(judge.base_url, judge.api_key, retries=judge.retries), judge.model)
+        gold = lambda prompt, texts: grader.grade([({"turns": [prompt], "category": "general", "reference": None}, [t], 0)
+                                                   for t in texts])
+    else:
+        gold_scorer = RewardScorer(registry, args.gold, device=device)
+        gold = gold_scorer.score
+    prompts = [p["prompt"] for p in arena.load_prompts(args.prompts)][: args.limit]
+    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+    samples = overoptimization.sample(engine, policy, prompts, args.n[-1], params)
+    result = overoptimization.curve(prompts, samples, proxy.score, gold, args.n)
+    result.update(policy=args.policy, proxy=args.proxy, gold=args.gold, prompts=len(prompts))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "overoptimization.json").write_text(json.dumps(result, indent=2))
+    plots.overoptimization(result, args.proxy, args.gold).write_html(str(out / "overoptimization.html"), include_plotlyjs="cdn")
+    plots.length_vs_reward(result, args.proxy).write_html(str(out / "length_vs_reward.html"), include_plotlyjs="cdn")
+    for row in result["overoptimization"]:
+        print(f"n={row['n']:3} KL={row['kl']:.3f} proxy={row['proxy']:+.3f} gold={row['gold']} length={row['length']}",
+              file=sys.stderr)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "length_vs_proxy"} |
+                         {"length_vs_proxy": {"correlation": result["length_vs_proxy"]["correlation"]}}))
+    return 0
+
+
+def mtbench_grader(args, registry: Registry, engine):
+    from evals import mtbench
+    from posttrain.chat_api import ChatClient
+
+    if args.judge == "openai":
+        judge = OpenAIJudge.from_env()  # the same settings the pairwise judge reads
+        return mtbench.OpenAIGrader(ChatClient(judge.base_url, judge.api_key, retries=judge.retries), judge.model)
+    name = args.reward or next((e.name for e in reversed(registry.entries()) if e.method == "reward"), None)
+    if not name:
+        raise RegistryError("no reward entry in the registry; train one (scripts/train.py reward) or use --judge openai")
+    return mtbench.RewardGrader(RewardScorer(registry, name, device=getattr(engine, "device", None)), name)
+
+
 def run(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "mtbench":
+        return run_mtbench(argv[1:])
+    if argv and argv[0] == "overoptimization":
+        return run_overoptimization(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True, help="registry entries; the base's name = the plain base")
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
