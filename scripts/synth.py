@@ -3,6 +3,9 @@
     python scripts/synth.py [--teacher NAME | --api] [--n 5000] [--seeds data/synth/seeds.jsonl]
                             [--out data/synth/build] [--eval-file FILE ...] [--batch 16] [--seed 0]
 
+    python scripts/synth.py constitutional --prompts FILE --constitution FILE.md --out pairs.jsonl
+                            [--model NAME | --model teacher] [--seed 0]
+
 --teacher: a registry entry (or the base's name) on the shared engine, offline (default: the
 embedded base). --api: an OpenAI-compatible endpoint from TEACHER_BASE_URL / TEACHER_API_KEY /
 TEACHER_MODEL, with retries, a rate limit (--rpm) and a cache (rerunning never pays twice).
@@ -27,7 +30,55 @@ from posttrain.synth.teacher import LocalTeacher, OpenAITeacher
 from posttrain.errors import cli
 
 
+def run_constitutional(argv: list[str]) -> int:
+    """Answers (a registry model, or the teacher), the teacher's critique and revision against one
+    principle each, as preference pairs that `train.py dpo --data OUT` takes as they are."""
+    from evals.arena import load_prompts
+    from posttrain.chat_api import ChatClient
+    from posttrain.engine import SamplingParams
+    from posttrain.synth import constitutional
+
+    parser = argparse.ArgumentParser(prog="synth.py constitutional", description=constitutional.__doc__)
+    parser.add_argument("--prompts", required=True, help="JSONL / CSV prompts (the arena's prompt formats)")
+    parser.add_argument("--constitution", default="data/constitution.md", help="Markdown: one principle per list item")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--model", default="teacher", help="who answers first: a registry entry, or `teacher`")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-new-tokens", type=int, default=160)
+    parser.add_argument("--rpm", type=float, default=60, help="teacher requests per minute")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
+    parser.add_argument("--registry", default=str(default_registry_dir()))
+    parser.add_argument("--no-4bit", action="store_true")
+    backend.add_flags(parser)
+    args = parser.parse_args(argv)
+    principles = constitutional.load_constitution(args.constitution)
+    prompts = [p["prompt"] for p in load_prompts(args.prompts)]
+    folder = os.path.dirname(os.path.abspath(args.out))
+    os.makedirs(folder, exist_ok=True)  # the teacher's cache lives beside the pairs: a rerun never pays twice
+    cache = os.path.join(folder, "constitutional_cache.sqlite")
+    teacher = OpenAITeacher.from_env(cache=cache, requests_per_minute=args.rpm, concurrency=args.concurrency)
+    client = ChatClient(teacher.client.base_url, teacher.client.api_key, concurrency=args.concurrency,
+                        requests_per_minute=args.rpm, cache=cache)
+    if args.model == "teacher":
+        answers = teacher.complete(prompts, seed=args.seed)
+    else:
+        registry = Registry(args.registry)
+        engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
+        model = BASE if args.model == args.base else args.model
+        engine.ensure_model(model)
+        params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.7, seed=args.seed)
+        answers = [a.text for a in engine.generate(prompts, [model] * len(prompts), params)]
+    rows, counts = constitutional.critique_and_revise(client, teacher.model, prompts, answers, principles, seed=args.seed)
+    constitutional.write_pairs(rows, args.out)
+    print(json.dumps({**counts, "principles": len(principles), "answered_by": args.model, "out": args.out}))
+    return 0
+
+
 def run(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "constitutional":
+        return run_constitutional(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", default=DEFAULT_BASE_NAME)
     parser.add_argument("--api", action="store_true")

@@ -182,3 +182,46 @@ def test_api_teacher_caches_so_a_rerun_does_not_pay_twice(tmp_path):
         assert {c["model"] for c in calls} == {"fake"} and sorted(c["messages"][0]["content"] for c in calls) == ["a", "b"]
     finally:
         server.shutdown()
+
+
+def test_constitutional_pairs_from_a_fake_teacher_train_with_plain_dpo(tiny_registry, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from posttrain.fake_openai import FakeOpenAI
+    from posttrain.synth.constitutional import load_constitution
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["How do I boil an egg?", "Name a planet.",
+                                                                             "Why is the sea salty?"]))
+    constitution = ROOT / "data" / "constitution.md"
+    out = tmp_path / "cai" / "pairs.jsonl"
+    with FakeOpenAI() as teacher:
+        env = {**os.environ, "TEACHER_BASE_URL": teacher.url, "TEACHER_MODEL": "critic"}
+        made = subprocess.run([sys.executable, str(ROOT / "scripts" / "synth.py"), "constitutional", "--prompts", str(prompts),
+                               "--constitution", str(constitution), "--out", str(out), "--model", "ad-a", "--base", "tiny",
+                               "--registry", str(tiny_registry.root), "--no-4bit", "--max-new-tokens", "6"],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert made.returncode == 0, made.stderr[-3000:]
+        bodies = [body for _, _, body in teacher.requests]
+    counts = json.loads(made.stdout.strip().splitlines()[-1])
+    assert counts == {"prompts": 3, "pairs": 3, "unchanged": 0, "principles": 5, "answered_by": "ad-a", "out": str(out)}
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    principles = load_constitution(constitution)
+    for row in rows:
+        assert row["principle"] in principles
+        assert row["chosen"][0]["content"].startswith("[critic] reply to: Rewrite the assistant's last response")
+        revision_request = next(b["messages"] for b in bodies if b["messages"][-1]["content"].startswith("Rewrite")
+                                and b["messages"][0]["content"] == row["prompt"][0]["content"])
+        # the teacher revised the model's own answer, after its critique of it
+        assert revision_request[1] == {"role": "assistant", "content": row["rejected"][0]["content"]}
+        assert revision_request[3] == {"role": "assistant", "content": row["critique"]}
+    trained = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "dpo", "--config",
+                              str(ROOT / "posttrain" / "recipes" / "dpo_default.yaml"), "--name", "t-cai", "--base", "tiny",
+                              "--parent", "ad-a", "--registry", str(tiny_registry.root), "--data", str(out), "--eval_data",
+                              str(out), "--max_steps", "1", "--output_dir", str(tmp_path / "runs"), "--max_length", "96",
+                              "--save_strategy", "no", "--eval_strategy", "no"], capture_output=True, text=True, timeout=600)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert tiny_registry.get("t-cai").card["dataset_format"] == "preference"
