@@ -47,13 +47,8 @@ def test_sft_publishes_an_adapter_with_its_card(tiny_registry, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    os.environ["TRACKIO_DIR"] = str(tmp_path / "trackio")  # trackio's local store: offline, no Space
-    try:
-        entry = sft(tiny_registry, tmp_path, report_to=["tensorboard", "trackio"], project="t-sft-project")
-    finally:
-        os.environ.pop("TRACKIO_DIR")
+    entry = sft(tiny_registry, tmp_path, report_to="tensorboard")
     assert list(tmp_path.rglob("events.out.tfevents*"))  # the training curves, for tensorboard
-    assert list((tmp_path / "trackio").rglob("*.db")), list((tmp_path / "trackio").rglob("*"))  # and for trackio
     history = json.loads((entry.path / "training_log.json").read_text())  # the Models tab draws these
     assert sum("loss" in h for h in history) == 8 and any("eval_loss" in h for h in history)
     card = entry.card
@@ -135,6 +130,21 @@ def test_bad_runs_are_refused_before_training(tiny_registry, tmp_path):
     with pytest.raises(ValueError, match="dpo needs preference data"):
         run("dpo", args, DPOConfig(**common(tmp_path, max_steps=1)))
     assert "t-x" not in tiny_registry.names()
+
+
+def test_trackio_logs_a_run_offline_beside_tensorboard(tiny_registry, tmp_path):
+    """report_to trackio, as any recipe can set it: the run lands in trackio's local store (its
+    folder is read once per process, hence a process of its own), with no network. (Tensorboard:
+    test_sft_publishes_an_adapter_with_its_card.)"""
+    env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "sft", "--config",
+                          str(ROOT / "posttrain" / "recipes" / "sft_default.yaml"), "--name", "t-tracked", "--base", "tiny",
+                          "--registry", str(tiny_registry.root), "--output_dir", str(tmp_path / "runs"), "--max_steps", "2",
+                          "--report_to", "trackio", "--project", "workbench-test", "--lora_r", "4",
+                          "--max_length", "96", "--eval_strategy", "no", "--save_strategy", "no"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert list((tmp_path / "trackio").rglob("*.db")), list((tmp_path / "trackio").rglob("*"))
 
 
 def test_killed_run_resumes_and_never_lists_a_half_entry(tiny_registry, tmp_path):
