@@ -42,6 +42,10 @@ def markdown(summary: dict, samples: list[dict]) -> str:
     if summary["reward_model"]:
         r = summary["reward_model"]
         lines += ["", f"Reward model `{r['name']}`: held-out pairwise accuracy {r['preference_accuracy']:.3f}."]
+    if summary.get("reward_vs_length"):
+        check = summary["reward_vs_length"]
+        lines += [f"Its score against answer length over {len(check['points'])} answers: Pearson r = "
+                  f"{check['correlation']} (a length-hacking check: near 0 is what you want)."]
     lines += ["", f"## Judged win rates ({summary['judge_votes']} judge votes, each pair judged in both orders)", ""]
     if summary["win_rates"]:
         lines += ["| model | opponent | W-L-T | win rate | 95% CI |", "|---|---|---|---|---|"]
@@ -79,6 +83,12 @@ def figures(summary: dict) -> list[go.Figure]:
             continue
         fig = go.Figure(go.Bar(x=models, y=[summary["metrics"][m][key] for m in models]))
         fig.update_layout(title=label, height=320)
+        figs.append(fig)
+    if summary.get("reward_vs_length"):
+        points = summary["reward_vs_length"]["points"]
+        fig = go.Figure(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="markers"))
+        fig.update_layout(title=f"Reward against answer length (r = {summary['reward_vs_length']['correlation']})",
+                          xaxis_title="answer tokens", yaxis_title="reward", height=320)
         figs.append(fig)
     if summary["bradley_terry"]:
         rows = summary["bradley_terry"]

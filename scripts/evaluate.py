@@ -42,6 +42,20 @@ def entry_hash(registry: Registry, name: str) -> str:
     return entry.card.get("base_hash") or folder_hash(entry.path)
 
 
+def reward_vs_length(scorer, answers: list[dict]) -> dict:
+    """The reward model's score of every stored answer against its length (a length-hacking check)."""
+    from evals.overoptimization import pearson
+
+    by_prompt: dict[str, list[dict]] = {}
+    for answer in answers:
+        by_prompt.setdefault(answer["prompt"], []).append(answer)
+    points = []
+    for prompt, group in by_prompt.items():
+        for answer, score in zip(group, scorer.score(prompt, [a["text"] for a in group])):
+            points.append((answer["new_tokens"], round(score, 4)))
+    return {"correlation": pearson([p[0] for p in points], [p[1] for p in points]), "points": points}
+
+
 def family_rows(registry: Registry, engine, shown: list[str], summary: dict, answers: list[dict], pairs: list[dict],
                 names: dict) -> list[dict]:
     """One row per evaluated entry whose parent is evaluated too (DPO, IPO, KTO, ORPO, SimPO children
@@ -110,7 +124,7 @@ def run_mtbench(argv: list[str]) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "mtbench.json").write_text(json.dumps({**result, "answers": answers}, indent=2))
-    plots.mtbench_radar(result).write_html(str(out / "mtbench_radar.html"), include_plotlyjs="cdn")
+    plots.mtbench_radar(result).write_html(str(out / "mtbench_radar.html"), include_plotlyjs=True)
     for model, row in result["mtbench"].items():
         print(f"{model:28} turn 1 {row['turn_1']}  turn 2 {row['turn_2']}  overall {row['overall']}  "
               f"({row['graded']} graded, {row['unparseable']} unparseable)", file=sys.stderr)
@@ -165,8 +179,8 @@ def run_overoptimization(argv: list[str]) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "overoptimization.json").write_text(json.dumps(result, indent=2))
-    plots.overoptimization(result, args.proxy, args.gold).write_html(str(out / "overoptimization.html"), include_plotlyjs="cdn")
-    plots.length_vs_reward(result, args.proxy).write_html(str(out / "length_vs_reward.html"), include_plotlyjs="cdn")
+    plots.overoptimization(result, args.proxy, args.gold).write_html(str(out / "overoptimization.html"), include_plotlyjs=True)
+    plots.length_vs_reward(result, args.proxy).write_html(str(out / "length_vs_reward.html"), include_plotlyjs=True)
     for row in result["overoptimization"]:
         print(f"n={row['n']:3} KL={row['kl']:.3f} proxy={row['proxy']:+.3f} gold={row['gold']} length={row['length']}",
               file=sys.stderr)
@@ -267,6 +281,8 @@ def run(argv=None) -> int:
     summary["campaign"] = campaign
     answers = store.answers(campaign)
     summary["family"] = family_rows(registry, engine, shown, summary, answers, pairs, names)
+    if isinstance(judge, RewardJudge):
+        summary["reward_vs_length"] = reward_vs_length(judge.scorer, answers)
     samples = []
     for prompt in [p["prompt"] for p in prompts[:: max(1, len(prompts) // 4)]][:4]:
         samples.append({"prompt": prompt, "answers": {names.get(a["model"], a["model"]): a["text"]

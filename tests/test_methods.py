@@ -110,3 +110,13 @@ def test_best_of_n_against_a_proxy_with_a_gold_judge(tiny_registry, tmp_path):
                               "--proxy", "rm-proxy", "--gold", "rm-proxy", "--base", "tiny", "--registry",
                               str(tiny_registry.root)], capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2 and "must differ from --proxy" in refused.stderr
+
+    prompts = tmp_path / "prompts.jsonl"  # the before/after report's length-hacking check, with the same reward model
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["Say hi.", "Name a colour."]))
+    report = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--models", "ad-a", "ad-b", "--base",
+                             "tiny", "--registry", str(tiny_registry.root), "--data-dir", str(tmp_path / "data"), "--no-4bit",
+                             "--judge", "reward", "--reward", "rm-proxy", "--prompts", str(prompts), "--max-new-tokens", "5",
+                             "--out", str(tmp_path / "report")], capture_output=True, text=True, timeout=600)
+    assert report.returncode == 0, report.stderr[-3000:]
+    check = json.loads((tmp_path / "report" / "metrics.json").read_text())["reward_vs_length"]
+    assert len(check["points"]) == 4 and "length-hacking check" in (tmp_path / "report" / "report.md").read_text()
