@@ -63,9 +63,13 @@ def test_nothing_before_a_vote_names_a_model(site):
     after = client.predict("B is better", None, None, "", "", api_name="/vote")
     reveal = after[4]
     assert "zebra-one" in reveal and "zebra-two" in reveal  # revealed only after the vote
-    assert after[1:4] == ("", "", "")  # with the battle it belongs to cleared
+    assert after[1:4] == tuple(started[1:4])  # the battle stays, to match the names with the answers
+    label_a, label_b = after[-2:]  # each model's name above its side, the rater's choice marked
+    assert {label_a.split(": ")[1].split("*")[0], label_b.split(": ")[1].split("*")[0]} == set(MODELS)
+    assert "your choice" in label_b and "your choice" not in label_a
+    assert no_model_names(json.dumps(started)) and "A" == started[-2].strip("*")
     following = client.predict(api_name="/next")
-    assert following[1] and no_model_names(json.dumps(following))
+    assert following[1] and no_model_names(json.dumps(following)) and following[-2:] == ("**A**", "**B**")
 
 
 def test_admin_endpoints_are_not_reachable_by_raters(site):

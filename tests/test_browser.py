@@ -40,8 +40,11 @@ def test_a_rater_rates_a_campaign_in_the_browser(tmp_path, tiny_dir):
                 shown = page.locator("#answer-a").inner_text()
                 page.locator("#vote-a").click()  # one click votes
                 expect(page.locator("#reveal")).to_contain_text("A was", timeout=30_000)
-                if shown.strip():  # the names show with no battle
-                    expect(page.locator("#answer-a")).not_to_contain_text(shown.strip()[:20])
+                # The battle stays with the names above its sides and the choice marked, until Next.
+                expect(page.locator("#label-a")).to_contain_text("your choice")
+                assert any(name in page.locator("#label-a").inner_text() for name in MODELS)
+                if shown.strip():
+                    expect(page.locator("#answer-a")).to_contain_text(shown.strip()[:20])
                 if number < 3:
                     page.locator("#next").click()
             expect(page.locator("#progress")).to_contain_text("3 / 3 rated", timeout=30_000)

@@ -44,7 +44,7 @@ def test_target_holds_under_many_api_raters_and_gold_looks_like_any_battle(tmp_p
     def rate(rater: str) -> None:
         client = Client(site.url, verbose=False)
         out, endpoint = client.predict("panel", rater, "", api_name="/start"), "/start"
-        if "Prefer" not in out[-1]:
+        if "Prefer" not in out[5]:  # (progress, prompt, A, B, reveal, guidelines, label A, label B)
             problems.append(f"{rater}: no guidelines at the start")
         while out[1]:  # the prompt is empty when the rater is done
             gold = out[1].startswith("gold question")

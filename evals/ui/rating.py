@@ -40,9 +40,12 @@ class RatingRoom:
     invite: gr.Textbox
     start: gr.Button
     progress: gr.HTML
+    guidelines_box: gr.Accordion
     guidelines: gr.Markdown
     prompt: gr.Markdown
+    label_left: gr.Markdown
     left: gr.Markdown
+    label_right: gr.Markdown
     right: gr.Markdown
     controls: gr.Column
     vote_buttons: list
@@ -59,6 +62,11 @@ class RatingRoom:
     def battle(self) -> list:
         """What every battle update sets: the session, progress, prompt, both answers, the vote controls."""
         return [self.session, self.progress, self.prompt, self.left, self.right, self.controls]
+
+    @property
+    def labels(self) -> list:
+        """The headers above the two answers: A and B, and after a vote the names and the choice."""
+        return [self.label_left, self.label_right]
 
     @property
     def vote_form(self) -> list:
@@ -78,15 +86,15 @@ def build(hf_login: bool, access_code: bool) -> RatingRoom:
         start = gr.Button("Start / resume", variant="primary", elem_id="start")
     progress = gr.HTML(elem_id="progress")
     # Open when a rater starts, so they read it before their first battle; one click while rating.
-    with gr.Accordion("Guidelines", open=True, elem_id="guidelines-box"):
+    with gr.Accordion("Guidelines", open=True, visible=False, elem_id="guidelines-box") as guidelines_box:
         guidelines = gr.Markdown(elem_id="guidelines", sanitize_html=True)
     prompt = gr.Markdown(elem_id="prompt", sanitize_html=True)
     with gr.Row(equal_height=True):
         with gr.Column(min_width=160):
-            gr.Markdown("**A**")
+            label_left = gr.Markdown("**A**", elem_id="label-a")
             left = gr.Markdown(elem_id="answer-a", sanitize_html=True, container=True)
         with gr.Column(min_width=160):
-            gr.Markdown("**B**")
+            label_right = gr.Markdown("**B**", elem_id="label-b")
             right = gr.Markdown(elem_id="answer-b", sanitize_html=True, container=True)
     with gr.Column(visible=False) as controls:
         # One click votes; keys 1-4 (or a, b, t, x) do the same outside text fields.
@@ -105,20 +113,23 @@ def build(hf_login: bool, access_code: bool) -> RatingRoom:
         vote = gr.Button("Submit vote", visible=False, elem_id="vote")
     reveal = gr.Markdown(elem_id="reveal")
     next_button = gr.Button("Next battle [n]", visible=False, elem_id="next")
-    return RatingRoom(session, campaign, rater, code, invite, start, progress, guidelines, prompt, left, right, controls,
-                      vote_buttons, score_left, score_right, edited, comment, choice, vote, reveal, next_button)
+    return RatingRoom(session, campaign, rater, code, invite, start, progress, guidelines_box, guidelines, prompt, label_left, left,
+                      label_right, right, controls, vote_buttons, score_left, score_right, edited, comment, choice, vote,
+                      reveal, next_button)
 
 
 def wire(svc: Services, room: RatingRoom, ui: gr.Blocks) -> None:
     start = bind(start_with_login if svc.config.hf_login else start_rating, svc, room)
+    # Outputs only ever grow at their end: API clients read them by position.
     room.start.click(start, [room.campaign, room.rater, room.code, room.invite],
-                     room.battle + [room.reveal, room.guidelines], api_name="start")
-    vote_outputs = room.battle + [room.reveal, room.next] + room.vote_form
+                     room.battle + [room.reveal, room.guidelines] + room.labels + [room.guidelines_box], api_name="start")
+    vote_outputs = room.battle + [room.reveal, room.next] + room.vote_form + room.labels
     room.vote.click(bind(vote, svc, room), [room.session] + room.vote_form, vote_outputs, api_name="vote")
     details = [room.score_left, room.score_right, room.edited, room.comment]
     for button, label in zip(room.vote_buttons, VOTE_LABELS):
         button.click(bind(vote_as, svc, room, label), [room.session] + details, vote_outputs, **PRIVATE)
-    room.next.click(bind(next_battle, svc, room), [room.session], room.battle + [room.reveal, room.next], api_name="next")
+    room.next.click(bind(next_battle, svc, room), [room.session], room.battle + [room.reveal, room.next] + room.labels,
+                    api_name="next")
     ui.load(None, js=KEYBOARD_JS)
     ui.load(bind(ready_campaigns, svc, room), None, [room.campaign, room.invite], api_name="campaigns")
 
@@ -162,7 +173,7 @@ def begin(svc: Services, room: RatingRoom, campaign, name, code, invite, login: 
             rater_id = svc.store.rater(campaign, name or "")
         guidelines = svc.store.campaign(campaign)["settings"].get("guidelines") or ""
     return {**battle_view(svc, room, {"rater_id": rater_id, "campaign": campaign}), room.reveal: "",
-            room.guidelines: safe_markdown(guidelines)}
+            room.guidelines: safe_markdown(guidelines), room.guidelines_box: gr.update(visible=bool(guidelines), open=True)}
 
 
 def battle_view(svc: Services, room: RatingRoom, session: dict) -> dict:
@@ -172,18 +183,23 @@ def battle_view(svc: Services, room: RatingRoom, session: dict) -> dict:
         assignment = arena.next_battle(svc.store, campaign, rater_id)
         done, total = arena.progress(svc.store, campaign, rater_id)
         complete = assignment is None and arena.is_complete(svc.store, campaign)
+    labels = {room.label_left: "**A**", room.label_right: "**B**"}
     if assignment is None:
         finished = "the campaign is complete: every battle has all its votes. Thank you!" if complete else "all done, thank you!"
-        return {room.session: {**session, "battle_id": None}, room.progress: progress_bar(done, total, f"{done} / {total} rated, {finished}"),
-                room.prompt: "", room.left: "", room.right: "", room.controls: gr.update(visible=False)}
-    return {room.session: {**session, "battle_id": assignment.battle_id},
+        return {room.session: {**session, "battle_id": None, "shown": None},
+                room.progress: progress_bar(done, total, f"{done} / {total} rated, {finished}"),
+                room.prompt: "", room.left: "", room.right: "", room.controls: gr.update(visible=False), **labels}
+    shown = {"prompt": safe_markdown(assignment.prompt), "left": safe_markdown(assignment.left),
+             "right": safe_markdown(assignment.right)}
+    return {room.session: {**session, "battle_id": assignment.battle_id, "shown": shown},
             room.progress: progress_bar(done, total, f"battle {done + 1} of {total}"),
-            room.prompt: safe_markdown(assignment.prompt), room.left: safe_markdown(assignment.left),
-            room.right: safe_markdown(assignment.right), room.controls: gr.update(visible=True)}
+            room.prompt: shown["prompt"], room.left: shown["left"], room.right: shown["right"],
+            room.controls: gr.update(visible=True), **labels}
 
 
 def vote(svc: Services, room: RatingRoom, session, choice, score_left, score_right, edited, comment) -> dict:
-    """Store the vote, then show the names with the battle cleared; the next battle loads on Next."""
+    """Store the vote, then reveal: the battle stays on the page with each model's name above its
+    side and the rater's choice marked, until Next loads the next one."""
     if not session or not session.get("battle_id"):
         raise gr.Error("start rating first")
     if choice not in VOTE_LABELS:
@@ -194,10 +210,20 @@ def vote(svc: Services, room: RatingRoom, session, choice, score_left, score_rig
             int(score_left) if score_left else None, int(score_right) if score_right else None, edited, comment))
         done, total = arena.progress(svc.store, session["campaign"], session["rater_id"])
     reveal = f"You voted **{choice}**.  \nA was **{html.escape(names['left'])}**, B was **{html.escape(names['right'])}**."
+    shown = session.get("shown") or {"prompt": "", "left": "", "right": ""}
     return {room.session: {**session, "battle_id": None}, room.progress: progress_bar(done, total, f"{done} / {total} rated"),
-            room.prompt: "", room.left: "", room.right: "", room.controls: gr.update(visible=False),
-            room.reveal: reveal, room.next: gr.update(visible=done < total), room.choice: None,
-            room.score_left: None, room.score_right: None, room.edited: "", room.comment: ""}
+            room.prompt: shown["prompt"], room.left: shown["left"], room.right: shown["right"],
+            room.controls: gr.update(visible=False), room.reveal: reveal, room.next: gr.update(visible=done < total),
+            room.choice: None, room.score_left: None, room.score_right: None, room.edited: "", room.comment: "",
+            **revealed_labels(room, names, VOTE_LABELS[choice])}
+
+
+def revealed_labels(room: RatingRoom, names: dict, choice: str) -> dict:
+    """A and B with each model's name, and the rater's choice marked (a tie or "both bad" on both)."""
+    mark = {"left": {"left": " ✓ your choice"}, "right": {"right": " ✓ your choice"},
+            "tie": {"left": " (tie)", "right": " (tie)"}, "both_bad": {"left": " (both bad)", "right": " (both bad)"}}[choice]
+    return {room.label_left: f"**A: {html.escape(names['left'])}**{mark.get('left', '')}",
+            room.label_right: f"**B: {html.escape(names['right'])}**{mark.get('right', '')}"}
 
 
 def vote_as(svc: Services, room: RatingRoom, label: str, session, score_left, score_right, edited, comment) -> dict:
