@@ -114,6 +114,9 @@ def test_rating_page_is_safe_keyboard_driven_phone_sized_and_deep_linked(tmp_pat
                 assert box and box["x"] >= 0 and box["x"] + box["width"] <= 391
             page.locator("body").press("2")  # keyboard: B is better
             expect(page.locator("#reveal")).to_contain_text("B was", timeout=30_000)
+            expect(page.locator("#label-b")).to_contain_text("your choice")  # the battle stays, names above it
+            assert page.locator("#answer-b").inner_text().strip()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 392
             page.locator("body").press("n")
             expect(page.locator("#progress")).to_contain_text("battle 2 of 2", timeout=30_000)
             check_battle()
