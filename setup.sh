@@ -14,5 +14,6 @@ for kind in sft dpo; do
 done
 $py scripts/demo.py --a sft --b dpo --prompt "What is the capital of Germany?" --temperature 0
 $py scripts/arena.py campaign list --json | grep -q '"name": "captains"' \
-  || $py scripts/arena.py campaign create captains --models sft dpo --max-new-tokens 64
+  || $py scripts/arena.py campaign create captains --models sft dpo --max-new-tokens 64 \
+       --system "Answer the question directly and helpfully. Do not introduce yourself or say who made you."
 exec $py app.py "$@"

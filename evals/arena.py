@@ -12,7 +12,7 @@ from random import Random
 from pathlib import Path
 from typing import Callable
 
-from evals import allocation, quality, stats
+from evals import allocation, hygiene, quality, stats
 from evals.pairs import build_pairs
 from evals.store import GOLD_CHOSEN, GOLD_REJECTED, Assignment, Store, StoreError
 from evals.style import style_ladder
@@ -74,6 +74,8 @@ class RatingPlan:
     gold_rate: float = 0.1  # share of each rater's battles that are gold checks
     min_gold_accuracy: float = 0.7  # under this after MIN_GOLD gold battles, a rater is flagged
     guidelines: str = ""  # Markdown shown to raters before their first battle
+    system: str = ""  # one system prompt every model answers under (e.g. so none introduces itself)
+    identity_words: tuple = ()  # words that give a model away (evals.hygiene.identity_words); flagged battles
 
     def __post_init__(self):
         if self.votes_per_battle is not None and not (isinstance(self.votes_per_battle, int) and self.votes_per_battle >= 1):
@@ -88,7 +90,8 @@ class RatingPlan:
     def settings(self) -> dict:
         return {"votes_per_battle": self.votes_per_battle, "allocation": self.allocation,
                 "gold_rate": self.gold_rate if self.gold else 0.0, "gold_count": len(self.gold),
-                "min_gold_accuracy": self.min_gold_accuracy, "guidelines": self.guidelines}
+                "min_gold_accuracy": self.min_gold_accuracy, "guidelines": self.guidelines, "system": self.system,
+                "identity_words": list(self.identity_words)}
 
 
 def load_gold(path: str | Path) -> list[dict]:
@@ -140,16 +143,27 @@ def generate_missing(store: Store, engine: Generator, name: str, batch_rows: int
                      progress: Callable[[int, int], None] | None = None) -> dict:
     campaign = store.campaign(name)
     params = SamplingParams(**campaign["params"])
+    system = campaign["settings"].get("system") or ""
     todo = store.missing_answers(name)
     total = len(todo)
     for start in range(0, total, batch_rows):
         chunk = todo[start : start + batch_rows]
-        answers = engine.generate([p for _, p, _ in chunk], [m for _, _, m in chunk], params)
+        prompts = [[{"role": "system", "content": system}, {"role": "user", "content": p}] if system else p for _, p, _ in chunk]
+        answers = engine.generate(prompts, [m for _, _, m in chunk], params)
         store.save_answers([(pid, model, a.text, a.new_tokens, a.notice) for (pid, _, model), a in zip(chunk, answers)])
         if progress:
             progress(start + len(chunk), total)
+    flagged = hygiene.flags(store.battle_answers(name), campaign["settings"].get("identity_words") or [])
+    store.flag_battles(name, flagged)
     store.set_status(name, "ready")
-    return store.campaign(name)
+    return {**store.campaign(name), "identity_flagged_battles": len(flagged)}
+
+
+def default_identity_words(registry, base: str, models: list[str], extra: list[str] | tuple = ()) -> list[str]:
+    """The campaign's identity words: its models, its base's family and lab, and `extra`."""
+    from posttrain.registry import base_hub_id
+
+    return hygiene.identity_words(models, base_hub_id(registry.get(base)), extra)
 
 
 # ---- rating: what a rater gets next, and their vote ----------------------------------------------
@@ -247,9 +261,10 @@ def results(store: Store, name: str, rounds: int = 200) -> dict:
     votes = store.votes(name)
     raters = rater_quality(store, name)
     left_out = quality.excluded_names(raters)
-    people = [v for v in votes if v["rater_kind"] == "human"]
+    people = [v for v in votes if v["rater_kind"] == "human" and not v.get("flag")]
     human = [v for v in people if v["rater"] not in left_out]
-    judge = [v for v in votes if v["rater_kind"] == "judge"]
+    judge = [v for v in votes if v["rater_kind"] == "judge" and not v.get("flag")]
+    flagged = [b for b in store.battle_answers(name) if b["flag"]]
     agreement = stats.rater_agreement(human)
     texts = {(a["prompt_id"], a["model"]): a["text"] for a in store.answers(name)}
     with_text = [{**v, "text_a": texts.get((v["prompt_id"], v["model_a"]), ""),
@@ -270,6 +285,9 @@ def results(store: Store, name: str, rounds: int = 200) -> dict:
                                       "reasons", "review", "excluded", "shared", "gold_accuracy")} for r in raters],
         "excluded_votes": len(people) - len(human),
         "excluded_raters": sorted(left_out),
+        "identity_flagged_battles": len(flagged),
+        "identity_flagged_votes": sum(1 for v in votes if v["rater_kind"] == "human" and v.get("flag")),
+        "identity_flags": [{"battle_id": b["battle_id"], "reason": b["flag"]} for b in flagged[:50]],
         "votes_per_battle": settings.get("votes_per_battle"),
         "allocation": settings.get("allocation", "balanced"),
         "complete": is_complete(store, name),
@@ -300,12 +318,17 @@ def pairs(store: Store, name: str, include_judge: bool = False, excluded: frozen
     """The campaign's preference pairs (evals.pairs over its decisive votes); by default the votes
     of raters left out by the quality checks (evals.quality) do not count."""
     left_out = quality.excluded_names(rater_quality(store, name)) if excluded is None else excluded
-    return build_pairs(store.decisive_votes(name), name, include_judge, left_out)[0]
+    return build_pairs(unflagged(store.decisive_votes(name)), name, include_judge, left_out)[0]
 
 
 def split_battles(store: Store, name: str) -> int:
     """Battles whose people's decisive votes split evenly: no pair is exported for them."""
-    return build_pairs(store.decisive_votes(name), name, False, quality.excluded_names(rater_quality(store, name)))[1]
+    return build_pairs(unflagged(store.decisive_votes(name)), name, False, quality.excluded_names(rater_quality(store, name)))[1]
+
+
+def unflagged(votes: list[dict]) -> list[dict]:
+    """Votes on battles hygiene did not flag (an answer that names its author never becomes a pair)."""
+    return [v for v in votes if not v.get("flag")]
 
 
 def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool = False) -> int:
@@ -319,7 +342,7 @@ def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool =
     campaign = store.campaign(name)
     raters = rater_quality(store, name)
     left_out = quality.excluded_names(raters)
-    rows, split = build_pairs(store.decisive_votes(name), name, include_judge, left_out)
+    rows, split = build_pairs(unflagged(store.decisive_votes(name)), name, include_judge, left_out)
     guidelines = campaign["settings"].get("guidelines") or ""
     digest = hashlib.sha256(guidelines.encode()).hexdigest() if guidelines else None
     rows = [{**p, "guidelines_sha256": digest} for p in rows]

@@ -55,7 +55,8 @@ MIGRATIONS = {
     "campaigns": [("access", "TEXT NOT NULL DEFAULT 'name'"),  # who may rate (see ACCESS)
                   ("settings", "TEXT NOT NULL DEFAULT '{}'")],  # votes per battle, allocation, gold, guidelines
     "prompts": [("gold", "INTEGER NOT NULL DEFAULT 0")],  # a gold check: its better answer is known
-    "battles": [("gold", "INTEGER NOT NULL DEFAULT 0")],
+    "battles": [("gold", "INTEGER NOT NULL DEFAULT 0"),
+                ("flag", "TEXT")],  # why the battle is kept but left out (an answer names a model or its maker)
     "assignments": [("assigned_at", "TEXT")],  # when a battle was handed out (claims expire)
     "raters": [("review", "TEXT")],  # the admin's word on a rater: NULL (automatic), 'include' or 'exclude'
 }
@@ -398,6 +399,23 @@ class Store:
             con.execute("DELETE FROM assignments WHERE rater_id = ? AND battle_id = ? AND NOT EXISTS "
                         "(SELECT 1 FROM votes WHERE rater_id = ? AND battle_id = ?)", (rater_id, battle_id, rater_id, battle_id))
 
+    def flag_battles(self, name: str, flags: dict[int, str]) -> None:
+        """Mark battles as kept but left out of ladders and pairs, each with its reason."""
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            con.executemany("UPDATE battles SET flag = ? WHERE id = ? AND campaign_id = ?",
+                            [(reason, battle, campaign["id"]) for battle, reason in flags.items()])
+
+    def battle_answers(self, name: str) -> list[dict]:
+        """Every regular battle with its two stored answers and flag."""
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            return [dict(r) for r in con.execute(
+                "SELECT b.id AS battle_id, b.model_a, b.model_b, b.flag, aa.text AS text_a, ab.text AS text_b FROM battles b "
+                "JOIN answers aa ON aa.prompt_id = b.prompt_id AND aa.model = b.model_a "
+                "JOIN answers ab ON ab.prompt_id = b.prompt_id AND ab.model = b.model_b "
+                "WHERE b.campaign_id = ? AND b.gold = 0 ORDER BY b.id", (campaign["id"],))]
+
     def battle_ids(self, name: str) -> list[int]:
         """The campaign's regular battles (no gold checks)."""
         campaign = self.campaign(name)
@@ -478,7 +496,7 @@ class Store:
             return [dict(r) for r in con.execute(
                 "SELECT v.id, v.battle_id, b.model_a, b.model_b, v.winner, v.a_on_left, v.score_a, v.score_b, "
                 "v.created_at, r.name AS rater, r.kind AS rater_kind, p.category, p.question_id, b.prompt_id, "
-                "v.rater_id FROM votes v JOIN battles b ON b.id = v.battle_id JOIN raters r ON r.id = v.rater_id "
+                "v.rater_id, b.flag FROM votes v JOIN battles b ON b.id = v.battle_id JOIN raters r ON r.id = v.rater_id "
                 "JOIN prompts p ON p.id = b.prompt_id WHERE b.campaign_id = ? AND b.gold = ? ORDER BY v.id",
                 (campaign["id"], int(gold)))]
 
@@ -489,7 +507,7 @@ class Store:
         with self.connect() as con:
             return [dict(r) for r in con.execute(
                 "SELECT v.battle_id, v.winner, v.edited, v.created_at, r.name AS rater, r.kind, p.prompt, b.model_a, "
-                "b.model_b, aa.text AS text_a, ab.text AS text_b FROM votes v JOIN battles b ON b.id = v.battle_id "
+                "b.model_b, aa.text AS text_a, ab.text AS text_b, b.flag FROM votes v JOIN battles b ON b.id = v.battle_id "
                 "JOIN raters r ON r.id = v.rater_id JOIN prompts p ON p.id = b.prompt_id "
                 "JOIN answers aa ON aa.prompt_id = p.id AND aa.model = b.model_a "
                 "JOIN answers ab ON ab.prompt_id = p.id AND ab.model = b.model_b "

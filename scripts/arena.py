@@ -4,6 +4,7 @@
                                              [--temperature T] [--seed S] [--json]
                                              [--votes-per-battle N] [--allocation balanced|adaptive]
                                              [--gold FILE] [--gold-rate R] [--min-gold-accuracy A] [--guidelines FILE.md]
+                                             [--system TEXT] [--identity-words WORD ...]
     python scripts/arena.py campaign list [--json]
     python scripts/arena.py results NAME --json
     python scripts/arena.py export-pairs NAME --out FILE.jsonl [--include-judge]   (or a folder: a `datasets` dataset)
@@ -59,6 +60,9 @@ def run(argv=None) -> int:
     create.add_argument("--min-gold-accuracy", type=float, default=0.7,
                         help="raters under this gold accuracy (after 3 gold battles) are flagged and left out")
     create.add_argument("--guidelines", help="Markdown shown to raters before their first battle")
+    create.add_argument("--system", default="", help="one system prompt every model answers under")
+    create.add_argument("--identity-words", nargs="*", default=[],
+                        help="more words that give a model away (its name, its base's family and lab are always checked)")
     backend.add_flags(create)
     campaign.add_parser("list").add_argument("--json", action="store_true")
     results = sub.add_parser("results")
@@ -103,7 +107,9 @@ def run(argv=None) -> int:
         plan = arena.RatingPlan(votes_per_battle=args.votes_per_battle, allocation=args.allocation,
                                 gold=tuple(arena.load_gold(args.gold)) if args.gold else (), gold_rate=args.gold_rate,
                                 min_gold_accuracy=args.min_gold_accuracy,
-                                guidelines=arena.load_guidelines(args.guidelines) if args.guidelines else "")
+                                guidelines=arena.load_guidelines(args.guidelines) if args.guidelines else "",
+                                system=args.system, identity_words=tuple(arena.default_identity_words(
+                                    Registry(args.registry), args.base, args.models, args.identity_words)))
         prompts = arena.load_prompts(args.prompts)
         params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                 top_p=args.top_p, seed=args.seed)
@@ -111,7 +117,10 @@ def run(argv=None) -> int:
         with tqdm(total=len(prompts) * len(args.models), desc="answers", file=sys.stderr) as bar:
             made = arena.create_campaign(store, engine, args.name, args.models, prompts, params, source=args.prompts,
                                          progress=lambda done, total: bar.update(done - bar.n), plan=plan)
-        print(json.dumps(made) if args.json else f"campaign {made['name']} ready: {len(prompts)} prompts")
+        flagged = made["identity_flagged_battles"]
+        print(json.dumps(made) if args.json else f"campaign {made['name']} ready: {len(prompts)} prompts" +
+              (f"; {flagged} battles flagged: an answer names a model, its family or its lab (kept, left out of "
+               f"the ladder and the pairs; --system can ask models not to introduce themselves)" if flagged else ""))
     elif args.command == "campaign":
         rows = store.campaigns()
         if args.json:

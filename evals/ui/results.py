@@ -139,6 +139,9 @@ def results_summary_text(res: dict) -> str:
         if res.get("votes_per_battle") else ""
     left_out = f" {res['excluded_votes']} votes of {len(res['excluded_raters'])} left-out raters not counted." \
         if res.get("excluded_votes") else ""
+    if res.get("identity_flagged_battles"):
+        left_out += (f" {res['identity_flagged_battles']} battles flagged (an answer names a model, its family or its "
+                     f"lab; {res['identity_flagged_votes']} votes on them not counted).")
     coefficients = res["bradley_terry_style"]["coefficients"]
     lines = [f"{res['human_votes']} human votes counted, {res['votes'] - res['human_votes'] - res.get('excluded_votes', 0)} "
              f"judge votes.{left_out}{target}",

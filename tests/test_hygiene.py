@@ -1,0 +1,52 @@
+"""Vote hygiene in fixed campaigns: one system prompt for every model, and a battle whose answer
+names a model, its base's family or its lab kept but flagged, counted, and left out of the ladder
+and the pairs."""
+
+import json
+
+from evals import arena, hygiene
+from evals.store import Store
+from posttrain.backend import make_generator
+from posttrain.engine import SamplingParams
+from posttrain.fake_openai import FakeOpenAI
+
+
+def test_identity_words_cover_models_family_and_lab():
+    words = hygiene.identity_words(["captain-dpo", "sft"], "HuggingFaceTB/SmolLM2-135M-Instruct", ["Zephyr"])
+    assert {"captain-dpo", "SmolLM", "Hugging Face", "HuggingFace", "Zephyr"} <= set(words)
+    assert "sft" not in words and "Instruct" not in words and "135M" not in words  # generic or too short
+    assert hygiene.named("Hi! I'm a helpful AI named SmolLM, trained by Hugging Face.", words) in ("SmolLM", "Hugging Face")
+    assert hygiene.named("The smolest llama ate hugging faces of grass.", words) is None  # whole words only
+    assert {"Qwen", "Alibaba"} <= set(hygiene.identity_words([], "Qwen/Qwen2-0.5B-Instruct"))
+
+
+def test_a_battle_whose_answer_names_a_model_is_flagged_and_left_out(tiny_registry, tmp_path):
+    def reply(body):  # ad-a introduces itself on the second prompt only
+        prompt = body["messages"][-1]["content"]
+        if body["model"] == "ad-a" and "second" in prompt:
+            return "I am SmolLM, made by Hugging Face."
+        return f"{'plain' if body['model'] == 'ad-a' else 'fancy'} answer to {prompt}"
+
+    store = Store(tmp_path / "arena.sqlite")
+    prompts = [{"prompt": "first question"}, {"prompt": "second question"}, {"prompt": "third question"}]
+    system = "Answer directly. Do not introduce yourself."
+    with FakeOpenAI(served=["tiny", "ad-a", "ad-b"], reply=reply) as server:
+        generator = make_generator(tiny_registry, "tiny", backend="openai", base_url=server.url)
+        plan = arena.RatingPlan(system=system, identity_words=tuple(hygiene.identity_words(
+            ["ad-a", "ad-b"], "HuggingFaceTB/SmolLM2-135M-Instruct")))
+        made = arena.create_campaign(store, generator, "hygiene", ["ad-a", "ad-b"], prompts,
+                                     SamplingParams(max_new_tokens=20, temperature=0), plan=plan)
+        assert all(body["messages"][0] == {"role": "system", "content": system} for _, _, body in server.requests)
+    assert made["identity_flagged_battles"] == 1
+    for rater in ("ann", "bob"):
+        rid = store.rater("hygiene", rater)
+        while (battle := arena.next_battle(store, "hygiene", rid)) is not None:
+            arena.cast_vote(store, "hygiene", rid, battle.battle_id, "left" if "fancy" in battle.left else "right")
+    res = arena.results(store, "hygiene", rounds=5)
+    assert res["identity_flagged_battles"] == 1 and res["identity_flagged_votes"] == 2 and res["human_votes"] == 4
+    assert "names 'SmolLM'" in res["identity_flags"][0]["reason"] or "Hugging Face" in res["identity_flags"][0]["reason"]
+    assert sum(r["n"] for r in res["win_rates"]) == 4
+    out = tmp_path / "pairs.jsonl"
+    arena.export_pairs(store, "hygiene", out)
+    assert "second question" not in out.read_text() and len(out.read_text().splitlines()) == 2
+    assert json.loads(out.read_text().splitlines()[0])["prompt"][0]["content"] != "second question"
