@@ -115,5 +115,6 @@ def build(config: BuildConfig, teacher, embedder=None, progress: Callable[[str, 
         "generation_seconds": round(gen_seconds, 1),
     }
     (out / "config.json").write_text(json.dumps(summary, indent=2))
-    report.write(out / "report.html", summary, final, dropped, clusters, seed=config.seed)
+    report.write(out / "report.html", summary, final, dropped, clusters, seed=config.seed,
+                 min_english_share=config.thresholds.min_english_share)
     return summary

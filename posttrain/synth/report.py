@@ -14,7 +14,8 @@ import plotly.graph_objects as go
 from posttrain.synth.clean import language
 
 
-def write(path: Path, summary: dict, final: list[dict], dropped: list[dict], clusters: list[dict], seed: int = 0) -> None:
+def write(path: Path, summary: dict, final: list[dict], dropped: list[dict], clusters: list[dict], seed: int = 0,
+          min_english_share: float | None = None) -> None:
     f = summary["funnel"]
     stages = ["generated", "parsed", "after_filters", "after_minhash", "after_embedding", "final"]
     figs = [go.Figure(go.Funnel(y=stages, x=[f[s] + (f["seeds"] if s not in ("generated", "parsed", "after_filters") else 0)
@@ -24,7 +25,8 @@ def write(path: Path, summary: dict, final: list[dict], dropped: list[dict], clu
         fig = go.Figure(go.Histogram(x=[len(r[key]) for r in final], nbinsx=40))
         fig.update_layout(title=f"{key} length (characters), final set", height=300)
         figs.append(fig)
-    mix = Counter(language(f"{r['instruction']} {r['output']}") for r in final + [d for d in dropped if "output" in d])
+    share = {} if min_english_share is None else {"min_english_share": min_english_share}  # the filter's own setting
+    mix = Counter(language(f"{r['instruction']} {r['output']}", **share) for r in final + [d for d in dropped if "output" in d])
     figs.append(go.Figure(go.Pie(labels=list(mix), values=list(mix.values()))).update_layout(title="Language mix (kept and dropped)"))
     reasons = Counter(d["reason"].split(":")[0] for d in dropped)
     figs.append(go.Figure(go.Bar(x=list(reasons), y=list(reasons.values()))).update_layout(title="Why rows were dropped"))
