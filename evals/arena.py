@@ -52,12 +52,15 @@ def load_prompts(path: str | Path) -> list[dict]:
     for where, row in rows:
         if not isinstance(row, dict):
             raise StoreError(f"{where}: expected an object")
-        turns = row.get("turns")
-        text = turns[0] if isinstance(turns, list) and turns else next((row[k] for k in PROMPT_KEYS if row.get(k)), None)
+        turns = user_turns(row, where)
+        text = turns[0] if turns else next((row[k] for k in PROMPT_KEYS if row.get(k)), None)
         if not isinstance(text, str) or not text.strip():
-            raise StoreError(f"{where}: no prompt text (use 'turns' or one of {PROMPT_KEYS})")
-        prompts.append({"question_id": row.get("question_id", len(prompts) + 1), "category": row.get("category") or None,
-                        "prompt": text.strip()})
+            raise StoreError(f"{where}: no prompt text (use 'turns', 'messages' or one of {PROMPT_KEYS})")
+        prompt = {"question_id": row.get("question_id", len(prompts) + 1), "category": row.get("category") or None,
+                  "prompt": text.strip()}
+        if turns and len(turns) > 1:  # answered turn by turn, each model on its own earlier answers
+            prompt["turns"] = [t.strip() for t in turns]
+        prompts.append(prompt)
     if not prompts:
         raise StoreError(f"{path}: no prompts")
     return prompts
@@ -127,6 +130,24 @@ def load_guidelines(path: str | Path) -> str:
     return text
 
 
+def user_turns(row: dict, where: str) -> list[str] | None:
+    """The user turns of a row: MT-Bench's `turns`, or the user messages of `messages` (the file's
+    own assistant messages are dropped: every model answers every turn itself)."""
+    if isinstance(row.get("turns"), list) and row["turns"]:
+        turns = row["turns"]
+    elif isinstance(row.get("messages"), list) and row["messages"]:
+        turns = [m.get("content") for m in row["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+    else:
+        return None
+    if not turns or not all(isinstance(t, str) and t.strip() for t in turns):
+        raise StoreError(f"{where}: every user turn must be non-empty text")
+    return turns
+
+
+def multi_turn_count(prompts: list[dict]) -> int:
+    return sum(1 for p in prompts if len(p.get("turns") or []) > 1)
+
+
 def create_campaign(store: Store, engine: Generator, name: str, models: list[str], prompts: list[dict],
                     params: SamplingParams, source: str = "", batch_rows: int = 8,
                     progress: Callable[[int, int], None] | None = None, plan: RatingPlan | None = None) -> dict:
@@ -136,7 +157,7 @@ def create_campaign(store: Store, engine: Generator, name: str, models: list[str
     for model in models:
         engine.ensure_model(model)  # refuses unknown entries and adapters of another base before storing
     store.create_campaign(name, models, prompts, asdict(params), source, settings=plan.settings(), gold=list(plan.gold))
-    return generate_missing(store, engine, name, batch_rows, progress)
+    return {**generate_missing(store, engine, name, batch_rows, progress), "multi_turn_prompts": multi_turn_count(prompts)}
 
 
 def generate_missing(store: Store, engine: Generator, name: str, batch_rows: int = 8,
@@ -144,19 +165,51 @@ def generate_missing(store: Store, engine: Generator, name: str, batch_rows: int
     campaign = store.campaign(name)
     params = SamplingParams(**campaign["params"])
     system = campaign["settings"].get("system") or ""
+    turns = store.prompt_turns(name)
     todo = store.missing_answers(name)
+    single = [row for row in todo if row[0] not in turns]
     total = len(todo)
-    for start in range(0, total, batch_rows):
-        chunk = todo[start : start + batch_rows]
+    done = 0
+    for start in range(0, len(single), batch_rows):
+        chunk = single[start : start + batch_rows]
         prompts = [[{"role": "system", "content": system}, {"role": "user", "content": p}] if system else p for _, p, _ in chunk]
         answers = engine.generate(prompts, [m for _, _, m in chunk], params)
         store.save_answers([(pid, model, a.text, a.new_tokens, a.notice) for (pid, _, model), a in zip(chunk, answers)])
+        done += len(chunk)
         if progress:
-            progress(start + len(chunk), total)
+            progress(done, total)
+    multi = [(pid, model) for pid, _, model in todo if pid in turns]
+    for start in range(0, len(multi), batch_rows):
+        chunk = multi[start : start + batch_rows]
+        conversations = answer_turns(engine, [(turns[pid], model) for pid, model in chunk], params, system)
+        store.save_answers([(pid, model, texts[-1], tokens, "", texts)
+                            for (pid, model), (texts, tokens) in zip(chunk, conversations)])
+        done += len(chunk)
+        if progress:
+            progress(done, total)
     flagged = hygiene.flags(store.battle_answers(name), campaign["settings"].get("identity_words") or [])
     store.flag_battles(name, flagged)
     store.set_status(name, "ready")
     return {**store.campaign(name), "identity_flagged_battles": len(flagged)}
+
+
+def answer_turns(engine: Generator, rows: list[tuple[list[str], str]], params: SamplingParams,
+                 system: str = "") -> list[tuple[list[str], int]]:
+    """(answers per turn, new tokens in all) for each (user turns, model) row: turn k is asked with
+    the model's OWN answers to turns 1..k-1, every row's turn k in one batched call."""
+    messages = [[{"role": "system", "content": system}] if system else [] for _ in rows]
+    answers: list[list[str]] = [[] for _ in rows]
+    tokens = [0] * len(rows)
+    for k in range(max(len(t) for t, _ in rows)):
+        live = [i for i, (t, _) in enumerate(rows) if k < len(t)]
+        for i in live:
+            messages[i].append({"role": "user", "content": rows[i][0][k]})
+        replies = engine.generate([list(messages[i]) for i in live], [rows[i][1] for i in live], params)
+        for i, reply in zip(live, replies):
+            messages[i].append({"role": "assistant", "content": reply.text})
+            answers[i].append(reply.text)
+            tokens[i] += reply.new_tokens
+    return list(zip(answers, tokens))
 
 
 def default_identity_words(registry, base: str, models: list[str], extra: list[str] | tuple = ()) -> list[str]:

@@ -6,9 +6,34 @@ edited the better answer backs a row whose `chosen` is that edit."""
 
 from __future__ import annotations
 
+import json
+
 from evals.stats import LABELS, majority
 
 WINNER_OF_LABEL = {LABELS["a"]: "a", LABELS["b"]: "b"}
+
+
+def conversation_sides(vote: dict, win: str, lose: str, edited: str | None) -> tuple[list, list, list]:
+    """TRL's conversational preference format. One turn: the prompt, and each side's answer. Several
+    turns (`turns`, `turns_a`, `turns_b` as JSON): the first user turn is the shared prompt, and
+    chosen / rejected are each model's own conversation from its first answer on (its answers with
+    the later user turns between them); an edit replaces the chosen side's last answer."""
+    if not vote.get("turns"):
+        return ([{"role": "user", "content": vote["prompt"]}],
+                [{"role": "assistant", "content": edited or vote[f"text_{win}"]}],
+                [{"role": "assistant", "content": vote[f"text_{lose}"]}])
+    users = json.loads(vote["turns"])
+
+    def side(answers: list[str]) -> list[dict]:
+        messages = [{"role": "assistant", "content": answers[0]}]
+        for user, answer in zip(users[1:], answers[1:]):
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+        return messages
+
+    chosen = side(json.loads(vote[f"turns_{win}"]))
+    if edited:
+        chosen[-1] = {"role": "assistant", "content": edited}
+    return [{"role": "user", "content": users[0]}], chosen, side(json.loads(vote[f"turns_{lose}"]))
 
 
 def build_pairs(votes: list[dict], campaign: str, include_judge: bool = False,
@@ -35,10 +60,9 @@ def build_pairs(votes: list[dict], campaign: str, include_judge: bool = False,
         for vote in backing:  # None: the model's own answer; else the rater's edit
             backers.setdefault(vote["edited"], []).append(vote)
         for edited, support in backers.items():
+            prompt, chosen, rejected = conversation_sides(first, win, lose, edited)
             pairs.append({
-                "prompt": [{"role": "user", "content": first["prompt"]}],
-                "chosen": [{"role": "assistant", "content": edited or first[f"text_{win}"]}],
-                "rejected": [{"role": "assistant", "content": first[f"text_{lose}"]}],
+                "prompt": prompt, "chosen": chosen, "rejected": rejected,
                 "campaign": campaign, "source": kind, "chosen_model": first[f"model_{win}"],
                 "rejected_model": first[f"model_{lose}"], "edited": edited is not None,
                 "votes_for": len(support), "votes_against": len(group) - len(backing),

@@ -54,7 +54,9 @@ CREATE TABLE IF NOT EXISTS invites (
 MIGRATIONS = {
     "campaigns": [("access", "TEXT NOT NULL DEFAULT 'name'"),  # who may rate (see ACCESS)
                   ("settings", "TEXT NOT NULL DEFAULT '{}'")],  # votes per battle, allocation, gold, guidelines
-    "prompts": [("gold", "INTEGER NOT NULL DEFAULT 0")],  # a gold check: its better answer is known
+    "prompts": [("gold", "INTEGER NOT NULL DEFAULT 0"),  # a gold check: its better answer is known
+                ("turns", "TEXT")],  # JSON list of the user turns of a multi-turn prompt (NULL: one turn)
+    "answers": [("turns", "TEXT")],  # JSON list of a model's answers to each turn of a multi-turn prompt
     "battles": [("gold", "INTEGER NOT NULL DEFAULT 0"),
                 ("flag", "TEXT")],  # why the battle is kept but left out (an answer names a model or its maker)
     "assignments": [("assigned_at", "TEXT")],  # when a battle was handed out (claims expire)
@@ -96,6 +98,9 @@ class Assignment:
     left: str
     right: str
     gold: bool = False  # a gold check; never shown to the rater as such
+    turns: tuple = ()  # a multi-turn prompt's user turns (prompt is the first)
+    left_turns: tuple = ()  # the left model's answer to each turn (left is the last)
+    right_turns: tuple = ()
 
 
 class Store:
@@ -175,9 +180,11 @@ class Store:
                 (name, json.dumps(models), json.dumps(params), source, "generating", now(),
                  json.dumps(settings or {}))).lastrowid
             for position, prompt in enumerate(prompts):
+                turns = prompt.get("turns") if len(prompt.get("turns") or []) > 1 else None
                 pid = con.execute(
-                    "INSERT INTO prompts (campaign_id, position, question_id, category, prompt) VALUES (?, ?, ?, ?, ?)",
-                    (cid, position, str(prompt.get("question_id", position + 1)), prompt.get("category"), prompt["prompt"])).lastrowid
+                    "INSERT INTO prompts (campaign_id, position, question_id, category, prompt, turns) VALUES (?, ?, ?, ?, ?, ?)",
+                    (cid, position, str(prompt.get("question_id", position + 1)), prompt.get("category"), prompt["prompt"],
+                     json.dumps(turns) if turns else None)).lastrowid
                 for a, b in combinations(models, 2):
                     con.execute("INSERT INTO battles (campaign_id, prompt_id, model_a, model_b) VALUES (?, ?, ?, ?)",
                                 (cid, pid, a, b))
@@ -226,11 +233,20 @@ class Store:
                 (campaign["id"],))}
         return [(p["id"], p["prompt"], m) for p in prompts for m in campaign["models"] if (p["id"], m) not in have]
 
-    def save_answers(self, rows: list[tuple[int, str, str, int, str]]) -> None:
-        """(prompt id, model, text, new tokens, notice) rows, committed together."""
+    def save_answers(self, rows: list[tuple]) -> None:
+        """(prompt id, model, text, new tokens, notice[, answers per turn]) rows, committed together;
+        a multi-turn answer's text is its last turn."""
+        full = [(*row[:5], json.dumps(row[5]) if len(row) > 5 and row[5] is not None else None) for row in rows]
         with self.connect() as con:
-            con.executemany("INSERT OR REPLACE INTO answers (prompt_id, model, text, new_tokens, notice) VALUES (?, ?, ?, ?, ?)",
-                            rows)
+            con.executemany("INSERT OR REPLACE INTO answers (prompt_id, model, text, new_tokens, notice, turns) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", full)
+
+    def prompt_turns(self, name: str) -> dict[int, list[str]]:
+        """{prompt id: user turns} of the campaign's multi-turn prompts."""
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            return {r["id"]: json.loads(r["turns"]) for r in con.execute(
+                "SELECT id, turns FROM prompts WHERE campaign_id = ? AND turns IS NOT NULL", (campaign["id"],))}
 
     def answers(self, name: str) -> list[dict]:
         campaign = self.campaign(name)
@@ -434,7 +450,8 @@ class Store:
         with self.connect() as con:
             done, total = _progress(con, rater_id)
             row = con.execute(
-                "SELECT s.position, s.battle_id, s.a_on_left, b.gold, p.prompt, aa.text AS text_a, ab.text AS text_b "
+                "SELECT s.position, s.battle_id, s.a_on_left, b.gold, p.prompt, p.turns, aa.text AS text_a, ab.text AS text_b, "
+                "aa.turns AS turns_a, ab.turns AS turns_b "
                 "FROM assignments s JOIN battles b ON b.id = s.battle_id JOIN prompts p ON p.id = b.prompt_id "
                 "JOIN answers aa ON aa.prompt_id = p.id AND aa.model = b.model_a "
                 "JOIN answers ab ON ab.prompt_id = p.id AND ab.model = b.model_b "
@@ -442,9 +459,13 @@ class Store:
                 "WHERE s.rater_id = ? AND v.id IS NULL ORDER BY s.position LIMIT 1", (rater_id,)).fetchone()
         if row is None:
             return None
-        left, right = (row["text_a"], row["text_b"]) if row["a_on_left"] else (row["text_b"], row["text_a"])
+        sides = ("a", "b") if row["a_on_left"] else ("b", "a")
+        left, right = (row[f"text_{side}"] for side in sides)
+        turns = tuple(json.loads(row["turns"])) if row["turns"] else ()
+        left_turns, right_turns = (tuple(json.loads(row[f"turns_{side}"])) if turns and row[f"turns_{side}"] else ()
+                                   for side in sides)
         return Assignment(rater_id, row["battle_id"], row["position"], total, done, row["prompt"], left, right,
-                          bool(row["gold"]))
+                          bool(row["gold"]), turns, left_turns, right_turns)
 
     def progress(self, rater_id: int) -> tuple[int, int]:
         """(battles voted, battles assigned) for a rater."""
@@ -507,7 +528,8 @@ class Store:
         with self.connect() as con:
             return [dict(r) for r in con.execute(
                 "SELECT v.battle_id, v.winner, v.edited, v.created_at, r.name AS rater, r.kind, p.prompt, b.model_a, "
-                "b.model_b, aa.text AS text_a, ab.text AS text_b, b.flag FROM votes v JOIN battles b ON b.id = v.battle_id "
+                "b.model_b, aa.text AS text_a, ab.text AS text_b, b.flag, p.turns, aa.turns AS turns_a, ab.turns AS turns_b "
+                "FROM votes v JOIN battles b ON b.id = v.battle_id "
                 "JOIN raters r ON r.id = v.rater_id JOIN prompts p ON p.id = b.prompt_id "
                 "JOIN answers aa ON aa.prompt_id = p.id AND aa.model = b.model_a "
                 "JOIN answers ab ON ab.prompt_id = p.id AND ab.model = b.model_b "

@@ -249,11 +249,15 @@ def _prompt(value, max_chars: int) -> list[dict]:
     return prompt
 
 
-def _reply(value, key: str, max_chars: int) -> list[dict]:
+def _reply(value, key: str, max_chars: int, prompt: list[dict] | None = None) -> list[dict]:
+    """A preference side's reply: its last assistant message, or, when it goes on for several turns
+    after the prompt (assistant, user, ..., assistant: a conversation battle's export), all of them."""
     reply = _messages(value, key, max_chars)
     if reply[-1]["role"] != "assistant":
         raise RowError(f"{key!r} does not end with an assistant message")
-    return reply[-1:]
+    if prompt and reply[: len(prompt)] == prompt:  # chosen / rejected may repeat the prompt
+        reply = reply[len(prompt):]
+    return reply if reply and reply[0]["role"] == "assistant" else reply[-1:]
 
 
 def from_preference(row: dict, max_chars: int) -> dict:
@@ -266,11 +270,11 @@ def from_preference(row: dict, max_chars: int) -> dict:
         prompt = chosen[:-1]
     else:
         prompt = _prompt(row.get("prompt"), max_chars)
-    pair = {"prompt": prompt, "chosen": _reply(chosen, "chosen", max_chars),
-            "rejected": _reply(rejected, "rejected", max_chars)}
+    pair = {"prompt": prompt, "chosen": _reply(chosen, "chosen", max_chars, prompt),
+            "rejected": _reply(rejected, "rejected", max_chars, prompt)}
     if not any(m["role"] == "user" for m in pair["prompt"]):
         raise RowError("prompt has no user message")
-    if pair["chosen"][0]["content"] == pair["rejected"][0]["content"]:
+    if pair["chosen"] == pair["rejected"]:
         raise RowError("chosen and rejected are the same text")
     return pair
 

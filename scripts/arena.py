@@ -118,7 +118,8 @@ def run(argv=None) -> int:
             made = arena.create_campaign(store, engine, args.name, args.models, prompts, params, source=args.prompts,
                                          progress=lambda done, total: bar.update(done - bar.n), plan=plan)
         flagged = made["identity_flagged_battles"]
-        print(json.dumps(made) if args.json else f"campaign {made['name']} ready: {len(prompts)} prompts" +
+        print(json.dumps(made) if args.json else f"campaign {made['name']} ready: {len(prompts)} prompts "
+              f"({made['multi_turn_prompts']} with several turns)" +
               (f"; {flagged} battles flagged: an answer names a model, its family or its lab (kept, left out of "
                f"the ladder and the pairs; --system can ask models not to introduce themselves)" if flagged else ""))
     elif args.command == "campaign":

@@ -148,7 +148,8 @@ def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name,
     names = svc.campaign_names()
     flagged = made["identity_flagged_battles"]
     note = f"; {flagged} battles flagged because an answer names a model, its family or its lab" if flagged else ""
-    return {room.created: f"campaign **{name}** ready: {len(prompts)} prompts, models {', '.join(models)}{note}",
+    return {room.created: f"campaign **{name}** ready: {len(prompts)} prompts ({made['multi_turn_prompts']} with several "
+                          f"turns), models {', '.join(models)}{note}",
             **{dropdown: gr.update(choices=names, value=name) for dropdown in campaign_lists}}
 
 

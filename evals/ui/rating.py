@@ -189,12 +189,25 @@ def battle_view(svc: Services, room: RatingRoom, session: dict) -> dict:
         return {room.session: {**session, "battle_id": None, "shown": None},
                 room.progress: progress_bar(done, total, f"{done} / {total} rated, {finished}"),
                 room.prompt: "", room.left: "", room.right: "", room.controls: gr.update(visible=False), **labels}
-    shown = {"prompt": safe_markdown(assignment.prompt), "left": safe_markdown(assignment.left),
-             "right": safe_markdown(assignment.right)}
+    shown = {"prompt": safe_markdown(assignment.prompt) + (f"\n\n*(a conversation of {len(assignment.turns)} turns: "
+                                                          "judge each side's whole conversation)*" if assignment.turns else ""),
+             "left": conversation(assignment.turns, assignment.left_turns) or safe_markdown(assignment.left),
+             "right": conversation(assignment.turns, assignment.right_turns) or safe_markdown(assignment.right)}
     return {room.session: {**session, "battle_id": assignment.battle_id, "shown": shown},
             room.progress: progress_bar(done, total, f"battle {done + 1} of {total}"),
             room.prompt: shown["prompt"], room.left: shown["left"], room.right: shown["right"],
             room.controls: gr.update(visible=True), **labels}
+
+
+def conversation(turns: tuple, answers: tuple) -> str:
+    """One side of a multi-turn battle, turn by turn: its first answer, then each later user turn
+    and its answer to it ('' for a single-turn battle)."""
+    if not turns:
+        return ""
+    parts = [safe_markdown(answers[0])]
+    for number, (user, answer) in enumerate(zip(turns[1:], answers[1:]), start=2):
+        parts.append(f"\n\n---\n\n**Turn {number}, user:** {safe_markdown(user)}\n\n{safe_markdown(answer)}")
+    return "".join(parts)
 
 
 def vote(svc: Services, room: RatingRoom, session, choice, score_left, score_right, edited, comment) -> dict:

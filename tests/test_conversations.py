@@ -1,0 +1,82 @@
+"""Battles that are conversations: a prompt with several turns (MT-Bench's `turns`) is answered
+turn by turn, each model on its OWN earlier answers; the rater sees both conversations and votes
+once; the pairs are TRL's conversational preference rows spanning the turns, which load with
+`datasets` and train with plain TRL as they are."""
+
+import json
+
+from gradio_client import Client
+
+from arena_fixtures import launch
+from evals import arena
+from evals.store import Store
+from evals.ui import ArenaConfig
+from posttrain.backend import make_generator
+from posttrain.engine import SamplingParams
+from posttrain.fake_openai import FakeOpenAI
+
+
+def test_a_two_turn_prompt_is_a_conversation_from_generation_to_plain_trl(tiny_registry, tmp_path):
+    questions = tmp_path / "question.jsonl"  # the MT-Bench schema, plus one single-turn row
+    questions.write_text(json.dumps({"question_id": 81, "category": "writing", "turns": ["Write a haiku.", "Now sadder."]})
+                         + "\n" + json.dumps({"question_id": 82, "category": "writing", "turns": ["Say hi."]}) + "\n")
+    prompts = arena.load_prompts(questions)
+    assert prompts[0]["turns"] == ["Write a haiku.", "Now sadder."] and "turns" not in prompts[1]
+    store = Store(tmp_path / "data" / "arena.sqlite")
+    with FakeOpenAI(served=["tiny", "ad-a", "ad-b"]) as server:
+        generator = make_generator(tiny_registry, "tiny", backend="openai", base_url=server.url)
+        made = arena.create_campaign(store, generator, "convo", ["ad-a", "ad-b"], prompts,
+                                     SamplingParams(max_new_tokens=30, temperature=0))
+        bodies = [body for _, _, body in server.requests]
+    assert made["multi_turn_prompts"] == 1
+    for model in ("ad-a", "ad-b"):  # turn 2 carries the model's own turn 1, never the other's
+        (second,) = [b["messages"] for b in bodies if b["model"] == model and len(b["messages"]) == 3]
+        assert second == [{"role": "user", "content": "Write a haiku."},
+                          {"role": "assistant", "content": f"[{model}] reply to: Write a haiku."},
+                          {"role": "user", "content": "Now sadder."}]
+
+    config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", admin_password="pw",
+                         quantize=False)
+    site = launch(config, store)
+    try:
+        for rater in ("ann", "bob"):
+            client = Client(site.url, verbose=False)
+            out = client.predict("convo", rater, "", api_name="/start")
+            while out[1]:
+                if "Write a haiku" in out[1]:
+                    assert "conversation of 2 turns" in out[1]
+                    for side in (out[2], out[3]):  # both conversations, turn by turn
+                        assert "reply to: Write a haiku." in side and "Turn 2, user:" in side and "reply to: Now sadder." in side
+                pick = "A is better" if "[ad-a]" in out[2] else "B is better"  # both prefer ad-a
+                client.predict(pick, None, None, "", "", api_name="/vote")
+                out = client.predict(api_name="/next")
+    finally:
+        site.ui.close()
+    assert len(store.votes("convo")) == 4
+
+    out = tmp_path / "pairs.jsonl"
+    assert arena.export_pairs(store, "convo", out) == 2
+    rows = {json.loads(line)["prompt"][0]["content"]: json.loads(line) for line in out.read_text().splitlines()}
+    convo = rows["Write a haiku."]
+    assert convo["prompt"] == [{"role": "user", "content": "Write a haiku."}]
+    assert convo["chosen"] == [{"role": "assistant", "content": "[ad-a] reply to: Write a haiku."},
+                               {"role": "user", "content": "Now sadder."},
+                               {"role": "assistant", "content": "[ad-a] reply to: Now sadder."}]
+    assert convo["rejected"][0]["content"] == "[ad-b] reply to: Write a haiku." and len(convo["rejected"]) == 3
+    assert rows["Say hi."]["chosen"] == [{"role": "assistant", "content": "[ad-a] reply to: Say hi."}]
+
+    from datasets import load_dataset
+    from trl import DPOConfig, DPOTrainer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dataset = load_dataset("json", data_files=str(out), split="train").select_columns(["prompt", "chosen", "rejected"])
+    base = tiny_registry.get("tiny").path
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(str(base)), processing_class=AutoTokenizer.from_pretrained(str(base)),
+                         args=DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=1, per_device_train_batch_size=2,
+                                        report_to="none", use_cpu=True, bf16=False, save_strategy="no", max_length=96),
+                         train_dataset=dataset)
+    assert trainer.train().global_step == 1
+
+    from posttrain.data import read  # our reader keeps the turns too (the closed loop trains on these)
+    (kept,) = [r for r in read(out).rows if r["prompt"][0]["content"] == "Write a haiku."]
+    assert kept["chosen"] == convo["chosen"]
