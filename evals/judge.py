@@ -30,6 +30,33 @@ JUDGE_PROMPT = (
 )
 
 
+MULTI_TURN_SYSTEM = (  # MT-Bench's pair-v2-multi-turn, for conversations of any number of turns
+    "Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants to the "
+    "user questions. You should choose the assistant that follows the user's instructions and answers the user's "
+    "questions better. Your evaluation should consider factors such as the helpfulness, relevance, accuracy, depth, "
+    "creativity, and level of detail of their responses. You should focus on who provides a better answer to the last "
+    "user question. Begin your evaluation by comparing the responses of the two assistants and provide a short "
+    "explanation. Avoid any position biases and ensure that the order in which the responses were presented does not "
+    "influence your decision. Do not allow the length of the responses to influence your evaluation. Do not favor "
+    "certain names of the assistants. Be as objective as possible. After providing your explanation, output your final "
+    "verdict by strictly following this format: \"[[A]]\" if assistant A is better, \"[[B]]\" if assistant B is "
+    "better, and \"[[C]]\" for a tie.")
+
+
+def transcript(label: str, turns, answers) -> str:
+    """One assistant's side of a conversation in MT-Bench's pairwise multi-turn layout."""
+    body = "".join(f"### User:\n{user}\n\n### Assistant {label}:\n{answer}\n\n" for user, answer in zip(turns, answers))
+    return (f"<|The Start of Assistant {label}'s Conversation with User|>\n\n{body}"
+            f"<|The End of Assistant {label}'s Conversation with User|>")
+
+
+def conversation_messages(turns, answers) -> list[dict]:
+    messages = []
+    for user, answer in zip(turns, answers):
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+    return messages
+
+
 def both_orders(judge: Callable[[str, str, str], Verdict], prompt: str, left: str, right: str) -> Verdict:
     """The choice between `left` and `right` judged in both orders: a side wins only if it wins
     when shown first AND when shown second; anything else is a tie."""
@@ -44,8 +71,14 @@ class RewardJudge:
     scorer: object  # posttrain.reward.RewardScorer
     name: str = "reward-model"
 
-    def __call__(self, prompt: str, left: str, right: str) -> Verdict:
-        score_left, score_right = self.scorer.score(prompt, [left, right])
+    def __call__(self, prompt, left, right) -> Verdict:
+        """`prompt` a user text and `left` / `right` answers, or, for a conversation, the user turns
+        and each side's answers to them (each side is scored on its own whole conversation)."""
+        if isinstance(prompt, (list, tuple)):
+            scores = [self.scorer.score(conversation_messages(prompt, side)[:-1], [side[-1]])[0] for side in (left, right)]
+        else:
+            scores = self.scorer.score(prompt, [left, right])
+        score_left, score_right = scores
         return "left" if score_left > score_right else "right" if score_right > score_left else "tie"
 
 
@@ -70,9 +103,14 @@ class OpenAIJudge:
             raise SettingsError(f"the OpenAI-compatible judge needs {', '.join(missing)} in the environment")
         return cls(os.environ["JUDGE_BASE_URL"].rstrip("/"), os.environ["JUDGE_MODEL"], os.environ.get("JUDGE_API_KEY", ""))
 
-    def __call__(self, prompt: str, left: str, right: str) -> Verdict:
-        body = {"model": self.model, "temperature": 0, "messages": [
-            {"role": "user", "content": JUDGE_PROMPT.format(question=prompt, answer_a=left, answer_b=right)}]}
+    def __call__(self, prompt, left, right) -> Verdict:
+        if isinstance(prompt, (list, tuple)):  # a conversation: MT-Bench's multi-turn pairwise prompt
+            body = {"model": self.model, "temperature": 0, "messages": [
+                {"role": "system", "content": MULTI_TURN_SYSTEM},
+                {"role": "user", "content": transcript("A", prompt, left) + "\n\n\n" + transcript("B", prompt, right)}]}
+        else:
+            body = {"model": self.model, "temperature": 0, "messages": [
+                {"role": "user", "content": JUDGE_PROMPT.format(question=prompt, answer_a=left, answer_b=right)}]}
         text = ChatClient(self.base_url, self.api_key, retries=self.retries, timeout=self.timeout).complete(body)["text"]
         match = re.findall(r"\[\[([ABC])\]\]", text)
         return {"A": "left", "B": "right"}.get(match[-1] if match else "C", "tie")  # MT-Bench's A is the first shown
@@ -84,7 +122,11 @@ def judge_campaign(store: Store, campaign: str, judge, progress: Callable[[int, 
     done, total = store.progress(rater)
     new = 0
     while (assignment := store.next_assignment(rater)) is not None:
-        store.vote(rater, assignment.battle_id, both_orders(judge, assignment.prompt, assignment.left, assignment.right))
+        if assignment.turns:  # a conversation: each side judged on its whole conversation
+            verdict = both_orders(judge, assignment.turns, assignment.left_turns, assignment.right_turns)
+        else:
+            verdict = both_orders(judge, assignment.prompt, assignment.left, assignment.right)
+        store.vote(rater, assignment.battle_id, verdict)
         new += 1
         if progress:
             progress(done + new, total)

@@ -80,3 +80,29 @@ def test_a_two_turn_prompt_is_a_conversation_from_generation_to_plain_trl(tiny_r
     from posttrain.data import read  # our reader keeps the turns too (the closed loop trains on these)
     (kept,) = [r for r in read(out).rows if r["prompt"][0]["content"] == "Write a haiku."]
     assert kept["chosen"] == convo["chosen"]
+
+
+def test_the_judge_rates_conversations_in_both_orders(tiny_registry, tmp_path):
+    """An OpenAI-compatible judge that prefers the conversation whose last answer is sadder gets
+    MT-Bench's multi-turn pairwise prompt with both whole conversations, in both orders."""
+    from evals.judge import OpenAIJudge, judge_campaign
+
+    def sadder(body):  # prefers the side whose last answer has "sad" in it
+        text = body["messages"][-1]["content"]
+        a, b = text.split("<|The Start of Assistant B's")
+        return "[[A]]" if "sad" in a.rsplit("### Assistant A:", 1)[1] else "[[B]]"
+
+    store = Store(tmp_path / "arena.sqlite")
+    store.create_campaign("talk", ["x", "y"], [{"prompt": "Write a haiku.", "turns": ["Write a haiku.", "Now sadder."]}], {})
+    (pid,) = store.prompt_turns("talk")
+    store.save_answers([(pid, "x", "sad rain", 4, "", ["rain", "sad rain"]), (pid, "y", "more rain", 4, "", ["rain", "more rain"])])
+    store.set_status("talk", "ready")
+    with FakeOpenAI(reply=sadder) as judge_server:
+        judge = OpenAIJudge(judge_server.url, "judge")
+        assert judge_campaign(store, "talk", judge) == 1
+        prompts = [body["messages"] for _, _, body in judge_server.requests]
+    assert len(prompts) == 2 and all("focus on who provides a better answer to the last user question" in p[0]["content"]
+                                     for p in prompts)
+    assert all("### User:\nNow sadder." in p[1]["content"] for p in prompts)
+    (vote,) = store.votes("talk")
+    assert vote["winner"] == "a"  # x: in both orders
