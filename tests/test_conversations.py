@@ -106,3 +106,28 @@ def test_the_judge_rates_conversations_in_both_orders(tiny_registry, tmp_path):
     assert all("### User:\nNow sadder." in p[1]["content"] for p in prompts)
     (vote,) = store.votes("talk")
     assert vote["winner"] == "a"  # x: in both orders
+
+
+def test_the_side_by_side_demo_continues_both_conversations(tiny_registry, tmp_path):
+    """The demo's follow-up: each model answers it after its own first answer (the requests show it)."""
+    from evals.ui import demo
+    from evals.ui.common import services
+
+    room = demo.DemoRoom(*[f"component-{i}" for i in range(14)])  # callbacks return updates keyed by component
+    with FakeOpenAI(served=["tiny", "ad-a", "ad-b"]) as server:
+        config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", quantize=False,
+                             generation_backend="openai", generation_base_url=server.url)
+        svc = services(config)
+        *_, first = demo.side_by_side(svc, room, "", "ad-a", "ad-b", "Name a fruit.", 16, 0, 0)
+        history = first[room.history]
+        assert history["models"] == ["ad-a", "ad-b"] and first[room.left_answer] == "[ad-a] reply to: Name a fruit."
+        server.requests.clear()
+        *_, second = demo.continue_conversation(svc, room, "", history, "And a vegetable?", 16, 0, 0)
+        bodies = {body["model"]: body["messages"] for _, _, body in server.requests}
+    for model in ("ad-a", "ad-b"):
+        assert bodies[model] == [{"role": "user", "content": "Name a fruit."},
+                                 {"role": "assistant", "content": f"[{model}] reply to: Name a fruit."},
+                                 {"role": "user", "content": "And a vegetable?"}]
+    assert second[room.left_answer] == ("[ad-a] reply to: Name a fruit.\n\n» And a vegetable?\n\n"
+                                        "[ad-a] reply to: And a vegetable?")
+    assert len(second[room.history]["right"]) == 4 and second[room.followup] == ""

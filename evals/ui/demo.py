@@ -26,6 +26,9 @@ class DemoRoom:
     left_answer: gr.Textbox
     right_answer: gr.Textbox
     notes: gr.Markdown
+    history: gr.State  # {"models": [left, right], "left": messages, "right": messages}: each side's own conversation
+    followup: gr.Textbox
+    continue_both: gr.Button
 
 
 def build() -> DemoRoom:
@@ -45,15 +48,24 @@ def build() -> DemoRoom:
         left_answer = gr.Textbox(label="Left answer", lines=10)
         right_answer = gr.Textbox(label="Right answer", lines=10)
     notes = gr.Markdown()
-    return DemoRoom(left, right, preset, prompt, max_new_tokens, temperature, seed, generate, left_answer, right_answer, notes)
+    history = gr.State({})
+    with gr.Row():
+        followup = gr.Textbox(label="Follow-up (each model continues its own conversation)", scale=4, elem_id="demo-followup")
+        continue_both = gr.Button("Continue both", scale=1, elem_id="demo-continue")
+    return DemoRoom(left, right, preset, prompt, max_new_tokens, temperature, seed, generate, left_answer, right_answer, notes,
+                    history, followup, continue_both)
 
 
 def wire(svc: Services, room: DemoRoom, password: gr.Textbox, ui: gr.Blocks) -> None:
     room.preset.click(bind(before_after, svc, room), [password], [room.left, room.right], **PRIVATE)
     room.generate.click(bind(side_by_side, svc, room), [password, room.left, room.right, room.prompt, room.max_new_tokens,
                                                         room.temperature, room.seed],
-                        [room.left_answer, room.right_answer, room.notes], concurrency_limit=1, concurrency_id="model",
-                        **({"api_name": "side_by_side"} if svc.config.public_demo else PRIVATE))
+                        [room.left_answer, room.right_answer, room.notes, room.history], concurrency_limit=1,
+                        concurrency_id="model", **({"api_name": "side_by_side"} if svc.config.public_demo else PRIVATE))
+    room.continue_both.click(bind(continue_conversation, svc, room),
+                             [password, room.history, room.followup, room.max_new_tokens, room.temperature, room.seed],
+                             [room.left_answer, room.right_answer, room.notes, room.history, room.followup],
+                             concurrency_limit=1, concurrency_id="model", **PRIVATE)
     ui.load(bind(deep_link, svc, room), None, [room.left, room.right], **PRIVATE)
 
 
@@ -96,11 +108,44 @@ def side_by_side(svc: Services, room: DemoRoom, password, left, right, prompt, m
     unknown = [m for m in (left, right) if m not in known]
     if unknown:
         raise gr.Error(f"no model {unknown[0]!r} here; choose one of {', '.join(known)}")
+    conversations = {"left": [{"role": "user", "content": prompt}], "right": [{"role": "user", "content": prompt}]}
+    yield from stream_both(svc, room, (left, right), conversations, max_new_tokens, temperature, seed)
+
+
+def continue_conversation(svc: Services, room: DemoRoom, password, history, followup, max_new_tokens, temperature, seed):
+    """Both models answer the follow-up, each after its OWN earlier answers."""
+    if not (history and history.get("models")):
+        raise gr.Error("generate both answers first; the follow-up continues those conversations")
+    if not (followup and followup.strip()):
+        raise gr.Error("type a follow-up")
+    refuse_rated_models(svc, password, tuple(history["models"]))
+    conversations = {side: history[side] + [{"role": "user", "content": followup.strip()}] for side in ("left", "right")}
+    for update in stream_both(svc, room, tuple(history["models"]), conversations, max_new_tokens, temperature, seed):
+        yield {**update, room.followup: ""}
+
+
+def stream_both(svc: Services, room: DemoRoom, models: tuple[str, str], conversations: dict, max_new_tokens, temperature,
+                seed):
+    """Stream both sides from one batched call; the history keeps each side's conversation."""
     with shown_to_user():
         params = SamplingParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature), seed=int(seed))
-        for answers in svc.engine().stream([prompt, prompt], [left, right], params):
+        for answers in svc.engine().stream([conversations["left"], conversations["right"]], list(models), params):
             notes = "  \n".join(f"{a.model}: {a.notice}" for a in answers if a.notice)
-            yield {room.left_answer: answers[0].text, room.right_answer: answers[1].text, room.notes: notes}
+            history = {"models": list(models), **{side: conversations[side] + [{"role": "assistant", "content": a.text}]
+                                                  for side, a in zip(("left", "right"), answers)}}
+            yield {room.left_answer: transcript(history["left"]), room.right_answer: transcript(history["right"]),
+                   room.notes: notes, room.history: history}
+
+
+def transcript(messages: list[dict]) -> str:
+    """A side's conversation as the answer box shows it: the answers, each later user turn marked."""
+    parts = []
+    for i, message in enumerate(messages):
+        if message["role"] == "assistant":
+            parts.append(message["content"])
+        elif i > 0:
+            parts.append(f"» {message['content']}")
+    return "\n\n".join(parts)
 
 
 def deep_link(svc: Services, room: DemoRoom, request: gr.Request) -> dict:
