@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS votes (
     winner TEXT NOT NULL CHECK (winner IN ('a', 'b', 'tie', 'both_bad')),
     score_a INTEGER CHECK (score_a BETWEEN 1 AND 7), score_b INTEGER CHECK (score_b BETWEEN 1 AND 7),
     edited TEXT, comment TEXT, created_at TEXT NOT NULL, UNIQUE (battle_id, rater_id));
+CREATE TABLE IF NOT EXISTS refusals (
+    id INTEGER PRIMARY KEY, campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+    rater_id INTEGER REFERENCES raters(id) ON DELETE CASCADE, kind TEXT NOT NULL, detail TEXT, created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS invites (
     token TEXT PRIMARY KEY, campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
     label TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE (campaign_id, label));
@@ -169,7 +172,7 @@ class Store:
             raise StoreError("campaign name is empty")
         if len(set(models)) < 2:
             raise StoreError(f"campaign {name!r} needs two or more different models, got {models}")
-        if not prompts:
+        if not prompts and not (settings or {}).get("open"):
             raise StoreError(f"campaign {name!r} has no prompts")
         with self.connect() as con:
             if con.execute("SELECT 1 FROM campaigns WHERE name = ?", (name,)).fetchone():
@@ -316,7 +319,7 @@ class Store:
                                   (campaign["id"], kind)).fetchone()[0]
             rid = con.execute("INSERT INTO raters (campaign_id, name, kind, created_at) VALUES (?, ?, ?, ?)",
                               (campaign["id"], name, kind, now())).lastrowid
-            if kind == "human" and is_dynamic(settings):
+            if kind == "human" and (is_dynamic(settings) or settings.get("open")):
                 return rid
             by_prompt: dict[int, list[tuple[int, str]]] = {}
             gold = []
@@ -431,6 +434,101 @@ class Store:
                 "JOIN answers aa ON aa.prompt_id = b.prompt_id AND aa.model = b.model_a "
                 "JOIN answers ab ON ab.prompt_id = b.prompt_id AND ab.model = b.model_b "
                 "WHERE b.campaign_id = ? AND b.gold = 0 ORDER BY b.id", (campaign["id"],))]
+
+    # ---- open battles (the rater's own questions) ----------------------------------------------
+    def open_battle(self, rater_id: int, model_a: str, model_b: str, a_on_left: bool, question: str) -> int:
+        """A new battle on the rater's own first question, handed to them; its answers follow."""
+        with self.connect() as con:
+            cid = con.execute("SELECT campaign_id FROM raters WHERE id = ?", (rater_id,)).fetchone()[0]
+            position = con.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM prompts WHERE campaign_id = ?",
+                                   (cid,)).fetchone()[0]
+            pid = con.execute("INSERT INTO prompts (campaign_id, position, question_id, category, prompt, turns) "
+                              "VALUES (?, ?, ?, 'open', ?, ?)", (cid, position, f"open-{position + 1}", question,
+                                                                 json.dumps([question]))).lastrowid
+            bid = con.execute("INSERT INTO battles (campaign_id, prompt_id, model_a, model_b) VALUES (?, ?, ?, ?)",
+                              (cid, pid, model_a, model_b)).lastrowid
+            slot = con.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM assignments WHERE rater_id = ?",
+                               (rater_id,)).fetchone()[0]
+            con.execute("INSERT INTO assignments (rater_id, position, battle_id, a_on_left, assigned_at) VALUES (?, ?, ?, ?, ?)",
+                        (rater_id, slot, bid, int(a_on_left), now()))
+        return bid
+
+    def battle(self, battle_id: int) -> dict:
+        """A battle with its prompt's turns and each model's answers per turn (JSON decoded)."""
+        with self.connect() as con:
+            row = con.execute(
+                "SELECT b.id AS battle_id, b.prompt_id, b.model_a, b.model_b, b.flag, p.prompt, p.turns, "
+                "aa.turns AS turns_a, ab.turns AS turns_b FROM battles b JOIN prompts p ON p.id = b.prompt_id "
+                "LEFT JOIN answers aa ON aa.prompt_id = p.id AND aa.model = b.model_a "
+                "LEFT JOIN answers ab ON ab.prompt_id = p.id AND ab.model = b.model_b WHERE b.id = ?", (battle_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no battle {battle_id}")
+        decode = lambda value: json.loads(value) if value else []
+        return {**dict(row), "turns": decode(row["turns"]), "turns_a": decode(row["turns_a"]), "turns_b": decode(row["turns_b"])}
+
+    def a_on_left(self, rater_id: int, battle_id: int) -> bool:
+        with self.connect() as con:
+            row = con.execute("SELECT a_on_left FROM assignments WHERE rater_id = ? AND battle_id = ?",
+                              (rater_id, battle_id)).fetchone()
+        if row is None:
+            raise StoreError(f"battle {battle_id} is not assigned to rater {rater_id}")
+        return bool(row[0])
+
+    def has_vote(self, rater_id: int, battle_id: int) -> bool:
+        with self.connect() as con:
+            return con.execute("SELECT 1 FROM votes WHERE rater_id = ? AND battle_id = ?", (rater_id, battle_id)).fetchone() is not None
+
+    def battle_answers_of(self, battle_id: int) -> list[dict]:
+        """One battle with its two answers (as battle_answers lists them)."""
+        with self.connect() as con:
+            return [dict(r) for r in con.execute(
+                "SELECT b.id AS battle_id, b.model_a, b.model_b, b.flag, aa.text AS text_a, ab.text AS text_b FROM battles b "
+                "JOIN answers aa ON aa.prompt_id = b.prompt_id AND aa.model = b.model_a "
+                "JOIN answers ab ON ab.prompt_id = b.prompt_id AND ab.model = b.model_b WHERE b.id = ?", (battle_id,))]
+
+    def add_turn(self, battle_id: int, question: str) -> None:
+        """The rater's next user turn of an open battle."""
+        battle = self.battle(battle_id)
+        with self.connect() as con:
+            con.execute("UPDATE prompts SET turns = ? WHERE id = ?", (json.dumps(battle["turns"] + [question]), battle["prompt_id"]))
+
+    def open_prompts(self, name: str) -> list[str]:
+        """Every first question asked in an open campaign (for the near-duplicate cap)."""
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            return [r[0] for r in con.execute("SELECT prompt FROM prompts WHERE campaign_id = ? AND category = 'open'",
+                                              (campaign["id"],))]
+
+    def battles_since(self, rater_id: int, since: str) -> int:
+        """Battles handed to a rater since `since` (ISO time)."""
+        with self.connect() as con:
+            return con.execute("SELECT COUNT(*) FROM assignments WHERE rater_id = ? AND assigned_at > ?",
+                               (rater_id, since)).fetchone()[0]
+
+    def pair_counts(self, name: str) -> dict[tuple[str, str], int]:
+        """Regular battles per model pair (sorted names)."""
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            rows = con.execute("SELECT model_a, model_b, COUNT(*) FROM battles WHERE campaign_id = ? AND gold = 0 "
+                               "GROUP BY model_a, model_b", (campaign["id"],)).fetchall()
+        counts: dict[tuple[str, str], int] = {}
+        for a, b, n in rows:
+            key = tuple(sorted((a, b)))
+            counts[key] = counts.get(key, 0) + n
+        return counts
+
+    def refuse(self, name: str, rater_id: int | None, kind: str, detail: str = "") -> None:
+        """Record a refused request (a duplicate question, the hourly cap, ...) for Results' counts."""
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            con.execute("INSERT INTO refusals (campaign_id, rater_id, kind, detail, created_at) VALUES (?, ?, ?, ?, ?)",
+                        (campaign["id"], rater_id, kind, detail[:200], now()))
+
+    def refusal_counts(self, name: str) -> dict[str, int]:
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            return {r[0]: r[1] for r in con.execute("SELECT kind, COUNT(*) FROM refusals WHERE campaign_id = ? GROUP BY kind",
+                                                    (campaign["id"],))}
 
     def battle_ids(self, name: str) -> list[int]:
         """The campaign's regular battles (no gold checks)."""

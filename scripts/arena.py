@@ -5,6 +5,7 @@
                                              [--votes-per-battle N] [--allocation balanced|adaptive]
                                              [--gold FILE] [--gold-rate R] [--min-gold-accuracy A] [--guidelines FILE.md]
                                              [--system TEXT] [--identity-words WORD ...]
+                                             [--open [--max-turns 3] [--max-prompt-chars 2000] [--battles-per-hour 30]]
     python scripts/arena.py campaign list [--json]
     python scripts/arena.py results NAME --json
     python scripts/arena.py export-pairs NAME --out FILE.jsonl [--include-judge]   (or a folder: a `datasets` dataset)
@@ -61,6 +62,13 @@ def run(argv=None) -> int:
                         help="raters under this gold accuracy (after 3 gold battles) are flagged and left out")
     create.add_argument("--guidelines", help="Markdown shown to raters before their first battle")
     create.add_argument("--system", default="", help="one system prompt every model answers under")
+    create.add_argument("--open", action="store_true",
+                        help="no prompt file: raters ask their own questions (/ask), two anonymous models answer")
+    create.add_argument("--max-turns", type=int, default=3, help="open battles: user turns per battle")
+    create.add_argument("--max-prompt-chars", type=int, default=2000, help="open battles: characters per user turn")
+    create.add_argument("--battles-per-hour", type=int, default=30, help="open battles: new battles per rater per hour")
+    create.add_argument("--max-duplicates", type=int, default=3,
+                        help="open battles: times one question may start a battle in the campaign")
     create.add_argument("--identity-words", nargs="*", default=[],
                         help="more words that give a model away (its name, its base's family and lab are always checked)")
     backend.add_flags(create)
@@ -109,17 +117,20 @@ def run(argv=None) -> int:
                                 min_gold_accuracy=args.min_gold_accuracy,
                                 guidelines=arena.load_guidelines(args.guidelines) if args.guidelines else "",
                                 system=args.system, identity_words=tuple(arena.default_identity_words(
-                                    Registry(args.registry), args.base, args.models, args.identity_words)))
-        prompts = arena.load_prompts(args.prompts)
+                                    Registry(args.registry), args.base, args.models, args.identity_words)),
+                                open=args.open, max_turns=args.max_turns, max_prompt_chars=args.max_prompt_chars,
+                                battles_per_hour=args.battles_per_hour, max_duplicates=args.max_duplicates)
+        prompts = [] if args.open else arena.load_prompts(args.prompts)
         params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                 top_p=args.top_p, seed=args.seed)
         engine = backend.from_flags(args, Registry(args.registry), args.base, quantize=not args.no_4bit)
-        with tqdm(total=len(prompts) * len(args.models), desc="answers", file=sys.stderr) as bar:
+        with tqdm(total=len(prompts) * len(args.models), desc="answers", file=sys.stderr, disable=args.open) as bar:
             made = arena.create_campaign(store, engine, args.name, args.models, prompts, params, source=args.prompts,
                                          progress=lambda done, total: bar.update(done - bar.n), plan=plan)
         flagged = made["identity_flagged_battles"]
-        print(json.dumps(made) if args.json else f"campaign {made['name']} ready: {len(prompts)} prompts "
-              f"({made['multi_turn_prompts']} with several turns)" +
+        print(json.dumps(made) if args.json else f"campaign {made['name']} ready: " +
+              ("open: raters ask their own questions" if args.open else
+               f"{len(prompts)} prompts ({made['multi_turn_prompts']} with several turns)") +
               (f"; {flagged} battles flagged: an answer names a model, its family or its lab (kept, left out of "
                f"the ladder and the pairs; --system can ask models not to introduce themselves)" if flagged else ""))
     elif args.command == "campaign":

@@ -77,7 +77,7 @@ def test_admin_endpoints_are_not_reachable_by_raters(site):
 
     client = Client(site.url, verbose=False)
     assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
-        "/start", "/vote", "/next", "/campaigns"}
+        "/start", "/vote", "/next", "/campaigns", "/ask"}
     with pytest.raises(StoreError, match="contains model name"):
         check_blind_name("zebra-one-vs-two", MODELS)
 

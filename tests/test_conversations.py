@@ -5,11 +5,12 @@ once; the pairs are TRL's conversational preference rows spanning the turns, whi
 
 import json
 
+import pytest
 from gradio_client import Client
 
 from arena_fixtures import launch
 from evals import arena
-from evals.store import Store
+from evals.store import Store, StoreError
 from evals.ui import ArenaConfig
 from posttrain.backend import make_generator
 from posttrain.engine import SamplingParams
@@ -131,3 +132,91 @@ def test_the_side_by_side_demo_continues_both_conversations(tiny_registry, tmp_p
     assert second[room.left_answer] == ("[ad-a] reply to: Name a fruit.\n\n» And a vegetable?\n\n"
                                         "[ad-a] reply to: And a vegetable?")
     assert len(second[room.history]["right"]) == 4 and second[room.followup] == ""
+
+
+ZEBRAS = ["zebra-one", "zebra-two", "zebra-three"]
+
+
+def test_open_battles_through_the_public_api(tiny_registry, tmp_path):
+    """Several API raters ask their own questions (/ask, and a follow-up), vote, and go on (/next):
+    every turn and vote is stored, no name reaches them before a vote, and the pairs are covered evenly."""
+    import threading
+    from collections import Counter
+
+    from conftest import make_lora
+    from posttrain.engine import Engine
+
+    for seed, name in enumerate(ZEBRAS, start=4):
+        tiny_registry.import_adapter(make_lora(tiny_registry.get("tiny").path, tmp_path / name, seed=seed), name,
+                                     base="tiny", method="sft")
+    store = Store(tmp_path / "data" / "arena.sqlite")
+    arena.create_campaign(store, Engine(tiny_registry, "tiny", quantize=False), "ask-away", ZEBRAS, [],
+                          SamplingParams(max_new_tokens=6, seed=1), plan=arena.RatingPlan(open=True))
+    config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", admin_password="pw",
+                         quantize=False)
+    site = launch(config, store)
+    problems, before_votes = [], []
+
+    def rate(i: int) -> None:
+        client = Client(site.url, verbose=False)
+        before_votes.append(json.dumps(client.predict("ask-away", f"asker-{i}", "", api_name="/start")))
+        for battle in range(2):
+            first = client.predict(f"question {i}-{battle}: what is a zebra?", api_name="/ask")
+            follow = client.predict(f"follow-up {i}-{battle}", api_name="/ask") if battle == 0 else first
+            before_votes.extend([json.dumps(first), json.dumps(follow)])
+            if battle == 0 and "follow-up" not in follow[2]:
+                problems.append(f"asker-{i}: the follow-up is not in the conversation")
+            after = client.predict("A is better", None, None, "", "", api_name="/vote")
+            if not any(name in after[4] for name in ZEBRAS):
+                problems.append(f"asker-{i}: no reveal")
+            client.predict(api_name="/next")
+
+    try:
+        threads = [threading.Thread(target=rate, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        endpoints = set(Client(site.url, verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"])
+    finally:
+        site.ui.close()
+    assert endpoints == {"/start", "/vote", "/next", "/campaigns", "/ask"}
+    assert not problems, problems
+    assert all(not any(name in payload for name in ZEBRAS) for payload in before_votes)
+    votes = store.votes("ask-away")
+    assert len(votes) == 8 and {v["category"] for v in votes} == {"open"}
+    per_pair = Counter(tuple(sorted((v["model_a"], v["model_b"]))) for v in votes)
+    assert sorted(per_pair.values()) == [2, 3, 3]  # 8 battles over 3 pairs, evenly
+    two_turns = [b for b in (store.battle(v["battle_id"]) for v in votes) if len(b["turns"]) == 2]
+    assert len(two_turns) == 4 and all(len(b["turns_a"]) == len(b["turns_b"]) == 2 for b in two_turns)
+    out = tmp_path / "open-pairs.jsonl"
+    assert arena.export_pairs(store, "ask-away", out) == 8  # open battles' prompts are part of the export
+    assert any(len(json.loads(line)["chosen"]) == 3 for line in out.read_text().splitlines())
+
+
+def test_open_battles_refuse_what_the_campaign_caps_and_count_it(tiny_registry, tmp_path):
+    store = Store(tmp_path / "arena.sqlite")
+    with FakeOpenAI(served=["tiny", "ad-a", "ad-b"]) as server:
+        generator = make_generator(tiny_registry, "tiny", backend="openai", base_url=server.url)
+        plan = arena.RatingPlan(open=True, max_turns=2, max_prompt_chars=40, battles_per_hour=2, max_duplicates=1)
+        arena.create_campaign(store, generator, "capped", ["ad-a", "ad-b"], [], SamplingParams(max_new_tokens=10), plan=plan)
+        rater = store.rater("capped", "ann")
+        ask = lambda battle, text: list(arena.ask(store, generator, "capped", rater, battle, text))[-1]
+        with pytest.raises(StoreError, match="at most 40"):
+            ask(None, "x" * 41)
+        first = ask(None, "Why is the sky blue?")
+        assert first["done"] and first["answers_a"] == ["[ad-a] reply to: Why is the sky blue?"]
+        second = ask(first["battle_id"], "And at night?")
+        assert second["turns"] == ["Why is the sky blue?", "And at night?"]
+        with pytest.raises(StoreError, match="its 2 turns"):
+            ask(first["battle_id"], "A third?")
+        store.vote(rater, first["battle_id"], "left")
+        with pytest.raises(StoreError, match="voted on this battle"):
+            ask(first["battle_id"], "More?")
+        with pytest.raises(StoreError, match="asked often"):
+            ask(None, "why is the SKY blue")  # the same question, normalised
+        ask(None, "Name a river.")
+        with pytest.raises(StoreError, match="2 battles in the last hour"):
+            ask(None, "Name a mountain.")
+    res = arena.results(store, "capped", rounds=0)
+    assert res["open"] and res["refused"] == {"too_long": 1, "too_many_turns": 1, "duplicate_prompt": 1, "hourly_cap": 1}

@@ -112,7 +112,7 @@ def test_space_bundle_starts_from_its_own_folder_demo_public_admin_locked(real_r
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-        assert endpoints == {"/start", "/vote", "/next", "/campaigns", "/side_by_side"}  # no admin endpoint
+        assert endpoints == {"/start", "/vote", "/next", "/campaigns", "/ask", "/side_by_side"}  # no admin endpoint
         left, right, _ = client.predict("", "before", "after", "Say hello.", 16, 0, 0, api_name="/side_by_side")
         assert left.strip() and right.strip()
     finally:

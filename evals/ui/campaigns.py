@@ -34,6 +34,7 @@ class AdminRoom:
     gold: gr.File
     guidelines: gr.File
     system: gr.Textbox
+    open: gr.Checkbox
     create: gr.Button
     created: gr.Markdown
     campaign: gr.Dropdown  # the campaign the pairs, invites, next round and delete act on
@@ -77,7 +78,11 @@ def build_new_campaign() -> dict:
         with gr.Row():
             fields["gold"] = gr.File(label="Gold checks (preference rows: prompt, chosen, rejected)", type="filepath")
             fields["guidelines"] = gr.File(label="Guidelines (Markdown)", file_types=[".md", ".txt"], type="filepath")
-        fields["system"] = gr.Textbox(label="System prompt for every model (optional; e.g. so that none introduces itself)")
+        with gr.Row():
+            fields["system"] = gr.Textbox(label="System prompt for every model (optional; e.g. so that none introduces itself)",
+                                          scale=4)
+            fields["open"] = gr.Checkbox(label="Open: raters ask their own questions (no prompt file)", scale=1,
+                                         elem_id="new-open")
         fields["create"] = gr.Button("Create and generate", variant="primary", elem_id="create")
         fields["created"] = gr.Markdown(elem_id="created")
     return fields
@@ -109,7 +114,7 @@ def build_campaign_tools() -> dict:
 
 
 NEW_CAMPAIGN = ("name", "models", "prompts", "max_new_tokens", "temperature", "top_p", "seed", "votes_per_battle",
-                "allocation", "gold", "gold_rate", "min_gold_accuracy", "guidelines", "system")
+                "allocation", "gold", "gold_rate", "min_gold_accuracy", "guidelines", "system", "open")
 
 
 def wire(svc: Services, room: AdminRoom, campaign_lists: list[gr.Dropdown]) -> None:
@@ -127,7 +132,7 @@ def wire(svc: Services, room: AdminRoom, campaign_lists: list[gr.Dropdown]) -> N
 
 def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name, models, prompts_file, max_new_tokens,
            temperature, top_p, seed, votes_per_battle, allocation, gold, gold_rate, min_gold_accuracy, guidelines, system,
-           progress=gr.Progress()) -> dict:
+           open_campaign, progress=gr.Progress()) -> dict:
     check_admin(svc.config, password)
     with shown_to_user():
         plan = arena.RatingPlan(votes_per_battle=int(votes_per_battle) if votes_per_battle else None,
@@ -136,20 +141,24 @@ def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name,
                                 min_gold_accuracy=float(0.7 if min_gold_accuracy is None else min_gold_accuracy),
                                 guidelines=arena.load_guidelines(guidelines) if guidelines else "",
                                 system=(system or "").strip(), identity_words=tuple(arena.default_identity_words(
-                                    svc.registry, svc.config.base, list(models or []))))
-        prompts = arena.load_prompts(prompts_file if prompts_file else arena.DEFAULT_PROMPTS)
+                                    svc.registry, svc.config.base, list(models or []))), open=bool(open_campaign))
+        if open_campaign and prompts_file:
+            raise gr.Error("an open campaign takes no prompt file: raters ask their own questions")
+        prompts = [] if open_campaign else arena.load_prompts(prompts_file if prompts_file else arena.DEFAULT_PROMPTS)
         params = SamplingParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
                                 seed=int(seed))
         check_blind_name(name, models or [])
         progress(0, desc="generating answers")
         made = arena.create_campaign(svc.store, svc.engine(), name, list(models or []), prompts, params,
-                              source=Path(prompts_file).name if prompts_file else "data/heldout_prompts.jsonl",
+                              source="open" if open_campaign else Path(prompts_file).name if prompts_file else
+                              "data/heldout_prompts.jsonl",
                               progress=lambda done, total: progress(done / total, desc=f"{done}/{total} answers"), plan=plan)
     names = svc.campaign_names()
     flagged = made["identity_flagged_battles"]
     note = f"; {flagged} battles flagged because an answer names a model, its family or its lab" if flagged else ""
-    return {room.created: f"campaign **{name}** ready: {len(prompts)} prompts ({made['multi_turn_prompts']} with several "
-                          f"turns), models {', '.join(models)}{note}",
+    what = "open (raters ask their own questions)" if open_campaign else \
+        f"{len(prompts)} prompts ({made['multi_turn_prompts']} with several turns)"
+    return {room.created: f"campaign **{name}** ready: {what}, models {', '.join(models)}{note}",
             **{dropdown: gr.update(choices=names, value=name) for dropdown in campaign_lists}}
 
 

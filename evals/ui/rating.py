@@ -57,6 +57,9 @@ class RatingRoom:
     vote: gr.Button
     reveal: gr.Markdown
     next: gr.Button
+    ask_row: gr.Row  # open campaigns: the rater's own question
+    question: gr.Textbox
+    ask: gr.Button
 
     @property
     def battle(self) -> list:
@@ -111,18 +114,26 @@ def build(hf_login: bool, access_code: bool) -> RatingRoom:
         # The API's /vote (choice as a value) and the page's buttons share one callback.
         choice = gr.Radio(list(VOTE_LABELS), visible=False, elem_id="choice")
         vote = gr.Button("Submit vote", visible=False, elem_id="vote")
+    with gr.Row(visible=False) as ask_row:  # open campaigns: ask your own question, then follow up
+        question = gr.Textbox(label="Your question (two anonymous models answer; ask a follow-up, then vote)", scale=5,
+                              elem_id="question")
+        ask = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
     reveal = gr.Markdown(elem_id="reveal")
     next_button = gr.Button("Next battle [n]", visible=False, elem_id="next")
     return RatingRoom(session, campaign, rater, code, invite, start, progress, guidelines_box, guidelines, prompt, label_left, left,
                       label_right, right, controls, vote_buttons, score_left, score_right, edited, comment, choice, vote,
-                      reveal, next_button)
+                      reveal, next_button, ask_row, question, ask)
 
 
 def wire(svc: Services, room: RatingRoom, ui: gr.Blocks) -> None:
     start = bind(start_with_login if svc.config.hf_login else start_rating, svc, room)
     # Outputs only ever grow at their end: API clients read them by position.
     room.start.click(start, [room.campaign, room.rater, room.code, room.invite],
-                     room.battle + [room.reveal, room.guidelines] + room.labels + [room.guidelines_box], api_name="start")
+                     room.battle + [room.reveal, room.guidelines] + room.labels + [room.guidelines_box, room.ask_row],
+                     api_name="start")
+    room.ask.click(bind(ask_question, svc, room), [room.session, room.question],
+                   room.battle + [room.reveal, room.question] + room.labels, api_name="ask",
+                   concurrency_limit=1, concurrency_id="model")
     vote_outputs = room.battle + [room.reveal, room.next] + room.vote_form + room.labels
     room.vote.click(bind(vote, svc, room), [room.session] + room.vote_form, vote_outputs, api_name="vote")
     details = [room.score_left, room.score_right, room.edited, room.comment]
@@ -130,6 +141,9 @@ def wire(svc: Services, room: RatingRoom, ui: gr.Blocks) -> None:
         button.click(bind(vote_as, svc, room, label), [room.session] + details, vote_outputs, **PRIVATE)
     room.next.click(bind(next_battle, svc, room), [room.session], room.battle + [room.reveal, room.next] + room.labels,
                     api_name="next")
+    room.question.submit(bind(ask_question, svc, room), [room.session, room.question],
+                         room.battle + [room.reveal, room.question] + room.labels, concurrency_limit=1,
+                         concurrency_id="model", **PRIVATE)
     ui.load(None, js=KEYBOARD_JS)
     ui.load(bind(ready_campaigns, svc, room), None, [room.campaign, room.invite], api_name="campaigns")
 
@@ -171,9 +185,12 @@ def begin(svc: Services, room: RatingRoom, campaign, name, code, invite, login: 
             rater_id = svc.store.rater(campaign, f"hf:{login}")
         else:
             rater_id = svc.store.rater(campaign, name or "")
-        guidelines = svc.store.campaign(campaign)["settings"].get("guidelines") or ""
-    return {**battle_view(svc, room, {"rater_id": rater_id, "campaign": campaign}), room.reveal: "",
-            room.guidelines: safe_markdown(guidelines), room.guidelines_box: gr.update(visible=bool(guidelines), open=True)}
+        settings = svc.store.campaign(campaign)["settings"]
+    guidelines = settings.get("guidelines") or ""
+    session = {"rater_id": rater_id, "campaign": campaign, "open": bool(settings.get("open"))}
+    return {**battle_view(svc, room, session), room.reveal: "", room.guidelines: safe_markdown(guidelines),
+            room.guidelines_box: gr.update(visible=bool(guidelines), open=True),
+            room.ask_row: gr.update(visible=session["open"])}
 
 
 def battle_view(svc: Services, room: RatingRoom, session: dict) -> dict:
@@ -184,13 +201,18 @@ def battle_view(svc: Services, room: RatingRoom, session: dict) -> dict:
         done, total = arena.progress(svc.store, campaign, rater_id)
         complete = assignment is None and arena.is_complete(svc.store, campaign)
     labels = {room.label_left: "**A**", room.label_right: "**B**"}
+    if assignment is None and session.get("open"):
+        return {room.session: {**session, "battle_id": None, "shown": None},
+                room.progress: progress_bar(done, max(done, 1), f"{done} rated. Ask your question below: two anonymous "
+                                            "models answer it"),
+                room.prompt: "", room.left: "", room.right: "", room.controls: gr.update(visible=False), **labels}
     if assignment is None:
         finished = "the campaign is complete: every battle has all its votes. Thank you!" if complete else "all done, thank you!"
         return {room.session: {**session, "battle_id": None, "shown": None},
                 room.progress: progress_bar(done, total, f"{done} / {total} rated, {finished}"),
                 room.prompt: "", room.left: "", room.right: "", room.controls: gr.update(visible=False), **labels}
     shown = {"prompt": safe_markdown(assignment.prompt) + (f"\n\n*(a conversation of {len(assignment.turns)} turns: "
-                                                          "judge each side's whole conversation)*" if assignment.turns else ""),
+                                                          "judge each side's whole conversation)*" if len(assignment.turns) > 1 else ""),
              "left": conversation(assignment.turns, assignment.left_turns) or safe_markdown(assignment.left),
              "right": conversation(assignment.turns, assignment.right_turns) or safe_markdown(assignment.right)}
     return {room.session: {**session, "battle_id": assignment.battle_id, "shown": shown},
@@ -226,7 +248,8 @@ def vote(svc: Services, room: RatingRoom, session, choice, score_left, score_rig
     shown = session.get("shown") or {"prompt": "", "left": "", "right": ""}
     return {room.session: {**session, "battle_id": None}, room.progress: progress_bar(done, total, f"{done} / {total} rated"),
             room.prompt: shown["prompt"], room.left: shown["left"], room.right: shown["right"],
-            room.controls: gr.update(visible=False), room.reveal: reveal, room.next: gr.update(visible=done < total),
+            room.controls: gr.update(visible=False), room.reveal: reveal,
+            room.next: gr.update(visible=done < total or bool(session.get("open"))),
             room.choice: None, room.score_left: None, room.score_right: None, room.edited: "", room.comment: "",
             **revealed_labels(room, names, VOTE_LABELS[choice])}
 
@@ -242,6 +265,33 @@ def revealed_labels(room: RatingRoom, names: dict, choice: str) -> dict:
 def vote_as(svc: Services, room: RatingRoom, label: str, session, score_left, score_right, edited, comment) -> dict:
     """A one-click vote button: the same vote with its label as the choice."""
     return vote(svc, room, session, label, score_left, score_right, edited, comment)
+
+
+def ask_question(svc: Services, room: RatingRoom, session, question):
+    """An open campaign's /ask: the rater's question (or follow-up) answered by two anonymous models,
+    streamed onto the page; the vote buttons appear when both answers are complete."""
+    if not session or "rater_id" not in session:
+        raise gr.Error("start rating first")
+    if not session.get("open"):
+        raise gr.Error("this campaign's prompts are fixed: vote on the battle shown")
+    with shown_to_user():
+        for update in arena.ask(svc.store, svc.engine(), session["campaign"], session["rater_id"], session.get("battle_id"),
+                                question):
+            yield open_battle_view(room, session, update)
+
+
+def open_battle_view(room: RatingRoom, session: dict, update: dict) -> dict:
+    turns = tuple(update["turns"])
+    left, right = (update["answers_a"], update["answers_b"]) if update["a_on_left"] else (update["answers_b"], update["answers_a"])
+    shown = {"prompt": safe_markdown(turns[0]) + (f"\n\n*(a conversation of {len(turns)} turns)*" if len(turns) > 1 else ""),
+             "left": conversation(turns, tuple(left)), "right": conversation(turns, tuple(right))}
+    done = update["done"]
+    return {room.session: {**session, "battle_id": update["battle_id"], "shown": shown} if done else session,
+            room.progress: progress_bar(len(turns), len(turns), f"your question, turn {len(turns)}" +
+                                        ("; ask a follow-up or vote" if done else ": the models are answering")),
+            room.prompt: shown["prompt"], room.left: shown["left"], room.right: shown["right"],
+            room.controls: gr.update(visible=done), room.reveal: "", room.question: "" if done else gr.update(),
+            room.label_left: "**A**", room.label_right: "**B**"}
 
 
 def next_battle(svc: Services, room: RatingRoom, session) -> dict:
