@@ -48,7 +48,7 @@ def next_round(store: Store, registry: Registry, generator_factory: Callable[[],
                recipe: str | Path = DEFAULT_RECIPE, overrides: list[str] | None = None,
                progress: Callable[[str], None] | None = None) -> dict:
     """Run one round; returns {"child", "campaign", "pairs", "votes", "pairs_hash", ...}."""
-    from trl import TrlParser
+    from trl import ModelConfig, TrlParser
 
     from posttrain.train import RunArguments, run, trainer_config_class
 
@@ -82,10 +82,11 @@ def next_round(store: Store, registry: Registry, generator_factory: Callable[[],
             "--eval_fraction", "0.2", "--registry", str(registry.root), "--output_dir", str(folder / "run")]
     if max_steps:
         args += ["--max_steps", str(max_steps)]
-    run_args, config = TrlParser((RunArguments, trainer_config_class("dpo"))).parse_args_and_config(args=args + (overrides or []))
+    run_args, config, model_args = TrlParser((RunArguments, trainer_config_class("dpo"), ModelConfig)).parse_args_and_config(
+        args=args + (overrides or []))
     run_args.eval_data = run_args.eval_data or None
     run_args.recipe = str(recipe)
-    run("dpo", run_args, config)
+    run("dpo", run_args, config, model_args)
     entry = registry.annotate(child, source_campaign=campaign, votes=votes, pairs=len(pairs), pairs_file=str(pairs_file),
                               pairs_hash=pairs_hash)
 

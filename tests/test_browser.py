@@ -174,3 +174,46 @@ def test_models_tab_draws_the_family_tree_and_a_trained_entrys_curves(tmp_path, 
             browser.close()
     finally:
         site.ui.close()
+
+
+def test_an_open_battle_is_asked_answered_continued_and_voted_on_the_page(tmp_path, tiny_dir):
+    from playwright.sync_api import expect, sync_playwright
+
+    from evals.arena import RatingPlan, create_campaign
+    from posttrain.engine import Engine, SamplingParams
+    from posttrain.registry import Registry
+
+    config, store = make_arena(tmp_path, tiny_dir, prompts=2)
+    create_campaign(store, Engine(Registry(config.registry_dir), "tiny", quantize=False), "open-floor", MODELS, [],
+                    SamplingParams(max_new_tokens=6, seed=2), plan=RatingPlan(open=True))
+    site = launch(config, store)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            page.goto(f"{site.url}?campaign=open-floor")
+            expect(page.locator("#campaign input")).to_have_value("open-floor", timeout=30_000)
+            page.locator("#rater-name textarea").fill("curious-cat")
+            page.locator("#start").click()
+            expect(page.locator("#progress")).to_contain_text("Ask your question", timeout=30_000)
+            page.locator("#question textarea").fill("What do zebras eat?")
+            page.locator("#ask").click()
+            expect(page.locator("#vote-a")).to_be_visible(timeout=60_000)  # both answers are in
+            expect(page.locator("#prompt")).to_contain_text("What do zebras eat?")
+            assert not any(name in page.content() for name in MODELS)
+            page.locator("#question textarea").fill("And in winter?")
+            page.locator("#ask").click()
+            expect(page.locator("#answer-a")).to_contain_text("Turn 2, user:", timeout=60_000)
+            expect(page.locator("#answer-b")).to_contain_text("And in winter?")
+            page.locator("#vote-a").click()
+            expect(page.locator("#reveal")).to_contain_text("A was", timeout=30_000)
+            expect(page.locator("#label-a")).to_contain_text("your choice")
+            page.locator("#next").click()
+            expect(page.locator("#progress")).to_contain_text("1 rated", timeout=30_000)
+            page.screenshot(path=str(tmp_path / "open.png"), full_page=True)
+            browser.close()
+    finally:
+        site.ui.close()
+    (vote,) = store.votes("open-floor")
+    battle = store.battle(vote["battle_id"])
+    assert battle["turns"] == ["What do zebras eat?", "And in winter?"] and len(battle["turns_a"]) == 2

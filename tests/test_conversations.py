@@ -161,7 +161,10 @@ def test_open_battles_through_the_public_api(tiny_registry, tmp_path):
         client = Client(site.url, verbose=False)
         before_votes.append(json.dumps(client.predict("ask-away", f"asker-{i}", "", api_name="/start")))
         for battle in range(2):
-            first = client.predict(f"question {i}-{battle}: what is a zebra?", api_name="/ask")
+            job = client.submit(f"question {i}-{battle}: what is a zebra?", api_name="/ask")
+            first = job.result()
+            if len(job.outputs()) < 2:  # the answers stream: partial updates before the final one
+                problems.append(f"asker-{i}: /ask sent {len(job.outputs())} update(s)")
             follow = client.predict(f"follow-up {i}-{battle}", api_name="/ask") if battle == 0 else first
             before_votes.extend([json.dumps(first), json.dumps(follow)])
             if battle == 0 and "follow-up" not in follow[2]:
@@ -220,3 +223,25 @@ def test_open_battles_refuse_what_the_campaign_caps_and_count_it(tiny_registry, 
             ask(None, "Name a mountain.")
     res = arena.results(store, "capped", rounds=0)
     assert res["open"] and res["refused"] == {"too_long": 1, "too_many_turns": 1, "duplicate_prompt": 1, "hourly_cap": 1}
+
+
+def test_the_closed_loop_trains_on_an_open_campaigns_pairs(tiny_registry, tmp_path):
+    from evals.loop import next_round
+    from posttrain.engine import Engine
+
+    engine = Engine(tiny_registry, "tiny", quantize=False)
+    store = Store(tmp_path / "arena.sqlite")
+    arena.create_campaign(store, engine, "open-loop", ["ad-a", "ad-b"], [], SamplingParams(max_new_tokens=6, seed=1),
+                          plan=arena.RatingPlan(open=True))
+    for rater in ("ann", "bob"):
+        rid = store.rater("open-loop", rater)
+        for topic in ("rivers", "hills"):
+            done = list(arena.ask(store, engine, "open-loop", rid, None, f"{rater} asks about {topic}"))[-1]
+            store.vote(rid, done["battle_id"], "left")
+    new = tmp_path / "new.jsonl"
+    new.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["Name a bird.", "Count to three."]))
+    result = next_round(store, tiny_registry, lambda: engine, "open-loop", "ad-a", "child", new, tmp_path / "rounds",
+                        max_steps=1)
+    assert result["pairs"] == 4 and result["votes"] == 4
+    assert tiny_registry.get("child").card["source_campaign"] == "open-loop"
+    assert store.campaign(result["campaign"])["models"] == ["child", "ad-a"]

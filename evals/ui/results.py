@@ -142,6 +142,9 @@ def results_summary_text(res: dict) -> str:
     if res.get("identity_flagged_battles"):
         left_out += (f" {res['identity_flagged_battles']} battles flagged (an answer names a model, its family or its "
                      f"lab; {res['identity_flagged_votes']} votes on them not counted).")
+    if res.get("refused"):
+        left_out += " Refused in open battles: " + ", ".join(f"{n} {kind.replace('_', ' ')}"
+                                                           for kind, n in sorted(res["refused"].items())) + "."
     coefficients = res["bradley_terry_style"]["coefficients"]
     lines = [f"{res['human_votes']} human votes counted, {res['votes'] - res['human_votes'] - res.get('excluded_votes', 0)} "
              f"judge votes.{left_out}{target}",
