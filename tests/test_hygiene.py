@@ -50,3 +50,32 @@ def test_a_battle_whose_answer_names_a_model_is_flagged_and_left_out(tiny_regist
     arena.export_pairs(store, "hygiene", out)
     assert "second question" not in out.read_text() and len(out.read_text().splitlines()) == 2
     assert json.loads(out.read_text().splitlines()[0])["prompt"][0]["content"] != "second question"
+
+
+def test_the_apps_new_campaign_form_makes_fixed_and_open_campaigns(tiny_registry, tmp_path):
+    """The admin form's callback, called as the page calls it (fields by name): a fixed campaign with
+    a target, a system prompt and extra identity words, and an open one."""
+    import dataclasses
+
+    from evals.ui import campaigns
+    from evals.ui.common import ArenaConfig, services
+
+    config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", quantize=False)
+    svc = services(config)
+    room = campaigns.AdminRoom(**{f.name: f"component-{f.name}" for f in dataclasses.fields(campaigns.AdminRoom)})
+    lists = ["results-list", "admin-list"]
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "Name a colour."}) + "\n")
+    form = dict(name="form-made", models=["ad-a", "ad-b"], prompts_file=str(prompts), max_new_tokens=4, temperature=0,
+                top_p=1, seed=0, votes_per_battle=2, allocation="balanced", gold=None, gold_rate=0.1,
+                min_gold_accuracy=0.7, guidelines=None, system="Be brief.", identity_words="Zephyr, Orca",
+                open_campaign=False)
+    out = campaigns.create(svc, room, lists, "", **form, progress=lambda *a, **k: None)
+    assert "form-made" in out[room.created] and out["admin-list"]["value"] == "form-made"
+    settings = svc.store.campaign("form-made")["settings"]
+    assert settings["system"] == "Be brief." and settings["votes_per_battle"] == 2
+    assert {"Zephyr", "Orca", "ad-a", "ad-b"} <= set(settings["identity_words"])
+    out = campaigns.create(svc, room, lists, "", **{**form, "name": "form-open", "prompts_file": None,
+                                                   "votes_per_battle": 0, "open_campaign": True},
+                           progress=lambda *a, **k: None)
+    assert "open" in out[room.created] and svc.store.campaign("form-open")["settings"]["open"]

@@ -34,6 +34,7 @@ class AdminRoom:
     gold: gr.File
     guidelines: gr.File
     system: gr.Textbox
+    identity_words: gr.Textbox
     open: gr.Checkbox
     create: gr.Button
     created: gr.Markdown
@@ -81,6 +82,8 @@ def build_new_campaign() -> dict:
         with gr.Row():
             fields["system"] = gr.Textbox(label="System prompt for every model (optional; e.g. so that none introduces itself)",
                                           scale=4)
+            fields["identity_words"] = gr.Textbox(label="More identity words (comma-separated; the models' names, "
+                                                        "their family and lab are always checked)", scale=2)
             fields["open"] = gr.Checkbox(label="Open: raters ask their own questions (no prompt file)", scale=1,
                                          elem_id="new-open")
         fields["create"] = gr.Button("Create and generate", variant="primary", elem_id="create")
@@ -114,7 +117,7 @@ def build_campaign_tools() -> dict:
 
 
 NEW_CAMPAIGN = ("name", "models", "prompts", "max_new_tokens", "temperature", "top_p", "seed", "votes_per_battle",
-                "allocation", "gold", "gold_rate", "min_gold_accuracy", "guidelines", "system", "open")
+                "allocation", "gold", "gold_rate", "min_gold_accuracy", "guidelines", "system", "identity_words", "open")
 
 
 def wire(svc: Services, room: AdminRoom, campaign_lists: list[gr.Dropdown]) -> None:
@@ -132,7 +135,7 @@ def wire(svc: Services, room: AdminRoom, campaign_lists: list[gr.Dropdown]) -> N
 
 def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name, models, prompts_file, max_new_tokens,
            temperature, top_p, seed, votes_per_battle, allocation, gold, gold_rate, min_gold_accuracy, guidelines, system,
-           open_campaign, progress=gr.Progress()) -> dict:
+           identity_words, open_campaign, progress=gr.Progress()) -> dict:
     check_admin(svc.config, password)
     with shown_to_user():
         plan = arena.RatingPlan(votes_per_battle=int(votes_per_battle) if votes_per_battle else None,
@@ -141,7 +144,8 @@ def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name,
                                 min_gold_accuracy=float(0.7 if min_gold_accuracy is None else min_gold_accuracy),
                                 guidelines=arena.load_guidelines(guidelines) if guidelines else "",
                                 system=(system or "").strip(), identity_words=tuple(arena.default_identity_words(
-                                    svc.registry, svc.config.base, list(models or []))), open=bool(open_campaign))
+                                    svc.registry, svc.config.base, list(models or []), (identity_words or "").split(","))),
+                                open=bool(open_campaign))
         if open_campaign and prompts_file:
             raise gr.Error("an open campaign takes no prompt file: raters ask their own questions")
         prompts = [] if open_campaign else arena.load_prompts(prompts_file if prompts_file else arena.DEFAULT_PROMPTS)
