@@ -9,7 +9,7 @@ import pytest
 from gradio_client import Client
 
 from arena_fixtures import launch
-from evals import arena
+from evals import arena, open_battles
 from evals.store import Store, StoreError
 from evals.ui import ArenaConfig
 from posttrain.backend import make_generator
@@ -204,7 +204,7 @@ def test_open_battles_refuse_what_the_campaign_caps_and_count_it(tiny_registry, 
         plan = arena.RatingPlan(open=True, max_turns=2, max_prompt_chars=40, battles_per_hour=2, max_duplicates=1)
         arena.create_campaign(store, generator, "capped", ["ad-a", "ad-b"], [], SamplingParams(max_new_tokens=10), plan=plan)
         rater = store.rater("capped", "ann")
-        ask = lambda battle, text: list(arena.ask(store, generator, "capped", rater, battle, text))[-1]
+        ask = lambda battle, text: list(open_battles.ask(store, generator, "capped", rater, battle, text))[-1]
         with pytest.raises(StoreError, match="at most 40"):
             ask(None, "x" * 41)
         first = ask(None, "Why is the sky blue?")
@@ -236,7 +236,7 @@ def test_the_closed_loop_trains_on_an_open_campaigns_pairs(tiny_registry, tmp_pa
     for rater in ("ann", "bob"):
         rid = store.rater("open-loop", rater)
         for topic in ("rivers", "hills"):
-            done = list(arena.ask(store, engine, "open-loop", rid, None, f"{rater} asks about {topic}"))[-1]
+            done = list(open_battles.ask(store, engine, "open-loop", rid, None, f"{rater} asks about {topic}"))[-1]
             store.vote(rid, done["battle_id"], "left")
     new = tmp_path / "new.jsonl"
     new.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["Name a bird.", "Count to three."]))

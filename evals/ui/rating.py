@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from evals import arena
+from evals import arena, open_battles
 from evals.store import StoreError
 from evals.ui.common import PRIVATE, Services, bind, progress_bar, safe_markdown, shown_to_user
 
@@ -275,7 +275,7 @@ def ask_question(svc: Services, room: RatingRoom, session, question):
     if not session.get("open"):
         raise gr.Error("this campaign's prompts are fixed: vote on the battle shown")
     with shown_to_user():
-        for update in arena.ask(svc.store, svc.engine(), session["campaign"], session["rater_id"], session.get("battle_id"),
+        for update in open_battles.ask(svc.store, svc.engine(), session["campaign"], session["rater_id"], session.get("battle_id"),
                                 question):
             yield open_battle_view(room, session, update)
 

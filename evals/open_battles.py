@@ -1,0 +1,96 @@
+"""Open battles: a rater asks their own question, two anonymous models answer it, each on its
+own conversation, the rater may follow up, then votes. The model pair of a new battle is the
+least covered one; the campaign's caps (characters, turns, battles per hour, repeated questions)
+refuse with a message and are counted. Knows nothing of Gradio."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from itertools import combinations
+from random import Random
+
+from evals import hygiene
+from evals.store import Store, StoreError
+from posttrain.backend import Generator
+from posttrain.engine import SamplingParams
+
+def normalised(text: str) -> str:
+    """A question as the near-duplicate cap compares it: lower case, letters and digits only."""
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def next_pair(store: Store, campaign: dict, rng: Random) -> tuple[str, str]:
+    """The model pair with the fewest battles so far (every pair covered evenly), ties at random."""
+    counts = store.pair_counts(campaign["name"])
+    pairs = [tuple(sorted(p)) for p in combinations(campaign["models"], 2)]
+    fewest = min(counts.get(p, 0) for p in pairs)
+    return rng.choice([p for p in pairs if counts.get(p, 0) == fewest])
+
+
+def ask(store: Store, generator: Generator, name: str, rater_id: int, battle_id: int | None, text: str):
+    """The rater's next user turn of an open battle, answered by both models, each on its own
+    conversation; yields {"battle_id", "a_on_left", "turns", "answers_a", "answers_b", "done"} as the
+    answers stream (battle_id is known once `done`), and stores the turn with both answers only when
+    both are complete. A new battle (battle_id None) gets the least-covered model pair and random
+    sides; the campaign's caps (characters per turn, turns per battle, battles per rater per hour,
+    repeats of one question) refuse with a message, and are counted."""
+    campaign = store.campaign(name)
+    settings = campaign["settings"]
+    if not settings.get("open"):
+        raise StoreError(f"campaign {name!r} has fixed prompts; questions can be asked in an open campaign")
+    text = (text or "").strip()
+    if not text:
+        raise StoreError("type a question first")
+    if len(text) > settings["max_prompt_chars"]:
+        store.refuse(name, rater_id, "too_long", text)
+        raise StoreError(f"your message has {len(text)} characters; this campaign takes at most {settings['max_prompt_chars']}")
+    if battle_id is None:
+        since = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat(timespec="milliseconds")
+        if store.battles_since(rater_id, since) >= settings["battles_per_hour"]:
+            store.refuse(name, rater_id, "hourly_cap")
+            raise StoreError(f"you started {settings['battles_per_hour']} battles in the last hour, this campaign's cap; "
+                             "please come back later")
+        if sum(normalised(q) == normalised(text) for q in store.open_prompts(name)) >= settings["max_duplicates"]:
+            store.refuse(name, rater_id, "duplicate_prompt", text)
+            raise StoreError("this question was already asked often in this campaign; please ask another one")
+        rng = Random(f"{name}:{rater_id}:{store.progress(rater_id)[1]}")
+        battle = {"model_a": None, "model_b": None, "turns": [], "turns_a": [], "turns_b": []}
+        battle["model_a"], battle["model_b"] = next_pair(store, campaign, rng)
+        a_on_left = rng.random() < 0.5
+    else:
+        battle = store.battle(battle_id)
+        a_on_left = store.a_on_left(rater_id, battle_id)
+        if store.has_vote(rater_id, battle_id):
+            raise StoreError("you voted on this battle already; press Next to start another")
+        if len(battle["turns"]) >= settings["max_turns"]:
+            store.refuse(name, rater_id, "too_many_turns")
+            raise StoreError(f"this battle has its {settings['max_turns']} turns; vote, then start another")
+    turns = battle["turns"] + [text]
+    update = {"battle_id": battle_id, "a_on_left": a_on_left, "turns": turns, "done": False}
+    conversations = [own_conversation(settings.get("system") or "", turns, battle[f"turns_{side}"]) for side in "ab"]
+    answers = None
+    for answers in generator.stream(conversations, [battle["model_a"], battle["model_b"]],
+                                    SamplingParams(**campaign["params"])):
+        yield {**update, "answers_a": battle["turns_a"] + [answers[0].text], "answers_b": battle["turns_b"] + [answers[1].text]}
+    if battle_id is None:
+        battle_id = store.open_battle(rater_id, battle["model_a"], battle["model_b"], a_on_left, text)
+        battle = store.battle(battle_id)
+    else:
+        store.add_turn(battle_id, text)
+    a, b = answers
+    store.save_answers([(battle["prompt_id"], battle["model_a"], a.text, a.new_tokens, a.notice, battle["turns_a"] + [a.text]),
+                        (battle["prompt_id"], battle["model_b"], b.text, b.new_tokens, b.notice, battle["turns_b"] + [b.text])])
+    store.flag_battles(name, hygiene.flags(store.battle_answers_of(battle_id), settings.get("identity_words") or []))
+    yield {**update, "battle_id": battle_id, "answers_a": battle["turns_a"] + [a.text],
+           "answers_b": battle["turns_b"] + [b.text], "done": True}
+
+
+def own_conversation(system: str, turns: list[str], answers: list[str]) -> list[dict]:
+    """One model's messages for its next answer: the user turns with its OWN earlier answers."""
+    messages = [{"role": "system", "content": system}] if system else []
+    for k, user in enumerate(turns):
+        messages.append({"role": "user", "content": user})
+        if k < len(answers):
+            messages.append({"role": "assistant", "content": answers[k]})
+    return messages
