@@ -81,7 +81,7 @@ def ask(store: Store, generator: Generator, name: str, rater_id: int, battle_id:
     a, b = answers
     store.save_answers([(battle["prompt_id"], battle["model_a"], a.text, a.new_tokens, a.notice, battle["turns_a"] + [a.text]),
                         (battle["prompt_id"], battle["model_b"], b.text, b.new_tokens, b.notice, battle["turns_b"] + [b.text])])
-    store.flag_battles(name, hygiene.flags(store.battle_answers_of(battle_id), settings.get("identity_words") or []))
+    store.flag_battles(name, hygiene.flags(store.battle_answers(name, battle_id), settings.get("identity_words") or []))
     yield {**update, "battle_id": battle_id, "answers_a": battle["turns_a"] + [a.text],
            "answers_b": battle["turns_b"] + [b.text], "done": True}
 

@@ -425,15 +425,16 @@ class Store:
             con.executemany("UPDATE battles SET flag = ? WHERE id = ? AND campaign_id = ?",
                             [(reason, battle, campaign["id"]) for battle, reason in flags.items()])
 
-    def battle_answers(self, name: str) -> list[dict]:
-        """Every regular battle with its two stored answers and flag."""
+    def battle_answers(self, name: str, battle_id: int | None = None) -> list[dict]:
+        """Every regular battle (or just `battle_id`) with its two stored answers and flag."""
         campaign = self.campaign(name)
         with self.connect() as con:
             return [dict(r) for r in con.execute(
                 "SELECT b.id AS battle_id, b.model_a, b.model_b, b.flag, aa.text AS text_a, ab.text AS text_b FROM battles b "
                 "JOIN answers aa ON aa.prompt_id = b.prompt_id AND aa.model = b.model_a "
                 "JOIN answers ab ON ab.prompt_id = b.prompt_id AND ab.model = b.model_b "
-                "WHERE b.campaign_id = ? AND b.gold = 0 ORDER BY b.id", (campaign["id"],))]
+                "WHERE b.campaign_id = ? AND b.gold = 0 AND (? IS NULL OR b.id = ?) ORDER BY b.id",
+                (campaign["id"], battle_id, battle_id))]
 
     # ---- open battles (the rater's own questions) ----------------------------------------------
     def open_battle(self, rater_id: int, model_a: str, model_b: str, a_on_left: bool, question: str) -> int:
@@ -477,14 +478,6 @@ class Store:
     def has_vote(self, rater_id: int, battle_id: int) -> bool:
         with self.connect() as con:
             return con.execute("SELECT 1 FROM votes WHERE rater_id = ? AND battle_id = ?", (rater_id, battle_id)).fetchone() is not None
-
-    def battle_answers_of(self, battle_id: int) -> list[dict]:
-        """One battle with its two answers (as battle_answers lists them)."""
-        with self.connect() as con:
-            return [dict(r) for r in con.execute(
-                "SELECT b.id AS battle_id, b.model_a, b.model_b, b.flag, aa.text AS text_a, ab.text AS text_b FROM battles b "
-                "JOIN answers aa ON aa.prompt_id = b.prompt_id AND aa.model = b.model_a "
-                "JOIN answers ab ON ab.prompt_id = b.prompt_id AND ab.model = b.model_b WHERE b.id = ?", (battle_id,))]
 
     def add_turn(self, battle_id: int, question: str) -> None:
         """The rater's next user turn of an open battle."""
