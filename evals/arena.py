@@ -294,8 +294,7 @@ def progress(store: Store, campaign: str, rater_id: int) -> tuple[int, int]:
         return done, total
     _, excluded = excluded_raters(store, campaign)
     open_prompts = {c["prompt_id"] for c in store.open_battles(rater_id, settings.get("votes_per_battle"), excluded)}
-    pending = total - done  # handed out, not voted yet
-    return done, done + pending + len(open_prompts)
+    return done, total + len(open_prompts)  # handed out so far (voted or not), plus what is still open
 
 
 def cast_vote(store: Store, campaign: str, rater_id: int, battle_id: int, choice: str, score_left: int | None = None,
@@ -306,13 +305,14 @@ def cast_vote(store: Store, campaign: str, rater_id: int, battle_id: int, choice
     return store.vote(rater_id, battle_id, choice, score_left, score_right, edited, comment, cap=cap, excluded=excluded)
 
 
-def is_complete(store: Store, campaign: str) -> bool:
+def is_complete(store: Store, campaign: str, left_out: frozenset[str] | None = None) -> bool:
     """Every regular battle has its target of votes from raters who are not left out (False
-    for a campaign without a target: it never closes by itself)."""
+    for a campaign without a target: it never closes by itself). `left_out`: the names already
+    known to be left out (else the quality checks run)."""
     cap = store.campaign(campaign)["settings"].get("votes_per_battle")
     if not cap:
         return False
-    names, _ = excluded_raters(store, campaign)
+    names = excluded_raters(store, campaign)[0] if left_out is None else left_out
     counted = Counter(v["battle_id"] for v in store.votes(campaign) if v["rater_kind"] == "human" and v["rater"] not in names)
     return all(counted[b] >= cap for b in store.battle_ids(campaign))
 
@@ -346,7 +346,7 @@ def results(store: Store, name: str, rounds: int = 200) -> dict:
         "campaign": name, "models": campaign["models"], "votes": len(votes), "human_votes": len(human),
         "win_rates": stats.win_rates(human),
         "bradley_terry": stats.bt_ladder(human, campaign["models"], rounds=rounds),
-        "bradley_terry_style": {**styled, "ladder": styled["ladder"]},
+        "bradley_terry_style": styled,
         "by_category": stats.by_category(human),
         "position_bias": stats.position_bias(human),
         "rater_agreement": agreement,
@@ -363,7 +363,7 @@ def results(store: Store, name: str, rounds: int = 200) -> dict:
         "open": bool(settings.get("open")),
         "refused": store.refusal_counts(name),  # open battles: too long, too many turns, hourly cap, duplicate questions
         "allocation": settings.get("allocation", "balanced"),
-        "complete": is_complete(store, name),
+        "complete": is_complete(store, name, left_out),
     }
 
 
@@ -391,17 +391,12 @@ def pairs(store: Store, name: str, include_judge: bool = False, excluded: frozen
     """The campaign's preference pairs (evals.pairs over its decisive votes); by default the votes
     of raters left out by the quality checks (evals.quality) do not count."""
     left_out = quality.excluded_names(rater_quality(store, name)) if excluded is None else excluded
-    return build_pairs(unflagged(store.decisive_votes(name)), name, include_judge, left_out)[0]
+    return build_pairs(store.decisive_votes(name), name, include_judge, left_out)[0]
 
 
 def split_battles(store: Store, name: str) -> int:
     """Battles whose people's decisive votes split evenly: no pair is exported for them."""
-    return build_pairs(unflagged(store.decisive_votes(name)), name, False, quality.excluded_names(rater_quality(store, name)))[1]
-
-
-def unflagged(votes: list[dict]) -> list[dict]:
-    """Votes on battles hygiene did not flag (an answer that names its author never becomes a pair)."""
-    return [v for v in votes if not v.get("flag")]
+    return build_pairs(store.decisive_votes(name), name, False, quality.excluded_names(rater_quality(store, name)))[1]
 
 
 def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool = False) -> int:
@@ -415,7 +410,7 @@ def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool =
     campaign = store.campaign(name)
     raters = rater_quality(store, name)
     left_out = quality.excluded_names(raters)
-    rows, split = build_pairs(unflagged(store.decisive_votes(name)), name, include_judge, left_out)
+    rows, split = build_pairs(store.decisive_votes(name), name, include_judge, left_out)
     guidelines = campaign["settings"].get("guidelines") or ""
     digest = hashlib.sha256(guidelines.encode()).hexdigest() if guidelines else None
     rows = [{**p, "guidelines_sha256": digest} for p in rows]

@@ -77,7 +77,7 @@ def ask(store: Store, generator: Generator, name: str, rater_id: int, battle_id:
         battle_id = store.open_battle(rater_id, battle["model_a"], battle["model_b"], a_on_left, text)
         battle = store.battle(battle_id)
     else:
-        store.add_turn(battle_id, text)
+        store.set_turns(battle["prompt_id"], turns)
     a, b = answers
     store.save_answers([(battle["prompt_id"], battle["model_a"], a.text, a.new_tokens, a.notice, battle["turns_a"] + [a.text]),
                         (battle["prompt_id"], battle["model_b"], b.text, b.new_tokens, b.notice, battle["turns_b"] + [b.text])])

@@ -406,10 +406,7 @@ class Store:
                                       (battle_id,)).fetchone()
             rng = random.Random(f"{seed}:{battle_id}:{rater_id}")
             a_on_left = 2 * left < shown or (2 * left == shown and rng.random() < 0.5)
-            position = con.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM assignments WHERE rater_id = ?",
-                                   (rater_id,)).fetchone()[0]
-            con.execute("INSERT INTO assignments (rater_id, position, battle_id, a_on_left, assigned_at) VALUES (?, ?, ?, ?, ?)",
-                        (rater_id, position, battle_id, int(a_on_left), now()))
+            _hand_out(con, rater_id, battle_id, a_on_left)
         return True
 
     def release(self, rater_id: int, battle_id: int) -> None:
@@ -448,10 +445,7 @@ class Store:
                                                                  json.dumps([question]))).lastrowid
             bid = con.execute("INSERT INTO battles (campaign_id, prompt_id, model_a, model_b) VALUES (?, ?, ?, ?)",
                               (cid, pid, model_a, model_b)).lastrowid
-            slot = con.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM assignments WHERE rater_id = ?",
-                               (rater_id,)).fetchone()[0]
-            con.execute("INSERT INTO assignments (rater_id, position, battle_id, a_on_left, assigned_at) VALUES (?, ?, ?, ?, ?)",
-                        (rater_id, slot, bid, int(a_on_left), now()))
+            _hand_out(con, rater_id, bid, a_on_left)
         return bid
 
     def battle(self, battle_id: int) -> dict:
@@ -479,11 +473,10 @@ class Store:
         with self.connect() as con:
             return con.execute("SELECT 1 FROM votes WHERE rater_id = ? AND battle_id = ?", (rater_id, battle_id)).fetchone() is not None
 
-    def add_turn(self, battle_id: int, question: str) -> None:
-        """The rater's next user turn of an open battle."""
-        battle = self.battle(battle_id)
+    def set_turns(self, prompt_id: int, turns: list[str]) -> None:
+        """An open battle's user turns so far (a follow-up appends one)."""
         with self.connect() as con:
-            con.execute("UPDATE prompts SET turns = ? WHERE id = ?", (json.dumps(battle["turns"] + [question]), battle["prompt_id"]))
+            con.execute("UPDATE prompts SET turns = ? WHERE id = ?", (json.dumps(turns), prompt_id))
 
     def open_prompts(self, name: str) -> list[str]:
         """Every first question asked in an open campaign (for the near-duplicate cap)."""
@@ -533,8 +526,7 @@ class Store:
     def battle_votes(self, battle_id: int, excluded: frozenset = frozenset()) -> int:
         """Votes on a battle, not counting `excluded` rater ids."""
         with self.connect() as con:
-            return con.execute("SELECT COUNT(*) FROM votes WHERE battle_id = :battle AND rater_id NOT IN (" +
-                               _placeholders(excluded) + ")", {"battle": battle_id, **_excluded_params(excluded)}).fetchone()[0]
+            return _counted_votes(con, battle_id, excluded)
 
     def next_assignment(self, rater_id: int) -> Assignment | None:
         """The rater's first battle without a vote (None when all are done)."""
@@ -581,10 +573,7 @@ class Store:
                 "WHERE s.rater_id = ? AND s.battle_id = ?", (rater_id, battle_id)).fetchone()
             if row is None:
                 raise StoreError(f"battle {battle_id} is not assigned to rater {rater_id}")
-            if cap is not None and not row["gold"] and con.execute(
-                    "SELECT COUNT(*) FROM votes WHERE battle_id = :battle AND rater_id != :rater AND rater_id NOT IN (" +
-                    _placeholders(excluded) + ")", {"battle": battle_id, "rater": rater_id,
-                                                   **_excluded_params(excluded)}).fetchone()[0] >= cap:
+            if cap is not None and not row["gold"] and _counted_votes(con, battle_id, excluded | {rater_id}) >= cap:
                 raise StoreError(f"battle {battle_id} already has its {cap} votes (it waited too long); press Next")
             a_on_left = bool(row["a_on_left"])
             winner = winner_of(choice, a_on_left)
@@ -613,18 +602,33 @@ class Store:
                 (campaign["id"], int(gold)))]
 
     def decisive_votes(self, name: str) -> list[dict]:
-        """Every decisive vote (winner a or b) on the campaign's regular battles, with the prompt
-        and both answers: what evals.pairs builds preference rows from."""
+        """Every decisive vote (winner a or b) on the campaign's regular battles that hygiene did not
+        flag (an answer that names its author never becomes a pair), with the prompt and both
+        answers: what evals.pairs builds preference rows from."""
         campaign = self.campaign(name)
         with self.connect() as con:
             return [dict(r) for r in con.execute(
                 "SELECT v.battle_id, v.winner, v.edited, v.created_at, r.name AS rater, r.kind, p.prompt, b.model_a, "
-                "b.model_b, aa.text AS text_a, ab.text AS text_b, b.flag, p.turns, aa.turns AS turns_a, ab.turns AS turns_b "
+                "b.model_b, aa.text AS text_a, ab.text AS text_b, p.turns, aa.turns AS turns_a, ab.turns AS turns_b "
                 "FROM votes v JOIN battles b ON b.id = v.battle_id "
                 "JOIN raters r ON r.id = v.rater_id JOIN prompts p ON p.id = b.prompt_id "
                 "JOIN answers aa ON aa.prompt_id = p.id AND aa.model = b.model_a "
                 "JOIN answers ab ON ab.prompt_id = p.id AND ab.model = b.model_b "
-                "WHERE b.campaign_id = ? AND b.gold = 0 AND v.winner IN ('a', 'b') ORDER BY v.id", (campaign["id"],))]
+                "WHERE b.campaign_id = ? AND b.gold = 0 AND b.flag IS NULL AND v.winner IN ('a', 'b') ORDER BY v.id",
+                (campaign["id"],))]
+
+
+def _hand_out(con: sqlite3.Connection, rater_id: int, battle_id: int, a_on_left: bool) -> None:
+    """Give the rater `battle_id` as their next battle, from now."""
+    position = con.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM assignments WHERE rater_id = ?", (rater_id,)).fetchone()[0]
+    con.execute("INSERT INTO assignments (rater_id, position, battle_id, a_on_left, assigned_at) VALUES (?, ?, ?, ?, ?)",
+                (rater_id, position, battle_id, int(a_on_left), now()))
+
+
+def _counted_votes(con: sqlite3.Connection, battle_id: int, excluded: frozenset) -> int:
+    """Votes on a battle, not counting the rater ids in `excluded`."""
+    return con.execute("SELECT COUNT(*) FROM votes WHERE battle_id = :battle AND rater_id NOT IN (" + _placeholders(excluded) +
+                       ")", {"battle": battle_id, **_excluded_params(excluded)}).fetchone()[0]
 
 
 def _claims(excluded: frozenset) -> str:
