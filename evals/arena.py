@@ -16,6 +16,7 @@ from evals import allocation, hygiene, quality, stats
 from evals.pairs import build_pairs
 from evals.store import GOLD_CHOSEN, GOLD_REJECTED, Assignment, Store, StoreError
 from evals.style import style_ladder
+from evals.vocab import conversation
 from posttrain.backend import Generator
 from posttrain.engine import SamplingParams
 
@@ -215,16 +216,13 @@ def answer_turns(engine: Generator, rows: list[tuple[list[str], str]], params: S
                  system: str = "") -> list[tuple[list[str], int]]:
     """(answers per turn, new tokens in all) for each (user turns, model) row: turn k is asked with
     the model's OWN answers to turns 1..k-1, every row's turn k in one batched call."""
-    messages = [[{"role": "system", "content": system}] if system else [] for _ in rows]
     answers: list[list[str]] = [[] for _ in rows]
     tokens = [0] * len(rows)
     for k in range(max(len(t) for t, _ in rows)):
         live = [i for i, (t, _) in enumerate(rows) if k < len(t)]
-        for i in live:
-            messages[i].append({"role": "user", "content": rows[i][0][k]})
-        replies = engine.generate([list(messages[i]) for i in live], [rows[i][1] for i in live], params)
+        replies = engine.generate([conversation(rows[i][0][: k + 1], answers[i], system) for i in live],
+                                  [rows[i][1] for i in live], params)
         for i, reply in zip(live, replies):
-            messages[i].append({"role": "assistant", "content": reply.text})
             answers[i].append(reply.text)
             tokens[i] += reply.new_tokens
     return list(zip(answers, tokens))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from evals.store import Store
-from evals.vocab import SIDES, other_side
+from evals.vocab import SIDES, conversation, other_side
 from posttrain.chat_api import ChatClient
 from posttrain.errors import SettingsError
 
@@ -50,13 +50,6 @@ def transcript(label: str, turns, answers) -> str:
             f"<|The End of Assistant {label}'s Conversation with User|>")
 
 
-def conversation_messages(turns, answers) -> list[dict]:
-    messages = []
-    for user, answer in zip(turns, answers):
-        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-    return messages
-
-
 def both_orders(judge: Callable[[str, str, str], Verdict], prompt: str, left: str, right: str) -> Verdict:
     """The choice between `left` and `right` judged in both orders: a side wins only if it wins
     when shown first AND when shown second; anything else is a tie."""
@@ -75,7 +68,7 @@ class RewardJudge:
         """`prompt` a user text and `left` / `right` answers, or, for a conversation, the user turns
         and each side's answers to them (each side is scored on its own whole conversation)."""
         if isinstance(prompt, (list, tuple)):
-            scores = [self.scorer.score(conversation_messages(prompt, side)[:-1], [side[-1]])[0] for side in (left, right)]
+            scores = [self.scorer.score(conversation(prompt, side)[:-1], [side[-1]])[0] for side in (left, right)]
         else:
             scores = self.scorer.score(prompt, [left, right])
         score_left, score_right = scores

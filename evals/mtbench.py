@@ -11,7 +11,9 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from evals.arena import answer_turns
 from evals.store import StoreError
+from evals.vocab import conversation
 from posttrain.backend import Generator
 from posttrain.engine import SamplingParams
 
@@ -82,18 +84,9 @@ def load_questions(path: str | Path = DEFAULT_QUESTIONS) -> list[dict]:
 def answer(generator: Generator, model: str, questions: list[dict], params: SamplingParams,
            system: str | None = None) -> list[list[str]]:
     """Every turn of every question, turn k given the model's own answers to turns 1..k-1 (all
-    questions' turn k in one batched call)."""
-    conversations = [[{"role": "system", "content": system}] if system else [] for _ in questions]
-    answers: list[list[str]] = [[] for _ in questions]
-    for k in range(max(len(q["turns"]) for q in questions)):
-        rows = [i for i, q in enumerate(questions) if k < len(q["turns"])]
-        for i in rows:
-            conversations[i].append({"role": "user", "content": questions[i]["turns"][k]})
-        replies = generator.generate([list(conversations[i]) for i in rows], [model] * len(rows), params)
-        for i, reply in zip(rows, replies):
-            conversations[i].append({"role": "assistant", "content": reply.text})
-            answers[i].append(reply.text)
-    return answers
+    questions' turn k in one batched call: the arena's answer_turns)."""
+    rows = [(q["turns"], model) for q in questions]
+    return [answers for answers, _ in answer_turns(generator, rows, params, system or "")]
 
 
 def judge_messages(question: dict, answers: list[str], turn: int) -> list[dict]:
@@ -140,10 +133,7 @@ class RewardGrader:
     def grade(self, items: list[tuple[dict, list[str], int]]) -> list[float | None]:
         scores = []
         for question, answers, turn in items:
-            context = []
-            for k in range(turn):
-                context += [{"role": "user", "content": question["turns"][k]}, {"role": "assistant", "content": answers[k]}]
-            context.append({"role": "user", "content": question["turns"][turn]})
+            context = conversation(question["turns"][: turn + 1], answers[:turn])
             scores.append(self.scorer.score(context, [answers[turn]])[0])
         return scores
 

@@ -12,6 +12,7 @@ from random import Random
 
 from evals import hygiene
 from evals.store import Store, StoreError
+from evals.vocab import conversation
 from posttrain.backend import Generator
 from posttrain.engine import SamplingParams
 
@@ -68,7 +69,7 @@ def ask(store: Store, generator: Generator, name: str, rater_id: int, battle_id:
             raise StoreError(f"this battle has its {settings['max_turns']} turns; vote, then start another")
     turns = battle["turns"] + [text]
     update = {"battle_id": battle_id, "a_on_left": a_on_left, "turns": turns, "done": False}
-    conversations = [own_conversation(settings.get("system") or "", turns, battle[f"turns_{side}"]) for side in "ab"]
+    conversations = [conversation(turns, battle[f"turns_{side}"], settings.get("system") or "") for side in "ab"]
     answers = None
     for answers in generator.stream(conversations, [battle["model_a"], battle["model_b"]],
                                     SamplingParams(**campaign["params"])):
@@ -84,13 +85,3 @@ def ask(store: Store, generator: Generator, name: str, rater_id: int, battle_id:
     store.flag_battles(name, hygiene.flags(store.battle_answers(name, battle_id), settings.get("identity_words") or []))
     yield {**update, "battle_id": battle_id, "answers_a": battle["turns_a"] + [a.text],
            "answers_b": battle["turns_b"] + [b.text], "done": True}
-
-
-def own_conversation(system: str, turns: list[str], answers: list[str]) -> list[dict]:
-    """One model's messages for its next answer: the user turns with its OWN earlier answers."""
-    messages = [{"role": "system", "content": system}] if system else []
-    for k, user in enumerate(turns):
-        messages.append({"role": "user", "content": user})
-        if k < len(answers):
-            messages.append({"role": "assistant", "content": answers[k]})
-    return messages

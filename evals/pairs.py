@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from evals.stats import LABELS, majority
+from evals.vocab import conversation
 
 WINNER_OF_LABEL = {LABELS["a"]: "a", LABELS["b"]: "b"}
 
@@ -23,12 +24,7 @@ def conversation_sides(vote: dict, win: str, lose: str, edited: str | None) -> t
                 [{"role": "assistant", "content": edited or vote[f"text_{win}"]}],
                 [{"role": "assistant", "content": vote[f"text_{lose}"]}])
     users = json.loads(vote["turns"])
-
-    def side(answers: list[str]) -> list[dict]:
-        messages = [{"role": "assistant", "content": answers[0]}]
-        for user, answer in zip(users[1:], answers[1:]):
-            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-        return messages
+    side = lambda answers: conversation(users, answers)[1:]  # from the model's first answer on
 
     chosen = side(json.loads(vote[f"turns_{win}"]))
     if edited:

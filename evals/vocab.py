@@ -25,3 +25,15 @@ def winner_of(choice: str, a_on_left: bool) -> str:
 
 def other_side(side: str) -> str:
     return {"left": "right", "right": "left"}[side]
+
+
+def conversation(turns, answers, system: str = "") -> list[dict]:
+    """The one message layout of a conversation, from generation to judge to export: the system
+    prompt if any, then each user turn followed by that model's answer to it, while it has one (so
+    a model is asked its next turn on its OWN earlier answers)."""
+    messages = [{"role": "system", "content": system}] if system else []
+    for k, user in enumerate(turns):
+        messages.append({"role": "user", "content": user})
+        if k < len(answers):
+            messages.append({"role": "assistant", "content": answers[k]})
+    return messages
