@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 
-from evals.stats import outcome, wilson
+from evals.stats import win_rates
 
 ALLOCATIONS = ("balanced", "adaptive")
 
@@ -48,16 +48,8 @@ def pair_of(a: str, b: str) -> tuple[str, str]:
 
 
 def interval_widths(votes: list[dict]) -> dict[tuple[str, str], float]:
-    """Each model pair's 95% Wilson interval width of the win rate (ties half) over its votes."""
-    tally = defaultdict(lambda: [0.0, 0])
-    for vote in votes:
-        score = outcome(vote)
-        if score is None:
-            continue
-        key = pair_of(vote["model_a"], vote["model_b"])
-        tally[key][0] += score if key[0] == vote["model_a"] else 1 - score
-        tally[key][1] += 1
-    return {key: (lambda low, high: high - low)(*wilson(wins, n)) for key, (wins, n) in tally.items()}
+    """Each model pair's 95% Wilson interval width of the win rate (ties half), from stats.win_rates."""
+    return {pair_of(row["model"], row["opponent"]): row["ci_high"] - row["ci_low"] for row in win_rates(votes)}
 
 
 def choose(candidates: list[dict], mode: str, votes: list[dict], rng: random.Random) -> dict | None:

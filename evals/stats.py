@@ -106,25 +106,35 @@ def prompt_of(vote: dict):
     return vote.get("question_id") or vote.get("prompt") or vote["battle_id"]
 
 
-def bt_ladder(votes: list[dict], models: list[str] | None = None, rounds: int = 200, seed: int = 0) -> list[dict]:
-    """Bradley-Terry ratings with 95% percentile-bootstrap intervals. The bootstrap resamples
-    PROMPTS (each with all its votes), not votes: votes on one prompt are not independent."""
-    models = sorted(models or {m for v in votes for m in (v["model_a"], v["model_b"])})
-    point = bradley_terry(votes, models)
+def prompt_bootstrap(votes: list[dict], rounds: int, seed: int = 0):
+    """`rounds` resamples of the votes that draw PROMPTS with replacement, each with all its votes:
+    votes on one prompt are not independent, so resampling votes would make intervals too narrow."""
     rng = random.Random(seed)
-    samples = defaultdict(list)
     by_prompt = defaultdict(list)
     for vote in votes:
         by_prompt[prompt_of(vote)].append(vote)
     clusters = list(by_prompt.values())
     for _ in range(rounds if votes else 0):
-        resampled = [v for _ in clusters for v in clusters[rng.randrange(len(clusters))]]
+        yield [v for _ in clusters for v in clusters[rng.randrange(len(clusters))]]
+
+
+def percentile_interval(samples: list[float], point: float) -> tuple[float, float]:
+    """The 95% percentile interval of bootstrap samples (the point itself when there are none)."""
+    values = sorted(samples) or [point]
+    return values[int(0.025 * (len(values) - 1))], values[int(0.975 * (len(values) - 1))]
+
+
+def bt_ladder(votes: list[dict], models: list[str] | None = None, rounds: int = 200, seed: int = 0) -> list[dict]:
+    """Bradley-Terry ratings with 95% percentile-bootstrap intervals (prompt_bootstrap)."""
+    models = sorted(models or {m for v in votes for m in (v["model_a"], v["model_b"])})
+    point = bradley_terry(votes, models)
+    samples = defaultdict(list)
+    for resampled in prompt_bootstrap(votes, rounds, seed):
         for model, value in bradley_terry(resampled, models, iterations=200, tol=1e-6).items():
             samples[model].append(value)
     ladder = []
     for model in models:
-        values = sorted(samples[model]) or [point[model]]
-        low, high = values[int(0.025 * (len(values) - 1))], values[int(0.975 * (len(values) - 1))]
+        low, high = percentile_interval(samples[model], point[model])
         ladder.append({"model": model, "rating": elo(point[model]), "ci_low": elo(low), "ci_high": elo(high),
                        "games": sum(1 for v in votes if model in (v["model_a"], v["model_b"]))})
     return sorted(ladder, key=lambda row: -row["rating"])

@@ -7,7 +7,6 @@ keep the rest. Pure functions over plain dicts; no SQL, no UI."""
 from __future__ import annotations
 
 import math
-import random
 import re
 from collections import defaultdict
 
@@ -15,7 +14,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from evals.stats import elo, outcome, prompt_of
+from evals.stats import elo, outcome, percentile_interval, prompt_bootstrap
 
 FEATURES = ("length", "headers", "lists", "bold")
 _HEADER = re.compile(r"^\s{0,3}#{1,6}\s", re.M)
@@ -87,32 +86,22 @@ def style_ladder(votes: list[dict], models: list[str], rounds: int = 200, seed: 
     the same prompt-clustered bootstrap as the raw ladder. `votes` carry text_a and text_b."""
     models = sorted(models)
     beta, gamma, scale = fit(votes, models)
-    rng = random.Random(seed)
-    by_prompt = defaultdict(list)
-    for vote in votes:
-        by_prompt[prompt_of(vote)].append(vote)
-    clusters = list(by_prompt.values())
     beta_samples, gamma_samples = defaultdict(list), defaultdict(list)
-    for _ in range(rounds if votes else 0):
-        resampled = [v for _ in clusters for v in clusters[rng.randrange(len(clusters))]]
+    for resampled in prompt_bootstrap(votes, rounds, seed):
         b, g, _ = fit(resampled, models, scale)
         for m, value in b.items():
             beta_samples[m].append(value)
         for f, value in g.items():
             gamma_samples[f].append(value)
 
-    def interval(samples: list[float], point: float) -> tuple[float, float]:
-        values = sorted(samples) or [point]
-        return values[int(0.025 * (len(values) - 1))], values[int(0.975 * (len(values) - 1))]
-
     ladder = []
     for m in models:
-        low, high = interval(beta_samples[m], beta[m])
+        low, high = percentile_interval(beta_samples[m], beta[m])
         ladder.append({"model": m, "rating": elo(beta[m]), "ci_low": elo(low), "ci_high": elo(high),
                        "games": sum(1 for v in votes if m in (v["model_a"], v["model_b"]))})
     coefficients = {}
     for f in FEATURES:
-        low, high = interval(gamma_samples[f], gamma[f])
+        low, high = percentile_interval(gamma_samples[f], gamma[f])
         coefficients[f] = {"value": gamma[f], "ci_low": low, "ci_high": high}
     met = {tuple(sorted((v["model_a"], v["model_b"]))) for v in votes}
     controlled = [{"model": a, "opponent": b, "win_rate": 1 / (1 + math.exp(beta[b] - beta[a]))} for a, b in sorted(met)]
