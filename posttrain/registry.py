@@ -356,7 +356,7 @@ def hub_id_of(source: str | Path) -> str | None:
     `hub_id` (or, on this registry's own base cards, `base_model`)."""
     text = str(source)
     local = Path(text)
-    if HUB_ID.match(text) and not local.exists():
+    if is_hub_id(text):
         return text
     for part in reversed(local.resolve().parts if local.exists() else local.parts):
         match = _CACHE_REPO.match(part)
@@ -366,19 +366,18 @@ def hub_id_of(source: str | Path) -> str | None:
     card = read_card(folder) if (folder / CARD).is_file() else {}
     # A Hub card's base_model names the model it was made FROM; only this registry's base cards
     # (method: base) use it for the model itself.
-    for key in ("hub_id",) + (("base_model",) if card.get("method") == "base" else ()):
-        value = card.get(key)
-        if isinstance(value, str) and HUB_ID.match(value) and not Path(value).exists():
-            return value
-    return None
+    keys = ("hub_id",) + (("base_model",) if card.get("method") == "base" else ())
+    return next((card[k] for k in keys if is_hub_id(card.get(k))), None)
 
 
 def base_hub_id(base: Entry) -> str | None:
     """A base entry's Hub id: its card's hub_id, or a base_model that is one (older cards)."""
-    for value in (base.card.get("hub_id"), base.card.get("base_model")):
-        if isinstance(value, str) and HUB_ID.match(value) and not Path(value).exists():
-            return value
-    return None
+    return next((v for v in (base.card.get("hub_id"), base.card.get("base_model")) if is_hub_id(v)), None)
+
+
+def is_hub_id(value) -> bool:
+    """`owner/name` that is not a local path."""
+    return isinstance(value, str) and bool(HUB_ID.match(value)) and not Path(value).exists()
 
 
 def _numel(shape: tuple[int, ...]) -> int:

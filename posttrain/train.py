@@ -103,15 +103,10 @@ MODEL_FIELDS_WITHOUT_EFFECT = {
 def model_settings(model_args=None):
     """TRL's ModelConfig with this project's defaults (LoRA on every linear layer of the block), after
     refusing the fields a registry run would ignore."""
-    import dataclasses
-
     from trl import ModelConfig
 
     model_args = model_args or ModelConfig()
-    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
-    for name, instead in MODEL_FIELDS_WITHOUT_EFFECT.items():
-        if getattr(model_args, name, None) != defaults.get(name):
-            raise RecipeError(f"ModelConfig field {name} has no effect on a registry run: {instead}")
+    refuse_fields_without_effect(model_args, MODEL_FIELDS_WITHOUT_EFFECT, "ModelConfig field", "a registry run")
     if not model_args.lora_target_modules:
         model_args.lora_target_modules = list(LINEAR)
     return model_args
@@ -633,14 +628,18 @@ REWARD_OPTIONS_WITHOUT_EFFECT = {
 
 
 def refuse_ignored_reward_options(config) -> None:
+    refuse_fields_without_effect(config, REWARD_OPTIONS_WITHOUT_EFFECT, "RewardConfig option", "a registry reward run")
+
+
+def refuse_fields_without_effect(config, fields: dict[str, str], what: str, where: str) -> None:
+    """A RecipeError for the first of `fields` (name -> what to use instead) set away from its
+    dataclass default: a recipe field that would silently do nothing is refused."""
     import dataclasses
 
-    import trl
-
-    defaults = {f.name: f.default for f in dataclasses.fields(trl.RewardConfig)}
-    for option, instead in REWARD_OPTIONS_WITHOUT_EFFECT.items():
-        if getattr(config, option, None) != defaults.get(option):
-            raise RecipeError(f"RewardConfig option {option} has no effect on a registry reward run: {instead}")
+    defaults = {f.name: f.default for f in dataclasses.fields(type(config))}
+    for name, instead in fields.items():
+        if getattr(config, name, None) != defaults.get(name):
+            raise RecipeError(f"{what} {name} has no effect on {where}: {instead}")
 
 
 def run_config(run_args: RunArguments, config, model_args=None) -> dict:

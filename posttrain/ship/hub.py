@@ -6,23 +6,16 @@ A push uploads a staged copy and only adds `hub_repo` to the entry's own card.""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
-from posttrain.registry import (ADAPTER_CONFIG, METHODS, Entry, Registry, RegistryError, base_hub_id, read_card,
-                                write_card)
+from posttrain.registry import (ADAPTER_CONFIG, HUB_ID, METHODS, Entry, Registry, RegistryError, base_hub_id,
+                                is_hub_id, read_card, write_card)
 
-_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 LINEAGE = ("method", "parent", "recipe", "config", "dataset", "dataset_format", "dataset_hash", "eval_dataset",
            "eval_dataset_hash", "metrics", "created_at", "chat_template", "end_of_turn_token", "end_of_turn_id",
            "fingerprint", "steps", "hardware")
-
-
-def is_hub_id(value: str | None) -> bool:
-    """`owner/name` that is not a local path."""
-    return bool(value) and bool(_REPO_RE.match(str(value))) and not Path(str(value)).exists()
 
 
 def hub_card(entry: Entry, registry: Registry) -> dict:
@@ -55,7 +48,7 @@ def hub_card(entry: Entry, registry: Registry) -> dict:
 
 def push(registry: Registry, name: str, repo: str, private: bool = False, token: str | None = None, api=None) -> str:
     """Upload entry `name` as the Hub model repo `repo`; returns the repo's URL."""
-    if not _REPO_RE.match(repo):
+    if not HUB_ID.match(repo):
         raise RegistryError(f"--repo {repo!r} is not OWNER/NAME")
     entry = registry.get(name)
     if entry.is_adapter:
