@@ -4,6 +4,7 @@ export loads with datasets."""
 
 import os
 import shutil
+from contextlib import contextmanager
 
 import pytest
 
@@ -14,6 +15,21 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
+@contextmanager
+def page_at(url: str, width: int = 1280, height: int = 1600):
+    """A page of headless Chromium at `url`, the window `width` x `height` px."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
+
+
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
     reason="Debian chromium not installed (scripts/install.sh installs it when run as root)")
@@ -21,15 +37,12 @@ pytestmark = pytest.mark.skipif(
 
 def test_a_rater_rates_a_campaign_in_the_browser(tmp_path, tiny_dir):
     from datasets import load_dataset
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     config, store = make_arena(tmp_path, tiny_dir, prompts=3)
     site = launch(config, store)
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1600})
-            page.goto(site.url)
+        with page_at(site.url) as page:
             expect(page.locator("#campaign input")).to_have_value("tasting", timeout=30_000)
             page.locator("#rater-name textarea").fill("browser-bob")
             page.locator("#start").click()
@@ -64,7 +77,6 @@ def test_a_rater_rates_a_campaign_in_the_browser(tmp_path, tiny_dir):
             expect(page.locator(".js-plotly-plot", has_text="controlled for style")).to_have_count(1, timeout=30_000)
             expect(page.locator("#raters")).to_contain_text("browser-bob", timeout=30_000)  # the rater table
             page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
-            browser.close()
     finally:
         site.ui.close()
     out = tmp_path / "pairs.jsonl"
@@ -74,7 +86,7 @@ def test_a_rater_rates_a_campaign_in_the_browser(tmp_path, tiny_dir):
 
 
 def test_rating_page_is_safe_keyboard_driven_phone_sized_and_deep_linked(tmp_path, tiny_dir):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     config, store = make_arena(tmp_path, tiny_dir, prompts=2)
     evil = '<img src=x onerror="window.__pwned = 1"> Which <b>list</b> is right?'
@@ -87,10 +99,7 @@ def test_rating_page_is_safe_keyboard_driven_phone_sized_and_deep_linked(tmp_pat
     store.set_status("safety", "ready")
     site = launch(config, store)
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
-            page.goto(site.url)
+        with page_at(site.url, width=390, height=844) as page:  # a phone
             expect(page.locator("#campaign input")).to_have_value("safety", timeout=30_000)
             page.locator("#rater-name textarea").fill("phone-pat")
             page.locator("#start").click()
@@ -128,7 +137,6 @@ def test_rating_page_is_safe_keyboard_driven_phone_sized_and_deep_linked(tmp_pat
             page.get_by_role("tab", name="Side by side").click()
             expect(page.locator("#demo-left input")).to_have_value(MODELS[0], timeout=30_000)
             expect(page.locator("#demo-right input")).to_have_value(MODELS[1])
-            browser.close()
     finally:
         site.ui.close()
 
@@ -137,7 +145,7 @@ def test_models_tab_draws_the_family_tree_and_a_trained_entrys_curves(tmp_path, 
     import io
 
     from PIL import Image
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
     from trl import ModelConfig, SFTConfig
 
     from conftest import ROOT
@@ -152,10 +160,7 @@ def test_models_tab_draws_the_family_tree_and_a_trained_entrys_curves(tmp_path, 
                   save_strategy="no", learning_rate=2e-2, seed=0), ModelConfig(lora_r=4, lora_alpha=8))
     site = launch(config, store)
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1600})
-            page.goto(site.url)
+        with page_at(site.url) as page:
             page.get_by_role("tab", name="Admin").click()
             page.locator("#admin-password input").fill(PASSWORD)
             page.get_by_role("tab", name="Models").click()
@@ -171,13 +176,12 @@ def test_models_tab_draws_the_family_tree_and_a_trained_entrys_curves(tmp_path, 
             expect(curves).to_contain_text("train loss", timeout=60_000)
             expect(curves).to_contain_text("eval loss")
             page.screenshot(path=str(tmp_path / "models.png"), full_page=True)
-            browser.close()
     finally:
         site.ui.close()
 
 
 def test_an_open_battle_is_asked_answered_continued_and_voted_on_the_page(tmp_path, tiny_dir):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from evals.arena import RatingPlan, create_campaign
     from posttrain.engine import Engine, SamplingParams
@@ -188,10 +192,7 @@ def test_an_open_battle_is_asked_answered_continued_and_voted_on_the_page(tmp_pa
                     SamplingParams(max_new_tokens=6, seed=2), plan=RatingPlan(open=True))
     site = launch(config, store)
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1600})
-            page.goto(f"{site.url}?campaign=open-floor")
+        with page_at(f"{site.url}?campaign=open-floor") as page:
             expect(page.locator("#campaign input")).to_have_value("open-floor", timeout=30_000)
             page.locator("#rater-name textarea").fill("curious-cat")
             page.locator("#start").click()
@@ -211,7 +212,6 @@ def test_an_open_battle_is_asked_answered_continued_and_voted_on_the_page(tmp_pa
             page.locator("#next").click()
             expect(page.locator("#progress")).to_contain_text("1 rated", timeout=30_000)
             page.screenshot(path=str(tmp_path / "open.png"), full_page=True)
-            browser.close()
     finally:
         site.ui.close()
     (vote,) = store.votes("open-floor")
