@@ -132,6 +132,12 @@ def bt_ladder(votes: list[dict], models: list[str] | None = None, rounds: int = 
     for resampled in prompt_bootstrap(votes, rounds, seed):
         for model, value in bradley_terry(resampled, models, iterations=200, tol=1e-6).items():
             samples[model].append(value)
+    return ladder_rows(votes, models, point, samples)
+
+
+def ladder_rows(votes: list[dict], models: list[str], point: dict[str, float], samples: dict[str, list[float]]) -> list[dict]:
+    """A ladder, best first: each model's log-strength on the Elo scale with its 95% bootstrap
+    interval and its number of games."""
     ladder = []
     for model in models:
         low, high = percentile_interval(samples[model], point[model])

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from evals.stats import elo, outcome, percentile_interval, prompt_bootstrap
+from evals.stats import ladder_rows, outcome, percentile_interval, prompt_bootstrap
 
 FEATURES = ("length", "headers", "lists", "bold")
 _HEADER = re.compile(r"^\s{0,3}#{1,6}\s", re.M)
@@ -94,16 +94,11 @@ def style_ladder(votes: list[dict], models: list[str], rounds: int = 200, seed: 
         for f, value in g.items():
             gamma_samples[f].append(value)
 
-    ladder = []
-    for m in models:
-        low, high = percentile_interval(beta_samples[m], beta[m])
-        ladder.append({"model": m, "rating": elo(beta[m]), "ci_low": elo(low), "ci_high": elo(high),
-                       "games": sum(1 for v in votes if m in (v["model_a"], v["model_b"]))})
     coefficients = {}
     for f in FEATURES:
         low, high = percentile_interval(gamma_samples[f], gamma[f])
         coefficients[f] = {"value": gamma[f], "ci_low": low, "ci_high": high}
     met = {tuple(sorted((v["model_a"], v["model_b"]))) for v in votes}
     controlled = [{"model": a, "opponent": b, "win_rate": 1 / (1 + math.exp(beta[b] - beta[a]))} for a, b in sorted(met)]
-    return {"ladder": sorted(ladder, key=lambda row: -row["rating"]), "coefficients": coefficients,
+    return {"ladder": ladder_rows(votes, models, beta, beta_samples), "coefficients": coefficients,
             "controlled_win_rates": controlled}
