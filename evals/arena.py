@@ -345,6 +345,8 @@ def results(store: Store, name: str, rounds: int = 200) -> dict:
         "win_rates": stats.win_rates(human),
         "bradley_terry": stats.bt_ladder(human, campaign["models"], rounds=rounds),
         "bradley_terry_style": styled,
+        "bradley_terry_by_category": {} if settings.get("open") else stats.bt_by_category(human, rounds=rounds),
+        "robustness": stats.robustness(human, campaign["models"]),
         "by_category": stats.by_category(human),
         "position_bias": stats.position_bias(human),
         "rater_agreement": agreement,

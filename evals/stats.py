@@ -1,13 +1,17 @@
-"""Rating math, separate from any serving code: win rates with Wilson intervals, Bradley-Terry
-strengths by maximum likelihood (ties count half a win to each side) with bootstrap intervals,
-position bias and rater agreement. Input is a list of plain vote dicts; no Gradio, no SQL."""
+"""Rating math, separate from any serving code: win rates with Wilson intervals, one Bradley-Terry
+logistic regression (ties count half a win to each side; covariates optional) with prompt-clustered
+bootstrap intervals and ranks, the ladder's fragility, position bias and rater agreement. Input is a list of plain vote dicts; no Gradio, no SQL."""
 
 from __future__ import annotations
 
 import math
-import random
 from collections import defaultdict
+from dataclasses import dataclass
 from itertools import combinations
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit
 
 Z95 = 1.959963984540054
 
@@ -62,39 +66,93 @@ def votes_needed(rate: float, n: int, half_width: float = 0.10, z: float = Z95) 
     return max(0, math.ceil(z * z * variance / half_width**2) - n)
 
 
-def bradley_terry(votes: list[dict], models: list[str] | None = None, iterations: int = 500,
-                  tol: float = 1e-10) -> dict[str, float]:
-    """Maximum-likelihood Bradley-Terry strengths p_i, P(i beats j) = p_i / (p_i + p_j), by the
-    MM algorithm (Hunter 2004): p_i <- W_i / sum_j n_ij / (p_i + p_j), where W_i counts wins
-    plus half the ties. Returned on the log scale, centred at 0 (geometric mean 1)."""
+# ---- Bradley-Terry: one logistic regression for every ladder ------------------------------------
+# log-odds(a beats b) = beta_a - beta_b + gamma . z, fitted by maximum likelihood (FastChat's
+# compute_mle_elo and LMArena's style control are this regression; z holds a vote's covariates,
+# none for the raw ladder). A tie or "both bad" is half a win each way. L2 is a ridge on every
+# coefficient, added to the summed negative log-likelihood: it keeps a model that won every game
+# finite and moves ratings of any real campaign by far less than one Elo point.
+L2 = 1e-4
+
+
+@dataclass(frozen=True)
+class Design:
+    """The usable votes as arrays: model indices of a and b, a's score (1, 0 or 1/2), the prompt
+    cluster of each vote (for the bootstrap) and, optionally, covariates (votes x features)."""
+
+    models: tuple[str, ...]
+    a: np.ndarray
+    b: np.ndarray
+    score: np.ndarray
+    cluster: np.ndarray
+    z: np.ndarray | None = None
+
+
+def design(votes: list[dict], models: list[str], covariates: np.ndarray | None = None) -> Design:
+    """`covariates`, when given, is an array with one row per vote of `votes` (in order)."""
+    index = {m: i for i, m in enumerate(models)}
+    keep = [i for i, v in enumerate(votes) if outcome(v) is not None]
+    clusters: dict = {}
+    cluster = [clusters.setdefault(prompt_of(votes[i]), len(clusters)) for i in keep]
+    z = None if covariates is None else np.asarray(covariates, dtype=float)[np.array(keep, dtype=int)]
+    return Design(tuple(models), np.array([index[votes[i]["model_a"]] for i in keep], dtype=int),
+                  np.array([index[votes[i]["model_b"]] for i in keep], dtype=int),
+                  np.array([outcome(votes[i]) for i in keep], dtype=float), np.array(cluster, dtype=int), z)
+
+
+def bt_fit(d: Design, weight: np.ndarray | None = None, l2: float = L2,
+           start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-likelihood (beta, gamma): beta per model on the natural-log scale, centred at 0,
+    gamma per covariate. `weight` multiplies each vote (a bootstrap resample's multiplicities).
+    Without covariates, votes of the same pair and score are summed first (a handful of cells)."""
+    m = len(d.models)
+    w = np.ones(len(d.score)) if weight is None else np.asarray(weight, dtype=float)
+    if d.z is None:  # cells (a, b): total weight and a's total score
+        cell = d.a * m + d.b
+        a, b = np.divmod(np.arange(m * m), m)
+        total, won = np.bincount(cell, w, m * m), np.bincount(cell, w * d.score, m * m)
+        used = total > 0
+        a, b, total, won, z = a[used], b[used], total[used], won[used], np.zeros((int(used.sum()), 0))
+    else:
+        a, b, total, won, z = d.a, d.b, w, w * d.score, d.z
+    k = z.shape[1]
+
+    def loss(theta):
+        logits = theta[a] - theta[b] + z @ theta[m:]
+        nll = np.sum(total * np.logaddexp(0, logits) - won * logits)
+        residual = total * expit(logits) - won
+        grad = np.concatenate([np.bincount(a, residual, m) - np.bincount(b, residual, m), z.T @ residual])
+        return nll + l2 * theta @ theta, grad + 2 * l2 * theta
+
+    theta0 = np.zeros(m + k) if start is None else start
+    theta = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"gtol": 1e-9, "maxiter": 1000}).x
+    return theta[:m] - theta[:m].mean(), theta[m:]
+
+
+def cluster_weights(d: Design, rounds: int, seed: int = 0):
+    """`rounds` prompt-clustered bootstrap resamples as vote multiplicities: prompts are drawn with
+    replacement, each with all its votes (votes on one prompt are not independent, so resampling
+    votes would make intervals too narrow)."""
+    rng = np.random.default_rng(seed)
+    clusters = int(d.cluster.max()) + 1 if len(d.cluster) else 0
+    for _ in range(rounds if clusters else 0):
+        drawn = np.bincount(rng.integers(0, clusters, clusters), minlength=clusters)
+        yield drawn[d.cluster].astype(float)
+
+
+def bt_bootstrap(d: Design, rounds: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The point fit and `rounds` cluster-bootstrap refits: (beta, gamma, beta samples, gamma samples)."""
+    beta, gamma = bt_fit(d)
+    start = np.concatenate([beta, gamma])
+    fits = [bt_fit(d, w, start=start) for w in cluster_weights(d, rounds, seed)]
+    return (beta, gamma, np.array([f[0] for f in fits]).reshape(len(fits), len(beta)),
+            np.array([f[1] for f in fits]).reshape(len(fits), len(gamma)))
+
+
+def bradley_terry(votes: list[dict], models: list[str] | None = None) -> dict[str, float]:
+    """Bradley-Terry log-strengths (natural log, centred at 0) of the raw ladder."""
     models = sorted(models or {m for v in votes for m in (v["model_a"], v["model_b"])})
-    wins = defaultdict(float)
-    games = defaultdict(float)
-    for vote in votes:
-        score = outcome(vote)
-        if score is None:
-            continue
-        a, b = vote["model_a"], vote["model_b"]
-        wins[a] += score
-        wins[b] += 1 - score
-        games[(a, b)] += 1
-        games[(b, a)] += 1
-    # A tiny prior (half a tie against every other model) keeps strengths finite when a
-    # model won or lost every game.
-    prior = 0.5
-    strength = {m: 1.0 for m in models}
-    for _ in range(iterations):
-        new = {}
-        for i in models:
-            denominator = sum((games[(i, j)] + prior) / (strength[i] + strength[j]) for j in models if j != i)
-            new[i] = (wins[i] + prior / 2 * (len(models) - 1)) / denominator if denominator else 1.0
-        mean_log = sum(math.log(v) for v in new.values()) / len(new)
-        new = {m: v / math.exp(mean_log) for m, v in new.items()}
-        change = max(abs(new[m] - strength[m]) for m in models)
-        strength = new
-        if change < tol:
-            break
-    return {m: math.log(strength[m]) for m in models}
+    return dict(zip(models, bt_fit(design(votes, models))[0].tolist()))
 
 
 def elo(log_strength: float) -> float:
@@ -106,44 +164,125 @@ def prompt_of(vote: dict):
     return vote.get("question_id") or vote.get("prompt") or vote["battle_id"]
 
 
-def prompt_bootstrap(votes: list[dict], rounds: int, seed: int = 0):
-    """`rounds` resamples of the votes that draw PROMPTS with replacement, each with all its votes:
-    votes on one prompt are not independent, so resampling votes would make intervals too narrow."""
-    rng = random.Random(seed)
-    by_prompt = defaultdict(list)
-    for vote in votes:
-        by_prompt[prompt_of(vote)].append(vote)
-    clusters = list(by_prompt.values())
-    for _ in range(rounds if votes else 0):
-        yield [v for _ in clusters for v in clusters[rng.randrange(len(clusters))]]
-
-
-def percentile_interval(samples: list[float], point: float) -> tuple[float, float]:
+def percentile_interval(samples, point: float) -> tuple[float, float]:
     """The 95% percentile interval of bootstrap samples (the point itself when there are none)."""
     values = sorted(samples) or [point]
     return values[int(0.025 * (len(values) - 1))], values[int(0.975 * (len(values) - 1))]
 
 
 def bt_ladder(votes: list[dict], models: list[str] | None = None, rounds: int = 200, seed: int = 0) -> list[dict]:
-    """Bradley-Terry ratings with 95% percentile-bootstrap intervals (prompt_bootstrap)."""
+    """The raw Bradley-Terry ladder: ratings with 95% prompt-clustered bootstrap intervals and ranks."""
     models = sorted(models or {m for v in votes for m in (v["model_a"], v["model_b"])})
-    point = bradley_terry(votes, models)
-    samples = defaultdict(list)
-    for resampled in prompt_bootstrap(votes, rounds, seed):
-        for model, value in bradley_terry(resampled, models, iterations=200, tol=1e-6).items():
-            samples[model].append(value)
-    return ladder_rows(votes, models, point, samples)
+    beta, _, samples, _ = bt_bootstrap(design(votes, models), rounds, seed)
+    return ladder_rows(votes, models, beta, samples)
 
 
-def ladder_rows(votes: list[dict], models: list[str], point: dict[str, float], samples: dict[str, list[float]]) -> list[dict]:
+def ladder_rows(votes: list[dict], models: list[str], beta: np.ndarray, samples: np.ndarray) -> list[dict]:
     """A ladder, best first: each model's log-strength on the Elo scale with its 95% bootstrap
-    interval and its number of games."""
+    interval, its rank and its number of games."""
     ladder = []
-    for model in models:
-        low, high = percentile_interval(samples[model], point[model])
-        ladder.append({"model": model, "rating": elo(point[model]), "ci_low": elo(low), "ci_high": elo(high),
+    for i, model in enumerate(models):
+        low, high = percentile_interval(samples[:, i].tolist(), float(beta[i]))
+        ladder.append({"model": model, "rating": elo(float(beta[i])), "ci_low": elo(low), "ci_high": elo(high),
                        "games": sum(1 for v in votes if model in (v["model_a"], v["model_b"]))})
-    return sorted(ladder, key=lambda row: -row["rating"])
+    return ranked(sorted(ladder, key=lambda row: -row["rating"]))
+
+
+def ranked(ladder: list[dict]) -> list[dict]:
+    """LMArena's rank: 1 + the number of models whose interval lies wholly above this model's
+    (lower bound above its upper bound), so models whose intervals overlap share a rank."""
+    return [{**row, "rank": 1 + sum(other["ci_low"] > row["ci_high"] for other in ladder)} for row in ladder]
+
+
+def bt_by_category(votes: list[dict], rounds: int = 200, seed: int = 0) -> dict[str, list[dict]]:
+    """One raw ladder (with ranks) per prompt category, over the models that played in it."""
+    grouped = defaultdict(list)
+    for vote in votes:
+        if vote.get("category"):
+            grouped[vote["category"]].append(vote)
+    return {category: bt_ladder(group, rounds=rounds, seed=seed) for category, group in sorted(grouped.items())}
+
+
+# ---- fragility: how many votes stand between two neighbours on the ladder ------------------------
+FLIP_METHOD = ("greedy removal of the decisive vote with the largest first-order influence on the two "
+               "ratings' gap (refit after each step): an upper bound on the fewest votes whose removal "
+               "reverses the order")
+
+
+def robustness(votes: list[dict], models: list[str] | None = None) -> dict:
+    """For each adjacent pair of the raw ladder (the top two first): `votes_to_flip`, how few
+    decisive votes, removed, put the lower model above the higher (None: removing votes cannot),
+    and its share of all counted votes."""
+    models = sorted(models or {m for v in votes for m in (v["model_a"], v["model_b"])})
+    d = design(votes, models)
+    beta = bt_fit(d)[0]
+    order = sorted(range(len(models)), key=lambda i: -beta[i])
+    pairs = []
+    for high, low in zip(order, order[1:]):
+        flips = votes_to_flip(d, high, low)
+        pairs.append({"higher": models[high], "lower": models[low], "votes_to_flip": flips,
+                      "share": flips / len(d.score) if flips is not None and len(d.score) else None})
+    return {"method": FLIP_METHOD, "votes": int(len(d.score)), "pairs": pairs, "top": pairs[0] if pairs else None}
+
+
+def votes_to_flip(d: Design, high: int, low: int, limit: int = 100_000) -> int | None:
+    """The greedy count behind `robustness`. Votes of one ordered pair and one outcome are
+    interchangeable, so the search runs over cells (winner, loser) of decisive votes: each step
+    takes the cell whose one vote, removed, most narrows beta_high - beta_low (Newton's
+    approximation H^-1 times the vote's gradient), removes up to half the votes that approximation
+    says are still needed, refits, and stops once the order is reversed."""
+    m = len(d.models)
+    decisive = d.score != 0.5
+    winner = np.where(d.score == 1, d.a, d.b)[decisive]
+    loser = np.where(d.score == 1, d.b, d.a)[decisive]
+    wins = np.bincount(winner * m + loser, minlength=m * m).reshape(m, m).astype(float)
+    ties = Design(d.models, d.a[~decisive], d.b[~decisive], d.score[~decisive], d.cluster[~decisive])
+    removed = 0
+    contrast = np.zeros(m)
+    contrast[high], contrast[low] = 1.0, -1.0
+    while removed <= limit:
+        fitted = _fit_counts(wins, ties)
+        gap = contrast @ fitted
+        if gap < -1e-9:  # reversed, not merely level
+            return removed
+        influence = _removal_influence(wins, ties, fitted) @ contrast  # change of the gap per removed vote, per cell
+        influence[wins.reshape(-1) == 0] = 0.0
+        best = int(np.argmin(influence))
+        if influence[best] >= -1e-12:
+            return None  # no removal narrows the gap
+        count = max(1, min(int(wins.flat[best]), int(0.5 * gap / -influence[best])))
+        wins.flat[best] -= count
+        removed += count
+    return None
+
+
+def _fit_counts(wins: np.ndarray, ties: Design) -> np.ndarray:
+    """The raw fit of a win matrix (wins[i, j]: decisive wins of i over j) plus the tie votes."""
+    m = wins.shape[0]
+    winner, loser = np.nonzero(wins)
+    d = Design(ties.models, np.concatenate([winner, ties.a]), np.concatenate([loser, ties.b]),
+               np.concatenate([np.ones(len(winner)), ties.score]), np.zeros(len(winner) + len(ties.a), dtype=int))
+    return bt_fit(d, np.concatenate([wins[winner, loser], np.ones(len(ties.a))]))[0] if len(d.a) else np.zeros(m)
+
+
+def _removal_influence(wins: np.ndarray, ties: Design, beta: np.ndarray) -> np.ndarray:
+    """(m*m, m): for each cell (winner i, loser j), the first-order change of beta when one of its
+    votes is removed: H^+ grad, with H the Hessian of the negative log-likelihood at beta."""
+    m = len(beta)
+    tied = np.bincount(ties.a * m + ties.b, minlength=m * m).reshape(m, m)
+    games = wins + wins.T + tied + tied.T
+    p = expit(beta[:, None] - beta[None, :])
+    curvature = games * p * p.T
+    hessian = np.diag(curvature.sum(axis=1)) - curvature + 2 * L2 * np.eye(m)
+    inverse = np.linalg.pinv(hessian)
+    out = np.zeros((m * m, m))
+    for i in range(m):
+        for j in range(m):
+            if i != j:
+                grad = np.zeros(m)  # the gradient of -log p_ij with respect to beta
+                grad[i], grad[j] = -(1 - p[i, j]), 1 - p[i, j]
+                out[i * m + j] = inverse @ grad
+    return out
 
 
 def position_bias(votes: list[dict]) -> dict:

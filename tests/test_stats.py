@@ -101,3 +101,97 @@ def test_sign_test_and_categories():
     assert (test["wins"], test["losses"]) == (9, 1)
     assert test["p_value"] == pytest.approx(2 * (1 + 10) / 2**10)
     assert {r["category"]: r["win_rate"] for r in stats.by_category(votes)} == {"math": 1.0, "writing": 0.0}
+
+
+def fastchat_mle_elo(votes, SCALE=400, BASE=10, INIT_RATING=1000):
+    """FastChat's compute_mle_elo (fastchat/serve/monitor/elo_analysis.py), its published recipe
+    kept step for step: win counts doubled, a tie one row each way, one scikit-learn logistic
+    regression without intercept or penalty on +-log(BASE) model columns."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    df = pd.DataFrame({"model_a": [v["model_a"] for v in votes], "model_b": [v["model_b"] for v in votes],
+                       "winner": [{"a": "model_a", "b": "model_b", "tie": "tie"}[v["winner"]] for v in votes]})
+    models = sorted(set(df["model_a"]) | set(df["model_b"]))
+    table = lambda rows: pd.pivot_table(rows, index="model_a", columns="model_b", aggfunc="size", fill_value=0) \
+        .reindex(index=models, columns=models, fill_value=0)
+    ptbl_a_win, ptbl_b_win = table(df[df["winner"] == "model_a"]), table(df[df["winner"] == "model_b"])
+    ptbl_tie = table(df[df["winner"] == "tie"])
+    ptbl_tie = ptbl_tie + ptbl_tie.T
+    ptbl_win = ptbl_a_win * 2 + ptbl_b_win.T * 2 + ptbl_tie
+    index = {m: i for i, m in enumerate(models)}
+    X, Y, sample_weights = [], [], []
+    for m_a in models:
+        for m_b in models:
+            if m_a == m_b:
+                continue
+            row = np.zeros(len(models))
+            row[index[m_a]], row[index[m_b]] = math.log(BASE), -math.log(BASE)
+            X += [row, row]
+            Y += [1.0, 0.0]
+            sample_weights += [ptbl_win.loc[m_a, m_b], ptbl_win.loc[m_b, m_a]]
+    lr = LogisticRegression(fit_intercept=False, C=float("inf"), tol=1e-6)  # penalty=None in FastChat's sklearn
+    lr.fit(np.array(X), np.array(Y), sample_weight=np.array(sample_weights))
+    return dict(zip(models, SCALE * lr.coef_[0] + INIT_RATING))
+
+
+def test_one_fitter_equals_fastchats_compute_mle_elo():
+    rng = random.Random(3)
+    truth = {"m0": 0.0, "m1": 0.4, "m2": 0.9, "m3": 1.5}
+    votes = []
+    for i in range(800):
+        a, b = rng.sample(sorted(truth), 2)
+        p_a, r = 1 / (1 + math.exp(truth[b] - truth[a])), rng.random()
+        votes.append(vote(a, b, "tie" if r < 0.15 else "a" if r < 0.15 + 0.85 * p_a else "b", battle_id=i))
+    oracle = fastchat_mle_elo(votes)
+    ours = {row["model"]: row["rating"] for row in stats.bt_ladder(votes, rounds=0)}
+    assert set(ours) == set(oracle)
+    for model in oracle:
+        assert abs(ours[model] - oracle[model]) < 1.0, (model, ours[model], oracle[model])
+    # and the style-controlled ladder is the same regression: covariates that are all zero change nothing
+    from evals.style import style_ladder
+
+    styled = style_ladder([{**v, "text_a": "", "text_b": ""} for v in votes], sorted(truth), rounds=0)["ladder"]
+    assert {r["model"]: r["rating"] for r in styled} == pytest.approx(ours, abs=1e-3)
+
+
+def test_ranks_follow_lmarenas_rule():
+    ladder = [{"model": "a", "rating": 1100, "ci_low": 1080, "ci_high": 1120},
+              {"model": "b", "rating": 1070, "ci_low": 1050, "ci_high": 1090},  # overlaps a: shares rank 1
+              {"model": "c", "rating": 1040, "ci_low": 1030, "ci_high": 1060},  # below a's interval, overlaps b
+              {"model": "d", "rating": 900, "ci_low": 880, "ci_high": 920}]  # below all three
+    assert [r["rank"] for r in stats.ranked(ladder)] == [1, 1, 2, 4]
+    votes = [vote("x", "y", "a", battle_id=i) for i in range(40)] + [vote("y", "z", "a", battle_id=100 + i) for i in range(40)]
+    rows = stats.bt_ladder(votes, rounds=50)
+    assert [(r["model"], r["rank"]) for r in rows] == [("x", 1), ("y", 2), ("z", 3)]
+
+
+def test_fragility_counts_the_votes_that_reverse_a_known_order():
+    # x beat y 7 times, y beat x 3 times (and two ties): with two models the order reverses exactly
+    # when x's wins fall below y's, so the fewest removals are 5 (7 -> 2); 4 only level them.
+    votes = [vote("x", "y", "a", battle_id=i) for i in range(7)] + [vote("y", "x", "a", battle_id=10 + i) for i in range(3)]
+    votes += [vote("x", "y", "tie", battle_id=20), vote("y", "x", "tie", battle_id=21)]
+    result = stats.robustness(votes)
+    assert result["top"] == {"higher": "x", "lower": "y", "votes_to_flip": 5, "share": pytest.approx(5 / 12)}
+    assert "upper bound" in result["method"] and result["votes"] == 12
+    # unanimous: removing every win of x leaves the two level, never reversed
+    assert stats.robustness([vote("x", "y", "a", battle_id=i) for i in range(5)])["top"]["votes_to_flip"] is None
+    # three models: each adjacent pair gets its count, and a close pair needs fewer votes than a far one
+    rng = random.Random(0)
+    truth = {"m0": 0.0, "m1": 0.3, "m2": 1.5}
+    many = []
+    for i in range(1500):
+        a, b = rng.sample(sorted(truth), 2)
+        many.append(vote(a, b, "a" if rng.random() < 1 / (1 + math.exp(truth[b] - truth[a])) else "b", battle_id=i))
+    pairs = {(p["higher"], p["lower"]): p["votes_to_flip"] for p in stats.robustness(many)["pairs"]}
+    assert set(pairs) == {("m2", "m1"), ("m1", "m0")} and 0 < pairs[("m1", "m0")] < pairs[("m2", "m1")]
+
+
+def test_per_category_ladders_rank_within_each_category():
+    votes = [vote("x", "y", "a", battle_id=i, category="math") for i in range(30)]
+    votes += [vote("x", "y", "b", battle_id=100 + i, category="writing") for i in range(30)]
+    ladders = stats.bt_by_category(votes, rounds=50)
+    assert list(ladders) == ["math", "writing"]
+    assert [r["model"] for r in ladders["math"]] == ["x", "y"] and [r["model"] for r in ladders["writing"]] == ["y", "x"]
+    assert all(r["rank"] == i + 1 for ladder in ladders.values() for i, r in enumerate(ladder))
