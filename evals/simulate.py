@@ -56,3 +56,80 @@ def votes_until_precise(allocation: str, strengths: dict[str, float] = STRENGTHS
 def _precise(wins: int, n: int, half_width: float) -> bool:
     low, high = wilson(wins, n, Z95)
     return n > 0 and (high - low) / 2 <= half_width
+
+
+# ---- vote rigging: attackers among honest raters, and whether the rater checks catch them -------
+ATTACKS = ("target", "random", "always_left", "contrarian")
+TARGET = "model-c"  # the runner-up: the model an attacker would push to the top
+
+
+def rigged_votes(attack: str, share: float, raters: int = 40, per_rater: int = 25, votes_per_battle: int = 3,
+                 strengths: dict[str, float] = STRENGTHS, target: str = TARGET, seed: int = 0) -> tuple[list[dict], set[str]]:
+    """Votes as Store.votes returns them, from honest raters who vote for the stronger model with
+    its Bradley-Terry probability and round(share * raters) attackers: `target` votes for one model
+    whenever it plays and honestly otherwise (Min et al. 2025), `random` flips a coin, `always_left`
+    picks the left answer, `contrarian` picks the opposite of an honest draw. Battles (a random pair
+    on a prompt of its own) are handed out least-voted first, each up to `votes_per_battle` raters,
+    each rater's battles on distinct prompts, sides at random. Returns (votes, attacker names)."""
+    rng = random.Random(seed)
+    models = sorted(strengths)
+    names = [f"rater-{i:02d}" for i in range(raters)]
+    attackers = set(rng.sample(names, round(share * raters)))
+    battles = [tuple(rng.sample(models, 2)) for _ in range(raters * per_rater // votes_per_battle + 1)]
+    counts, seen, votes = [0] * len(battles), {name: set() for name in names}, []
+    for _ in range(per_rater):
+        for name in rng.sample(names, len(names)):
+            free = [i for i in range(len(battles)) if i not in seen[name] and counts[i] < votes_per_battle]
+            if not free:
+                continue
+            fewest = min(counts[i] for i in free)
+            battle = rng.choice([i for i in free if counts[i] == fewest])
+            counts[battle] += 1
+            seen[name].add(battle)
+            a, b = battles[battle]
+            a_on_left = rng.random() < 0.5
+            honest_a = rng.random() < 1 / (1 + math.exp(strengths[b] - strengths[a]))
+            a_wins = honest_a if name not in attackers else {
+                "target": honest_a if target not in (a, b) else a == target,
+                "random": rng.random() < 0.5,
+                "always_left": a_on_left,
+                "contrarian": not honest_a}[attack]
+            votes.append({"id": len(votes) + 1, "battle_id": battle, "question_id": battle, "model_a": a, "model_b": b,
+                          "winner": "a" if a_wins else "b", "a_on_left": int(a_on_left), "rater": name,
+                          "rater_kind": "human"})
+    return votes, attackers
+
+
+def rigging(shares=(0.05, 0.10, 0.20), seeds: int = 10, per_rater: int = 40,
+            strengths: dict[str, float] = STRENGTHS) -> list[dict]:
+    """For each attack and share of attackers, over `seeds` campaigns of 40 raters: the rater checks'
+    precision and recall (pooled over the campaigns), the share of campaigns in which an honest
+    rater was flagged, and the ladder with and without the flagged raters' votes: whether its top
+    is the honest one (the strongest model) in every campaign, and the mean number of models out
+    of their true place."""
+    from evals.quality import rater_quality
+    from evals.stats import bradley_terry
+
+    truth = sorted(strengths, key=lambda m: -strengths[m])
+    misplaced = lambda vs: sum(x != y for x, y in zip(sorted(truth, key=lambda m, s=bradley_terry(vs, truth): -s[m]), truth))
+    rows = []
+    for attack in ATTACKS:
+        for share in shares:
+            caught = flagged = attackers_total = honest_runs = 0
+            raw_top = kept_top = raw_misplaced = kept_misplaced = 0
+            for seed in range(1000, 1000 + seeds):  # the checks' thresholds were set on seeds 0-19; these are fresh
+                votes, attackers = rigged_votes(attack, share, per_rater=per_rater, strengths=strengths, seed=seed)
+                out = {r["name"] for r in rater_quality(votes, []) if r["flagged"]}
+                kept = [v for v in votes if v["rater"] not in out]
+                caught, flagged, attackers_total = caught + len(out & attackers), flagged + len(out), attackers_total + len(attackers)
+                honest_runs += bool(out - attackers)
+                raw_top += max(s := bradley_terry(votes, truth), key=s.get) == truth[0]
+                kept_top += max(s := bradley_terry(kept, truth), key=s.get) == truth[0]
+                raw_misplaced, kept_misplaced = raw_misplaced + misplaced(votes), kept_misplaced + misplaced(kept)
+            rows.append({"attack": attack, "share": share, "votes_per_rater": per_rater, "runs": seeds,
+                         "precision": round(caught / flagged, 3) if flagged else None,
+                         "recall": round(caught / attackers_total, 3), "honest_flagged_runs": round(honest_runs / seeds, 3),
+                         "top_model_honest": kept_top == seeds, "top_model_honest_unfiltered": raw_top == seeds,
+                         "misplaced_models": round(kept_misplaced / seeds, 2),
+                         "misplaced_models_unfiltered": round(raw_misplaced / seeds, 2)})
+    return rows

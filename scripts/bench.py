@@ -1,6 +1,6 @@
 """Benchmarks, each ratio measured side by side in one run.
 
-    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation] [--json] [--tokens 64] [--repeats 5]
+    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging] [--json] [--tokens 64] [--repeats 5]
 
 battle: time of a battle (two adapters' answers in ONE batched call) / time of one adapter's
         answer alone, both through the same engine path: same prompt, greedy, the same number
@@ -19,6 +19,11 @@ allocation: simulated raters (4 models of known Bradley-Terry strengths, one vot
         battles per rater, each prompt once per rater) vote through the real store until every
         model pair's 95% interval is within +-0.10: votes needed with `balanced` (least-covered
         first) and `adaptive` (widest interval first) allocation, mean of 3 seeds, and the ratio.
+rigging: 40 simulated raters (4 models of known strengths, 3 votes per battle, 40 votes each) of whom
+        5%, 10% or 20% attack: `target` (votes for the runner-up whenever it plays, honestly
+        otherwise), `random`, `always_left`, `contrarian`; 10 campaigns each: the rater checks'
+        precision and recall, campaigns with an honest rater flagged, the ladder's top and misplaced
+        models with and without the flagged raters; then target recall at 20 / 30 / 40 votes per rater.
 With --json the last line of stdout is one JSON object of the figures."""
 
 import argparse
@@ -284,9 +289,19 @@ def bench_allocation(seeds: int = 3) -> dict:
     return {"allocation": out}
 
 
+def bench_rigging(seeds: int = 10) -> dict:
+    from evals.simulate import rigging
+
+    rows = rigging(seeds=seeds)
+    by_votes = [rigging(shares=(0.10,), seeds=seeds, per_rater=n)[0] for n in (20, 30)]
+    curve = [{k: r[k] for k in ("votes_per_rater", "precision", "recall", "honest_flagged_runs")}
+             for r in by_votes + [next(r for r in rows if r["attack"] == "target" and r["share"] == 0.10)]]
+    return {"rigging": rows, "rigging_target_10pct_by_votes": curve}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena", "allocation"])
+    parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena", "allocation", "rigging"])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
@@ -295,9 +310,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     results: dict = {"device": "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} threads"}
-    if args.only in ("api", "dedup", "arena", "allocation"):
+    if args.only in ("api", "dedup", "arena", "allocation", "rigging"):
         results.update({"api": bench_api, "dedup": bench_dedup, "arena": bench_arena,
-                        "allocation": bench_allocation}[args.only]())
+                        "allocation": bench_allocation, "rigging": bench_rigging}[args.only]())
         return report(results, args.json)
     with tempfile.TemporaryDirectory() as tmp:
         registry, base = bench_registry(Registry(args.registry), 8 if args.only != "battle" else 2, Path(tmp))
@@ -318,7 +333,10 @@ def main(argv=None) -> int:
 
 def report(results: dict, as_json: bool) -> int:
     for key, value in results.items():
-        if isinstance(value, dict):
+        if isinstance(value, list):  # rows of a table
+            for row in value:
+                print(f"{key:29} " + "  ".join(f"{k}={v}" for k, v in row.items()))
+        elif isinstance(value, dict):
             for sub_key, sub_value in value.items():
                 print(f"{key}.{sub_key:22} {sub_value}")
         else:

@@ -279,3 +279,34 @@ def test_gold_share_is_exact_per_block_and_balanced_allocation_fills_the_least_c
     # adaptive: x-vs-y already has 40 one-sided votes (a narrow interval), so it goes elsewhere
     votes = [{"model_a": "x", "model_b": "y", "winner": "a"}] * 40
     assert choose(candidates[:1] + [{**candidates[1], "claims": 5}], "adaptive", votes, random.Random(0))["battle_id"] == 2
+
+
+@pytest.mark.parametrize("attack, reason, recall", [("target", "voted for model-c", 0.9), ("always_left", "left answer", 0.9),
+                                                    ("contrarian", "", 0.75)])
+def test_each_attack_is_caught_on_simulated_votes_and_honest_raters_are_not(attack, reason, recall):
+    from evals.quality import rater_quality
+    from evals.simulate import rigged_votes
+    from evals.stats import bradley_terry
+
+    caught = attackers_total = honest_flagged = 0
+    for seed in range(5):  # 40 raters, 4 of them attackers, 40 votes each
+        votes, attackers = rigged_votes(attack, 0.10, per_rater=40, seed=seed)
+        rows = {r["name"]: r for r in rater_quality(votes, [])}
+        honest_flagged += sum(rows[n]["flagged"] for n in rows if n not in attackers)
+        flagged = {n for n in attackers if rows[n]["flagged"]}
+        assert all(any(reason in why for why in rows[n]["reasons"]) for n in flagged)
+        caught, attackers_total = caught + len(flagged), attackers_total + len(attackers)
+        kept = [v for v in votes if not rows[v["rater"]]["flagged"]]
+        strength = bradley_terry(kept)
+        assert max(strength, key=strength.get) == "model-d"  # the honest top after filtering
+    # an honest rater can look like an attacker by chance (17 of 18 votes for the target happens):
+    # the bench measures that rate (about 1 campaign in 40); 5 campaigns allow one such rater
+    assert caught / attackers_total >= recall and honest_flagged <= 1
+
+
+def test_a_target_attack_changes_nothing_when_every_rater_is_honest():
+    from evals.quality import rater_quality
+    from evals.simulate import rigged_votes
+
+    votes, attackers = rigged_votes("target", 0.0, per_rater=40, seed=5)
+    assert not attackers and not any(r["flagged"] for r in rater_quality(votes, []))
