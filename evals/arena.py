@@ -336,9 +336,9 @@ def results(store: Store, name: str, rounds: int = 200) -> dict:
     flagged = [b for b in store.battle_answers(name) if b["flag"]]
     agreement = stats.rater_agreement(human)
     texts = {(a["prompt_id"], a["model"]): a["text"] for a in store.answers(name)}
-    with_text = [{**v, "text_a": texts.get((v["prompt_id"], v["model_a"]), ""),
-                  "text_b": texts.get((v["prompt_id"], v["model_b"]), "")} for v in human]
-    styled = style_ladder(with_text, campaign["models"], rounds=rounds)
+    with_text = lambda votes: [{**v, "text_a": texts.get((v["prompt_id"], v["model_a"]), ""),
+                                "text_b": texts.get((v["prompt_id"], v["model_b"]), "")} for v in votes]
+    styled = style_ladder(with_text(human), campaign["models"], rounds=rounds)
     settings = campaign["settings"]
     return {
         "campaign": name, "models": campaign["models"], "votes": len(votes), "human_votes": len(human),
@@ -352,6 +352,7 @@ def results(store: Store, name: str, rounds: int = 200) -> dict:
         "rater_agreement": agreement,
         "judge_win_rates": stats.win_rates(judge),
         "judge_agreement": {**stats.judge_agreement(human, judge), "human_agreement": agreement["agreement"]},
+        "judge_audit": stats.judge_audit(human, with_text(judge)),
         "raters": [{k: r[k] for k in ("name", "votes", "gold_seen", "gold_correct", "agreement", "left_share", "flagged",
                                       "reasons", "review", "excluded", "shared", "gold_accuracy")} for r in raters],
         "excluded_votes": len(people) - len(human),

@@ -53,8 +53,15 @@ def transcript(label: str, turns, answers) -> str:
 def both_orders(judge: Callable[[str, str, str], Verdict], prompt: str, left: str, right: str) -> Verdict:
     """The choice between `left` and `right` judged in both orders: a side wins only if it wins
     when shown first AND when shown second; anything else is a tie."""
+    return judged_both_orders(judge, prompt, left, right)[0]
+
+
+def judged_both_orders(judge, prompt, left: str, right: str) -> tuple[Verdict, dict]:
+    """(the both-orders verdict, {"as_shown": the verdict with `left` first, "swapped": the verdict
+    with `right` first, in the swapped display's own left/right words}) for the judge's audit."""
     as_shown, swapped = judge(prompt, left, right), judge(prompt, right, left)
-    return as_shown if as_shown in SIDES and swapped in SIDES and as_shown == other_side(swapped) else "tie"
+    verdict = as_shown if as_shown in SIDES and swapped in SIDES and as_shown == other_side(swapped) else "tie"
+    return verdict, {"as_shown": as_shown, "swapped": swapped}
 
 
 @dataclass
@@ -116,10 +123,10 @@ def judge_campaign(store: Store, campaign: str, judge, progress: Callable[[int, 
     new = 0
     while (assignment := store.next_assignment(rater)) is not None:
         if assignment.turns:  # a conversation: each side judged on its whole conversation
-            verdict = both_orders(judge, assignment.turns, assignment.left_turns, assignment.right_turns)
+            verdict, raw = judged_both_orders(judge, assignment.turns, assignment.left_turns, assignment.right_turns)
         else:
-            verdict = both_orders(judge, assignment.prompt, assignment.left, assignment.right)
-        store.vote(rater, assignment.battle_id, verdict)
+            verdict, raw = judged_both_orders(judge, assignment.prompt, assignment.left, assignment.right)
+        store.vote(rater, assignment.battle_id, verdict, verdicts=raw)
         new += 1
         if progress:
             progress(done + new, total)

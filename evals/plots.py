@@ -18,10 +18,11 @@ def ladder(results: dict) -> go.Figure:
     if not results["human_votes"]:
         return _empty("Bradley-Terry ratings")
     fig = go.Figure(go.Scatter(
-        x=[r["rating"] for r in rows], y=[r["model"] for r in rows], mode="markers",
+        x=[r["rating"] for r in rows], y=[f"#{r['rank']} {r['model']}" if "rank" in r else r["model"] for r in rows],
+        mode="markers",
         error_x={"type": "data", "symmetric": False, "array": [r["ci_high"] - r["rating"] for r in rows],
                  "arrayminus": [r["rating"] - r["ci_low"] for r in rows]}))
-    fig.update_layout(title="Bradley-Terry ratings (Elo scale, ties count half; 95% bootstrap CI)",
+    fig.update_layout(title="Bradley-Terry ratings (Elo scale, ties count half; 95% bootstrap CI; #rank)",
                       xaxis_title="rating", yaxis={"autorange": "reversed"})
     return fig
 

@@ -374,6 +374,37 @@ def judge_agreement(human: list[dict], judge: list[dict]) -> dict:
             "kappa": cohen_kappa(crowd, machine)}
 
 
+def judge_audit(human: list[dict], judge: list[dict]) -> list[dict]:
+    """Per automatic judge (its votes carry `rater`, `verdicts` {"as_shown", "swapped"} and the
+    answers' texts `text_a` / `text_b`): how often its verdict flips when the sides are swapped (the
+    two orders are not mirror images), the share of its decisive verdicts that went to the longer
+    answer (by words; equal lengths left out), and its agreement and kappa with the people's majority
+    (judge_agreement). FastChat's tracker reported GPT-4 flipping on 12.9% of swaps and picking the
+    longer answer 68% of the time."""
+    import json
+
+    mirror = {"left": "right", "right": "left", "tie": "tie"}
+    out = []
+    for name in sorted({v["rater"] for v in judge}):
+        mine = [v for v in judge if v["rater"] == name]
+        raw = [json.loads(v["verdicts"]) if isinstance(v.get("verdicts"), str) else v.get("verdicts") for v in mine]
+        raw = [r for r in raw if r]
+        flips = sum(r["swapped"] != mirror.get(r["as_shown"], r["as_shown"]) for r in raw)
+        longer = decided = 0
+        for vote in mine:
+            words = {side: len((vote.get(f"text_{side}") or "").split()) for side in "ab"}
+            if vote["winner"] in ("a", "b") and words["a"] != words["b"]:
+                decided += 1
+                longer += vote["winner"] == max(words, key=words.get)
+        agreement = judge_agreement(human, mine)
+        out.append({"judge": name, "battles": len(mine), "swapped": len(raw),
+                    "flip_rate": flips / len(raw) if raw else None,
+                    "longer_answer_share": longer / decided if decided else None, "decisive_with_lengths": decided,
+                    "agreement": agreement["agreement"], "kappa": agreement["kappa"],
+                    "agreement_battles": agreement["battles"]})
+    return out
+
+
 def paired_sign_test(votes: list[dict], model: str, other: str) -> dict:
     """Two-sided exact sign test of 'model beats other' over decisive head-to-head votes."""
     wins = losses = 0

@@ -64,6 +64,7 @@ MIGRATIONS = {
                 ("flag", "TEXT")],  # why the battle is kept but left out (an answer names a model or its maker)
     "assignments": [("assigned_at", "TEXT")],  # when a battle was handed out (claims expire)
     "raters": [("review", "TEXT")],  # the admin's word on a rater: NULL (automatic), 'include' or 'exclude'
+    "votes": [("verdicts", "TEXT")],  # a judge's two verdicts, JSON {"as_shown", "swapped"} (left / right / tie)
 }
 GOLD_CHOSEN, GOLD_REJECTED = "__gold_chosen__", "__gold_rejected__"  # a gold battle's two "models"
 CLAIM_TIMEOUT_S = 30 * 60  # a battle handed out and not voted on for this long goes to someone else
@@ -558,10 +559,11 @@ class Store:
     # ---- votes -------------------------------------------------------------------------------
     def vote(self, rater_id: int, battle_id: int, choice: str, score_left: int | None = None,
              score_right: int | None = None, edited: str | None = None, comment: str | None = None,
-             cap: int | None = None, excluded: frozenset = frozenset()) -> dict:
+             cap: int | None = None, excluded: frozenset = frozenset(), verdicts: dict | None = None) -> dict:
         """Record one vote in the rater's own left/right terms and return the reveal
         {"left": model, "right": model}. One vote per rater per battle; with a `cap`, a regular
-        battle that already has that many votes (not counting `excluded` rater ids) takes no more."""
+        battle that already has that many votes (not counting `excluded` rater ids) takes no more.
+        `verdicts`: an automatic judge's verdict in each order, kept for its audit."""
         if choice not in CHOICES:
             raise StoreError(f"vote must be one of {CHOICES}, got {choice!r}")
         for label, score in (("left", score_left), ("right", score_right)):
@@ -580,10 +582,10 @@ class Store:
             score_a, score_b = (score_left, score_right) if a_on_left else (score_right, score_left)
             try:
                 con.execute(
-                    "INSERT INTO votes (battle_id, rater_id, a_on_left, winner, score_a, score_b, edited, comment, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO votes (battle_id, rater_id, a_on_left, winner, score_a, score_b, edited, comment, created_at, "
+                    "verdicts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (battle_id, rater_id, int(a_on_left), winner, score_a, score_b, (edited or "").strip() or None,
-                     (comment or "").strip() or None, now()))
+                     (comment or "").strip() or None, now(), json.dumps(verdicts) if verdicts else None))
             except sqlite3.IntegrityError:
                 raise StoreError(f"rater {rater_id} already voted on battle {battle_id}") from None
         left, right = (row["model_a"], row["model_b"]) if a_on_left else (row["model_b"], row["model_a"])
@@ -597,7 +599,7 @@ class Store:
             return [dict(r) for r in con.execute(
                 "SELECT v.id, v.battle_id, b.model_a, b.model_b, v.winner, v.a_on_left, v.score_a, v.score_b, "
                 "v.created_at, r.name AS rater, r.kind AS rater_kind, p.category, p.question_id, b.prompt_id, "
-                "v.rater_id, b.flag FROM votes v JOIN battles b ON b.id = v.battle_id JOIN raters r ON r.id = v.rater_id "
+                "v.rater_id, b.flag, v.verdicts FROM votes v JOIN battles b ON b.id = v.battle_id JOIN raters r ON r.id = v.rater_id "
                 "JOIN prompts p ON p.id = b.prompt_id WHERE b.campaign_id = ? AND b.gold = ? ORDER BY v.id",
                 (campaign["id"], int(gold)))]
 

@@ -12,7 +12,7 @@
     python scripts/arena.py invite NAME [--n 10] [--url http://HOST/] [--json]   (per-rater links; typed names then refused)
     python scripts/arena.py access NAME name|invite|hf
     python scripts/arena.py review NAME RATER include|exclude|auto   (the admin's word on a flagged rater)
-    python scripts/arena.py judge NAME [--judge reward|openai] [--reward NAME]   (prints agreement with the people)
+    python scripts/arena.py judge NAME [--judge reward|openai] [--reward NAME]   (prints agreement with the people and the judge's audit)
     python scripts/arena.py next-round CAMPAIGN --parent NAME --name CHILD --prompts FILE [--max-steps N] [--json]
 
 Settings: --registry (REGISTRY_DIR), --data-dir (ARENA_DATA_DIR), --base (BASE_MODEL)."""
@@ -175,8 +175,9 @@ def run(argv=None) -> int:
                 raise RegistryError("no reward entry in the registry; train one (scripts/train.py reward) or use --judge openai")
             judge = RewardJudge(RewardScorer(registry, name), name=name)
         count = judge_campaign(store, args.name, judge)
-        agreement = arena.results(store, args.name, rounds=0)["judge_agreement"]
-        print(json.dumps({"judged": count, **agreement}))
+        res = arena.results(store, args.name, rounds=0)
+        audit = next((a for a in res["judge_audit"] if a["judge"] == f"judge:{judge.name}"), None)
+        print(json.dumps({"judged": count, **res["judge_agreement"], "audit": audit}))
     elif args.command == "next-round":
         registry = Registry(args.registry)
         result = next_round(store, registry, lambda: backend.from_flags(args, registry, args.base, quantize=not args.no_4bit),

@@ -16,10 +16,11 @@ from evals.ui import ArenaConfig
 MODELS = ["m-base", "m-sft", "m-dpo"]
 
 
-def ready_campaign(store: Store, name: str, models: list[str], prompts: int) -> None:
+def ready_campaign(store: Store, name: str, models: list[str], prompts: int,
+                   answer=lambda model, prompt: f"answer of {model} to {prompt}") -> None:
     rows = [{"question_id": i, "category": "misc", "prompt": f"prompt number {i}"} for i in range(prompts)]
     store.create_campaign(name, models, rows, {})
-    store.save_answers([(pid, model, f"answer of {model} to {prompt}", 5, "") for pid, prompt, model in store.missing_answers(name)])
+    store.save_answers([(pid, model, answer(model, prompt), 5, "") for pid, prompt, model in store.missing_answers(name)])
     store.set_status(name, "ready")
 
 
@@ -179,6 +180,42 @@ def test_the_judge_rates_a_human_campaign_and_results_show_agreement(tmp_path):
     assert "Judge vs the people's majority: 1.00 agreement on 4 battles" in results_summary_text(res)
 
 
+def test_the_judge_audit_catches_a_judge_that_picks_the_left_or_the_longer_answer(tmp_path):
+    from evals.judge import judge_campaign
+    from evals.ui import results_summary_text
+
+    class AlwaysLeft:
+        name = "lefty"
+
+        def __call__(self, prompt, left, right):
+            return "left"
+
+    class Longer:
+        name = "longer"
+
+        def __call__(self, prompt, left, right):
+            return "left" if len(left.split()) > len(right.split()) else "right"
+
+    store = Store(tmp_path / "arena.sqlite")
+    # y's answers are longer on every prompt; the people prefer x on all of them
+    ready_campaign(store, "audit", ["x", "y"], prompts=6,
+                   answer=lambda model, prompt: f"{model} says {prompt}" + (" and a great deal more" if model == "y" else ""))
+    rid = store.rater("audit", "ann")
+    while (battle := store.next_assignment(rid)) is not None:
+        store_vote_as(store, rid, battle.battle_id, store.vote(rid, battle.battle_id, "left"), "x", None)
+    assert judge_campaign(store, "audit", AlwaysLeft()) == 6 and judge_campaign(store, "audit", Longer()) == 6
+    audit = {a["judge"]: a for a in arena.results(store, "audit", rounds=0)["judge_audit"]}
+    lefty, longer = audit["judge:lefty"], audit["judge:longer"]
+    # picking "left" in both orders is never a mirror image: every verdict flips with the sides (all ties)
+    assert (lefty["battles"], lefty["swapped"], lefty["flip_rate"]) == (6, 6, 1.0)
+    assert lefty["longer_answer_share"] is None and lefty["decisive_with_lengths"] == 0
+    # the length judge is consistent across orders, decisive, always for the longer answer, never with the people
+    assert (longer["flip_rate"], longer["longer_answer_share"], longer["decisive_with_lengths"]) == (0.0, 1.0, 6)
+    assert longer["agreement"] == 0.0 and longer["agreement_battles"] == 6
+    summary = results_summary_text(arena.results(store, "audit", rounds=0))
+    assert "judge:longer: flips on 0% of swaps, picks the longer answer in 100% of its decisive verdicts" in summary
+
+
 def test_invite_links_are_the_only_way_in_when_on(tmp_path, tiny_registry):
     import subprocess
     import sys
@@ -232,3 +269,31 @@ def test_cli_judge_needs_a_judge_and_says_so(tmp_path, tiny_registry):
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "arena.py"), "--data-dir", str(tmp_path / "data"),
                           "--registry", str(tiny_registry.root), "judge", "duel"], capture_output=True, text=True)
     assert out.returncode == 2 and "no reward entry" in out.stderr
+
+
+def test_results_carry_ranks_per_category_ladders_and_the_fragility_sentence(tmp_path):
+    from evals.ui import results_summary_text
+    from evals.ui.results import ladder_table
+
+    store = Store(tmp_path / "arena.sqlite")
+    rows = [{"question_id": i, "category": "math" if i % 2 else "writing", "prompt": f"prompt number {i}"} for i in range(20)]
+    store.create_campaign("cats", ["x", "y"], rows, {})
+    store.save_answers([(pid, m, f"answer of {m} to {p}", 5, "") for pid, p, m in store.missing_answers("cats")])
+    store.set_status("cats", "ready")
+    for name in ("ann", "bob"):  # x wins every math prompt, y every writing prompt but one
+        rid = store.rater("cats", name)
+        while (battle := store.next_assignment(rid)) is not None:
+            number = int(battle.prompt.rsplit(" ", 1)[1])
+            names = store.vote(rid, battle.battle_id, "left")
+            store_vote_as(store, rid, battle.battle_id, names, "x" if number % 2 or number == 0 else "y", None)
+    res = arena.results(store, "cats", rounds=50)
+    assert all("rank" in r for r in res["bradley_terry"] + res["bradley_terry_style"]["ladder"])
+    by_category = res["bradley_terry_by_category"]
+    assert set(by_category) == {"math", "writing"}
+    assert [r["model"] for r in by_category["math"]] == ["x", "y"] and [r["model"] for r in by_category["writing"]] == ["y", "x"]
+    assert by_category["math"][0]["rank"] == 1 and by_category["math"][1]["rank"] == 2
+    # 22 votes for x, 18 for y: removing 5 of x's wins reverses them (4 leave them level at 18 each)
+    top = res["robustness"]["top"]
+    assert (top["higher"], top["lower"], top["votes_to_flip"], res["robustness"]["votes"]) == ("x", "y", 5, 40)
+    assert "The top spot (x over y) rests on 5 of 40 votes" in results_summary_text(res)
+    assert [row[:3] for row in ladder_table(res)][:2] == [["all", 1, "x"], ["all", 1, "y"]]

@@ -19,6 +19,7 @@ RATER_COLUMNS = {"rater": "name", "votes": "votes", "gold seen": "gold_seen", "g
                  "agreement": "agreement", "left share": "left_share", "flagged": "flagged", "review": "review",
                  "left out": "excluded", "reasons": "reasons"}
 WIN_RATE_COLUMNS = ["model", "opponent", "wins", "losses", "ties", "win rate", "95% CI", "more votes for +-0.10"]
+LADDER_COLUMNS = ["category", "rank", "model", "rating", "95% CI", "games"]
 
 
 @dataclass
@@ -32,6 +33,7 @@ class ResultsRoom:
     position_bias: gr.Plot
     over_time: gr.Plot
     table: gr.Dataframe
+    ladders: gr.Dataframe
     votes_csv: gr.File
     style_ladder: gr.Plot
     raters: gr.Dataframe
@@ -51,6 +53,8 @@ def build() -> ResultsRoom:
     summary = gr.Markdown()
     ladder, win_rates, by_category, position_bias, over_time = (gr.Plot() for _ in range(5))
     table = gr.Dataframe(headers=WIN_RATE_COLUMNS)
+    ladders = gr.Dataframe(headers=LADDER_COLUMNS, elem_id="ladders",
+                           label="Ladders: all votes, then per category (rank: 1 + models whose interval lies wholly above)")
     votes_csv = gr.File(label="Votes (CSV)")
     style_ladder = gr.Plot()
     raters = gr.Dataframe(headers=list(RATER_COLUMNS), elem_id="raters",
@@ -66,7 +70,8 @@ def build() -> ResultsRoom:
             list_reports = gr.Button("List reports")
             show_report = gr.Button("Show report")
         report = gr.Markdown()
-    return ResultsRoom(campaign, show, summary, ladder, win_rates, by_category, position_bias, over_time, table, votes_csv,
+    return ResultsRoom(campaign, show, summary, ladder, win_rates, by_category, position_bias, over_time, table, ladders,
+                       votes_csv,
                        style_ladder, raters, review_name, review_choice, review, reviewed, report_name, list_reports,
                        show_report, report)
 
@@ -74,7 +79,7 @@ def build() -> ResultsRoom:
 def wire(svc: Services, room: ResultsRoom, password: gr.Textbox) -> None:
     room.show.click(bind(show_results, svc, room), [password, room.campaign],
                     [room.ladder, room.win_rates, room.by_category, room.position_bias, room.over_time, room.table,
-                     room.votes_csv, room.summary, room.style_ladder, room.raters], **PRIVATE)
+                     room.ladders, room.votes_csv, room.summary, room.style_ladder, room.raters], **PRIVATE)
     room.review.click(bind(review_rater, svc), [password, room.campaign, room.review_name, room.review_choice],
                       [room.reviewed], **PRIVATE)
     room.list_reports.click(bind(list_reports, svc), [password], [room.report_name], **PRIVATE)
@@ -97,6 +102,7 @@ def show_results(svc: Services, room: ResultsRoom, password, campaign) -> dict:
         writer.writerows(votes)
     return {room.ladder: plots.ladder(res), room.win_rates: plots.win_rates(res), room.by_category: plots.by_category(res),
             room.position_bias: plots.position_bias(res), room.over_time: plots.votes_over_time(votes), room.table: table,
+            room.ladders: ladder_table(res),
             room.votes_csv: str(path), room.summary: results_summary_text(res), room.style_ladder: plots.style_ladder(res),
             room.raters: rater_table(res)}
 
@@ -122,6 +128,13 @@ def show_report(svc: Services, password, name) -> str:
     if not name or not path.is_file():
         raise gr.Error("pick a report (scripts/evaluate.py writes them)")
     return path.read_text()
+
+
+def ladder_table(res: dict) -> list[list]:
+    """The raw ladder, then each category's, with LMArena's ranks."""
+    ladders = [("all", res["bradley_terry"])] + sorted(res.get("bradley_terry_by_category", {}).items())
+    return [[category, r["rank"], r["model"], round(r["rating"]), f"[{r['ci_low']:.0f}, {r['ci_high']:.0f}]", r["games"]]
+            for category, rows in ladders for r in rows]
 
 
 def rater_table(res: dict) -> list[list]:
@@ -157,4 +170,17 @@ def results_summary_text(res: dict) -> str:
         lines.append(f"Judge vs the people's majority: {fmt(judge['agreement'])} agreement on {judge['battles']} battles, "
                      f"kappa {fmt(judge['kappa'])}; people vs people {fmt(judge['human_agreement'])} "
                      "(MT-Bench: GPT-4 vs humans 0.66, humans vs humans 0.63).")
+    pct = lambda x: "n/a" if x is None else f"{100 * x:.0f}%"
+    for audit in res.get("judge_audit", []):
+        lines.append(f"{audit['judge']}: flips on {pct(audit['flip_rate'])} of swaps, picks the longer answer in "
+                     f"{pct(audit['longer_answer_share'])} of its decisive verdicts, agrees with the people on "
+                     f"{fmt(audit['agreement'])} (kappa {fmt(audit['kappa'])}) vs people with people "
+                     f"{fmt(agreement['agreement'])} (GPT-4 in FastChat's tracker: 12.9% flips, 68% longer).")
+    fragile = (res.get("robustness") or {}).get("top")
+    if fragile and fragile["votes_to_flip"] is not None and res["human_votes"]:
+        lines.insert(1, f"The top spot ({fragile['higher']} over {fragile['lower']}) rests on {fragile['votes_to_flip']} "
+                        f"of {res['robustness']['votes']} votes: removing that many would reverse the two (an upper "
+                        "bound, found greedily).")
+    elif fragile and res["human_votes"]:
+        lines.insert(1, f"The top spot ({fragile['higher']} over {fragile['lower']}) cannot be reversed by removing votes.")
     return "  \n".join(lines)
