@@ -65,6 +65,14 @@ def sync_to_hub(data_dir: Path, repo: str, token: str, minutes: float = 10) -> N
     threading.Thread(target=refresh, daemon=True, name="arena-snapshot").start()
 
 
+def model_concurrency() -> int:
+    """MODEL_CONCURRENCY: how many generating requests run at once (default 1)."""
+    value = os.environ.get("MODEL_CONCURRENCY", "1")
+    if not value.isdigit() or int(value) < 1:
+        sys.exit(f"error: MODEL_CONCURRENCY must be a whole number of 1 or more, got {value!r}")
+    return int(value)
+
+
 def main() -> None:
     bundle = bundle_settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,7 +100,7 @@ def main() -> None:
         admin_password=admin_password, access_code=os.environ.get("ACCESS_CODE", ""), public_demo=public_demo,
         hf_login=os.environ.get("HF_LOGIN") == "1",
         generation_backend=args.generation_backend, generation_base_url=args.generation_base_url or "",
-        generation_api_key=args.generation_api_key,
+        generation_api_key=args.generation_api_key, model_concurrency=model_concurrency(),
     )
     if os.environ.get("HF_TOKEN") and os.environ.get("ARENA_HUB_REPO"):
         sync_to_hub(config.data_dir, os.environ["ARENA_HUB_REPO"], os.environ["HF_TOKEN"])

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass
 from random import Random
 from pathlib import Path
@@ -244,10 +245,41 @@ def rater_quality(store: Store, name: str) -> list[dict]:
                                  campaign["settings"].get("min_gold_accuracy", 0.7), reviews)
 
 
+STALE_SHARE = 100  # the cached checks are redone once the votes grew by 1 / STALE_SHARE of their number
+_checks: OrderedDict = OrderedDict()  # (database, campaign) -> (vote stamp, excluded names, excluded ids)
+_checks_running: set = set()  # campaigns whose checks a request is redoing (the others meanwhile use the last result)
+_checks_lock = threading.Lock()
+
+
 def excluded_raters(store: Store, name: str) -> tuple[frozenset[str], frozenset[int]]:
-    """Names and ids of the raters whose votes are left out right now."""
-    names = quality.excluded_names(rater_quality(store, name))
-    return names, frozenset(r["id"] for r in store.raters(name) if r["name"] in names)
+    """Names and ids of the raters whose votes are left out right now, for the hand-out, progress
+    and vote paths. The checks read every vote, so their result is cached per campaign on its vote
+    stamp (count, last vote id, reviews) and redone when a review changed or the votes grew by more
+    than 1 / STALE_SHARE (at least one vote): a click costs the same at 10,000 votes as at 100, and
+    the exclusions lag by at most 1% of the votes. While one request redoes them, concurrent ones
+    use the last result. Results, pairs and exports always run the checks afresh."""
+    key = (str(store.path.resolve()), name)
+    count, last, reviews = store.vote_stamp(name)
+    with _checks_lock:
+        cached = _checks.get(key)
+        if cached is not None:
+            (was_count, was_last, was_reviews), names, ids = cached
+            fresh = (was_count, was_last) == (count, last) or 0 <= count - was_count < max(1, was_count // STALE_SHARE)
+            if (fresh and was_reviews == reviews and last >= was_last) or key in _checks_running:
+                return names, ids  # fresh enough, or another request is redoing them right now
+        _checks_running.add(key)
+    try:
+        names = quality.excluded_names(rater_quality(store, name))
+        ids = frozenset(r["id"] for r in store.raters(name) if r["name"] in names)
+    finally:
+        with _checks_lock:
+            _checks_running.discard(key)
+    with _checks_lock:
+        _checks[key] = ((count, last, reviews), names, ids)
+        _checks.move_to_end(key)
+        while len(_checks) > 64:
+            _checks.popitem(last=False)
+    return names, ids
 
 
 def next_battle(store: Store, campaign: str, rater_id: int) -> Assignment | None:

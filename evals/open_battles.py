@@ -21,10 +21,9 @@ def normalised(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-def next_pair(store: Store, campaign: dict, rng: Random) -> tuple[str, str]:
+def least_covered(models: list[str], counts: dict[tuple[str, str], int], rng: Random) -> tuple[str, str]:
     """The model pair with the fewest battles so far (every pair covered evenly), ties at random."""
-    counts = store.pair_counts(campaign["name"])
-    pairs = [tuple(sorted(p)) for p in combinations(campaign["models"], 2)]
+    pairs = [tuple(sorted(p)) for p in combinations(models, 2)]
     fewest = min(counts.get(p, 0) for p in pairs)
     return rng.choice([p for p in pairs if counts.get(p, 0) == fewest])
 
@@ -56,10 +55,13 @@ def ask(store: Store, generator: Generator, name: str, rater_id: int, battle_id:
             store.refuse(name, rater_id, "duplicate_prompt", text)
             raise StoreError("this question was already asked often in this campaign; please ask another one")
         rng = Random(f"{name}:{rater_id}:{store.progress(rater_id)[1]}")
-        battle = {"model_a": None, "model_b": None, "turns": [], "turns_a": [], "turns_b": []}
-        battle["model_a"], battle["model_b"] = next_pair(store, campaign, rng)
         a_on_left = rng.random() < 0.5
+        # The battle is stored (pair chosen and written in one transaction) before its answers, so
+        # questions asked at the same time spread over the pairs; a failed answer drops it again.
+        reserved = store.open_battle(rater_id, lambda counts: least_covered(campaign["models"], counts, rng), a_on_left, text)
+        battle = {**store.battle(reserved), "turns": []}
     else:
+        reserved = None
         battle = store.battle(battle_id)
         a_on_left = store.a_on_left(rater_id, battle_id)
         if store.has_vote(rater_id, battle_id):
@@ -71,12 +73,17 @@ def ask(store: Store, generator: Generator, name: str, rater_id: int, battle_id:
     update = {"battle_id": battle_id, "a_on_left": a_on_left, "turns": turns, "done": False}
     conversations = [conversation(turns, battle[f"turns_{side}"], settings.get("system") or "") for side in "ab"]
     answers = None
-    for answers in generator.stream(conversations, [battle["model_a"], battle["model_b"]],
-                                    SamplingParams(**campaign["params"])):
-        yield {**update, "answers_a": battle["turns_a"] + [answers[0].text], "answers_b": battle["turns_b"] + [answers[1].text]}
-    if battle_id is None:
-        battle_id = store.open_battle(rater_id, battle["model_a"], battle["model_b"], a_on_left, text)
-        battle = store.battle(battle_id)
+    try:
+        for answers in generator.stream(conversations, [battle["model_a"], battle["model_b"]],
+                                        SamplingParams(**campaign["params"])):
+            yield {**update, "answers_a": battle["turns_a"] + [answers[0].text],
+                   "answers_b": battle["turns_b"] + [answers[1].text]}
+    except BaseException:  # an error, or the client went away mid-answer (GeneratorExit)
+        if reserved is not None:
+            store.drop_open_battle(reserved)
+        raise
+    if reserved is not None:
+        battle_id = reserved
     else:
         store.set_turns(battle["prompt_id"], turns)
     a, b = answers

@@ -53,6 +53,28 @@ def votes_until_precise(allocation: str, strengths: dict[str, float] = STRENGTHS
     return {"votes": votes, "raters": raters, "per_pair": {f"{a} vs {b}": n for (a, b), (_, n) in tally.items()}}
 
 
+def prefill(store: Store, name: str, votes: int, cap: int = 3, per_rater: int = 50, seed: int = 0) -> int:
+    """Fill a ready campaign with `votes` votes of simulated raters through the real store (each
+    rater claims up to `per_rater` battles under the campaign's target and votes on them at random,
+    ties too): a store of a given size for `bench.py --only arena --prefill N`. Returns the votes cast."""
+    rng = random.Random(seed)
+    room = {b: cap for b in store.battle_ids(name)}
+    cast = raters = 0
+    while cast < votes and room:
+        raters += 1
+        rid = store.rater(name, f"prefill-{raters}")
+        for battle in rng.sample(sorted(room), min(per_rater, len(room))):
+            if cast >= votes:
+                break
+            store.claim(rid, battle, cap, seed=name)
+            store.vote(rid, battle, rng.choice(["left", "right", "left", "right", "tie"]))
+            cast += 1
+            room[battle] -= 1
+            if not room[battle]:
+                del room[battle]
+    return cast
+
+
 def _precise(wins: int, n: int, half_width: float) -> bool:
     low, high = wilson(wins, n, Z95)
     return n > 0 and (high - low) / 2 <= half_width

@@ -435,10 +435,13 @@ class Store:
                 (campaign["id"], battle_id, battle_id))]
 
     # ---- open battles (the rater's own questions) ----------------------------------------------
-    def open_battle(self, rater_id: int, model_a: str, model_b: str, a_on_left: bool, question: str) -> int:
-        """A new battle on the rater's own first question, handed to them; its answers follow."""
+    def open_battle(self, rater_id: int, pick_pair, a_on_left: bool, question: str) -> int:
+        """A new battle on the rater's own first question, handed to them; its answers follow. Its
+        model pair is `pick_pair(battles per pair)`, read and written in ONE transaction, so
+        concurrent questions each see the others' battles (even coverage under any concurrency)."""
         with self.connect() as con:
             cid = con.execute("SELECT campaign_id FROM raters WHERE id = ?", (rater_id,)).fetchone()[0]
+            model_a, model_b = pick_pair(_pair_counts(con, cid))
             position = con.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM prompts WHERE campaign_id = ?",
                                    (cid,)).fetchone()[0]
             pid = con.execute("INSERT INTO prompts (campaign_id, position, question_id, category, prompt, turns) "
@@ -492,17 +495,17 @@ class Store:
             return con.execute("SELECT COUNT(*) FROM assignments WHERE rater_id = ? AND assigned_at > ?",
                                (rater_id, since)).fetchone()[0]
 
-    def pair_counts(self, name: str) -> dict[tuple[str, str], int]:
-        """Regular battles per model pair (sorted names)."""
-        campaign = self.campaign(name)
+    def drop_open_battle(self, battle_id: int) -> None:
+        """Remove an open battle whose answers never came (generation failed or was abandoned),
+        with its prompt and hand-out; a battle with answers or votes is kept."""
         with self.connect() as con:
-            rows = con.execute("SELECT model_a, model_b, COUNT(*) FROM battles WHERE campaign_id = ? AND gold = 0 "
-                               "GROUP BY model_a, model_b", (campaign["id"],)).fetchall()
-        counts: dict[tuple[str, str], int] = {}
-        for a, b, n in rows:
-            key = tuple(sorted((a, b)))
-            counts[key] = counts.get(key, 0) + n
-        return counts
+            row = con.execute("SELECT prompt_id FROM battles WHERE id = ? AND NOT EXISTS (SELECT 1 FROM votes WHERE "
+                              "battle_id = ?) AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.prompt_id = battles.prompt_id)",
+                              (battle_id, battle_id)).fetchone()
+            if row is not None:
+                con.execute("DELETE FROM assignments WHERE battle_id = ?", (battle_id,))
+                con.execute("DELETE FROM battles WHERE id = ?", (battle_id,))
+                con.execute("DELETE FROM prompts WHERE id = ?", (row[0],))
 
     def refuse(self, name: str, rater_id: int | None, kind: str, detail: str = "") -> None:
         """Record a refused request (a duplicate question, the hourly cap, ...) for Results' counts."""
@@ -591,6 +594,17 @@ class Store:
         left, right = (row["model_a"], row["model_b"]) if a_on_left else (row["model_b"], row["model_a"])
         return {"left": left, "right": right}
 
+    def vote_stamp(self, name: str) -> tuple[int, int, tuple]:
+        """(votes, the last vote's id, the admin's reviews) of a campaign, gold checks included: what
+        the rater checks depend on, read without reading the votes."""
+        campaign = self.campaign(name)
+        with self.connect() as con:
+            count, last = con.execute("SELECT COUNT(*), COALESCE(MAX(v.id), 0) FROM votes v JOIN battles b ON "
+                                      "b.id = v.battle_id WHERE b.campaign_id = ?", (campaign["id"],)).fetchone()
+            reviews = tuple(tuple(r) for r in con.execute(
+                "SELECT name, review FROM raters WHERE campaign_id = ? AND review IS NOT NULL ORDER BY name", (campaign["id"],)))
+        return count, last, reviews
+
     def votes(self, name: str, gold: bool = False) -> list[dict]:
         """Every vote of a campaign on its regular battles, in model terms, for the statistics; with
         `gold`, the votes on its gold checks instead (model_a is the known better answer)."""
@@ -618,6 +632,16 @@ class Store:
                 "JOIN answers ab ON ab.prompt_id = p.id AND ab.model = b.model_b "
                 "WHERE b.campaign_id = ? AND b.gold = 0 AND b.flag IS NULL AND v.winner IN ('a', 'b') ORDER BY v.id",
                 (campaign["id"],))]
+
+
+def _pair_counts(con: sqlite3.Connection, campaign_id: int) -> dict[tuple[str, str], int]:
+    """Regular battles per model pair (sorted names)."""
+    counts: dict[tuple[str, str], int] = {}
+    for a, b, n in con.execute("SELECT model_a, model_b, COUNT(*) FROM battles WHERE campaign_id = ? AND gold = 0 "
+                               "GROUP BY model_a, model_b", (campaign_id,)):
+        key = tuple(sorted((a, b)))
+        counts[key] = counts.get(key, 0) + n
+    return counts
 
 
 def _hand_out(con: sqlite3.Connection, rater_id: int, battle_id: int, a_on_left: bool) -> None:

@@ -11,7 +11,9 @@ api:    5,000 teacher requests through the API client (32 in flight) against a l
         OpenAI-compatible server that answers after 200 ms; one at a time would take 1,000 s.
 arena:  the real app (a subprocess) driven through its public API (/start, /vote, /next) by 20
         gradio_client raters: votes stored per second when all vote as fast as they can, and
-        p50 / p95 latency of a vote at a human pace (each rater votes every 5 s).
+        p50 / p95 latency of a vote at a human pace (each rater votes every 5 s). With --prefill N
+        both campaigns have a target of 3 votes per battle (the path that runs the rater checks),
+        one holding 100 votes and one N votes of simulated raters; the paced figures for both.
 dedup:  100,000 synthetic instructions with 2,000 planted paraphrase clusters, embedded with
         MiniLM and de-duplicated (faiss range search): seconds, and the share of planted
         duplicates found.
@@ -128,7 +130,8 @@ def bench_battle(engine: Engine, tokens: int, repeats: int) -> dict:
     }
 
 
-def bench_arena(raters: int = 20, pace: float = 5.0, paced_votes: int = 6, saturation_s: float = 20.0) -> dict:
+def bench_arena(raters: int = 20, pace: float = 5.0, paced_votes: int = 6, saturation_s: float = 20.0,
+                prefill: int = 0) -> dict:
     import os
     import socket
     import subprocess
@@ -137,21 +140,34 @@ def bench_arena(raters: int = 20, pace: float = 5.0, paced_votes: int = 6, satur
 
     from gradio_client import Client
 
+    from evals.simulate import prefill as prefill_votes
     from evals.store import Store
+
+    def ready(store: Store, name: str, prompts: int, settings: dict) -> None:
+        rows = [{"prompt": f"question {i}", "category": "misc"} for i in range(prompts)]
+        store.create_campaign(name, ["one", "two"], rows, {}, settings=settings)
+        store.save_answers([(pid, m, f"{m} answers {p} " * 20, 40, "") for pid, p, m in store.missing_answers(name)])
+        store.set_status(name, "ready")
 
     with tempfile.TemporaryDirectory() as tmp, socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         sock.close()
         store = Store(Path(tmp) / "data" / "arena.sqlite")
-        prompts = [{"prompt": f"question {i}", "category": "misc"} for i in range(200)]
-        store.create_campaign("bench", ["one", "two"], prompts, {})
-        store.save_answers([(pid, m, f"{m} answers {p} " * 20, 40, "") for pid, p, m in store.missing_answers("bench")])
-        store.set_status("bench", "ready")
+        # With --prefill both campaigns hand battles out one at a time under a target of 3 votes (the
+        # path that runs the rater checks): "bench" holds 100 votes, "bench-prefill" `prefill` votes.
+        targeted = {"votes_per_battle": 3} if prefill else {}
+        ready(store, "bench", 200 + (100 // 3 if prefill else 0), targeted)
+        sizes = {}
+        if prefill:
+            ready(store, "bench-prefill", prefill // 3 + 200, targeted)
+            started = time.perf_counter()
+            sizes = {"bench": prefill_votes(store, "bench", 100), "bench-prefill": prefill_votes(store, "bench-prefill", prefill)}
+            sizes["seconds"] = time.perf_counter() - started
         env = {**os.environ, "REGISTRY_DIR": str(Path(tmp) / "registry"), "ARENA_DATA_DIR": str(Path(tmp) / "data"),
                "BASE_MODEL": "none", "ADMIN_PASSWORD": "bench", "GRADIO_ANALYTICS_ENABLED": "False"}
         server = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[1] / "app.py"), "--port", str(port)],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  env=env, stdout=subprocess.DEVNULL, stderr=open(os.environ.get("BENCH_APP_LOG", os.devnull), "w"))
         url = f"http://127.0.0.1:{port}/"
         try:
             for _ in range(240):
@@ -170,19 +186,13 @@ def bench_arena(raters: int = 20, pace: float = 5.0, paced_votes: int = 6, satur
                     counts[i] += 1
 
             counts = [0] * raters
+            before = len(store.votes("bench"))
             started = time.perf_counter()
-            threads = [threading.Thread(target=saturate, args=(i, counts, started + saturation_s)) for i in range(raters)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            stored = len(store.votes("bench"))
-            per_second = stored / (time.perf_counter() - started)
+            run_all([threading.Thread(target=saturate, args=(i, counts, started + saturation_s)) for i in range(raters)])
+            per_second = (len(store.votes("bench")) - before) / (time.perf_counter() - started)
 
-            latencies: list[float] = []
-
-            def paced(i: int) -> None:
-                clients[i].predict("bench", f"human-{i}", "", api_name="/start")
+            def paced(campaign: str, latencies: list, i: int) -> None:
+                clients[i].predict(campaign, f"human-{campaign}-{i}", "", api_name="/start")
                 time.sleep(pace * i / raters)  # spread the raters over the pace
                 for _ in range(paced_votes):
                     begin = time.perf_counter()
@@ -191,19 +201,31 @@ def bench_arena(raters: int = 20, pace: float = 5.0, paced_votes: int = 6, satur
                     clients[i].predict(api_name="/next")
                     time.sleep(max(0.0, pace - (time.perf_counter() - begin)))
 
-            threads = [threading.Thread(target=paced, args=(i,)) for i in range(raters)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            latencies: dict[str, list] = {"bench": [], "bench-prefill": []}
+            for campaign in ["bench"] + (["bench-prefill"] if prefill else []):
+                run_all([threading.Thread(target=paced, args=(campaign, latencies[campaign], i)) for i in range(raters)])
         finally:
             server.kill()
             server.wait()
-    latencies.sort()
+    out = {"arena_raters": raters, "arena_votes_per_s_saturated": round(per_second, 1), **percentiles(latencies["bench"], ""),
+           "arena_paced_votes": len(latencies["bench"])}
+    if prefill:
+        out.update({"arena_votes_before": sizes["bench"], "arena_votes_before_prefill": sizes["bench-prefill"],
+                    "arena_prefill_seconds": round(sizes["seconds"], 1), **percentiles(latencies["bench-prefill"], "_prefill")})
+    return out
+
+
+def run_all(threads: list) -> None:
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def percentiles(latencies: list[float], suffix: str) -> dict:
+    latencies = sorted(latencies)
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
-    return {"arena_raters": raters, "arena_votes_per_s_saturated": round(per_second, 1),
-            "arena_vote_p50_ms": round(1000 * pick(0.5), 1), "arena_vote_p95_ms": round(1000 * pick(0.95), 1),
-            "arena_paced_votes": len(latencies)}
+    return {f"arena_vote_p50_ms{suffix}": round(1000 * pick(0.5), 1), f"arena_vote_p95_ms{suffix}": round(1000 * pick(0.95), 1)}
 
 
 def bench_api(requests: int = 5000, concurrency: int = 32, delay: float = 0.2) -> dict:
@@ -307,11 +329,15 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--registry", default=str(default_registry_dir()))
     parser.add_argument("--no-4bit", action="store_true", help="load the base in full precision")
+    parser.add_argument("--prefill", type=int, default=0, metavar="N",
+                        help="arena: fill a second campaign with N simulated votes first and time votes on both")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     results: dict = {"device": "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} threads"}
     if args.only in ("api", "dedup", "arena", "allocation", "rigging"):
-        results.update({"api": bench_api, "dedup": bench_dedup, "arena": bench_arena,
+        if args.prefill < 0:
+            parser.error(f"--prefill must be 0 or more, got {args.prefill}")
+        results.update({"api": bench_api, "dedup": bench_dedup, "arena": lambda: bench_arena(prefill=args.prefill),
                         "allocation": bench_allocation, "rigging": bench_rigging}[args.only]())
         return report(results, args.json)
     with tempfile.TemporaryDirectory() as tmp:

@@ -245,3 +245,36 @@ def test_the_closed_loop_trains_on_an_open_campaigns_pairs(tiny_registry, tmp_pa
     assert result["pairs"] == 4 and result["votes"] == 4
     assert tiny_registry.get("child").card["source_campaign"] == "open-loop"
     assert store.campaign(result["campaign"])["models"] == ["child", "ad-a"]
+
+
+def test_concurrent_asks_cover_the_pairs_evenly_with_the_queue_concurrency_raised(tiny_registry, tmp_path):
+    """Six raters ask at once with MODEL_CONCURRENCY 6: each new open battle's pair is chosen and
+    stored in one transaction, so six battles over three pairs are exactly two per pair."""
+    import threading
+    from collections import Counter
+    from dataclasses import replace
+
+    from conftest import make_lora
+    from posttrain.engine import Engine
+
+    for seed, name in enumerate(ZEBRAS, start=4):
+        tiny_registry.import_adapter(make_lora(tiny_registry.get("tiny").path, tmp_path / name, seed=seed), name,
+                                     base="tiny", method="sft")
+    store = Store(tmp_path / "data" / "arena.sqlite")
+    arena.create_campaign(store, Engine(tiny_registry, "tiny", quantize=False), "at-once", ZEBRAS, [],
+                          SamplingParams(max_new_tokens=6, seed=1), plan=arena.RatingPlan(open=True))
+    config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", admin_password="pw",
+                         quantize=False, model_concurrency=6)
+    site = launch(config, store)
+    clients = [Client(site.url, verbose=False) for _ in range(6)]
+    try:
+        for i, client in enumerate(clients):
+            client.predict("at-once", f"asker-{i}", "", api_name="/start")
+        jobs = [client.submit(f"question {i}: what is a zebra?", api_name="/ask") for i, client in enumerate(clients)]
+        results = [job.result() for job in jobs]
+    finally:
+        site.ui.close()
+    assert len(results) == 6
+    battles = [store.battle(b["battle_id"]) for b in store.battle_answers("at-once")]
+    assert len(battles) == 6 and all(len(b["turns_a"]) == len(b["turns_b"]) == 1 for b in battles)
+    assert sorted(Counter(tuple(sorted((b["model_a"], b["model_b"]))) for b in battles).values()) == [2, 2, 2]

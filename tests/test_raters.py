@@ -310,3 +310,28 @@ def test_a_target_attack_changes_nothing_when_every_rater_is_honest():
 
     votes, attackers = rigged_votes("target", 0.0, per_rater=40, seed=5)
     assert not attackers and not any(r["flagged"] for r in rater_quality(votes, []))
+
+
+def test_rater_checks_are_cached_on_the_vote_stamp_so_a_click_costs_the_same_at_any_size(tmp_path, monkeypatch):
+    from evals import quality
+    from evals.simulate import prefill
+
+    store = Store(tmp_path / "arena.sqlite")
+    rows = [{"question_id": i, "category": "misc", "prompt": f"prompt number {i}"} for i in range(800)]
+    store.create_campaign("big", ["x", "y"], rows, {}, settings={"votes_per_battle": 3})
+    store.save_answers([(pid, m, f"answer of {m} to {p}", 5, "") for pid, p, m in store.missing_answers("big")])
+    store.set_status("big", "ready")
+    assert prefill(store, "big", 2000) == 2000
+    runs = []
+    real = quality.rater_quality
+    monkeypatch.setattr(quality, "rater_quality", lambda *a, **k: runs.append(1) or real(*a, **k))
+    rid = store.rater("big", "ann")
+    for _ in range(40):  # 40 votes with their hand-outs and progress: the checks rerun every 2000 / 100 = 20 votes
+        battle = arena.next_battle(store, "big", rid)
+        arena.cast_vote(store, "big", rid, battle.battle_id, "left")
+        arena.progress(store, "big", rid)
+    assert len(runs) <= 3, len(runs)  # the first click computes; then once per 20 new votes
+    store.set_review("big", "prefill-1", "exclude")  # a review is taken at once
+    assert "prefill-1" in arena.excluded_raters(store, "big")[0]
+    store.set_review("big", "prefill-1", None)
+    assert "prefill-1" not in arena.excluded_raters(store, "big")[0]

@@ -123,11 +123,11 @@ NEW_CAMPAIGN = ("name", "models", "prompts", "max_new_tokens", "temperature", "t
 def wire(svc: Services, room: AdminRoom, campaign_lists: list[gr.Dropdown]) -> None:
     """`campaign_lists`: every campaign dropdown of the admin rooms, refreshed when campaigns change."""
     room.create.click(bind(create, svc, room, campaign_lists), [room.password] + [getattr(room, f) for f in NEW_CAMPAIGN],
-                      [room.created] + campaign_lists, concurrency_limit=1, concurrency_id="model", **PRIVATE)
+                      [room.created] + campaign_lists, concurrency_limit=svc.config.model_concurrency, concurrency_id="model", **PRIVATE)
     room.invite.click(bind(make_invites, svc), [room.password, room.campaign, room.invite_count], [room.invites], **PRIVATE)
     room.run_round.click(bind(next_round_action, svc, room, campaign_lists),
                          [room.password, room.campaign, room.round_parent, room.round_child, room.round_prompts,
-                          room.round_steps], [room.round_out] + campaign_lists, concurrency_limit=1, concurrency_id="model",
+                          room.round_steps], [room.round_out] + campaign_lists, concurrency_limit=svc.config.model_concurrency, concurrency_id="model",
                          **PRIVATE)
     room.delete.click(bind(delete, svc, room, campaign_lists), [room.password, room.campaign],
                       [room.deleted] + campaign_lists, **PRIVATE)

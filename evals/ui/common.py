@@ -40,6 +40,9 @@ class ArenaConfig:
     generation_base_url: str = ""
     generation_api_key: str = ""
     reports_dir: Path = Path("reports")  # where scripts/evaluate.py writes before/after reports
+    # Requests that generate (demo, /ask, campaign creation) at once: 1 for the local engine (one
+    # shared model); raise it (MODEL_CONCURRENCY) for an OpenAI-compatible server that batches.
+    model_concurrency: int = 1
 
 
 @dataclass

@@ -60,12 +60,12 @@ def wire(svc: Services, room: DemoRoom, password: gr.Textbox, ui: gr.Blocks) -> 
     room.preset.click(bind(before_after, svc, room), [password], [room.left, room.right], **PRIVATE)
     room.generate.click(bind(side_by_side, svc, room), [password, room.left, room.right, room.prompt, room.max_new_tokens,
                                                         room.temperature, room.seed],
-                        [room.left_answer, room.right_answer, room.notes, room.history], concurrency_limit=1,
+                        [room.left_answer, room.right_answer, room.notes, room.history], concurrency_limit=svc.config.model_concurrency,
                         concurrency_id="model", **({"api_name": "side_by_side"} if svc.config.public_demo else PRIVATE))
     room.continue_both.click(bind(continue_conversation, svc, room),
                              [password, room.history, room.followup, room.max_new_tokens, room.temperature, room.seed],
                              [room.left_answer, room.right_answer, room.notes, room.history, room.followup],
-                             concurrency_limit=1, concurrency_id="model", **PRIVATE)
+                             concurrency_limit=svc.config.model_concurrency, concurrency_id="model", **PRIVATE)
     ui.load(bind(deep_link, svc, room), None, [room.left, room.right], **PRIVATE)
 
 

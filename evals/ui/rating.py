@@ -133,7 +133,7 @@ def wire(svc: Services, room: RatingRoom, ui: gr.Blocks) -> None:
                      api_name="start")
     room.ask.click(bind(ask_question, svc, room), [room.session, room.question],
                    room.battle + [room.reveal, room.question] + room.labels, api_name="ask",
-                   concurrency_limit=1, concurrency_id="model")
+                   concurrency_limit=svc.config.model_concurrency, concurrency_id="model")
     vote_outputs = room.battle + [room.reveal, room.next] + room.vote_form + room.labels
     room.vote.click(bind(vote, svc, room), [room.session] + room.vote_form, vote_outputs, api_name="vote")
     details = [room.score_left, room.score_right, room.edited, room.comment]
@@ -142,7 +142,7 @@ def wire(svc: Services, room: RatingRoom, ui: gr.Blocks) -> None:
     room.next.click(bind(next_battle, svc, room), [room.session], room.battle + [room.reveal, room.next] + room.labels,
                     api_name="next")
     room.question.submit(bind(ask_question, svc, room), [room.session, room.question],
-                         room.battle + [room.reveal, room.question] + room.labels, concurrency_limit=1,
+                         room.battle + [room.reveal, room.question] + room.labels, concurrency_limit=svc.config.model_concurrency,
                          concurrency_id="model", **PRIVATE)
     ui.load(None, js=KEYBOARD_JS)
     ui.load(bind(ready_campaigns, svc, room), None, [room.campaign, room.invite], api_name="campaigns")
