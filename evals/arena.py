@@ -247,7 +247,7 @@ def rater_quality(store: Store, name: str) -> list[dict]:
 
 STALE_SHARE = 100  # the cached checks are redone once the votes grew by 1 / STALE_SHARE of their number
 _checks: OrderedDict = OrderedDict()  # (database, campaign) -> (vote stamp, excluded names, excluded ids)
-_checks_running: set = set()  # campaigns whose checks a request is redoing (the others meanwhile use the last result)
+_checks_running: dict = {}  # (database, campaign) -> the lock held by the request redoing its checks
 _checks_lock = threading.Lock()
 
 
@@ -257,29 +257,40 @@ def excluded_raters(store: Store, name: str) -> tuple[frozenset[str], frozenset[
     stamp (count, last vote id, reviews) and redone when a review changed or the votes grew by more
     than 1 / STALE_SHARE (at least one vote): a click costs the same at 10,000 votes as at 100, and
     the exclusions lag by at most 1% of the votes. While one request redoes them, concurrent ones
-    use the last result. Results, pairs and exports always run the checks afresh."""
+    use the last result (or, when there is none yet, wait for it instead of computing it again).
+    Results, pairs and exports always run the checks afresh."""
     key = (str(store.path.resolve()), name)
-    count, last, reviews = store.vote_stamp(name)
+    stamp = store.vote_stamp(name)
     with _checks_lock:
         cached = _checks.get(key)
-        if cached is not None:
-            (was_count, was_last, was_reviews), names, ids = cached
-            fresh = (was_count, was_last) == (count, last) or 0 <= count - was_count < max(1, was_count // STALE_SHARE)
-            if (fresh and was_reviews == reviews and last >= was_last) or key in _checks_running:
-                return names, ids  # fresh enough, or another request is redoing them right now
-        _checks_running.add(key)
+        running = _checks_running.setdefault(key, threading.Lock())
+    if cached is not None and _fresh(cached[0], stamp):
+        return cached[1], cached[2]
+    if not running.acquire(blocking=cached is None):
+        return cached[1], cached[2]  # another request is redoing them right now: the last result
     try:
+        with _checks_lock:
+            cached = _checks.get(key)  # done by the request this one waited for?
+        if cached is not None and _fresh(cached[0], stamp):
+            return cached[1], cached[2]
         names = quality.excluded_names(rater_quality(store, name))
         ids = frozenset(r["id"] for r in store.raters(name) if r["name"] in names)
-    finally:
         with _checks_lock:
-            _checks_running.discard(key)
-    with _checks_lock:
-        _checks[key] = ((count, last, reviews), names, ids)
-        _checks.move_to_end(key)
-        while len(_checks) > 64:
-            _checks.popitem(last=False)
-    return names, ids
+            _checks[key] = (stamp, names, ids)
+            _checks.move_to_end(key)
+            while len(_checks) > 64:
+                _checks.popitem(last=False)
+        return names, ids
+    finally:
+        running.release()
+
+
+def _fresh(cached: tuple, stamp: tuple) -> bool:
+    """Whether checks computed at vote stamp `cached` still stand at `stamp` (see excluded_raters)."""
+    (was_count, was_last, was_reviews), (count, last, reviews) = cached, stamp
+    grown = count - was_count
+    return was_reviews == reviews and last >= was_last and (
+        (grown, last) == (0, was_last) or 0 <= grown < max(1, was_count // STALE_SHARE))
 
 
 def next_battle(store: Store, campaign: str, rater_id: int) -> Assignment | None:
