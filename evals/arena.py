@@ -411,6 +411,52 @@ def results(store: Store, name: str, rounds: int = 200) -> dict:
     }
 
 
+MAX_ANSWERS = 5000  # campaign create refuses more answers than this unless raised (--max-answers)
+TOKENS_PER_S = {"engine": 100.0, "openai": 1000.0}  # rough rates for the estimate (engine: 2 CPU cores, batches of 8)
+
+
+def check_new_name(store: Store, name: str) -> None:
+    """A campaign name that may be created now; an interrupted creation of the same name says how
+    to finish or drop it."""
+    existing = {c["name"]: c for c in store.campaigns()}.get((name or "").strip())
+    if existing is None:
+        return
+    if existing["status"] == "generating":
+        missing = len(store.missing_answers(name))
+        raise StoreError(f"campaign {name!r} exists, interrupted while its answers were generated ({missing} still "
+                         f"missing): finish it with `scripts/arena.py campaign resume {name}` or drop it with "
+                         f"`scripts/arena.py campaign delete {name}`")
+    raise StoreError(f"campaign {name!r} already exists; pick another name (or `campaign delete {name}`)")
+
+
+def check_models(registry, base: str, models: list[str]) -> None:
+    """Every model is the base or an adapter of it, read off the registry's cards before any model
+    loads (the engine would refuse the same after 15-30 s of loading)."""
+    from posttrain.registry import RegistryError
+
+    for model in models:
+        if model in (base, "__base__"):
+            continue
+        entry = registry.get(model)  # RegistryError names the known entries
+        if not entry.is_adapter:
+            raise RegistryError(f"{model!r} is a base, not an adapter of {base!r}; a campaign compares adapters of one base "
+                                f"(and {base!r} itself)")
+        if entry.base != base:
+            raise RegistryError(f"adapter {model!r} was trained on base {entry.base!r}, but this campaign runs on {base!r}; "
+                                f"pass --base {entry.base} or choose adapters of {base!r}")
+
+
+def answers_needed(prompts: list[dict], models: list[str]) -> int:
+    """Generation calls a campaign needs: each model answers every turn of every prompt."""
+    return sum(max(1, len(p.get("turns") or [])) for p in prompts) * len(models)
+
+
+def estimate(answers: int, max_new_tokens: int, backend: str) -> str:
+    """A rough upper bound of the generation time (every answer runs to max_new_tokens)."""
+    seconds = answers * max_new_tokens / TOKENS_PER_S.get(backend, TOKENS_PER_S["engine"])
+    return f"at most about {seconds / 60:.0f} min" if seconds >= 90 else f"at most about {max(1, round(seconds))} s"
+
+
 def leaked_models(name: str, models: list[str]) -> list[str]:
     """Models whose names a campaign name would show raters before they vote."""
     lowered = (name or "").lower()

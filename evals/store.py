@@ -17,7 +17,7 @@ from pathlib import Path
 
 from evals.allocation import is_dynamic, with_gold
 from evals.vocab import CHOICES, winner_of
-from posttrain.errors import WorkbenchError
+from posttrain.errors import FaultError, WorkbenchError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaigns (
@@ -107,10 +107,29 @@ class Assignment:
     right_turns: tuple = ()
 
 
+class DatabaseFault(StoreError, FaultError):
+    """An arena database that cannot be trusted (damaged, empty, someone else's, newer): refused,
+    never replaced or repaired."""
+
+
+SCHEMA_VERSION = 1  # PRAGMA user_version of a database this version wrote (0: written before versions)
+OUR_TABLES = {"campaigns", "prompts", "answers", "battles", "raters", "assignments", "votes"}
+
+
 class Store:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, init: bool = False):
+        """Open (or create) the arena database at `path`. An existing file is checked first
+        (PRAGMA quick_check, our tables, the schema version) and refused with its path when it is
+        damaged, someone else's or from a newer version; a 0-byte file counts as damaged unless
+        `init` (then it becomes a new, empty arena)."""
         self.path = Path(path)
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder; the arena database is a file (--data-dir names its folder)")
+        if self.path.parent.exists() and not self.path.parent.is_dir():
+            raise StoreError(f"--data-dir {self.path.parent} is a file, not a folder; give the folder for arena.sqlite")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file():
+            self._check(init)
         con = sqlite3.connect(self.path, timeout=30)
         try:
             con.execute("PRAGMA journal_mode=WAL")  # readers never block the writer of a vote
@@ -124,9 +143,45 @@ class Store:
                         except sqlite3.OperationalError:  # another process added it first
                             pass
             con.execute("CREATE INDEX IF NOT EXISTS assignments_battle ON assignments (battle_id)")  # claims per battle
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             con.commit()
         finally:
             con.close()
+
+    def _check(self, init: bool) -> None:
+        advice = "restore it from a backup (scripts/arena.py backup OUT.sqlite makes one) or point --data-dir elsewhere"
+        if self.path.stat().st_size == 0:
+            if init:
+                return
+            raise DatabaseFault(f"{self.path} is empty (0 bytes), not an arena database; {advice}, or pass --init "
+                                "to start a new arena in it")
+        try:
+            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            try:
+                verdict = con.execute("PRAGMA quick_check").fetchone()[0]
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                version = con.execute("PRAGMA user_version").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseFault(f"{self.path} is not a readable SQLite database ({exc}); {advice}") from None
+        if verdict != "ok":
+            raise DatabaseFault(f"{self.path} is damaged (SQLite's quick_check: {verdict}); {advice}")
+        if tables and not OUR_TABLES <= tables:
+            raise DatabaseFault(f"{self.path} is an SQLite database, but not an arena's (tables: "
+                                f"{', '.join(sorted(tables)[:5])}); point --data-dir elsewhere")
+        if version > SCHEMA_VERSION:
+            raise DatabaseFault(f"{self.path} was written by a newer version of the workbench (schema {version}, "
+                                f"this one reads up to {SCHEMA_VERSION}); update the workbench")
+
+    def backup(self, dest: str | Path) -> Path:
+        """A consistent copy of the live database (see snapshot), refusing to write over it."""
+        dest = Path(dest)
+        if dest.exists() and dest.resolve() == self.path.resolve():
+            raise StoreError(f"{dest} is the live database itself; name another file for the backup")
+        if dest.is_dir():
+            raise StoreError(f"{dest} is a folder; name the backup file, e.g. {dest / 'arena-backup.sqlite'}")
+        return self.snapshot(dest)
 
     @contextmanager
     def connect(self):

@@ -68,7 +68,7 @@ def _read_text(path: Path) -> str:
     """A whole file as UTF-8 text, or a DataError that names the line of the first bad byte."""
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte-order mark, as some editors write, is not text
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
@@ -79,7 +79,7 @@ def _iter_jsonl(path: Path) -> Iterator[Raw | Skipped]:
         for number, raw_line in enumerate(handle, 1):
             where = f"{path}:{number}"
             try:
-                line = raw_line.decode("utf-8")
+                line = raw_line.decode("utf-8-sig" if number == 1 else "utf-8")  # a leading byte-order mark
             except UnicodeDecodeError as exc:
                 yield Skipped(where, _not_utf8(exc))
                 continue
@@ -142,7 +142,13 @@ def iter_raw(source: str | Path, split: str = "train") -> tuple[Iterator[Raw | S
     if path.is_dir():
         from datasets import load_from_disk
 
-        dataset = load_from_disk(str(path))
+        if not any((path / marker).is_file() for marker in ("dataset_info.json", "dataset_dict.json", "state.json")):
+            raise DataError(f"{path}: a folder, but not a saved `datasets` dataset (no dataset_info.json / "
+                            "dataset_dict.json); give a .jsonl, .json, .csv or .parquet file inside it")
+        try:
+            dataset = load_from_disk(str(path))
+        except Exception as exc:  # a damaged save: say which folder, in one line
+            raise DataError(f"{path}: the saved dataset cannot be read ({type(exc).__name__}: {exc})") from None
         dataset = dataset[split] if hasattr(dataset, "keys") else dataset
         return _iter_table(dataset, str(path)), f"fingerprint:{dataset._fingerprint}"
     if path.is_file():
@@ -155,9 +161,14 @@ def iter_raw(source: str | Path, split: str = "train") -> tuple[Iterator[Raw | S
         if suffix == ".csv":
             return _iter_csv(path), digest
         if suffix == ".parquet":
+            import pyarrow as pa
             import pyarrow.parquet as pq  # to_pylist keeps nested lists as lists (pandas: arrays)
 
-            return _iter_table(pq.read_table(path).to_pylist(), str(path)), digest
+            try:
+                table = pq.read_table(path)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise DataError(f"{path}: not a readable Parquet file ({exc}); is it empty or cut short?") from None
+            return _iter_table(table.to_pylist(), str(path)), digest
         raise DataError(f"{path}: unknown file type {suffix!r} (use .jsonl, .json, .csv or .parquet)")
     if re.match(r"^[\w.-]+/[\w.-]+$", str(source)):
         from datasets import load_dataset

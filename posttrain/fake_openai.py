@@ -19,10 +19,12 @@ class FakeSettings:
     throttle_first: int = 0  # that many requests get 429 with Retry-After first
     retry_after: float = 0.2
     hold_until: int = 0  # hold each reply until this many requests were in flight at once (proves concurrency)
+    answer_first: int | None = None  # answer this many completions, then hold every later one until close (a stall)
     reply: object = None  # body -> reply text (a judge's verdicts, say); default: reply_text
     requests: list = field(default_factory=list)  # (start, end, body) per completion request
     in_flight: int = 0
     peak_in_flight: int = 0
+    closed: bool = False
     lock: threading.Condition = field(default_factory=threading.Condition)
 
 
@@ -46,6 +48,9 @@ class FakeOpenAI:
         return self.settings.peak_in_flight
 
     def close(self) -> None:
+        with self.settings.lock:
+            self.settings.closed = True
+            self.settings.lock.notify_all()
         self.server.shutdown()
         self.server.server_close()
 
@@ -132,6 +137,10 @@ class _Handler(BaseHTTPRequestHandler):
             settings.peak_in_flight = max(settings.peak_in_flight, settings.in_flight)
             settings.lock.notify_all()
             settings.lock.wait_for(lambda: settings.peak_in_flight >= settings.hold_until, timeout=10)
+            if settings.answer_first is not None:
+                if settings.answer_first <= 0:
+                    settings.lock.wait_for(lambda: settings.closed)  # a stalled server: no answer until it closes
+                settings.answer_first -= 1
 
     def log_message(self, *args):
         pass

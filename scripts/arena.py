@@ -7,6 +7,9 @@
                                              [--system TEXT] [--identity-words WORD ...]
                                              [--open [--max-turns 3] [--max-prompt-chars 2000] [--battles-per-hour 30]]
     python scripts/arena.py campaign list [--json]
+    python scripts/arena.py campaign resume NAME        (an interrupted creation: generates only the missing answers)
+    python scripts/arena.py campaign delete NAME [--force]   (--force: also when it holds votes)
+    python scripts/arena.py backup OUT.sqlite            (a consistent copy of the live database)
     python scripts/arena.py results NAME --json
     python scripts/arena.py export-pairs NAME --out FILE.jsonl [--include-judge]   (or a folder: a `datasets` dataset)
     python scripts/arena.py invite NAME [--n 10] [--url http://HOST/] [--json]   (per-rater links; typed names then refused)
@@ -15,7 +18,8 @@
     python scripts/arena.py judge NAME [--judge reward|openai] [--reward NAME]   (prints agreement with the people and the judge's audit)
     python scripts/arena.py next-round CAMPAIGN --parent NAME --name CHILD --prompts FILE [--max-steps N] [--json]
 
-Settings: --registry (REGISTRY_DIR), --data-dir (ARENA_DATA_DIR), --base (BASE_MODEL)."""
+Settings: --registry (REGISTRY_DIR), --data-dir (ARENA_DATA_DIR), --base (BASE_MODEL); --init starts a new arena
+in an empty (0-byte) database file instead of refusing it."""
 
 import argparse
 import json
@@ -27,7 +31,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from evals import arena
-from evals.store import Store, default_data_dir
+from evals.store import Store, StoreError, default_data_dir
 from evals.loop import DEFAULT_RECIPE, next_round
 from posttrain import backend
 from posttrain.engine import SamplingParams
@@ -41,6 +45,7 @@ def run(argv=None) -> int:
     parser.add_argument("--registry", default=str(default_registry_dir()))
     parser.add_argument("--data-dir", default=str(default_data_dir()))
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
+    parser.add_argument("--init", action="store_true", help="an empty (0-byte) database file becomes a new arena")
     sub = parser.add_subparsers(dest="command", required=True)
     campaign = sub.add_parser("campaign").add_subparsers(dest="action", required=True)
     create = campaign.add_parser("create")
@@ -53,6 +58,8 @@ def run(argv=None) -> int:
     create.add_argument("--seed", type=int, default=0)
     create.add_argument("--no-4bit", action="store_true", help="load the base in full precision")
     create.add_argument("--json", action="store_true")
+    create.add_argument("--max-answers", type=int, default=arena.MAX_ANSWERS,
+                        help=f"refuse a campaign that needs more answers than this (default {arena.MAX_ANSWERS})")
     create.add_argument("--votes-per-battle", type=int, help="each battle rated by N different people, then no more")
     create.add_argument("--allocation", choices=["balanced", "adaptive"], default="balanced",
                         help="balanced: least-covered battles first; adaptive: the widest win-rate intervals first")
@@ -73,6 +80,14 @@ def run(argv=None) -> int:
                         help="more words that give a model away (its name, its base's family and lab are always checked)")
     backend.add_flags(create)
     campaign.add_parser("list").add_argument("--json", action="store_true")
+    resume = campaign.add_parser("resume", help="finish an interrupted creation: only the missing answers")
+    resume.add_argument("name")
+    resume.add_argument("--no-4bit", action="store_true")
+    backend.add_flags(resume)
+    delete = campaign.add_parser("delete", help="delete a campaign with its answers (and votes, with --force)")
+    delete.add_argument("name")
+    delete.add_argument("--force", action="store_true", help="delete it even though it holds votes")
+    sub.add_parser("backup", help="a consistent copy of the live database").add_argument("out")
     results = sub.add_parser("results")
     results.add_argument("name")
     results.add_argument("--json", action="store_true")
@@ -109,30 +124,18 @@ def run(argv=None) -> int:
     backend.add_flags(loop)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    store = Store(os.path.join(args.data_dir, "arena.sqlite"))
-    if args.command == "campaign" and args.action == "create":
-        arena.check_blind_name(args.name, args.models)
-        plan = arena.RatingPlan(votes_per_battle=args.votes_per_battle, allocation=args.allocation,
-                                gold=tuple(arena.load_gold(args.gold)) if args.gold else (), gold_rate=args.gold_rate,
-                                min_gold_accuracy=args.min_gold_accuracy,
-                                guidelines=arena.load_guidelines(args.guidelines) if args.guidelines else "",
-                                system=args.system, identity_words=tuple(arena.default_identity_words(
-                                    Registry(args.registry), args.base, args.models, args.identity_words)),
-                                open=args.open, max_turns=args.max_turns, max_prompt_chars=args.max_prompt_chars,
-                                battles_per_hour=args.battles_per_hour, max_duplicates=args.max_duplicates)
-        prompts = [] if args.open else arena.load_prompts(args.prompts)
-        params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                top_p=args.top_p, seed=args.seed)
-        engine = backend.from_flags(args, Registry(args.registry), args.base, quantize=not args.no_4bit)
-        with tqdm(total=len(prompts) * len(args.models), desc="answers", file=sys.stderr, disable=args.open) as bar:
-            made = arena.create_campaign(store, engine, args.name, args.models, prompts, params, source=args.prompts,
-                                         progress=lambda done, total: bar.update(done - bar.n), plan=plan)
-        flagged = made["identity_flagged_battles"]
-        print(json.dumps(made) if args.json else f"campaign {made['name']} ready: " +
-              ("open: raters ask their own questions" if args.open else
-               f"{len(prompts)} prompts ({made['multi_turn_prompts']} with several turns)") +
-              (f"; {flagged} battles flagged: an answer names a model, its family or its lab (kept, left out of "
-               f"the ladder and the pairs; --system can ask models not to introduce themselves)" if flagged else ""))
+    store = Store(os.path.join(args.data_dir, "arena.sqlite"), init=args.init)
+    if args.command == "campaign" and args.action in ("create", "resume"):
+        return create_or_resume(args, store)
+    if args.command == "campaign" and args.action == "delete":
+        votes = store.vote_stamp(args.name)[0]
+        if votes and not args.force:
+            raise StoreError(f"campaign {args.name!r} holds {votes} votes; export or back them up first "
+                             "(export-pairs, backup), then delete with --force")
+        store.delete_campaign(args.name)
+        print(f"deleted campaign {args.name}" + (f" and its {votes} votes" if votes else ""))
+    elif args.command == "backup":
+        print(f"backed up {store.path} to {store.backup(args.out)}")
     elif args.command == "campaign":
         rows = store.campaigns()
         if args.json:
@@ -191,6 +194,64 @@ def run(argv=None) -> int:
         count = arena.export_pairs(store, args.name, args.out, include_judge=args.include_judge)
         split = arena.split_battles(store, args.name)
         print(f"wrote {count} pairs to {args.out}" + (f" ({split} battles with evenly split votes left out)" if split else ""))
+    return 0
+
+
+def create_or_resume(args, store: Store) -> int:
+    """campaign create / resume: every cheap check (name, models, files, size) before the engine
+    loads; answers are saved batch by batch as they are generated, so Ctrl-C or a kill loses only
+    the batch in flight, and `campaign resume` generates the rest."""
+    registry = Registry(args.registry)
+    if args.action == "resume":
+        campaign = store.campaign(args.name)
+        if campaign["status"] == "ready":
+            print(f"campaign {args.name} is ready: nothing to resume")
+            return 0
+        models, prompts = campaign["models"], None
+    else:
+        arena.check_blind_name(args.name, args.models)
+        arena.check_new_name(store, args.name)
+        models, prompts = args.models, ([] if args.open else arena.load_prompts(args.prompts))
+        plan = arena.RatingPlan(
+            votes_per_battle=args.votes_per_battle, allocation=args.allocation,
+            gold=tuple(arena.load_gold(args.gold)) if args.gold else (), gold_rate=args.gold_rate,
+            min_gold_accuracy=args.min_gold_accuracy,
+            guidelines=arena.load_guidelines(args.guidelines) if args.guidelines else "", system=args.system,
+            identity_words=tuple(arena.default_identity_words(registry, args.base, models, args.identity_words)),
+            open=args.open, max_turns=args.max_turns, max_prompt_chars=args.max_prompt_chars,
+            battles_per_hour=args.battles_per_hour, max_duplicates=args.max_duplicates)
+    if args.generation_backend == "engine":
+        arena.check_models(registry, args.base, models)
+    todo = len(store.missing_answers(args.name)) if prompts is None else arena.answers_needed(prompts, models)
+    if prompts:
+        print(f"{todo} answers to generate ({len(prompts)} prompts x {len(models)} models), "
+              f"{arena.estimate(todo, args.max_new_tokens, args.generation_backend)}", file=sys.stderr)
+        if todo > args.max_answers:
+            raise StoreError(f"campaign {args.name!r} needs {todo} answers, over --max-answers {args.max_answers}; "
+                             "use fewer prompts or models, or raise --max-answers")
+    engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
+    try:
+        with tqdm(total=todo, desc="answers", file=sys.stderr, disable=not todo) as bar:
+            progress = lambda done, total: bar.update(done - bar.n)
+            if prompts is None:
+                made = arena.generate_missing(store, engine, args.name, progress=progress)
+            else:
+                params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                        top_p=args.top_p, seed=args.seed)
+                made = arena.create_campaign(store, engine, args.name, models, prompts, params, source=args.prompts,
+                                             progress=progress, plan=plan)
+    except KeyboardInterrupt:
+        missing = len(store.missing_answers(args.name))
+        print(f"interrupted: campaign {args.name!r} keeps the answers made so far, {missing} still missing; finish it "
+              f"with `scripts/arena.py campaign resume {args.name}`", file=sys.stderr)
+        return 130
+    flagged = made["identity_flagged_battles"]
+    summary = ("open: raters ask their own questions" if args.action == "create" and args.open else
+               f"{len(store.battle_ids(args.name))} battles" if prompts is None else
+               f"{len(prompts)} prompts ({made['multi_turn_prompts']} with several turns)")
+    print(json.dumps(made) if getattr(args, "json", False) else f"campaign {made['name']} ready: {summary}" +
+          (f"; {flagged} battles flagged: an answer names a model, its family or its lab (kept, left out of "
+           f"the ladder and the pairs; --system can ask models not to introduce themselves)" if flagged else ""))
     return 0
 
 
