@@ -22,6 +22,7 @@ from pathlib import Path
 from evals.store import default_data_dir
 from evals.ui import ArenaConfig, build_ui
 from posttrain import backend
+from posttrain.errors import WorkbenchError
 from posttrain.models import DEFAULT_BASE_NAME
 from posttrain.registry import Registry, default_registry_dir
 
@@ -104,7 +105,10 @@ def main() -> None:
     )
     if os.environ.get("HF_TOKEN") and os.environ.get("ARENA_HUB_REPO"):
         sync_to_hub(config.data_dir, os.environ["ARENA_HUB_REPO"], os.environ["HF_TOKEN"])
-    ui = build_ui(config)
+    try:
+        ui = build_ui(config)  # opens the arena database: a damaged or foreign one is refused here
+    except WorkbenchError as exc:
+        sys.exit(f"error: {exc}")
     ui.queue(default_concurrency_limit=16).launch(server_name=args.host, server_port=args.port)
 
 

@@ -9,6 +9,7 @@ import json
 import threading
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
 from random import Random
 from pathlib import Path
 from typing import Callable
@@ -86,6 +87,8 @@ class RatingPlan:
     battles_per_hour: int = 30  # open battles: new battles per rater per hour
     max_duplicates: int = 3  # open battles: times one question (normalised) may start a battle in the campaign
     identity_words: tuple = ()  # words that give a model away (evals.hygiene.identity_words); flagged battles
+    max_text_chars: int = 8000  # a rater's edited better answer or comment, at most (the edit becomes a pair's chosen)
+    votes_per_minute: int = 30  # a rater's votes in any minute, at most (a script, not a person, goes faster)
 
     def __post_init__(self):
         if self.votes_per_battle is not None and not (isinstance(self.votes_per_battle, int) and self.votes_per_battle >= 1):
@@ -96,7 +99,8 @@ class RatingPlan:
             raise StoreError(f"gold rate must be at least 0 and under 1, got {self.gold_rate}")
         if not 0 <= self.min_gold_accuracy <= 1:
             raise StoreError(f"minimum gold accuracy must be between 0 and 1, got {self.min_gold_accuracy}")
-        for limit in ("max_turns", "max_prompt_chars", "battles_per_hour", "max_duplicates"):
+        for limit in ("max_turns", "max_prompt_chars", "battles_per_hour", "max_duplicates", "max_text_chars",
+                      "votes_per_minute"):
             if not (isinstance(getattr(self, limit), int) and getattr(self, limit) >= 1):
                 raise StoreError(f"{limit.replace('_', ' ')} must be a whole number of at least 1, got {getattr(self, limit)!r}")
         if self.open and (self.gold or self.votes_per_battle):
@@ -106,7 +110,8 @@ class RatingPlan:
         return {"votes_per_battle": self.votes_per_battle, "allocation": self.allocation,
                 "gold_rate": self.gold_rate if self.gold else 0.0, "gold_count": len(self.gold),
                 "min_gold_accuracy": self.min_gold_accuracy, "guidelines": self.guidelines, "system": self.system,
-                "identity_words": list(self.identity_words),
+                "identity_words": list(self.identity_words), "max_text_chars": self.max_text_chars,
+                "votes_per_minute": self.votes_per_minute,
                 **({"open": True, "max_turns": self.max_turns, "max_prompt_chars": self.max_prompt_chars,
                     "battles_per_hour": self.battles_per_hour, "max_duplicates": self.max_duplicates} if self.open else {})}
 
@@ -340,10 +345,28 @@ def progress(store: Store, campaign: str, rater_id: int) -> tuple[int, int]:
 
 def cast_vote(store: Store, campaign: str, rater_id: int, battle_id: int, choice: str, score_left: int | None = None,
               score_right: int | None = None, edited: str | None = None, comment: str | None = None) -> dict:
-    """Store.vote under the campaign's target (left-out raters' votes do not fill a battle)."""
-    cap = store.campaign(campaign)["settings"].get("votes_per_battle")
+    """Store.vote under the campaign's target (left-out raters' votes do not fill a battle) and its
+    limits on what a rater sends: the edited answer and the comment (max_text_chars; the default
+    for campaigns made before it) and the votes per minute (votes_per_minute, where set)."""
+    settings = store.campaign(campaign)["settings"]
+    check_rater_text(settings, edited=edited, comment=comment)
+    per_minute = settings.get("votes_per_minute")  # campaigns made before the limit have none
+    since = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat(timespec="milliseconds")
+    if per_minute and store.votes_since(rater_id, since) >= per_minute:
+        raise StoreError(f"you voted {per_minute} times in the last minute, this campaign's limit; take a breath and "
+                         "vote again in a moment")
+    cap = settings.get("votes_per_battle")
     excluded = excluded_raters(store, campaign)[1] if cap else frozenset()
     return store.vote(rater_id, battle_id, choice, score_left, score_right, edited, comment, cap=cap, excluded=excluded)
+
+
+def check_rater_text(settings: dict, **texts: str | None) -> None:
+    """A rater's free text (an edited answer, a comment) within the campaign's max_text_chars."""
+    limit = settings.get("max_text_chars", RatingPlan.max_text_chars)
+    for field, text in texts.items():
+        if text and len(text) > limit:
+            raise StoreError(f"your {field.replace('_', ' ')} has {len(text)} characters; this campaign takes at most "
+                             f"{limit}; shorten it")
 
 
 def is_complete(store: Store, campaign: str, left_out: frozenset[str] | None = None) -> bool:
@@ -489,6 +512,22 @@ def split_battles(store: Store, name: str) -> int:
     return build_pairs(store.decisive_votes(name), name, False, quality.excluded_names(rater_quality(store, name)))[1]
 
 
+def check_export_target(out: Path) -> None:
+    """The export's target can be written, and writing it mixes nothing in: a .jsonl file (replaced
+    whole) in a folder we may write, or a new or empty folder for a `datasets` dataset."""
+    import os
+
+    if out.suffix == ".jsonl":
+        if out.is_dir():
+            raise StoreError(f"--out {out} is a folder; name a .jsonl file, or a folder without the suffix")
+        folder = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise StoreError(f"--out {out}: cannot write in {folder}; choose a folder you can write to")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "a file" if not out.is_dir() else "a folder that is not empty"
+        raise StoreError(f"--out {out} is {what}; a `datasets` export needs a new or empty folder (or name a .jsonl file)")
+
+
 def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool = False) -> int:
     """Write the campaign's pairs (people's votes only, unless `include_judge`; never gold checks,
     never the votes of raters left out) as JSONL in TRL's preference format (a .jsonl path) or as a
@@ -512,6 +551,15 @@ def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool =
                   "excluded_votes": sum(r["votes"] for r in raters if r["excluded"]),
                   "split_battles": split}
     out = Path(out)
+    check_export_target(out)
+    try:
+        write_export(out, rows, provenance)
+    except OSError as exc:
+        raise StoreError(f"--out {out} cannot be written ({exc.strerror or exc}); choose another path") from None
+    return len(rows)
+
+
+def write_export(out: Path, rows: list[dict], provenance: dict) -> None:
     if out.suffix == ".jsonl":
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".jsonl.tmp")
@@ -523,4 +571,3 @@ def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool =
 
         Dataset.from_list(rows).save_to_disk(str(out))
         (out / "provenance.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))
-    return len(rows)

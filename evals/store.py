@@ -67,6 +67,7 @@ MIGRATIONS = {
     "votes": [("verdicts", "TEXT")],  # a judge's two verdicts, JSON {"as_shown", "swapped"} (left / right / tie)
 }
 GOLD_CHOSEN, GOLD_REJECTED = "__gold_chosen__", "__gold_rejected__"  # a gold battle's two "models"
+MAX_RATER_NAME = 64  # characters of a rater's name (judges' names are ours)
 CLAIM_TIMEOUT_S = 30 * 60  # a battle handed out and not voted on for this long goes to someone else
 ACCESS = ("name", "invite", "hf")  # who may rate a campaign: a typed name, an invite link, a Hugging Face login
 
@@ -363,6 +364,9 @@ class Store:
         name = name.strip()
         if not name:
             raise StoreError("rater name is empty")
+        if kind == "human" and (len(name) > MAX_RATER_NAME or not name.isprintable()):
+            raise StoreError(f"a rater name is at most {MAX_RATER_NAME} printable characters (got {len(name)}"
+                             f"{'' if name.isprintable() else ', with control characters'}); pick a shorter one")
         campaign = self.campaign(campaign_name)
         if campaign["status"] != "ready":
             raise StoreError(f"campaign {campaign_name!r} is not ready for rating (status: {campaign['status']})")
@@ -543,6 +547,11 @@ class Store:
         with self.connect() as con:
             return [r[0] for r in con.execute("SELECT prompt FROM prompts WHERE campaign_id = ? AND category = 'open'",
                                               (campaign["id"],))]
+
+    def votes_since(self, rater_id: int, since: str) -> int:
+        """Votes a rater cast since `since` (ISO time)."""
+        with self.connect() as con:
+            return con.execute("SELECT COUNT(*) FROM votes WHERE rater_id = ? AND created_at > ?", (rater_id, since)).fetchone()[0]
 
     def battles_since(self, rater_id: int, since: str) -> int:
         """Battles handed to a rater since `since` (ISO time)."""

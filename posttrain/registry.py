@@ -219,15 +219,22 @@ class Registry:
             shutil.rmtree(staging, ignore_errors=True)
         return self.get(name)
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, force: bool = False) -> list[str]:
+        """Remove an entry. A base with adapters on it is refused; so is an entry other entries name
+        as their parent, unless `force`. Returns the names of the entries whose parent is now gone."""
         entry = self.get(name)
         children = [e.name for e in self.entries() if e.card.get("base") == name and e.name != name]
         if children:
             raise RegistryError(f"cannot remove base {name!r}: adapters {children} run on it; remove them first")
+        orphans = [e.name for e in self.entries() if e.card.get("parent") == name and e.name != name]
+        if orphans and not force:
+            raise RegistryError(f"cannot remove {name!r}: it is the parent of {orphans} (their lineage names it); "
+                                "--force removes it anyway")
         # Rename first so a crash mid-delete never leaves a half entry listed.
         trash = self.root / f".trash-{name}-{os.getpid()}"
         os.rename(entry.path, trash)
         shutil.rmtree(trash)
+        return orphans
 
     # ---- importing -----------------------------------------------------------------------
     def import_base(self, source: str | Path, name: str, gguf_file: str | None = None, hub_id: str | None = None) -> Entry:
@@ -333,6 +340,11 @@ class Registry:
             return self.import_base(local.parent, name, gguf_file=local.name, hub_id=hub_id)
         if local.exists() and not (local / "config.json").is_file():
             raise RegistryError(f"{local}: neither a PEFT adapter ({ADAPTER_CONFIG}) nor a model folder (config.json)")
+        if not local.exists() and not HUB_ID.match(str(path)):
+            raise RegistryError(f"{path}: no such file or folder (and not a Hub id OWNER/NAME); give an adapter folder, "
+                                "a model folder, a .gguf file or a Hub id")
+        if local.is_dir():
+            check_model_folder(local)
         return self.import_base(path, name, hub_id=hub_id)
 
     def resolve_claimed_base(self, path: Path, config: dict) -> Entry:
@@ -344,6 +356,28 @@ class Registry:
             f"{path}: adapter was trained on base {claimed!r}, which is not in registry {self.root} "
             f"(bases: {', '.join(e.name for e in self.bases()) or 'none'}); pass --base NAME to choose one"
         )
+
+
+def check_model_folder(folder: Path) -> None:
+    """A local model folder has weights that open and a tokenizer, said before transformers tries
+    (it says neither plainly: a missing tokenizer reads as a sentencepiece error)."""
+    weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+    if not weights:
+        raise RegistryError(f"{folder}: config.json but no weights (*.safetensors or *.bin); copy the whole model folder")
+    tokenizer_files = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+    if not any((folder / f).is_file() for f in tokenizer_files):
+        raise RegistryError(f"{folder}: no tokenizer files ({', '.join(tokenizer_files)}); copy the whole model folder")
+    from safetensors import safe_open
+
+    for path in weights:
+        if path.suffix != ".safetensors":
+            continue
+        try:
+            with safe_open(str(path), framework="pt"):  # reads the header, checks it covers the file
+                pass
+        except Exception as exc:  # a truncated or damaged file: name it
+            raise RegistryError(f"{path}: the weights cannot be read ({exc}); the file is damaged or cut short, copy it "
+                                "again") from None
 
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")

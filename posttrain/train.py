@@ -107,6 +107,12 @@ def model_settings(model_args=None):
 
     model_args = model_args or ModelConfig()
     refuse_fields_without_effect(model_args, MODEL_FIELDS_WITHOUT_EFFECT, "ModelConfig field", "a registry run")
+    if model_args.lora_r is None or model_args.lora_r < 1:
+        raise RecipeError(f"lora_r is {model_args.lora_r}; the LoRA rank must be a whole number of 1 or more (e.g. 16)")
+    if model_args.lora_alpha is None or model_args.lora_alpha <= 0:
+        raise RecipeError(f"lora_alpha is {model_args.lora_alpha}; it must be above 0 (often twice lora_r)")
+    if not 0 <= model_args.lora_dropout < 1:
+        raise RecipeError(f"lora_dropout is {model_args.lora_dropout}; it must be from 0 up to (not including) 1")
     if not model_args.lora_target_modules:
         model_args.lora_target_modules = list(LINEAR)
     return model_args
@@ -123,6 +129,15 @@ def lora_config(model_args, task_type: str, **extra):
     return LoraConfig(r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
                       target_modules=model_args.lora_target_modules, modules_to_save=model_args.lora_modules_to_save,
                       use_dora=model_args.use_dora, use_rslora=model_args.use_rslora, task_type=task_type, **extra)
+
+
+def check_some_steps(config) -> None:
+    """A run that would train for 0 steps is refused before anything loads (it would publish its
+    parent's weights under a new name)."""
+    steps, epochs = config.max_steps, config.num_train_epochs
+    if (steps is None or steps <= 0) and not (epochs and epochs > 0):  # max_steps <= 0: the epochs decide
+        raise RecipeError(f"this run would train for 0 steps (max_steps {steps}, num_train_epochs {epochs}); set "
+                          "max_steps to 1 or more, or num_train_epochs above 0")
 
 
 def check_kind_settings(kind: str, config) -> None:
@@ -363,6 +378,10 @@ def resolve_entries(run: RunArguments) -> tuple[Registry, Entry, Entry | None]:
     registry = Registry(run.registry)
     if run.name in registry:
         raise RegistryError(f"entry {run.name!r} already exists in {registry.root}; pick another --name or remove it")
+    if run.base in registry and registry.get(run.base).is_adapter:
+        adapter = registry.get(run.base)
+        raise RegistryError(f"--base {run.base!r} is an adapter (method {adapter.method!r}, on base {adapter.base!r}); "
+                            f"train on top of it with --base {adapter.base} --parent {run.base}")
     base = registry.ensure_base(run.base)
     parent = registry.get(run.parent) if run.parent else None
     if parent is not None and (not parent.is_adapter or parent.base != base.name):
@@ -397,6 +416,7 @@ def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
         raise RecipeError(f"unknown run kind {kind!r}; use one of {KINDS}")
     model_args = model_settings(model_args)
     check_kind_settings(kind, config)
+    check_some_steps(config)
     registry, base, parent = resolve_entries(run_args)
     if kind == "reward" and parent is not None:
         raise RegistryError("a reward model starts from the base (a fresh score head); drop --parent")

@@ -156,7 +156,7 @@ def bench_arena(raters: int = 20, pace: float = 5.0, paced_votes: int = 6, satur
         store = Store(Path(tmp) / "data" / "arena.sqlite")
         # With --prefill both campaigns hand battles out one at a time under a target of 3 votes (the
         # path that runs the rater checks): "bench" holds 100 votes, "bench-prefill" `prefill` votes.
-        targeted = {"votes_per_battle": 3} if prefill else {}
+        targeted = {"votes_per_battle": 3, "votes_per_minute": 10**6} if prefill else {}  # raters who vote at any pace
         ready(store, "bench", 200 + (100 // 3 if prefill else 0), targeted)
         sizes = {}
         if prefill:

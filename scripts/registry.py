@@ -6,7 +6,7 @@
     python scripts/registry.py hub-id BASE OWNER/NAME                       # name the Hub id of a base imported without one
     python scripts/registry.py push NAME --repo OWNER/REPO [--private]      # token: HF_TOKEN or `huggingface-cli login`
     python scripts/registry.py import-default
-    python scripts/registry.py remove NAME
+    python scripts/registry.py remove NAME [--force] [--data-dir DIR]   # refused for a parent or a campaign's model
 """
 
 import argparse
@@ -41,7 +41,10 @@ def run(argv=None) -> int:
     hub_id.add_argument("name")
     hub_id.add_argument("hub_id")
     sub.add_parser("import-default", help="import the embedded SmolLM2-135M-Instruct")
-    sub.add_parser("remove").add_argument("name")
+    remove = sub.add_parser("remove", help="remove an entry (refused while other entries or campaigns name it)")
+    remove.add_argument("name")
+    remove.add_argument("--force", action="store_true", help="remove it anyway, saying what now points at nothing")
+    remove.add_argument("--data-dir", default=None, help="the arena's folder, whose campaigns are checked (ARENA_DATA_DIR)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     registry = Registry(args.registry)
@@ -75,8 +78,14 @@ def run(argv=None) -> int:
             entry = registry.import_default_base()
             print(f"{entry.name} is in {registry.root}")
         elif args.command == "remove":
-            registry.remove(args.name)
-            print(f"removed {args.name}")
+            registry.get(args.name)  # an unknown name says so before anything else
+            campaigns = campaigns_using(args.name, args.data_dir)
+            if campaigns and not args.force:
+                raise WorkbenchError(f"cannot remove {args.name!r}: campaigns {campaigns} compare it (their answers stay, "
+                                     "but next rounds and demos need it); --force removes it anyway")
+            orphans = registry.remove(args.name, force=args.force)
+            gone = ([f"entries {orphans} (their parent)"] if orphans else []) + ([f"campaigns {campaigns}"] if campaigns else [])
+            print(f"removed {args.name}" + (f"; now naming an entry that is gone: {', '.join(gone)}" if gone else ""))
     except WorkbenchError:
         raise  # said by cli() in one line
     except Exception as exc:  # the Hub: no token, no network, no such repo; say which
@@ -85,6 +94,18 @@ def run(argv=None) -> int:
         print(f"error: the Hub refused {args.command}: {exc} (token: HF_TOKEN or `huggingface-cli login`)", file=sys.stderr)
         return 2
     return 0
+
+
+def campaigns_using(name: str, data_dir: str | None) -> list[str]:
+    """Arena campaigns (in DATA_DIR/arena.sqlite, when it exists) that have `name` among their models."""
+    from pathlib import Path
+
+    from evals.store import Store, default_data_dir
+
+    db = Path(data_dir or default_data_dir()) / "arena.sqlite"
+    if not db.is_file():
+        return []
+    return [c["name"] for c in Store(db).campaigns() if name in c["models"]]
 
 
 def main(argv=None) -> int:

@@ -9,6 +9,7 @@ import random
 import sqlite3
 import threading
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from gradio_client import Client
@@ -26,6 +27,7 @@ GOLD = [{"prompt": f"gold question {i}", "chosen": f"GOOD answer {i}", "rejected
 def ready_campaign(store: Store, name: str, models: list[str], prompts: int, plan: arena.RatingPlan | None = None,
                    answer=lambda model, prompt: f"answer of {model} to {prompt}") -> None:
     plan = plan or arena.RatingPlan()
+    plan = replace(plan, votes_per_minute=10_000)  # simulated raters vote faster than people may
     rows = [{"question_id": i, "category": "misc", "prompt": f"prompt number {i}"} for i in range(prompts)]
     store.create_campaign(name, models, rows, {}, settings=plan.settings(), gold=list(plan.gold))
     store.save_answers([(pid, m, answer(m, prompt), 5, "") for pid, prompt, m in store.missing_answers(name)])

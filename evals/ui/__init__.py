@@ -55,7 +55,7 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
 
 def unlock(svc: Services, admin: campaigns.AdminRoom, side: demo.DemoRoom, campaign_lists: list, password) -> dict:
     """The password is right: fill every admin room's lists of models and campaigns."""
-    check_admin(svc.config, password)
+    check_admin(svc, password)
     choices = campaigns.model_choices(svc)
     names = svc.campaign_names()
     latest = names[-1] if names else None

@@ -11,7 +11,7 @@ import gradio as gr
 
 from evals import arena
 from evals.arena import check_blind_name, invite_link
-from evals.ui.common import PRIVATE, Services, bind, check_admin, shown_to_user
+from evals.ui.common import PRIVATE, Services, bind, check_admin, shown_to_user, refusal
 from posttrain.engine import BASE, SamplingParams
 
 
@@ -136,7 +136,7 @@ def wire(svc: Services, room: AdminRoom, campaign_lists: list[gr.Dropdown]) -> N
 def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name, models, prompts_file, max_new_tokens,
            temperature, top_p, seed, votes_per_battle, allocation, gold, gold_rate, min_gold_accuracy, guidelines, system,
            identity_words, open_campaign, progress=gr.Progress()) -> dict:
-    check_admin(svc.config, password)
+    check_admin(svc, password)
     with shown_to_user():
         plan = arena.RatingPlan(votes_per_battle=int(votes_per_battle) if votes_per_battle else None,
                                 allocation=allocation or "balanced", gold=tuple(arena.load_gold(gold)) if gold else (),
@@ -147,7 +147,7 @@ def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name,
                                     svc.registry, svc.config.base, list(models or []), (identity_words or "").split(","))),
                                 open=bool(open_campaign))
         if open_campaign and prompts_file:
-            raise gr.Error("an open campaign takes no prompt file: raters ask their own questions")
+            raise refusal("an open campaign takes no prompt file: raters ask their own questions")
         prompts = [] if open_campaign else arena.load_prompts(prompts_file if prompts_file else arena.DEFAULT_PROMPTS)
         params = SamplingParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
                                 seed=int(seed))
@@ -167,9 +167,9 @@ def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name,
 
 
 def make_invites(svc: Services, password, campaign, count, request: gr.Request) -> str:
-    check_admin(svc.config, password)
+    check_admin(svc, password)
     if not campaign:
-        raise gr.Error("pick a campaign")
+        raise refusal("pick a campaign")
     with shown_to_user():
         tokens = svc.store.create_invites(campaign, int(count or 0))
     page = (request.headers.get("referer") or "").split("?")[0] if request else ""
@@ -188,9 +188,9 @@ def run_next_round(svc: Services, campaign: str, parent: str, child: str, prompt
 
 def next_round_action(svc: Services, room: AdminRoom, campaign_lists: list, password, campaign, parent, child, prompts,
                       max_steps, progress=gr.Progress(track_tqdm=True)) -> dict:
-    check_admin(svc.config, password)
+    check_admin(svc, password)
     if not (campaign and parent and child and prompts):
-        raise gr.Error("pick a campaign and a parent, name the child, and upload the new prompts")
+        raise refusal("pick a campaign and a parent, name the child, and upload the new prompts")
     with shown_to_user():
         result = run_next_round(svc, campaign, parent, child.strip(), prompts, int(max_steps or 0) or None,
                                 say=lambda message: progress(0, desc=message))
@@ -201,7 +201,7 @@ def next_round_action(svc: Services, room: AdminRoom, campaign_lists: list, pass
 
 
 def delete(svc: Services, room: AdminRoom, campaign_lists: list, password, campaign) -> dict:
-    check_admin(svc.config, password)
+    check_admin(svc, password)
     with shown_to_user():
         svc.store.delete_campaign(campaign)
     names = svc.campaign_names()

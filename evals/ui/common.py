@@ -4,14 +4,18 @@ callbacks (store, registry, ONE lazily loaded generator), the admin check, safe 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hmac
 import html
 import inspect
 import logging
 import re
+import sqlite3
 import threading
+import time
 import typing
+from collections import defaultdict, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +58,7 @@ class Services:
     registry: Registry
     _engine: Generator | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    admin_attempts: "AttemptLog" = field(default_factory=lambda: AttemptLog())
 
     def engine(self) -> Generator:
         with self._lock:
@@ -82,18 +87,71 @@ def is_admin(config: ArenaConfig, password: str) -> bool:
     return not config.admin_password or hmac.compare_digest(password or "", config.admin_password)
 
 
-def check_admin(config: ArenaConfig, password: str) -> None:
+ADMIN_TRIES_PER_MINUTE = 5  # wrong admin passwords from one client in a minute, then it waits
+_request: contextvars.ContextVar = contextvars.ContextVar("gradio_request", default=None)  # set by bind, per call
+
+
+class AttemptLog:
+    """Wrong admin passwords per client over the last minute (the Services hold one per app)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._wrong: dict[str, deque] = defaultdict(deque)
+
+    def wait_s(self, client: str) -> float:
+        """Seconds until `client` may try again (0: now)."""
+        with self._lock:
+            times = self._wrong[client]
+            while times and time.monotonic() - times[0] > 60:
+                times.popleft()
+            return 60 - (time.monotonic() - times[0]) if len(times) >= ADMIN_TRIES_PER_MINUTE else 0.0
+
+    def wrong(self, client: str) -> None:
+        with self._lock:
+            self._wrong[client].append(time.monotonic())
+
+
+def client_of(request) -> str:
+    """Who is asking: the client's address as Gradio saw it (one bucket for all when unknown)."""
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None) or "unknown"
+
+
+def check_admin(config, password: str) -> None:
+    """The admin password, throttled per client: after ADMIN_TRIES_PER_MINUTE wrong ones in a
+    minute, that client waits (said on the page) before its next try counts. `config`: the
+    Services (throttled) or an ArenaConfig (no throttle)."""
+    services = config if isinstance(config, Services) else None
+    config = services.config if services else config
+    client = client_of(_request.get())
+    if services and config.admin_password:
+        wait = services.admin_attempts.wait_s(client)
+        if wait > 0:
+            raise refusal(f"too many wrong admin passwords from here; try again in {wait:.0f} s")
     if not is_admin(config, password):
-        raise gr.Error("wrong admin password")
+        if services:
+            services.admin_attempts.wrong(client)
+        raise refusal("wrong admin password")
+
+
+def refusal(message: str) -> gr.Error:
+    """The page's error toast for a person's mistake: the message, one line in the log, no traceback."""
+    log.info("refused: %s", message)
+    return gr.Error(message, print_exception=False)
 
 
 @contextmanager
 def shown_to_user():
-    """A project error inside becomes the page's error toast with its one-line message."""
+    """A project error inside becomes the page's error toast with its one-line message; a damaged
+    database becomes a sentence for the rater and one line in the log for the admin."""
     try:
         yield
     except WorkbenchError as exc:
-        raise gr.Error(str(exc)) from None
+        raise refusal(str(exc)) from None
+    except sqlite3.DatabaseError as exc:
+        log.error("the arena database failed: %s", exc)
+        raise gr.Error("the arena's database cannot be read right now; please tell the campaign's admin",
+                       print_exception=False) from None
 
 
 def bind(fn, *bound):
@@ -102,17 +160,34 @@ def bind(fn, *bound):
     gr.OAuthProfile, which functools.partial would hide. Generators stay generators (streaming)."""
     signature = inspect.signature(fn)
     rest = list(signature.parameters.values())[len(bound):]
+    hints = typing.get_type_hints(fn)
+    # One more parameter typed gr.Request, which Gradio fills (it is no input): the call's client,
+    # for the admin throttle, kept in a context variable while the callback runs.
+    extra = inspect.Parameter("_request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request)
+
+    def split(args, kwargs):
+        if "_request" in kwargs:
+            return args, kwargs, kwargs.pop("_request")
+        return (args[:-1], kwargs, args[-1]) if len(args) > len(rest) else (args, kwargs, None)
+
     if inspect.isgeneratorfunction(fn):
         def bound_fn(*args, **kwargs):
+            args, kwargs, request = split(args, kwargs)
+            _request.set(request)
             yield from fn(*bound, *args, **kwargs)
     else:
         def bound_fn(*args, **kwargs):
-            return fn(*bound, *args, **kwargs)
+            args, kwargs, request = split(args, kwargs)
+            token = _request.set(request)
+            try:
+                return fn(*bound, *args, **kwargs)
+            finally:
+                _request.reset(token)
     functools.update_wrapper(bound_fn, fn)
     del bound_fn.__wrapped__  # inspect must read the signature below, not fn's
-    bound_fn.__signature__ = signature.replace(parameters=rest)
-    hints = typing.get_type_hints(fn)
+    bound_fn.__signature__ = signature.replace(parameters=rest + [extra])
     bound_fn.__annotations__ = {name: hint for name, hint in hints.items() if name in {p.name for p in rest}}
+    bound_fn.__annotations__["_request"] = gr.Request
     return bound_fn
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from evals.ui.common import PRIVATE, Services, bind, check_admin, is_admin, shown_to_user
+from evals.ui.common import PRIVATE, Services, bind, check_admin, is_admin, shown_to_user, refusal
 from posttrain.engine import BASE, SamplingParams
 
 
@@ -71,12 +71,12 @@ def wire(svc: Services, room: DemoRoom, password: gr.Textbox, ui: gr.Blocks) -> 
 
 def before_after(svc: Services, room: DemoRoom, password) -> dict:
     """The newest adapter on the right, its parent (or the base) on the left."""
-    check_admin(svc.config, password)
+    check_admin(svc, password)
     base = svc.config.base
     adapters = sorted((e for e in svc.registry.entries() if e.is_adapter and e.base == base and e.method != "reward"),
                       key=lambda e: str(e.card.get("created_at", "")))
     if not adapters:
-        raise gr.Error("no adapters in the registry yet")
+        raise refusal("no adapters in the registry yet")
     after = adapters[-1]
     before = after.card.get("parent") or BASE
     return {room.left: gr.update(value=BASE if before == base else before), room.right: gr.update(value=after.name)}
@@ -87,7 +87,7 @@ def refuse_rated_models(svc: Services, password: str, models: tuple[str, str]) -
     wrote them: the models of a ready campaign are refused (the admin may use them)."""
     config = svc.config
     if not config.public_demo:
-        check_admin(config, password)
+        check_admin(svc, password)
         return
     if config.admin_password and is_admin(config, password):
         return
@@ -95,7 +95,7 @@ def refuse_rated_models(svc: Services, password: str, models: tuple[str, str]) -
     rated |= {BASE} if config.base in rated else set()
     blocked = [m for m in models if m in rated]
     if blocked:
-        raise gr.Error(f"{blocked[0]!r} is being rated in an open campaign; the public demo shows it "
+        raise refusal(f"{blocked[0]!r} is being rated in an open campaign; the public demo shows it "
                        "again once that campaign is deleted (the admin can use it now)")
 
 
@@ -103,11 +103,11 @@ def side_by_side(svc: Services, room: DemoRoom, password, left, right, prompt, m
     """Both answers stream from one batched call."""
     refuse_rated_models(svc, password, (left, right))
     if not (left and right and prompt and prompt.strip()):
-        raise gr.Error("pick two models and type a prompt")
+        raise refusal("pick two models and type a prompt")
     known = [BASE, *svc.models()]
     unknown = [m for m in (left, right) if m not in known]
     if unknown:
-        raise gr.Error(f"no model {unknown[0]!r} here; choose one of {', '.join(known)}")
+        raise refusal(f"no model {unknown[0]!r} here; choose one of {', '.join(known)}")
     conversations = {"left": [{"role": "user", "content": prompt}], "right": [{"role": "user", "content": prompt}]}
     yield from stream_both(svc, room, (left, right), conversations, max_new_tokens, temperature, seed)
 
@@ -115,9 +115,9 @@ def side_by_side(svc: Services, room: DemoRoom, password, left, right, prompt, m
 def continue_conversation(svc: Services, room: DemoRoom, password, history, followup, max_new_tokens, temperature, seed):
     """Both models answer the follow-up, each after its OWN earlier answers."""
     if not (history and history.get("models")):
-        raise gr.Error("generate both answers first; the follow-up continues those conversations")
+        raise refusal("generate both answers first; the follow-up continues those conversations")
     if not (followup and followup.strip()):
-        raise gr.Error("type a follow-up")
+        raise refusal("type a follow-up")
     refuse_rated_models(svc, password, tuple(history["models"]))
     conversations = {side: history[side] + [{"role": "user", "content": followup.strip()}] for side in ("left", "right")}
     for update in stream_both(svc, room, tuple(history["models"]), conversations, max_new_tokens, temperature, seed):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from evals import plots
-from evals.ui.common import PRIVATE, Services, bind, check_admin, shown_to_user
+from evals.ui.common import PRIVATE, Services, bind, check_admin, shown_to_user, refusal
 from posttrain.registry import CARD, TRAINING_LOG
 
 
@@ -56,7 +56,7 @@ def tree_rows(svc: Services) -> list[dict]:
 
 
 def show_registry(svc: Services, room: ModelsRoom, password) -> dict:
-    check_admin(svc.config, password)
+    check_admin(svc, password)
     rows = tree_rows(svc)
     trained = [r["name"] for r in rows if r["method"] not in ("base", None)]  # the newest is preselected
     return {room.tree: plots.family_tree(rows),
@@ -64,9 +64,9 @@ def show_registry(svc: Services, room: ModelsRoom, password) -> dict:
 
 
 def show_entry(svc: Services, room: ModelsRoom, password, name) -> dict:
-    check_admin(svc.config, password)
+    check_admin(svc, password)
     if not name:
-        raise gr.Error("pick an entry (Show the registry lists them)")
+        raise refusal("pick an entry (Show the registry lists them)")
     with shown_to_user():
         entry = svc.registry.get(name)
     log = entry.path / TRAINING_LOG

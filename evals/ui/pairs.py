@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from evals import arena
-from evals.ui.common import PRIVATE, Services, bind, check_admin, shown_to_user
+from evals.ui.common import PRIVATE, Services, bind, check_admin, shown_to_user, refusal
 
 COLUMNS = ["prompt", "chosen", "rejected", "chosen model", "rejected model", "rater", "edited", "time"]
 
@@ -34,9 +34,9 @@ def wire(svc: Services, room: PairsRoom, password: gr.Textbox, campaign: gr.Drop
 
 
 def show_pairs(svc: Services, room: PairsRoom, password, campaign) -> dict:
-    check_admin(svc.config, password)
+    check_admin(svc, password)
     if not campaign:
-        raise gr.Error("pick a campaign")
+        raise refusal("pick a campaign")
     path = Path(tempfile.mkdtemp()) / f"{campaign}-pairs.jsonl"
     with shown_to_user():
         pairs = arena.pairs(svc.store, campaign)

@@ -12,7 +12,7 @@ import gradio as gr
 
 from evals import arena, open_battles
 from evals.store import StoreError
-from evals.ui.common import PRIVATE, Services, bind, progress_bar, safe_markdown, shown_to_user
+from evals.ui.common import PRIVATE, Services, bind, progress_bar, safe_markdown, shown_to_user, refusal
 
 # The page's labels: A is the answer on the left, B the one on the right (evals.vocab's sides).
 VOTE_LABELS = {"A is better": "left", "B is better": "right", "Tie": "tie", "Both are bad": "both_bad"}
@@ -171,9 +171,9 @@ def begin(svc: Services, room: RatingRoom, campaign, name, code, invite, login: 
     asks), then their next battle and the campaign's guidelines."""
     config = svc.config
     if config.access_code and not hmac.compare_digest(code or "", config.access_code):
-        raise gr.Error("wrong access code")
+        raise refusal("wrong access code")
     if not campaign:
-        raise gr.Error("pick a campaign")
+        raise refusal("pick a campaign")
     with shown_to_user():
         access = svc.store.campaign(campaign)["access"]
         if access == "invite":  # a typed name is not an identity here
@@ -236,9 +236,9 @@ def vote(svc: Services, room: RatingRoom, session, choice, score_left, score_rig
     """Store the vote, then reveal: the battle stays on the page with each model's name above its
     side and the rater's choice marked, until Next loads the next one."""
     if not session or not session.get("battle_id"):
-        raise gr.Error("start rating first")
+        raise refusal("start rating first")
     if choice not in VOTE_LABELS:
-        raise gr.Error("pick A, B, tie or both bad")
+        raise refusal("pick A, B, tie or both bad")
     with shown_to_user():
         names = arena.reveal_names(arena.cast_vote(
             svc.store, session["campaign"], session["rater_id"], session["battle_id"], VOTE_LABELS[choice],
@@ -271,9 +271,9 @@ def ask_question(svc: Services, room: RatingRoom, session, question):
     """An open campaign's /ask: the rater's question (or follow-up) answered by two anonymous models,
     streamed onto the page; the vote buttons appear when both answers are complete."""
     if not session or "rater_id" not in session:
-        raise gr.Error("start rating first")
+        raise refusal("start rating first")
     if not session.get("open"):
-        raise gr.Error("this campaign's prompts are fixed: vote on the battle shown")
+        raise refusal("this campaign's prompts are fixed: vote on the battle shown")
     with shown_to_user():
         for update in open_battles.ask(svc.store, svc.engine(), session["campaign"], session["rater_id"], session.get("battle_id"),
                                 question):
@@ -296,5 +296,5 @@ def open_battle_view(room: RatingRoom, session: dict, update: dict) -> dict:
 
 def next_battle(svc: Services, room: RatingRoom, session) -> dict:
     if not session or "rater_id" not in session:
-        raise gr.Error("start rating first")
+        raise refusal("start rating first")
     return {**battle_view(svc, room, session), room.reveal: "", room.next: gr.update(visible=False)}

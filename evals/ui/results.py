@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from evals import arena, plots
-from evals.ui.common import PRIVATE, Services, bind, check_admin, shown_to_user
+from evals.ui.common import PRIVATE, Services, bind, check_admin, shown_to_user, refusal
 
 RATER_COLUMNS = {"rater": "name", "votes": "votes", "gold seen": "gold_seen", "gold correct": "gold_correct",
                  "agreement": "agreement", "left share": "left_share", "flagged": "flagged", "review": "review",
@@ -87,9 +87,9 @@ def wire(svc: Services, room: ResultsRoom, password: gr.Textbox) -> None:
 
 
 def show_results(svc: Services, room: ResultsRoom, password, campaign) -> dict:
-    check_admin(svc.config, password)
+    check_admin(svc, password)
     if not campaign:
-        raise gr.Error("pick a campaign")
+        raise refusal("pick a campaign")
     with shown_to_user():
         res = arena.results(svc.store, campaign)
         votes = svc.store.votes(campaign)
@@ -108,25 +108,25 @@ def show_results(svc: Services, room: ResultsRoom, password, campaign) -> dict:
 
 
 def review_rater(svc: Services, password, campaign, rater_name, decision) -> str:
-    check_admin(svc.config, password)
+    check_admin(svc, password)
     if not (campaign and rater_name and decision):
-        raise gr.Error("pick a campaign, type a rater's name and choose include, exclude or auto")
+        raise refusal("pick a campaign, type a rater's name and choose include, exclude or auto")
     with shown_to_user():
         svc.store.set_review(campaign, rater_name.strip(), None if decision == "auto" else decision)
     return f"rater **{html.escape(rater_name.strip())}** in {campaign}: {decision} (show the results again to see the effect)"
 
 
 def list_reports(svc: Services, password):
-    check_admin(svc.config, password)
+    check_admin(svc, password)
     names = sorted(p.parent.name for p in Path(svc.config.reports_dir).glob("*/report.md"))
     return gr.update(choices=names, value=names[-1] if names else None)
 
 
 def show_report(svc: Services, password, name) -> str:
-    check_admin(svc.config, password)
+    check_admin(svc, password)
     path = Path(svc.config.reports_dir) / (name or "") / "report.md"
     if not name or not path.is_file():
-        raise gr.Error("pick a report (scripts/evaluate.py writes them)")
+        raise refusal("pick a report (scripts/evaluate.py writes them)")
     return path.read_text()
 
 
