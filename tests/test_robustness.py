@@ -312,3 +312,20 @@ def test_admin_passwords_are_throttled_per_client(tmp_path):
         check_admin(svc, "right")  # even the right one waits
     _request.set(client("10.0.0.2"))  # another client is not held back
     check_admin(svc, "right")
+
+
+def test_the_admin_tab_resumes_an_interrupted_campaign(tmp_path, tiny_registry):
+    from evals.ui.campaigns import resume
+    from evals.ui.common import ArenaConfig, services
+
+    svc = services(ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny",
+                               admin_password="pw", quantize=False))
+    svc.store.create_campaign("half", ["ad-a", "ad-b"], [{"prompt": f"question {i}?"} for i in range(5)],
+                              {"max_new_tokens": 4, "seed": 1})
+    first = svc.store.missing_answers("half")[:4]  # as if killed after the first batch
+    svc.store.save_answers([(pid, m, f"{m} early", 2, "") for pid, _, m in first])
+    said = resume(svc, "pw", "half", progress=lambda *a, **k: None)
+    assert "6 missing answers generated" in said and svc.store.campaign("half")["status"] == "ready"
+    assert len(svc.store.answers("half")) == 10 and not svc.store.missing_answers("half")
+    assert sum(a["text"].endswith("early") for a in svc.store.answers("half")) == 4  # the saved ones kept
+    assert "nothing to resume" in resume(svc, "pw", "half", progress=lambda *a, **k: None)

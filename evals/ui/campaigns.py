@@ -50,6 +50,8 @@ class AdminRoom:
     round_out: gr.Markdown
     delete: gr.Button
     deleted: gr.Markdown
+    resume: gr.Button
+    resumed: gr.Markdown
 
 
 def build_login() -> tuple[gr.Textbox, gr.Button, gr.Markdown]:
@@ -110,6 +112,9 @@ def build_campaign_tools() -> dict:
         fields["round_prompts"] = gr.File(label="New prompts (JSONL / CSV)", file_types=[".jsonl", ".csv"], type="filepath")
         fields["run_round"] = gr.Button("Run the round", variant="primary")
         fields["round_out"] = gr.Markdown()
+    with gr.Accordion("Resume an interrupted campaign (only its missing answers are generated)", open=False):
+        fields["resume"] = gr.Button("Resume the campaign above", elem_id="resume")
+        fields["resumed"] = gr.Markdown(elem_id="resumed")
     with gr.Accordion("Delete", open=False):
         fields["delete"] = gr.Button("Delete campaign", variant="stop")
         fields["deleted"] = gr.Markdown()
@@ -131,6 +136,8 @@ def wire(svc: Services, room: AdminRoom, campaign_lists: list[gr.Dropdown]) -> N
                          **PRIVATE)
     room.delete.click(bind(delete, svc, room, campaign_lists), [room.password, room.campaign],
                       [room.deleted] + campaign_lists, **PRIVATE)
+    room.resume.click(bind(resume, svc), [room.password, room.campaign], [room.resumed],
+                      concurrency_limit=svc.config.model_concurrency, concurrency_id="model", **PRIVATE)
 
 
 def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name, models, prompts_file, max_new_tokens,
@@ -152,6 +159,9 @@ def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name,
         params = SamplingParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
                                 seed=int(seed))
         check_blind_name(name, models or [])
+        arena.check_new_name(svc.store, name)  # cheap checks before the engine loads
+        if svc.config.generation_backend == "engine":
+            arena.check_models(svc.registry, svc.config.base, list(models or []))
         progress(0, desc="generating answers")
         made = arena.create_campaign(svc.store, svc.engine(), name, list(models or []), prompts, params,
                               source="open" if open_campaign else Path(prompts_file).name if prompts_file else
@@ -206,6 +216,21 @@ def delete(svc: Services, room: AdminRoom, campaign_lists: list, password, campa
         svc.store.delete_campaign(campaign)
     names = svc.campaign_names()
     return {room.deleted: f"deleted {campaign}", **{dropdown: gr.update(choices=names, value=None) for dropdown in campaign_lists}}
+
+
+def resume(svc: Services, password, campaign, progress=gr.Progress()) -> str:
+    """An interrupted creation: generate only its missing answers, then mark it ready."""
+    check_admin(svc, password)
+    if not campaign:
+        raise refusal("pick a campaign")
+    with shown_to_user():
+        if svc.store.campaign(campaign)["status"] == "ready":
+            return f"campaign **{campaign}** is ready: nothing to resume"
+        missing = len(svc.store.missing_answers(campaign))
+        progress(0, desc=f"{missing} missing answers")
+        arena.generate_missing(svc.store, svc.engine(), campaign,
+                               progress=lambda done, total: progress(done / total, desc=f"{done}/{total} answers"))
+    return f"campaign **{campaign}** ready: {missing} missing answers generated"
 
 
 def model_choices(svc: Services) -> dict:
