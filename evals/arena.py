@@ -452,23 +452,6 @@ def check_new_name(store: Store, name: str) -> None:
     raise StoreError(f"campaign {name!r} already exists; pick another name (or `campaign delete {name}`)")
 
 
-def check_models(registry, base: str, models: list[str]) -> None:
-    """Every model is the base or an adapter of it, read off the registry's cards before any model
-    loads (the engine would refuse the same after 15-30 s of loading)."""
-    from posttrain.registry import RegistryError
-
-    for model in models:
-        if model in (base, "__base__"):
-            continue
-        entry = registry.get(model)  # RegistryError names the known entries
-        if not entry.is_adapter:
-            raise RegistryError(f"{model!r} is a base, not an adapter of {base!r}; a campaign compares adapters of one base "
-                                f"(and {base!r} itself)")
-        if entry.base != base:
-            raise RegistryError(f"adapter {model!r} was trained on base {entry.base!r}, but this campaign runs on {base!r}; "
-                                f"pass --base {entry.base} or choose adapters of {base!r}")
-
-
 def answers_needed(prompts: list[dict], models: list[str]) -> int:
     """Generation calls a campaign needs: each model answers every turn of every prompt."""
     return sum(max(1, len(p.get("turns") or [])) for p in prompts) * len(models)

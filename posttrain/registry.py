@@ -358,6 +358,21 @@ class Registry:
         )
 
 
+def check_models(registry: Registry, base: str, models: list[str]) -> None:
+    """Every model is the base (or "__base__") or an adapter of it, read off the registry's cards
+    before any model loads (the engine would refuse the same after 15-30 s of loading)."""
+    for model in models:
+        if model in (base, "__base__"):
+            continue
+        entry = registry.get(model)  # RegistryError names the known entries
+        if not entry.is_adapter:
+            raise RegistryError(f"{model!r} is a base, not an adapter of {base!r}; a campaign compares adapters of one base "
+                                f"(and {base!r} itself)")
+        if entry.base != base:
+            raise RegistryError(f"adapter {model!r} was trained on base {entry.base!r}, but this campaign runs on {base!r}; "
+                                f"pass --base {entry.base} or choose adapters of {base!r}")
+
+
 def check_model_folder(folder: Path) -> None:
     """A local model folder has weights that open and a tokenizer, said before transformers tries
     (it says neither plainly: a missing tokenizer reads as a sentencepiece error)."""

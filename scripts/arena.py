@@ -6,6 +6,7 @@
                                              [--gold FILE] [--gold-rate R] [--min-gold-accuracy A] [--guidelines FILE.md]
                                              [--system TEXT] [--identity-words WORD ...]
                                              [--open [--max-turns 3] [--max-prompt-chars 2000] [--battles-per-hour 30]]
+                                             [--max-answers 5000] [--max-text-chars 8000] [--votes-per-minute 30]
     python scripts/arena.py campaign list [--json]
     python scripts/arena.py campaign resume NAME        (an interrupted creation: generates only the missing answers)
     python scripts/arena.py campaign delete NAME [--force]   (--force: also when it holds votes)
@@ -37,7 +38,7 @@ from posttrain import backend
 from posttrain.engine import SamplingParams
 from posttrain.errors import cli
 from posttrain.models import DEFAULT_BASE_NAME
-from posttrain.registry import Registry, RegistryError, default_registry_dir
+from posttrain.registry import Registry, RegistryError, check_models, default_registry_dir
 
 
 def run(argv=None) -> int:
@@ -76,6 +77,10 @@ def run(argv=None) -> int:
     create.add_argument("--battles-per-hour", type=int, default=30, help="open battles: new battles per rater per hour")
     create.add_argument("--max-duplicates", type=int, default=3,
                         help="open battles: times one question may start a battle in the campaign")
+    create.add_argument("--max-text-chars", type=int, default=arena.RatingPlan.max_text_chars,
+                        help="a rater's edited answer or comment, at most this many characters")
+    create.add_argument("--votes-per-minute", type=int, default=arena.RatingPlan.votes_per_minute,
+                        help="a rater's votes in any minute, at most")
     create.add_argument("--identity-words", nargs="*", default=[],
                         help="more words that give a model away (its name, its base's family and lab are always checked)")
     backend.add_flags(create)
@@ -219,9 +224,10 @@ def create_or_resume(args, store: Store) -> int:
             guidelines=arena.load_guidelines(args.guidelines) if args.guidelines else "", system=args.system,
             identity_words=tuple(arena.default_identity_words(registry, args.base, models, args.identity_words)),
             open=args.open, max_turns=args.max_turns, max_prompt_chars=args.max_prompt_chars,
-            battles_per_hour=args.battles_per_hour, max_duplicates=args.max_duplicates)
+            battles_per_hour=args.battles_per_hour, max_duplicates=args.max_duplicates,
+            max_text_chars=args.max_text_chars, votes_per_minute=args.votes_per_minute)
     if args.generation_backend == "engine":
-        arena.check_models(registry, args.base, models)
+        check_models(registry, args.base, models)
     todo = len(store.missing_answers(args.name)) if prompts is None else arena.answers_needed(prompts, models)
     if prompts:
         print(f"{todo} answers to generate ({len(prompts)} prompts x {len(models)} models), "

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from posttrain import backend
 from posttrain.engine import BASE, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
-from posttrain.registry import Registry, default_registry_dir
+from posttrain.registry import Registry, check_models, default_registry_dir
 from posttrain.errors import cli
 
 
@@ -48,8 +48,10 @@ def run(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     registry = Registry(args.registry)
     registry.ensure_base(args.base)
-    engine = backend.from_flags(args, registry, args.base)
     model_b = args.b or newest_adapter(registry, args.base) or BASE
+    if args.generation_backend == "engine":  # the names, before the engine loads (15-30 s)
+        check_models(registry, args.base, [args.a, model_b])
+    engine = backend.from_flags(args, registry, args.base)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
     start = time.perf_counter()
     with tqdm(total=args.max_new_tokens, desc=f"{args.a} vs {model_b}", unit="tok", file=sys.stderr) as bar:

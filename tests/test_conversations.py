@@ -137,21 +137,27 @@ def test_the_side_by_side_demo_continues_both_conversations(tiny_registry, tmp_p
 ZEBRAS = ["zebra-one", "zebra-two", "zebra-three"]
 
 
+def open_zebra_campaign(tiny_registry, tmp_path, name: str) -> Store:
+    """An open campaign of the three zebra adapters on the tiny base, in tmp_path/data."""
+    from conftest import make_lora
+    from posttrain.engine import Engine
+
+    for seed, zebra in enumerate(ZEBRAS, start=4):
+        tiny_registry.import_adapter(make_lora(tiny_registry.get("tiny").path, tmp_path / zebra, seed=seed), zebra,
+                                     base="tiny", method="sft")
+    store = Store(tmp_path / "data" / "arena.sqlite")
+    arena.create_campaign(store, Engine(tiny_registry, "tiny", quantize=False), name, ZEBRAS, [],
+                          SamplingParams(max_new_tokens=6, seed=1), plan=arena.RatingPlan(open=True))
+    return store
+
+
 def test_open_battles_through_the_public_api(tiny_registry, tmp_path):
     """Several API raters ask their own questions (/ask, and a follow-up), vote, and go on (/next):
     every turn and vote is stored, no name reaches them before a vote, and the pairs are covered evenly."""
     import threading
     from collections import Counter
 
-    from conftest import make_lora
-    from posttrain.engine import Engine
-
-    for seed, name in enumerate(ZEBRAS, start=4):
-        tiny_registry.import_adapter(make_lora(tiny_registry.get("tiny").path, tmp_path / name, seed=seed), name,
-                                     base="tiny", method="sft")
-    store = Store(tmp_path / "data" / "arena.sqlite")
-    arena.create_campaign(store, Engine(tiny_registry, "tiny", quantize=False), "ask-away", ZEBRAS, [],
-                          SamplingParams(max_new_tokens=6, seed=1), plan=arena.RatingPlan(open=True))
+    store = open_zebra_campaign(tiny_registry, tmp_path, "ask-away")
     config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", admin_password="pw",
                          quantize=False)
     site = launch(config, store)
@@ -250,19 +256,9 @@ def test_the_closed_loop_trains_on_an_open_campaigns_pairs(tiny_registry, tmp_pa
 def test_concurrent_asks_cover_the_pairs_evenly_with_the_queue_concurrency_raised(tiny_registry, tmp_path):
     """Six raters ask at once with MODEL_CONCURRENCY 6: each new open battle's pair is chosen and
     stored in one transaction, so six battles over three pairs are exactly two per pair."""
-    import threading
     from collections import Counter
-    from dataclasses import replace
 
-    from conftest import make_lora
-    from posttrain.engine import Engine
-
-    for seed, name in enumerate(ZEBRAS, start=4):
-        tiny_registry.import_adapter(make_lora(tiny_registry.get("tiny").path, tmp_path / name, seed=seed), name,
-                                     base="tiny", method="sft")
-    store = Store(tmp_path / "data" / "arena.sqlite")
-    arena.create_campaign(store, Engine(tiny_registry, "tiny", quantize=False), "at-once", ZEBRAS, [],
-                          SamplingParams(max_new_tokens=6, seed=1), plan=arena.RatingPlan(open=True))
+    store = open_zebra_campaign(tiny_registry, tmp_path, "at-once")
     config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", admin_password="pw",
                          quantize=False, model_concurrency=6)
     site = launch(config, store)

@@ -11,8 +11,9 @@ import gradio as gr
 
 from evals import arena
 from evals.arena import check_blind_name, invite_link
-from evals.ui.common import PRIVATE, Services, bind, check_admin, shown_to_user, refusal
+from evals.ui.common import PRIVATE, Services, bind, check_admin, refusal, shown_to_user
 from posttrain.engine import BASE, SamplingParams
+from posttrain.registry import check_models
 
 
 @dataclass
@@ -161,7 +162,7 @@ def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name,
         check_blind_name(name, models or [])
         arena.check_new_name(svc.store, name)  # cheap checks before the engine loads
         if svc.config.generation_backend == "engine":
-            arena.check_models(svc.registry, svc.config.base, list(models or []))
+            check_models(svc.registry, svc.config.base, list(models or []))
         progress(0, desc="generating answers")
         made = arena.create_campaign(svc.store, svc.engine(), name, list(models or []), prompts, params,
                               source="open" if open_campaign else Path(prompts_file).name if prompts_file else

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from evals.ui.common import PRIVATE, Services, bind, check_admin, is_admin, shown_to_user, refusal
+from evals.ui.common import PRIVATE, Services, bind, check_admin, is_admin, refusal, shown_to_user
 from posttrain.engine import BASE, SamplingParams
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from evals import plots
-from evals.ui.common import PRIVATE, Services, bind, check_admin, shown_to_user, refusal
+from evals.ui.common import PRIVATE, Services, bind, check_admin, refusal, shown_to_user
 from posttrain.registry import CARD, TRAINING_LOG
 
 

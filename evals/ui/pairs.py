@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from evals import arena
-from evals.ui.common import PRIVATE, Services, bind, check_admin, shown_to_user, refusal
+from evals.ui.common import PRIVATE, Services, bind, check_admin, refusal, shown_to_user
 
 COLUMNS = ["prompt", "chosen", "rejected", "chosen model", "rejected model", "rater", "edited", "time"]
 

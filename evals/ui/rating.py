@@ -12,7 +12,7 @@ import gradio as gr
 
 from evals import arena, open_battles
 from evals.store import StoreError
-from evals.ui.common import PRIVATE, Services, bind, progress_bar, safe_markdown, shown_to_user, refusal
+from evals.ui.common import PRIVATE, Services, bind, progress_bar, refusal, safe_markdown, shown_to_user
 
 # The page's labels: A is the answer on the left, B the one on the right (evals.vocab's sides).
 VOTE_LABELS = {"A is better": "left", "B is better": "right", "Tie": "tie", "Both are bad": "both_bad"}

@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from evals import arena, plots
-from evals.ui.common import PRIVATE, Services, bind, check_admin, shown_to_user, refusal
+from evals.ui.common import PRIVATE, Services, bind, check_admin, refusal, shown_to_user
 
 RATER_COLUMNS = {"rater": "name", "votes": "votes", "gold seen": "gold_seen", "gold correct": "gold_correct",
                  "agreement": "agreement", "left share": "left_share", "flagged": "flagged", "review": "review",
