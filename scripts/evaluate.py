@@ -5,6 +5,8 @@
 
     python scripts/evaluate.py mtbench --models A B ... [--questions FILE] [--judge openai|reward] [--json]
     python scripts/evaluate.py overoptimization --policy NAME --proxy REWARD --gold JUDGE [--n 1 2 4 8 16] [--json]
+    python scripts/evaluate.py ifeval --models A B ... --prompts FILE [--max-new-tokens 256] [--json]
+    python scripts/evaluate.py ifeval --responses FILE [--json]    (IFEval's input_data.jsonl rows plus `response`)
 
 Metrics on held-out data (domain and general-text perplexity, preference accuracy, task
 accuracy); then each model answers the held-out prompts once (a campaign in the arena store)
@@ -28,7 +30,7 @@ from posttrain.data import read_jsonl
 from posttrain import backend
 from posttrain.engine import BASE, Engine, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
-from posttrain.registry import Registry, RegistryError, default_registry_dir, folder_hash
+from posttrain.registry import Registry, RegistryError, check_models, default_registry_dir, folder_hash
 from posttrain.reward import RewardScorer, pairwise_accuracy
 from posttrain.errors import cli
 
@@ -203,12 +205,59 @@ def mtbench_grader(args, registry: Registry, engine):
     return mtbench.RewardGrader(RewardScorer(registry, name, device=getattr(engine, "device", None)), name)
 
 
+def run_ifeval(argv: list[str]) -> int:
+    """IFEval's verifiable instructions: answers of registry entries, or given responses, checked."""
+    from evals import ifeval
+
+    parser = argparse.ArgumentParser(prog="evaluate.py ifeval", description=run_ifeval.__doc__)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--models", nargs="+", help="registry entries to answer the prompts (the base's name: the plain base)")
+    source.add_argument("--responses", help="IFEval-schema rows with a `response` each: check these answers")
+    parser.add_argument("--prompts", help="IFEval-schema prompts (key, prompt, instruction_id_list, kwargs), e.g. "
+                                          "IFEval's input_data.jsonl")
+    parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
+    parser.add_argument("--registry", default=str(default_registry_dir()))
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--no-4bit", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    backend.add_flags(parser)
+    args = parser.parse_args(argv)
+    if args.responses:
+        rows = ifeval.read_rows(args.responses)
+        result = ifeval.evaluate(rows, {"responses": [r.get("response") or "" for r in rows]})
+    else:
+        if not args.prompts:
+            parser.error("--models needs --prompts FILE (IFEval-schema rows)")
+        rows = ifeval.read_rows(args.prompts)
+        registry = Registry(args.registry)
+        if args.generation_backend == "engine":
+            check_models(registry, args.base, args.models)
+        engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
+        models = [BASE if m == args.base else m for m in args.models]
+        with tqdm(total=len(rows) * len(models), desc="answers", file=sys.stderr) as bar:
+            answers = ifeval.answer(engine, models, rows, SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0),
+                                    progress=lambda done, total: bar.update(done - bar.n))
+        result = ifeval.evaluate(rows, {(args.base if m == BASE else m): texts for m, texts in answers.items()})
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for name, res in result["ifeval"].items():
+            ci = res["ci95"]
+            print(f"{name}: prompt-level strict {res['prompt_strict']:.3f} [{ci['prompt_strict'][0]:.3f}, "
+                  f"{ci['prompt_strict'][1]:.3f}], loose {res['prompt_loose']:.3f} [{ci['prompt_loose'][0]:.3f}, "
+                  f"{ci['prompt_loose'][1]:.3f}]; instruction-level strict {res['instruction_strict']:.3f}, loose "
+                  f"{res['instruction_loose']:.3f} ({res['n']} prompts, {res['instructions']} instructions)")
+    return 0
+
+
 def run(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "mtbench":
         return run_mtbench(argv[1:])
     if argv and argv[0] == "overoptimization":
         return run_overoptimization(argv[1:])
+    if argv and argv[0] == "ifeval":
+        return run_ifeval(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True, help="registry entries; the base's name = the plain base")
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
