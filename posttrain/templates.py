@@ -1,4 +1,4 @@
-"""Chat templates a recipe can name (`chat_template: chatml | llama3 | mistral | FILE.jinja`), the
+"""Chat templates a recipe can name (`chat_template: chatml | llama3 | mistral | gemma | FILE.jinja`), the
 end-of-turn token a template closes each answer with, and the template's special tokens that a
 base never trained. Written from the public formats; a tokenizer's own template wins unless a
 recipe names another. Never loads a model."""
@@ -35,12 +35,27 @@ MISTRAL = (
     "{% else %}{{ message['content'] + eos_token }}{% endif %}"
     "{% endfor %}"
 )
-TEMPLATES = {"chatml": CHATML, "llama3": LLAMA3, "mistral": MISTRAL}
+# Gemma's turns (its public -it template): <start_of_turn>user / <start_of_turn>model, each closed by
+# <end_of_turn>; no system role: a system message opens the first user turn, then a blank line.
+GEMMA = (
+    "{{ bos_token }}"
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% set first_user_prefix = messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}"
+    "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
+    "{% for message in loop_messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] | trim "
+    "+ '<end_of_turn>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+TEMPLATES = {"chatml": CHATML, "llama3": LLAMA3, "mistral": MISTRAL, "gemma": GEMMA}
 # The special tokens each named template writes; they must exist in the base's vocabulary.
 TEMPLATE_TOKENS = {
     "chatml": ["<|im_start|>", "<|im_end|>"],
     "llama3": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
     "mistral": [],
+    "gemma": ["<start_of_turn>", "<end_of_turn>"],
 }
 _PROBE = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "SENTINEL-ANSWER"}]
 

@@ -93,6 +93,25 @@ def test_mistral_style_template():
     ])
 
 
+def test_gemma_template_masks_token_by_token_and_folds_the_system_message():
+    from posttrain import templates
+
+    specials = ("<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>")
+    tokenizer = make_tokenizer(templates.GEMMA, extra_special=specials)
+    tokenizer.bos_token, tokenizer.eos_token = "<bos>", "<eos>"
+    messages = [{"role": "system", "content": "Be brief."}] + CONVERSATION
+    assert_masked(tokenizer, messages, [
+        ("<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n", False),
+        ("Hello!<end_of_turn>", True),
+        ("\n<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n", False),
+        ("4<end_of_turn>", True),
+        ("\n", False),
+    ])
+    assert templates.end_of_turn_id(tokenizer) == tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    prompt = tokenizer.apply_chat_template(CONVERSATION[:1], tokenize=False, add_generation_prompt=True)
+    assert prompt == "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+
+
 def test_unstable_template_and_bad_conversations_are_refused():
     unstable = make_tokenizer("{{ messages|length }}{% for m in messages %}{{ m['content'] }}{% endfor %}")
     with pytest.raises(TemplateError, match="not prefix-stable"):

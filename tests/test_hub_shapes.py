@@ -3,6 +3,8 @@
 - qwen2-base:  ChatML template, eos `<|endoftext|>`, every turn ends with `<|im_end|>`.
 - llama3-base: no chat template; header and end-of-turn tokens in the vocabulary, rows untrained.
 - mistral:     `[INST] ... [/INST]` template, answers end with `</s>` (eos).
+- gemma3-base: no chat template; `<start_of_turn>` / `<end_of_turn>` in the vocabulary (trained rows),
+               `<eos>` its eos: the recipe names `gemma`, and every answer stops at `<end_of_turn>`.
 
 Each is trained with SFT then DPO through scripts/train.py (the recipe's chat_template), served
 by the engine in a battle that must stop on the end-of-turn token, and merged with the logit
@@ -28,6 +30,9 @@ SHAPES = {
                     ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
                     "<|begin_of_text|>", "<|end_of_text|>", None, "llama3", "<|eot_id|>"),
     "mistral": ("mistralai/Mistral-7B-v0.1", ["<s>", "</s>"], "<s>", "</s>", None, "mistral", "</s>"),
+    # the pretrained Gemma 3 270M: no template; its turn tokens exist in the vocabulary, trained
+    "gemma3-base": ("google/gemma-3-270m", ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"], "<bos>",
+                    "<eos>", None, "gemma", "<end_of_turn>"),
 }
 UNTRAINED = {"llama3-base": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]}
 PROMPTS = ["hello", "how are you", "write a poem", "two plus two", "python code", "the quick fox", "the sea",
