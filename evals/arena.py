@@ -181,7 +181,9 @@ def create_campaign(store: Store, engine: Generator, name: str, models: list[str
         store.create_campaign(name, models, [], asdict(params), "open", settings=plan.settings())
         store.set_status(name, "ready")
         return {**store.campaign(name), "identity_flagged_battles": 0, "multi_turn_prompts": 0}
-    store.create_campaign(name, models, prompts, asdict(params), source, settings=plan.settings(), gold=list(plan.gold))
+    prompting = getattr(engine, "base_prompting", lambda models: None)(models)  # a base without a template: how
+    settings = {**plan.settings(), **({"base_prompt": prompting} if prompting else {})}
+    store.create_campaign(name, models, prompts, asdict(params), source, settings=settings, gold=list(plan.gold))
     return {**generate_missing(store, engine, name, batch_rows, progress), "multi_turn_prompts": multi_turn_count(prompts)}
 
 

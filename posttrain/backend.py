@@ -173,14 +173,14 @@ class OpenAIGenerator:
 
 
 def make_generator(registry: Registry, base: str, quantize: bool = True, backend: str | None = None,
-                   base_url: str | None = None, api_key: str | None = None):
+                   base_url: str | None = None, api_key: str | None = None, base_prompt: str | None = None):
     """The Engine, or the server named by GENERATION_BACKEND / GENERATION_BASE_URL / GENERATION_API_KEY
     (flags given here win over the environment)."""
     backend = backend or os.environ.get("GENERATION_BACKEND", "engine")
     if backend not in BACKENDS:
         raise EngineError(f"GENERATION_BACKEND={backend!r}: use one of {', '.join(BACKENDS)}")
     if backend == "engine":
-        return Engine(registry, base, quantize=quantize)
+        return Engine(registry, base, quantize=quantize, base_prompt=base_prompt or os.environ.get("BASE_PROMPT", "template"))
     base_url = base_url or os.environ.get("GENERATION_BASE_URL")
     if not base_url:
         raise EngineError("GENERATION_BACKEND=openai needs GENERATION_BASE_URL (e.g. http://localhost:8000/v1)")
@@ -198,8 +198,12 @@ def add_flags(parser) -> None:
                         help="the server's /v1 URL (env GENERATION_BASE_URL)")
     parser.add_argument("--generation-api-key", default=os.environ.get("GENERATION_API_KEY", ""),
                         help="(env GENERATION_API_KEY)")
+    parser.add_argument("--base-prompt", choices=["template", "completion"], default=os.environ.get("BASE_PROMPT", "template"),
+                        help="a base without a chat template: borrow its adapters' template, or prompt it as plain "
+                             "completion, ending at a blank line (env BASE_PROMPT)")
 
 
 def from_flags(args, registry: Registry, base: str, quantize: bool = True):
     return make_generator(registry, base, quantize=quantize, backend=args.generation_backend,
-                          base_url=args.generation_base_url, api_key=args.generation_api_key)
+                          base_url=args.generation_base_url, api_key=args.generation_api_key,
+                          base_prompt=getattr(args, "base_prompt", None))

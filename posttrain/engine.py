@@ -70,12 +70,12 @@ class Answer:
     finish_reason: str  # "stop" (end of turn) or "length" (hit max_new_tokens)
     prompt_tokens: int
     truncated_tokens: int = 0  # prompt tokens cut to fit the context; 0 when none
+    prompted: str = ""  # how a base without a chat template was prompted (empty: with its own template)
 
     @property
     def notice(self) -> str:
-        if not self.truncated_tokens:
-            return ""
-        return f"prompt truncated: {self.truncated_tokens} tokens cut to fit the context"
+        notes = [f"prompt truncated: {self.truncated_tokens} tokens cut to fit the context"] if self.truncated_tokens else []
+        return "; ".join(notes + ([self.prompted] if self.prompted else []))
 
 
 class MultiLoraLinear(nn.Module):
@@ -267,6 +267,15 @@ def read_lora(adapter_dir: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]
     return read_adapter(adapter_dir).lora
 
 
+BASE_PROMPTS = ("template", "completion")  # how a base without a chat template is prompted
+BLANK_LINE = re.compile(r"(?<=\S)[ \t]*\n[ \t]*\n")  # the end of a completion's answer: a blank line after text
+
+
+def completion_text(messages: list[dict]) -> str:
+    """A conversation as plain text for a pretrained base: each message a paragraph, the answer next."""
+    return "\n\n".join(str(m["content"]).strip() for m in messages) + "\n\n"
+
+
 def adapter_stop_ids(adapter_dir: Path) -> set[int]:
     """End-of-turn ids an adapter recorded in its generation_config.json (none when absent)."""
     path = adapter_dir / "generation_config.json"
@@ -279,10 +288,11 @@ def adapter_stop_ids(adapter_dir: Path) -> set[int]:
 class _BatchStreamer:
     """transformers streamer for a batch: collects each row's new tokens until its end of turn."""
 
-    def __init__(self, rows: int, eos_ids: set[int], notify: bool = False):
+    def __init__(self, rows: int, eos_ids: set[int], notify: bool = False, paragraph_rows: dict | None = None):
         self.tokens: list[list[int]] = [[] for _ in range(rows)]
         self.done = [False] * rows
         self.eos_ids = eos_ids
+        self.paragraph_rows = paragraph_rows or {}  # row -> its tokenizer: the answer ends at a blank line
         self.notify = notify  # only a streaming consumer wants an update per token
         self.updates: queue.Queue = queue.Queue()
         self._prompt_seen = False
@@ -298,11 +308,24 @@ class _BatchStreamer:
                 self.done[row] = True
             else:
                 self.tokens[row].append(token)
+                if row in self.paragraph_rows and BLANK_LINE.search(self.paragraph_rows[row].decode(self.tokens[row])):
+                    self.done[row] = True  # a completion: the answer's paragraph ended
         if self.notify:
             self.updates.put(True)
 
     def end(self) -> None:
         self.updates.put(None)
+
+
+class _RowsDone:
+    """A stopping criterion: each row ends when the streamer saw its end (an end of turn, or a
+    completion's blank line), so a batch stops once every row has."""
+
+    def __init__(self, streamer: _BatchStreamer):
+        self.streamer = streamer
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        return torch.tensor(self.streamer.done, dtype=torch.bool, device=input_ids.device)
 
 
 class Engine:
@@ -311,7 +334,11 @@ class Engine:
     On a GPU, `compile=True` (or ENGINE_COMPILE=1) decodes with a static KV cache and a
     torch.compile'd, CUDA-graphed step; adapters stay routed per row through fixed buffers."""
 
-    def __init__(self, registry: Registry, base: str, quantize: bool = True, compile: bool | None = None):
+    def __init__(self, registry: Registry, base: str, quantize: bool = True, compile: bool | None = None,
+                 base_prompt: str = "template"):
+        if base_prompt not in BASE_PROMPTS:
+            raise EngineError(f"base prompt must be one of {', '.join(BASE_PROMPTS)}, got {base_prompt!r}")
+        self.base_prompt = base_prompt  # how a base without a chat template is prompted
         self.registry = registry
         entry = registry.get(base)
         if entry.is_adapter:
@@ -457,12 +484,36 @@ class Engine:
 
     # ---- prompts -------------------------------------------------------------------------
     def _render(self, messages: list[dict], tokenizer) -> list[int]:
-        if not getattr(tokenizer, "chat_template", None):
-            raise EngineError(
-                f"base {self.base_name!r} has no chat template, so its plain rows cannot be prompted as a chat; "
-                "battle its adapters (they carry the template they were trained with)")
+        if tokenizer is None:  # a base without a chat template, as a plain completion
+            return self.tokenizer(completion_text(messages))["input_ids"]
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _prompt_tokenizer(self, model: str):
+        """The tokenizer whose chat template renders `model`'s prompts, and how that was chosen. The
+        plain base of a pretrained model has none: it borrows the template of the first loaded
+        adapter that has one (the seed's and LLaMA-Factory's practice), or, with base_prompt
+        "completion", is prompted with the plain text (None)."""
+        tokenizer = self._tokenizers[self.adapter_index(model)]
+        if getattr(tokenizer, "chat_template", None):
+            return tokenizer, ""
+        if self.base_prompt == "completion":
+            return None, "prompted as a plain completion (the base has no chat template; the answer ends at a blank line)"
+        for name, other in zip(self._slots, self._tokenizers):
+            if getattr(other, "chat_template", None):
+                return other, f"prompted with the chat template of {name!r} (the base has none)"
+        raise EngineError(
+            f"base {self.base_name!r} has no chat template, so its plain rows cannot be prompted as a chat; battle it "
+            "beside one of its adapters (it borrows the template they were trained with), or prompt it as a plain "
+            "completion (--base-prompt completion)")
+
+    def base_prompting(self, models: Sequence[str]) -> str | None:
+        """How the plain base is prompted among `models` (None when it is not among them)."""
+        if not any(m in (BASE, self.base_name) for m in models):
+            return None
+        for m in models:
+            self.adapter_index(m)  # load them: the borrowed template is the first loaded adapter's
+        return self._prompt_tokenizer(BASE)[1] or "its own chat template"
 
     def prepare(self, prompt: str | list[dict], max_new_tokens: int, model: str = BASE) -> tuple[list[int], int]:
         """Token ids of a prompt with the chat template `model` was trained with; the last
@@ -471,16 +522,16 @@ class Engine:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         if not messages or not str(messages[-1].get("content", "")).strip():
             raise EngineError("empty prompt")
-        tokenizer = self._tokenizers[self.adapter_index(model)]
+        tokenizer, _ = self._prompt_tokenizer(model)
         budget = self.context_length - max_new_tokens
         ids = self._render(messages, tokenizer)
         if len(ids) <= budget:
             return ids, 0
-        content_ids = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
+        content_ids = (tokenizer or self.tokenizer)(messages[-1]["content"], add_special_tokens=False)["input_ids"]
         overhead = len(ids) - len(content_ids)
         keep = budget - overhead
         while keep > 0:
-            cut = tokenizer.decode(content_ids[:keep])
+            cut = (tokenizer or self.tokenizer).decode(content_ids[:keep])
             ids = self._render(messages[:-1] + [{**messages[-1], "content": cut}], tokenizer)
             if len(ids) <= budget:
                 return ids, len(content_ids) - keep
@@ -506,9 +557,12 @@ class Engine:
             torch.manual_seed(params.seed)
             self._route(torch.tensor(slots, device=self.device))
             try:
+                from transformers import StoppingCriteriaList
+
                 self.model.generate(
                     **batch, streamer=streamer, pad_token_id=self.tokenizer.pad_token_id,
-                    eos_token_id=sorted(self.eos_ids), **params.generate_kwargs(),
+                    eos_token_id=sorted(self.eos_ids), stopping_criteria=StoppingCriteriaList([_RowsDone(streamer)]),
+                    **params.generate_kwargs(),
                 )
             finally:
                 self._route(None)
@@ -517,18 +571,27 @@ class Engine:
         return [
             Answer(
                 model=models[i],
-                text=self._tokenizers[self.adapter_index(models[i])].decode(streamer.tokens[i], skip_special_tokens=True),
+                text=self._decode(models[i], streamer.tokens[i], i in streamer.paragraph_rows),
                 new_tokens=len(streamer.tokens[i]) + int(streamer.done[i]),
                 finish_reason="stop" if streamer.done[i] else "length",
                 prompt_tokens=len(prepared[i][0]), truncated_tokens=prepared[i][1],
+                prompted=self._prompt_tokenizer(models[i])[1],
             )
             for i in range(len(models))
         ]
 
+    def _decode(self, model: str, tokens: list[int], paragraph: bool) -> str:
+        text = self._tokenizers[self.adapter_index(model)].decode(tokens, skip_special_tokens=True)
+        return BLANK_LINE.split(text)[0].strip() if paragraph else text
+
+    def _paragraph_rows(self, models) -> dict:
+        """Rows prompted as plain completions, whose answers end at a blank line."""
+        return {i: self.tokenizer for i, m in enumerate(models) if self._prompt_tokenizer(m)[0] is None}
+
     def generate(self, prompts: Sequence[str | list[dict]], models: Sequence[str], params: SamplingParams) -> list[Answer]:
         """Row i answers prompts[i] with models[i]; all rows in ONE batched generate call."""
         prepared, slots = self._start(prompts, models, params)
-        streamer = _BatchStreamer(len(prompts), self.eos_ids)
+        streamer = _BatchStreamer(len(prompts), self.eos_ids, paragraph_rows=self._paragraph_rows(models))
         self._run(prepared, slots, params, streamer)
         return self._answers(models, prepared, streamer)
 
@@ -538,7 +601,7 @@ class Engine:
         """Like generate, but yields every row's answer so far as tokens arrive (the final
         answers last). Updates that arrive while the consumer is busy are merged."""
         prepared, slots = self._start(prompts, models, params)
-        streamer = _BatchStreamer(len(prompts), self.eos_ids, notify=True)
+        streamer = _BatchStreamer(len(prompts), self.eos_ids, notify=True, paragraph_rows=self._paragraph_rows(models))
         errors: list[BaseException] = []
 
         def run() -> None:

@@ -188,3 +188,29 @@ def test_dora_and_rslora_adapters_share_a_batch_with_lora_and_match_peft_row_by_
     a, b = engine.battle("write a poem", "ad-dora", "ad-a", GREEDY)  # a DoRA-vs-LoRA battle in one call
     assert (a.text, b.text) == (engine.generate(["write a poem"], ["ad-dora"], GREEDY)[0].text,
                                 engine.generate(["write a poem"], ["ad-a"], GREEDY)[0].text)
+
+
+def test_a_completion_row_ends_at_a_blank_line_and_its_prompt_is_plain_text():
+    from conftest import make_tokenizer
+    from posttrain.engine import BLANK_LINE, _BatchStreamer, completion_text
+
+    tokenizer = make_tokenizer()
+    assert completion_text([{"role": "user", "content": " Name a river. "}]) == "Name a river.\n\n"
+    assert completion_text([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                            {"role": "user", "content": "Bye"}]) == "Hi\n\nHello\n\nBye\n\n"
+    ids = tokenizer("The Nile is long.\n\nNext question", add_special_tokens=False)["input_ids"]
+    streamer = _BatchStreamer(2, eos_ids=set(), paragraph_rows={0: tokenizer})
+    streamer.put(torch.tensor([[0], [0]]))  # the prompt
+    for token in ids:
+        streamer.put(torch.tensor([[token], [token]]))
+    assert streamer.done == [True, False]  # row 0 is a completion: its paragraph ended; row 1 goes on
+    assert len(streamer.tokens[0]) < len(ids) == len(streamer.tokens[1])
+    assert BLANK_LINE.split(tokenizer.decode(streamer.tokens[0]))[0].strip() == "The Nile is long."
+    assert not BLANK_LINE.search("\n\nleading blank lines are not an end")
+
+
+def test_the_engine_refuses_an_unknown_base_prompt(tiny_registry):
+    from posttrain.engine import EngineError
+
+    with pytest.raises(EngineError, match="base prompt must be one of template, completion"):
+        Engine(tiny_registry, "tiny", quantize=False, base_prompt="chat")

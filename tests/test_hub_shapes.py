@@ -158,6 +158,37 @@ def test_hub_shaped_base_trains_serves_and_merges(shape, tmp_path):
     assert report.max_abs_logit_diff <= report.tolerance
     assert eot in json.loads((merged.path / "generation_config.json").read_text())["eos_token_id"]
     assert AutoTokenizer.from_pretrained(str(merged.path)).chat_template == saved.chat_template
+    if own_template is None:
+        battle_a_plain_base_against_its_adapter(registry, merged.path, saved, tmp_path)
+
+
+def battle_a_plain_base_against_its_adapter(registry: Registry, trained, saved, tmp_path):
+    """A base WITHOUT a chat template (the trained weights above, their template stripped, as a
+    pretrained base ships) battles its adapter: the base's row borrows the adapter's template,
+    renders exactly as the adapter's does, and both rows stop at the end of turn."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    plain = tmp_path / "plain-base"
+    shutil.copytree(trained, plain)
+    config = json.loads((plain / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    for extra in plain.glob("chat_template.*"):
+        extra.unlink()
+    registry.publish_base("plain", lambda tmp: shutil.copytree(plain, tmp, dirs_exist_ok=True), source=str(plain))
+    adapter = tmp_path / "ident"  # LoRA B = 0: the base's own answers, with the template it was "trained" with
+    get_peft_model(AutoModelForCausalLM.from_pretrained(str(plain)),
+                   LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")).save_pretrained(adapter)
+    saved.save_pretrained(adapter)
+    registry.import_adapter(adapter, "ident", base="plain", method="sft")
+    engine = Engine(registry, "plain", quantize=False)
+    base_row, adapter_row = engine.battle("how are you", "__base__", "ident", SamplingParams(max_new_tokens=24, temperature=0))
+    for answer in (base_row, adapter_row):
+        assert answer.finish_reason == "stop" and answer.text.strip() == "ok", answer
+    assert base_row.notice == "prompted with the chat template of 'ident' (the base has none)" and not adapter_row.notice
+    assert engine.prepare("how are you", 8, "__base__") == engine.prepare("how are you", 8, "ident")
+    assert engine.base_prompting(["__base__", "ident"]) == base_row.notice
 
 
 def test_bf16_base_stays_bf16_through_import_and_merge(tmp_path):
