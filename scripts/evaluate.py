@@ -5,7 +5,7 @@
 
     python scripts/evaluate.py mtbench --models A B ... [--questions FILE] [--judge openai|reward] [--json]
     python scripts/evaluate.py overoptimization --policy NAME --proxy REWARD --gold JUDGE [--n 1 2 4 8 16] [--json]
-    python scripts/evaluate.py ifeval --models A B ... --prompts FILE [--max-new-tokens 256] [--json]
+    python scripts/evaluate.py ifeval --models A B ... [--prompts data/ifeval_heldout.jsonl] [--max-new-tokens 256] [--json]
     python scripts/evaluate.py ifeval --responses FILE [--json]    (IFEval's input_data.jsonl rows plus `response`)
 
 Metrics on held-out data (domain and general-text perplexity, preference accuracy, task
@@ -213,8 +213,9 @@ def run_ifeval(argv: list[str]) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--models", nargs="+", help="registry entries to answer the prompts (the base's name: the plain base)")
     source.add_argument("--responses", help="IFEval-schema rows with a `response` each: check these answers")
-    parser.add_argument("--prompts", help="IFEval-schema prompts (key, prompt, instruction_id_list, kwargs), e.g. "
-                                          "IFEval's input_data.jsonl")
+    parser.add_argument("--prompts", default=str(DATA / "ifeval_heldout.jsonl"),
+                        help="IFEval-schema prompts (key, prompt, instruction_id_list, kwargs): the project's 175 held-out "
+                             "prompts by default, or IFEval's own input_data.jsonl (541)")
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
     parser.add_argument("--registry", default=str(default_registry_dir()))
     parser.add_argument("--max-new-tokens", type=int, default=256)
@@ -226,8 +227,6 @@ def run_ifeval(argv: list[str]) -> int:
         rows = ifeval.read_rows(args.responses)
         result = ifeval.evaluate(rows, {"responses": [r.get("response") or "" for r in rows]})
     else:
-        if not args.prompts:
-            parser.error("--models needs --prompts FILE (IFEval-schema rows)")
         rows = ifeval.read_rows(args.prompts)
         registry = Registry(args.registry)
         if args.generation_backend == "engine":

@@ -126,3 +126,22 @@ def test_evaluate_responses_on_ifeval_schema_rows(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "ifeval", "--responses", str(broken)],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and f"{broken}:1: unknown instruction id" in bad.stderr
+
+
+def test_the_held_out_set_covers_every_instruction_type_and_is_reproducible():
+    import importlib.util
+    from collections import Counter
+
+    path = ROOT / "data" / "ifeval_heldout.jsonl"
+    rows = ifeval.read_rows(path)
+    counts = Counter(i for row in rows for i in row["instruction_id_list"])
+    assert len(rows) >= 150 and set(counts) == set(ifeval.CHECKERS) and min(counts.values()) >= 6
+    for row in rows:  # every row's kwargs fit its checkers
+        ifeval.check_row({**row, "response": "an answer"})
+    spec = importlib.util.spec_from_file_location("make_ifeval_heldout", ROOT / "data" / "make_ifeval_heldout.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.rows() == [json.loads(line) for line in path.read_text().splitlines()]  # the file is what the script writes
+    training = " ".join(f.read_text() for folder in ("sft", "preference", "synth") for f in (ROOT / "data" / folder).glob("*.jsonl"))
+    tasks = {row["prompt"].split(". ")[0] for row in rows}
+    assert len(tasks) == 30 and not [t for t in tasks if t in training]  # held out: no task is in the training data
