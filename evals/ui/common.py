@@ -117,20 +117,16 @@ def client_of(request) -> str:
     return getattr(client, "host", None) or "unknown"
 
 
-def check_admin(config, password: str) -> None:
+def check_admin(svc: "Services", password: str) -> None:
     """The admin password, throttled per client: after ADMIN_TRIES_PER_MINUTE wrong ones in a
-    minute, that client waits (said on the page) before its next try counts. `config`: the
-    Services (throttled) or an ArenaConfig (no throttle)."""
-    services = config if isinstance(config, Services) else None
-    config = services.config if services else config
+    minute, that client waits (said on the page) before its next try counts."""
     client = client_of(_request.get())
-    if services and config.admin_password:
-        wait = services.admin_attempts.wait_s(client)
+    if svc.config.admin_password:
+        wait = svc.admin_attempts.wait_s(client)
         if wait > 0:
             raise refusal(f"too many wrong admin passwords from here; try again in {wait:.0f} s")
-    if not is_admin(config, password):
-        if services:
-            services.admin_attempts.wrong(client)
+    if not is_admin(svc.config, password):
+        svc.admin_attempts.wrong(client)
         raise refusal("wrong admin password")
 
 
