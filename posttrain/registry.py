@@ -157,6 +157,11 @@ class Registry:
             if p.is_dir() and not p.name.startswith(".")
         ]
 
+    def newest(self, method: str) -> Entry | None:
+        """The most recently created entry of `method` (by its card's created_at, not its name)."""
+        found = [e for e in self.entries() if e.method == method]
+        return max(found, key=lambda e: str(e.card.get("created_at", ""))) if found else None
+
     def names(self) -> list[str]:
         return [e.name for e in self.entries()]
 

@@ -178,7 +178,7 @@ def run(argv=None) -> int:
         if args.judge == "openai":
             judge = OpenAIJudge.from_env()
         else:
-            name = args.reward or next((e.name for e in reversed(registry.entries()) if e.method == "reward"), None)
+            name = args.reward or getattr(registry.newest("reward"), "name", None)
             if not name:
                 raise RegistryError("no reward entry in the registry; train one (scripts/train.py reward) or use --judge openai")
             judge = RewardJudge(RewardScorer(registry, name), name=name)

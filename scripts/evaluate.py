@@ -199,7 +199,7 @@ def mtbench_grader(args, registry: Registry, engine):
     if args.judge == "openai":
         judge = OpenAIJudge.from_env()  # the same settings the pairwise judge reads
         return mtbench.OpenAIGrader(ChatClient(judge.base_url, judge.api_key, retries=judge.retries), judge.model)
-    name = args.reward or next((e.name for e in reversed(registry.entries()) if e.method == "reward"), None)
+    name = args.reward or getattr(registry.newest("reward"), "name", None)
     if not name:
         raise RegistryError("no reward entry in the registry; train one (scripts/train.py reward) or use --judge openai")
     return mtbench.RewardGrader(RewardScorer(registry, name, device=getattr(engine, "device", None)), name)
@@ -291,7 +291,7 @@ def run(argv=None) -> int:
             continue
         measured[names.get(model, model)] = metrics.measure(engine, model, sft_heldout, general, pairs, tasks)
 
-    reward_entry = args.reward or next((e.name for e in reversed(registry.entries()) if e.method == "reward"), None)
+    reward_entry = args.reward or getattr(registry.newest("reward"), "name", None)
     judge, reward = None, None
     if args.judge in ("auto", "reward") and reward_entry:
         device = getattr(engine, "device", None)  # on a GPU: beside the engine, 4-bit too

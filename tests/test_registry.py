@@ -112,3 +112,15 @@ def test_ensure_base_imports_only_what_it_can(tiny_registry, tiny_dir):
     assert tiny_registry.ensure_base("tiny-copy", source=str(tiny_dir)).card["method"] == "base"
     with pytest.raises(RegistryError, match="no entry 'qwen2-0.5b'"):
         tiny_registry.ensure_base("qwen2-0.5b")  # not the embedded default, and no source given
+
+
+def test_the_newest_entry_of_a_method_is_the_latest_created_not_the_last_by_name(tmp_path, tiny_dir):
+    from conftest import make_lora
+    from posttrain.registry import Registry
+
+    registry = Registry(tmp_path / "registry")
+    registry.import_base(tiny_dir, "tiny")
+    for name, created in (("zz-old", "2026-11-01T10:00:00+00:00"), ("aa-new", "2026-12-01T10:00:00+00:00")):
+        registry.import_adapter(make_lora(tiny_dir, tmp_path / name, seed=1), name, base="tiny", method="sft")
+        registry.annotate(name, created_at=created)  # by name the old one sorts last
+    assert registry.newest("sft").name == "aa-new" and registry.newest("reward") is None
