@@ -154,32 +154,27 @@ CLASHES = {"detectable_format:json_format", "combination:repeat_prompt", "starte
            "change_case:english_lowercase", "combination:two_responses"}
 
 
+def prompt_row(key: int, task: str, kinds: list[str], rng: random.Random) -> dict:
+    """One prompt: the task, then each instruction's sentence, in IFEval's schema."""
+    made = [instruction(kind, task, rng) for kind in kinds]
+    return {"key": key, "prompt": f"{task}. " + " ".join(text for text, _ in made),
+            "instruction_id_list": list(kinds), "kwargs": [kwargs for _, kwargs in made]}
+
+
 def rows(seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
     out = []
     for k, kind in enumerate(KINDS):
         for j in range(6):
-            task = TASKS[(k * 6 + j) % len(TASKS)]
-            ids, sentences, kwargs = [kind], [], []
-            text, args = instruction(kind, task, rng)
-            sentences.append(text)
-            kwargs.append(args)
+            kinds = [kind]
             if j == 0 and kind not in CLASHES:  # one prompt in six of each type carries a second instruction
-                second = next(s for s in SECOND if s != kind)
-                text, args = instruction(second, task, rng)
-                ids.append(second)
-                sentences.append(text)
-                kwargs.append(args)
-            out.append({"key": 5000 + len(out), "prompt": f"{task}. " + " ".join(sentences),
-                        "instruction_id_list": ids, "kwargs": kwargs})
-    extra = [kind for kind in KINDS if kind not in CLASHES][:25]
+                kinds.append(next(s for s in SECOND if s != kind))
+            out.append(prompt_row(5000 + len(out), TASKS[(k * 6 + j) % len(TASKS)], kinds, rng))
+    extra = [kind for kind in KINDS if kind not in CLASHES]
     for i in range(175 - len(out)):  # two-instruction prompts until 175 in all
         kind = extra[i % len(extra)]
-        task = TASKS[(i * 7 + 3) % len(TASKS)]
         second = "punctuation:no_comma" if kind != "punctuation:no_comma" else "detectable_format:title"
-        first, second_text = instruction(kind, task, rng), instruction(second, task, rng)
-        out.append({"key": 5000 + len(out), "prompt": f"{task}. {first[0]} {second_text[0]}",
-                    "instruction_id_list": [kind, second], "kwargs": [first[1], second_text[1]]})
+        out.append(prompt_row(5000 + len(out), TASKS[(i * 7 + 3) % len(TASKS)], [kind, second], rng))
     return out
 
 
