@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import threading
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass
@@ -295,9 +296,7 @@ def excluded_raters(store: Store, name: str) -> tuple[frozenset[str], frozenset[
 def _fresh(cached: tuple, stamp: tuple) -> bool:
     """Whether checks computed at vote stamp `cached` still stand at `stamp` (see excluded_raters)."""
     (was_count, was_last, was_reviews), (count, last, reviews) = cached, stamp
-    grown = count - was_count
-    return was_reviews == reviews and last >= was_last and (
-        (grown, last) == (0, was_last) or 0 <= grown < max(1, was_count // STALE_SHARE))
+    return was_reviews == reviews and last >= was_last and 0 <= count - was_count < max(1, was_count // STALE_SHARE)
 
 
 def next_battle(store: Store, campaign: str, rater_id: int) -> Assignment | None:
@@ -500,8 +499,6 @@ def split_battles(store: Store, name: str) -> int:
 def check_export_target(out: Path) -> None:
     """The export's target can be written, and writing it mixes nothing in: a .jsonl file (replaced
     whole) in a folder we may write, or a new or empty folder for a `datasets` dataset."""
-    import os
-
     if out.suffix == ".jsonl":
         if out.is_dir():
             raise StoreError(f"--out {out} is a folder; name a .jsonl file, or a folder without the suffix")
@@ -521,6 +518,8 @@ def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool =
     the campaign's guidelines, its target and which raters were left out, and why."""
     import hashlib
 
+    out = Path(out)
+    check_export_target(out)  # before the checks and the pairs are computed
     campaign = store.campaign(name)
     raters = rater_quality(store, name)
     left_out = quality.excluded_names(raters)
@@ -535,8 +534,6 @@ def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool =
                                       for r in raters if r["excluded"]],
                   "excluded_votes": sum(r["votes"] for r in raters if r["excluded"]),
                   "split_battles": split}
-    out = Path(out)
-    check_export_target(out)
     try:
         write_export(out, rows, provenance)
     except OSError as exc:

@@ -366,7 +366,7 @@ class Store:
             raise StoreError("rater name is empty")
         if kind == "human" and (len(name) > MAX_RATER_NAME or not name.isprintable()):
             raise StoreError(f"a rater name is at most {MAX_RATER_NAME} printable characters (got {len(name)}"
-                             f"{'' if name.isprintable() else ', with control characters'}); pick a shorter one")
+                             f"{'' if name.isprintable() else ', with control characters'}); pick another")
         campaign = self.campaign(campaign_name)
         if campaign["status"] != "ready":
             raise StoreError(f"campaign {campaign_name!r} is not ready for rating (status: {campaign['status']})")

@@ -247,6 +247,9 @@ def create_or_resume(args, store: Store) -> int:
                 made = arena.create_campaign(store, engine, args.name, models, prompts, params, source=args.prompts,
                                              progress=progress, plan=plan)
     except KeyboardInterrupt:
+        if args.name not in {c["name"] for c in store.campaigns()}:  # stopped while the engine loaded
+            print(f"interrupted before campaign {args.name!r} was stored; nothing to resume", file=sys.stderr)
+            return 130
         missing = len(store.missing_answers(args.name))
         print(f"interrupted: campaign {args.name!r} keeps the answers made so far, {missing} still missing; finish it "
               f"with `scripts/arena.py campaign resume {args.name}`", file=sys.stderr)
