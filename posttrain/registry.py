@@ -278,15 +278,15 @@ class Registry:
             raise RegistryError(str(exc)) from None
 
     def ensure_base(self, name: str, source: str | None = None) -> Entry:
-        """Base entry `name`, importing it first when missing: the embedded default by its own
-        name, any other base from `source` (a folder or Hub id) when one is given."""
-        from posttrain.models import DEFAULT_BASE_NAME
+        """Base entry `name`, importing it first when missing: an embedded base (SmolLM2, Gemma 3
+        270M) by its own name, any other base from `source` (a folder or Hub id) when one is given."""
+        from posttrain.models import EMBEDDED_BASES
 
         if name not in self:
             if source:  # a Space fetches even the default from the Hub: the GGUF package is not there
                 return self.import_base(source, name)
-            if name == DEFAULT_BASE_NAME:
-                return self.import_default_base()
+            if name in EMBEDDED_BASES:
+                return self.import_default_base(name)
         return self.get(name)
 
     def publish_base(self, name: str, write: Callable[[Path], None], source: str, hub_id: str | None = None,

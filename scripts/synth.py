@@ -3,6 +3,9 @@
     python scripts/synth.py [--teacher NAME | --api] [--n 5000] [--seeds data/synth/seeds.jsonl]
                             [--out data/synth/build] [--eval-file FILE ...] [--batch 16] [--seed 0]
 
+    python scripts/synth.py ifeval [--prompts data/ifeval_train.jsonl] [--teacher NAME | --api] [--samples 4]
+                            [--out runs/verified] [--eval-file FILE ...] [--check-file FILE ...] [--json]
+
     python scripts/synth.py constitutional --prompts FILE --constitution FILE.md --out pairs.jsonl
                             [--model NAME | --model teacher] [--seed 0]
 
@@ -75,10 +78,73 @@ def run_constitutional(argv: list[str]) -> int:
     return 0
 
 
+def run_ifeval(argv: list[str]) -> int:
+    """Verifiable-instruction data by rejection sampling: the teacher answers each IFEval-schema
+    prompt --samples times, IFEval's checkers keep what follows every instruction (SFT rows) and
+    pair it with what breaks one (DPO pairs); contamination-checked against the held-out sets.
+    Writes OUT/sft.jsonl, pairs.jsonl, pairs_heldout.jsonl, dropped.jsonl, summary.json and README.md
+    (the data card). Rerunning reuses the teacher's samples (OUT/raw.jsonl)."""
+    from evals import ifeval, verified
+
+    parser = argparse.ArgumentParser(prog="synth.py ifeval", description=run_ifeval.__doc__)
+    defaults = verified.VerifiedConfig()
+    parser.add_argument("--prompts", default=defaults.prompts, help="IFEval-schema prompts to answer")
+    parser.add_argument("--teacher", default=DEFAULT_BASE_NAME, help="registry entry (the base's name: the plain base)")
+    parser.add_argument("--api", action="store_true", help="the teacher is TEACHER_BASE_URL / TEACHER_MODEL")
+    parser.add_argument("--samples", type=int, default=defaults.samples, help="answers per prompt")
+    parser.add_argument("--temperature", type=float, default=defaults.temperature)
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=defaults.out)
+    parser.add_argument("--eval-file", action="append", default=None,
+                        help="held-out prompts no training prompt may overlap (default: every held-out set in data/)")
+    parser.add_argument("--check-file", action="append", default=None,
+                        help="other training files to check against the same prompts (default: data/general/train.jsonl)")
+    parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
+    parser.add_argument("--registry", default=str(default_registry_dir()))
+    parser.add_argument("--no-4bit", action="store_true")
+    parser.add_argument("--json", action="store_true", help="the last line of stdout is the summary as JSON")
+    backend.add_flags(parser)
+    args = parser.parse_args(argv)
+    if args.samples < 1:
+        parser.error("--samples must be at least 1")
+    config = verified.VerifiedConfig(prompts=args.prompts, out=args.out, samples=args.samples, temperature=args.temperature,
+                                     max_new_tokens=args.max_new_tokens, seed=args.seed,
+                                     eval_files=args.eval_file or defaults.eval_files,
+                                     check_files=args.check_file if args.check_file is not None else defaults.check_files)
+    rows = ifeval.read_rows(args.prompts)
+    if args.api:
+        teacher = OpenAITeacher.from_env(temperature=args.temperature, max_tokens=args.max_new_tokens,
+                                         cache=os.path.join(args.out, "cache.sqlite"))
+        os.makedirs(args.out, exist_ok=True)
+    else:
+        registry = Registry(args.registry)
+        registry.ensure_base(args.base)
+        engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
+        teacher = LocalTeacher(engine, BASE if args.teacher == args.base else args.teacher, max_new_tokens=args.max_new_tokens,
+                               temperature=args.temperature, batch_size=args.batch)
+    with tqdm(total=args.samples, desc=f"samples of {len(rows)} prompts", file=sys.stderr) as bar:
+        samples = verified.sample(teacher, rows, config, progress=lambda done, total: bar.update(done - bar.n))
+    built = verified.build(rows, samples, config)
+    out = verified.write(built, config, teacher.name)
+    summary = built["summary"]
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{summary['sft_rows']} SFT rows, {summary['pairs']} pairs (+{summary['pairs_heldout']} held out) from "
+              f"{summary['samples']} samples of {summary['prompts']} prompts; pass rate {summary['pass_rate']}; "
+              f"{summary['contaminated_prompts']} contaminated prompts dropped")
+        print(f"data card: {out / 'README.md'}")
+    return 0
+
+
 def run(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "constitutional":
         return run_constitutional(argv[1:])
+    if argv and argv[0] == "ifeval":
+        return run_ifeval(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", default=DEFAULT_BASE_NAME)
     parser.add_argument("--api", action="store_true")

