@@ -314,7 +314,10 @@ def read_rows(path) -> list[dict]:
 
 def answer(generator, models: list[str], rows: list[dict], params, batch_rows: int = 8, progress=None) -> dict[str, list[str]]:
     """Each model's answer to each row's prompt (through the Generator protocol: the engine or an
-    OpenAI-compatible server), several rows per batched call."""
+    OpenAI-compatible server), several rows per batched call. Every model is made ready first, so
+    a base without a chat template borrows its adapters' template even in a batch of its own rows."""
+    for model in models:
+        generator.ensure_model(model)
     todo = [(model, i) for model in models for i in range(len(rows))]
     out = {model: [""] * len(rows) for model in models}
     for start in range(0, len(todo), batch_rows):

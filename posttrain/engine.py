@@ -642,8 +642,12 @@ class Engine:
                 self._route(None)
 
     def tokenizer_for(self, model: str):
-        """The tokenizer (and so the chat template) `model` renders prompts with."""
-        return self._tokenizers[self.adapter_index(model)]
+        """The tokenizer (and so the chat template) `model` renders prompts with: a base without a
+        template has its adapters' (as in battles), unless it is prompted as a plain completion."""
+        tokenizer = self._tokenizers[self.adapter_index(model)]
+        if getattr(tokenizer, "chat_template", None) or self.base_prompt == "completion":
+            return tokenizer
+        return self._prompt_tokenizer(model)[0]
 
     def battle(self, prompt: str | list[dict], model_a: str, model_b: str, params: SamplingParams) -> tuple[Answer, Answer]:
         """Both sides of a battle in one batched call."""

@@ -565,15 +565,57 @@ def metrics_too_long(kind: str, tokenizer, rows: list[dict], max_length: int) ->
 FINGERPRINT = "fingerprint.json"
 
 
+# TRL config fields that cannot change what a run learns: where and how often it logs, saves,
+# evaluates and pushes, how long it trains (a longer run is a resume), and run-time plumbing. Every
+# other field, of the recipe, of TRL's config and of its ModelConfig, is in the fingerprint.
+NOT_FINGERPRINTED = frozenset({
+    "output_dir", "overwrite_output_dir", "logging_dir", "logging_strategy", "logging_steps", "logging_first_step",
+    "logging_nan_inf_filter", "log_level", "log_level_replica", "log_on_each_node", "report_to", "run_name",
+    "disable_tqdm", "project", "trackio_space_id", "trackio_bucket_id", "save_strategy", "save_steps",
+    "save_total_limit", "save_safetensors", "save_on_each_node", "save_only_model", "eval_strategy", "eval_steps",
+    "eval_delay", "eval_on_start", "per_device_eval_batch_size", "eval_accumulation_steps", "eval_do_concat_batches",
+    "prediction_loss_only", "include_for_metrics", "include_num_input_tokens_seen", "batch_eval_metrics",
+    "max_steps", "num_train_epochs", "resume_from_checkpoint", "ignore_data_skip", "restore_callback_states_from_checkpoint",
+    "push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo", "hub_always_push", "hub_revision",
+    "dataloader_num_workers", "dataloader_prefetch_factor", "dataloader_persistent_workers", "dataloader_pin_memory",
+    "local_rank", "ddp_timeout", "skip_memory_metrics", "log_completions", "num_completions_to_print",
+    "activation_offloading",
+})
+RUN_NOT_FINGERPRINTED = frozenset({"registry", "recipe"})  # where the registry lives; the recipe file's name
+
+
+def fingerprint_fields(run_args: RunArguments, config, info: dict, model_args=None) -> dict:
+    """What decides a run's result: every field of the recipe's RunArguments, TRL's config and its
+    ModelConfig but the named few above, and the data's hashes."""
+    from dataclasses import fields
+
+    trl_fields = {f.name: getattr(config, f.name) for f in fields(config)
+                  if f.name not in NOT_FINGERPRINTED and not f.name.startswith("_")}
+    return {"run": {k: v for k, v in asdict(run_args).items() if k not in RUN_NOT_FINGERPRINTED},
+            "trl": trl_fields, "model": asdict(model_settings(model_args)),
+            "dataset_hash": info.get("dataset_hash"), "eval_dataset_hash": info.get("eval_dataset_hash")}
+
+
 def fingerprint_of(run_args: RunArguments, config, info: dict, model_args=None) -> str:
-    """sha256 of what decides a run's result: the recipe's fields and the data's hashes."""
+    """sha256 of `fingerprint_fields`."""
     import hashlib
 
-    # Training longer (max_steps, epochs) is a resume, not another run.
+    fields = fingerprint_fields(run_args, config, info, model_args)
+    return "sha256:" + hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def fingerprint_v1(run_args: RunArguments, config, info: dict, model_args=None) -> str:
+    """The fingerprint before 2026-12-01 (an allow-list of fields): checkpoints a previous version
+    left are still resumed when their run is unchanged by that measure."""
+    import hashlib
+
     chosen = {k: v for k, v in run_config(run_args, config, model_args).items() if k not in ("max_steps", "num_train_epochs")}
     fields = {**chosen, **{k: v for k, v in asdict(run_args).items() if k not in ("registry", "recipe")},
               "dataset_hash": info.get("dataset_hash"), "eval_dataset_hash": info.get("eval_dataset_hash")}
     return "sha256:" + hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+FINGERPRINT_VERSION = 2
 
 
 def check_fingerprint(output_dir: Path, run_args: RunArguments, config, info: dict, model_args=None) -> str:
@@ -581,17 +623,18 @@ def check_fingerprint(output_dir: Path, run_args: RunArguments, config, info: di
     fingerprint = fingerprint_of(run_args, config, info, model_args)
     path = output_dir / FINGERPRINT
     if last_complete_checkpoint(output_dir) and path.is_file():
-        stored = json.loads(path.read_text()).get("fingerprint")
-        if stored != fingerprint:
+        stored = json.loads(path.read_text())
+        mine = fingerprint if stored.get("version") == FINGERPRINT_VERSION else fingerprint_v1(run_args, config, info, model_args)
+        if stored.get("fingerprint") != mine:
             raise RegistryError(
-                f"{output_dir} holds checkpoints of a run with another recipe or other data ({stored} != {fingerprint}); "
-                f"to start fresh remove it (rm -r {output_dir}) or pass --output_dir NEW_FOLDER")
+                f"{output_dir} holds checkpoints of a run with another recipe or other data ({stored.get('fingerprint')} "
+                f"!= {mine}); to start fresh remove it (rm -r {output_dir}) or pass --output_dir NEW_FOLDER")
     return fingerprint
 
 
 def write_fingerprint(output_dir: Path, fingerprint: str) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / FINGERPRINT).write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
+    (output_dir / FINGERPRINT).write_text(json.dumps({"fingerprint": fingerprint, "version": FINGERPRINT_VERSION}) + "\n")
 
 
 def build(kind: str, model, tokenizer, splits: Splits, config):

@@ -219,10 +219,13 @@ def run_ifeval(argv: list[str]) -> int:
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
     parser.add_argument("--registry", default=str(default_registry_dir()))
     parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--batch-rows", type=int, default=8, help="answers generated per batched call (more: faster on a CPU)")
     parser.add_argument("--no-4bit", action="store_true")
     parser.add_argument("--json", action="store_true")
     backend.add_flags(parser)
     args = parser.parse_args(argv)
+    if args.batch_rows < 1:
+        parser.error("--batch-rows must be at least 1")
     if args.responses:
         rows = ifeval.read_rows(args.responses)
         result = ifeval.evaluate(rows, {"responses": [r.get("response") or "" for r in rows]})
@@ -235,7 +238,7 @@ def run_ifeval(argv: list[str]) -> int:
         models = [BASE if m == args.base else m for m in args.models]
         with tqdm(total=len(rows) * len(models), desc="answers", file=sys.stderr) as bar:
             answers = ifeval.answer(engine, models, rows, SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0),
-                                    progress=lambda done, total: bar.update(done - bar.n))
+                                    batch_rows=args.batch_rows, progress=lambda done, total: bar.update(done - bar.n))
         result = ifeval.evaluate(rows, {(args.base if m == BASE else m): texts for m, texts in answers.items()})
     if args.json:
         print(json.dumps(result))
@@ -270,10 +273,13 @@ def run(argv=None) -> int:
     parser.add_argument("--general-text", default=str(DATA / "general_text.jsonl"))
     parser.add_argument("--tasks", default=str(DATA / "tasks_heldout.jsonl"))
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--batch-rows", type=int, default=8, help="answers generated per batched call (more: faster on a CPU)")
     parser.add_argument("--no-4bit", action="store_true")
     parser.add_argument("--out", help="report folder (default reports/<models joined by _vs_>)")
     backend.add_flags(parser)
     args = parser.parse_args(argv)
+    if args.batch_rows < 1:
+        parser.error("--batch-rows must be at least 1")
     registry = Registry(args.registry)
     engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
     models = [BASE if m == args.base else m for m in args.models]
@@ -316,9 +322,10 @@ def run(argv=None) -> int:
     with tqdm(total=len(prompts) * len(models), desc="answers", file=sys.stderr) as bar:
         update = lambda done, total: bar.update(done - bar.n)
         if campaign in {c["name"] for c in store.campaigns()}:
-            arena.generate_missing(store, engine, campaign, progress=update)
+            arena.generate_missing(store, engine, campaign, batch_rows=args.batch_rows, progress=update)
         else:
-            arena.create_campaign(store, engine, campaign, models, prompts, params, source=args.prompts, progress=update)
+            arena.create_campaign(store, engine, campaign, models, prompts, params, source=args.prompts,
+                                  batch_rows=args.batch_rows, progress=update)
     if judge is not None:
         with tqdm(desc=f"judge {judge.name}", file=sys.stderr) as bar:
             judge_campaign(store, campaign, judge, progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)))

@@ -124,6 +124,7 @@ def run_ifeval(argv: list[str]) -> int:
         engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
         teacher = LocalTeacher(engine, BASE if args.teacher == args.base else args.teacher, max_new_tokens=args.max_new_tokens,
                                temperature=args.temperature, batch_size=args.batch)
+        teacher.name = f"local:{args.teacher}"  # the entry's name, also when it is the plain base
     with tqdm(total=args.samples, desc=f"samples of {len(rows)} prompts", file=sys.stderr) as bar:
         samples = verified.sample(teacher, rows, config, progress=lambda done, total: bar.update(done - bar.n))
     built = verified.build(rows, samples, config)

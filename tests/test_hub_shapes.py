@@ -189,6 +189,15 @@ def battle_a_plain_base_against_its_adapter(registry: Registry, trained, saved, 
     assert base_row.notice == "prompted with the chat template of 'ident' (the base has none)" and not adapter_row.notice
     assert engine.prepare("how are you", 8, "__base__") == engine.prepare("how are you", 8, "ident")
     assert engine.base_prompting(["__base__", "ident"]) == base_row.notice
+    # IFEval's answers in batches of one row: the base's own batch comes first and still borrows
+    from evals import ifeval
+
+    fresh = Engine(registry, "plain", quantize=False)
+    rows = [{"key": 1, "prompt": "how are you", "instruction_id_list": [], "kwargs": []}]
+    answers = ifeval.answer(fresh, ["__base__", "ident"], rows, SamplingParams(max_new_tokens=24, temperature=0), batch_rows=1)
+    assert answers == {"__base__": ["ok"], "ident": ["ok"]}
+    # and its held-out perplexity is measured on the same rendering (evaluate.py's metrics)
+    assert fresh.tokenizer_for("__base__").chat_template == fresh.tokenizer_for("ident").chat_template
 
 
 def test_bf16_base_stays_bf16_through_import_and_merge(tmp_path):
@@ -212,6 +221,8 @@ def test_bf16_base_stays_bf16_through_import_and_merge(tmp_path):
 
 
 def test_resume_refuses_checkpoints_of_another_recipe(tmp_path, tiny_registry):
+    """warmup_steps and weight_decay were outside the old allow-list: a changed one resumed the old
+    run silently. Now any field but the named few is refused; a longer run resumes."""
     from trl import ModelConfig, SFTConfig
 
     from posttrain.registry import RegistryError
@@ -219,18 +230,65 @@ def test_resume_refuses_checkpoints_of_another_recipe(tmp_path, tiny_registry):
 
     data = ROOT / "data" / "sft"
 
-    def sft(name, lr):
+    def sft(name, steps=2, **changed):
         args = RunArguments(name=name, base="tiny", data=str(data / "train.jsonl"), eval_data=str(data / "heldout.jsonl"),
                             registry=str(tiny_registry.root))
         config = SFTConfig(output_dir=str(tmp_path / "runs"), use_cpu=True, bf16=False, report_to="none", max_length=64,
-                           per_device_train_batch_size=4, max_steps=2, save_strategy="steps", save_steps=2,
-                           learning_rate=lr, logging_steps=1)
+                           per_device_train_batch_size=4, max_steps=steps, save_strategy="steps", save_steps=2,
+                           logging_steps=1, **({"learning_rate": 1e-3} | changed))
         return run("sft", args, config, ModelConfig(lora_r=4, lora_alpha=8))
 
-    sft("first", 1e-3)
+    sft("first")
     tiny_registry.remove("first")  # the checkpoints in runs/ stay
-    with pytest.raises(RegistryError, match="another recipe or other data.*rm -r"):
-        sft("first", 5e-3)
+    for changed in ({"learning_rate": 5e-3}, {"warmup_steps": 1}, {"weight_decay": 0.1}):
+        with pytest.raises(RegistryError, match="another recipe or other data.*rm -r"):
+            sft("first", **changed)
+    assert sft("first", steps=3, logging_steps=2).card["config"]["max_steps"] == 3  # longer, logged otherwise: a resume
+
+
+@pytest.mark.parametrize("config_class", ["SFTConfig", "DPOConfig", "KTOConfig", "RewardConfig"])
+def test_every_training_field_but_the_named_few_is_in_the_fingerprint(config_class):
+    import copy
+    import enum
+    from dataclasses import fields
+
+    import trl
+    from trl import ModelConfig
+
+    from posttrain.train import NOT_FINGERPRINTED, RunArguments, fingerprint_of
+
+    def other(value):
+        if isinstance(value, bool):
+            return not value
+        if isinstance(value, enum.Enum):
+            return next(m for m in type(value) if m != value)
+        if isinstance(value, (int, float)):
+            return value * 2 + 1
+        if isinstance(value, str):
+            return value + "-x"
+        if isinstance(value, (list, tuple)):
+            return [*value, "x"]
+        if isinstance(value, dict):
+            return {**value, "x": 1}
+        return "changed" if value is None else None
+
+    config = getattr(trl, config_class)(output_dir="/tmp/fp", use_cpu=True, report_to="none")
+    run_args, model = RunArguments(name="n"), ModelConfig(lora_r=4)
+    info = {"dataset_hash": "a", "eval_dataset_hash": "b"}
+    first = fingerprint_of(run_args, config, info, model)
+    for f in fields(config):
+        if f.name.startswith("_"):
+            continue
+        changed = copy.copy(config)
+        setattr(changed, f.name, other(getattr(config, f.name)))
+        same = fingerprint_of(run_args, changed, info, model) == first
+        assert same == (f.name in NOT_FINGERPRINTED), f"{config_class}.{f.name}"
+    for f in fields(run_args):
+        changed = copy.copy(run_args)
+        setattr(changed, f.name, other(getattr(run_args, f.name)))
+        assert (fingerprint_of(changed, config, info, model) == first) == (f.name in ("registry", "recipe")), f.name
+    assert fingerprint_of(run_args, config, info, ModelConfig(lora_r=8)) != first
+    assert fingerprint_of(run_args, config, {**info, "dataset_hash": "c"}, model) != first
 
 
 @pytest.mark.parametrize("recipe,shape", [("qlora_llama3_8b.yaml", "llama3-base"), ("sft_qwen2_0.5b_dolly.yaml", "qwen2-base"),
