@@ -235,7 +235,7 @@ def test_resume_refuses_checkpoints_of_another_recipe(tmp_path, tiny_registry):
                             registry=str(tiny_registry.root))
         config = SFTConfig(output_dir=str(tmp_path / "runs"), use_cpu=True, bf16=False, report_to="none", max_length=64,
                            per_device_train_batch_size=4, max_steps=steps, save_strategy="steps", save_steps=2,
-                           logging_steps=1, **({"learning_rate": 1e-3} | changed))
+                           **({"learning_rate": 1e-3, "logging_steps": 1} | changed))
         return run("sft", args, config, ModelConfig(lora_r=4, lora_alpha=8))
 
     sft("first")
