@@ -147,6 +147,31 @@ def loss_curves(history: list[dict], title: str = "Training and evaluation loss"
     return fig
 
 
+def rl_curves(history: list[dict], title: str = "Online RL round") -> go.Figure:
+    """An online RL round's log (GRPO / RLOO): every reward's batch mean (the proxy and the gold
+    measure), the completion length and the KL to the parent, per step, one panel each: where the
+    proxy climbs while the gold measure does not, the reward is being hacked."""
+    from plotly.subplots import make_subplots
+
+    steps = [h for h in history if "step" in h and any(k.startswith("rewards/") for k in h)]
+    if not steps:
+        return _empty(title + " (no rewards logged for this entry)")
+    rewards = sorted({k for h in steps for k in h if k.startswith("rewards/") and k.endswith("/mean")})
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, subplot_titles=("reward (batch mean)", "completion length", "KL to the parent"))
+    for key in rewards:
+        points = [(h["step"], h[key]) for h in steps if h.get(key) is not None]
+        fig.add_trace(go.Scatter(x=[s for s, _ in points], y=[v for _, v in points], mode="lines+markers",
+                                 name=key.removeprefix("rewards/").removesuffix("/mean")), row=1, col=1)
+    for row, key, label in ((2, "completions/mean_length", "length (tokens)"), (3, "kl", "KL")):
+        points = [(h["step"], h[key]) for h in steps if h.get(key) is not None]
+        if points:
+            fig.add_trace(go.Scatter(x=[s for s, _ in points], y=[v for _, v in points], mode="lines+markers", name=label),
+                          row=row, col=1)
+    fig.update_layout(title=title, height=640)
+    fig.update_xaxes(title_text="step", row=3, col=1)
+    return fig
+
+
 def mtbench_radar(result: dict) -> go.Figure:
     """MT-Bench-lite's per-category scores, one closed polygon per model."""
     scores = result["mtbench"]

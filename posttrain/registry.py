@@ -18,7 +18,7 @@ from typing import Callable
 
 from posttrain.errors import WorkbenchError
 
-METHODS = ("base", "sft", "qlora", "dpo", "ipo", "kto", "orpo", "simpo", "reward", "merged", "imported")
+METHODS = ("base", "sft", "qlora", "dpo", "ipo", "kto", "orpo", "simpo", "reward", "grpo", "rloo", "merged", "imported")
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 CARD = "README.md"

@@ -29,7 +29,8 @@ from posttrain.reward import load_reward_model, pairwise_accuracy
 
 log = logging.getLogger(__name__)
 
-KINDS = ("sft", "dpo", "kto", "orpo", "simpo", "reward")  # data kind per run: sft -> conversations, others -> pairs
+KINDS = ("sft", "dpo", "kto", "orpo", "simpo", "reward", "grpo", "rloo")  # data: sft conversations; rl prompts; others pairs
+RL_KINDS = ("grpo", "rloo")  # online RL: TRL generates from prompts, the recipe's rewards score (posttrain/rl.py)
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -74,6 +75,12 @@ class RunArguments:
                 "the paper suggests 16"})
     upcast_non_quantized: bool = field(default=False, metadata={
         "help": "QLoRA: cast norms, embeddings and head to fp32 (PEFT's default); off keeps the compute dtype"})
+    reward: str | None = field(default=None, metadata={
+        "help": "grpo / rloo: the rewards, comma-separated: ifeval | ifeval:all | reward_model:NAME | judge:openai | "
+                "python:MODULE:FUNCTION (weights: TRL's reward_weights)"})
+    gold: str | None = field(default=None, metadata={
+        "help": "grpo / rloo: a reward computed with weight 0 on every batch and held-out prompt (logged, never "
+                "optimised): where the proxy and the truth part"})
     registry: str = field(default_factory=lambda: str(default_registry_dir()))
     recipe: str | None = field(default=None, metadata={"help": "set from --config; recorded in the card"})
 
@@ -89,7 +96,8 @@ def trainer_config_class(kind: str):
         from trl.experimental.cpo import CPOConfig
 
         return CPOConfig
-    return {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "kto": trl.KTOConfig, "reward": trl.RewardConfig}[kind]
+    return {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "kto": trl.KTOConfig, "reward": trl.RewardConfig,
+            "grpo": trl.GRPOConfig, "rloo": trl.RLOOConfig}[kind]
 
 
 # ModelConfig fields a registry run cannot honour: the base is a registry entry, loaded our way.
@@ -164,7 +172,33 @@ class Splits:
     info: dict
 
 
+def load_prompt_splits(run: RunArguments) -> Splits:
+    """Prompts for an online RL round (posttrain/rl.py's formats), with held-out prompts."""
+    import hashlib
+
+    from posttrain import rl
+
+    rows = rl.read_prompts(run.data)
+    rows = rows[: run.max_rows] if run.max_rows else rows
+    digest = lambda path: "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    info = {"dataset": run.data, "dataset_format": "prompts", "dataset_hash": digest(run.data), "rows_skipped": 0}
+    if run.eval_data:
+        eval_rows = rl.read_prompts(run.eval_data)
+        info.update(eval_dataset=run.eval_data, eval_dataset_hash=digest(run.eval_data))
+    else:
+        random.Random(0).shuffle(rows)
+        n_eval = max(1, int(len(rows) * run.eval_fraction))
+        rows, eval_rows = rows[n_eval:], rows[:n_eval]
+        info.update(eval_dataset=f"{run.data} ({run.eval_fraction:.0%} held out, seed 0)")
+    if not rows or not eval_rows:
+        raise DataError(f"{run.data}: {len(rows)} training and {len(eval_rows)} held-out prompts; need at least one of each")
+    info.update(train_rows=len(rows), eval_rows=len(eval_rows))
+    return Splits(rows, eval_rows, info)
+
+
 def load_splits(run: RunArguments, kind: str) -> Splits:
+    if kind in RL_KINDS:
+        return load_prompt_splits(run)
     data_kind = "sft" if kind == "sft" else "preference"
     train = read(run.data, format=run.data_format, on_error=run.on_bad_rows, split=run.data_split,
                  kind="preference" if run.data_format == "oasst1" and kind != "sft" else None)
@@ -434,7 +468,7 @@ def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
     trainable, total = trainable_parameters(model)
     log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     started = time.time()
-    measure, trainer = build(kind, model, tokenizer, splits, config)
+    measure, trainer = build(kind, model, tokenizer, splits, config, run_args, registry)
     measure = with_general_perplexity(measure, kind, tokenizer, run_args)
     if run_args.loraplus_lr_ratio is not None:
         trainer.optimizer = loraplus_optimizer(trainer, run_args.loraplus_lr_ratio)
@@ -472,7 +506,9 @@ def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
         "fingerprint": fingerprint,
         "chat_template": run_args.chat_template or (parent.card.get("chat_template") if parent else None) or "tokenizer",
         **({"end_of_turn_token": tokenizer.convert_ids_to_tokens(eot), "end_of_turn_id": eot} if eot is not None else {}),
-        "eval_rows_too_long": metrics_too_long(kind, tokenizer, splits.eval, config.max_length or 1024),
+        "eval_rows_too_long": metrics_too_long(kind, tokenizer, splits.eval, config.max_length or 1024)
+        if kind not in RL_KINDS else 0,
+        **(rl_card(run_args, config, registry) if kind in RL_KINDS else {}),
         "config": run_config(run_args, config, model_args),
         **splits.info,
         "metrics": metrics,
@@ -493,6 +529,22 @@ def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
     log.info("published %s: %s", entry.name, metrics)
     trainer.accelerator.wait_for_everyone()
     return entry
+
+
+def rl_card(run_args: RunArguments, config, registry) -> dict:
+    """What an online RL round optimised: the rewards (each registry reward model's hash), their
+    weights, the gold measure, the group size and the KL coefficient."""
+    from posttrain import rl
+    from posttrain.registry import folder_hash
+
+    specs = rl.parse_specs(run_args.reward)
+    versions = {}
+    for spec in specs + ([run_args.gold] if run_args.gold else []):
+        if spec.startswith("reward_model:"):
+            entry = registry.get(spec.split(":", 1)[1])
+            versions[spec] = folder_hash(entry.path, ("adapter_config.json", "*.safetensors"))
+    return {"reward": specs, "reward_weights": list(config.reward_weights or []), "gold": run_args.gold,
+            "reward_versions": versions, "group_size": config.num_generations, "kl_coefficient": config.beta}
 
 
 def with_general_perplexity(measure, kind: str, tokenizer, run: RunArguments):
@@ -637,7 +689,7 @@ def write_fingerprint(output_dir: Path, fingerprint: str) -> None:
     (output_dir / FINGERPRINT).write_text(json.dumps({"fingerprint": fingerprint, "version": FINGERPRINT_VERSION}) + "\n")
 
 
-def build(kind: str, model, tokenizer, splits: Splits, config):
+def build(kind: str, model, tokenizer, splits: Splits, config, run_args: RunArguments | None = None, registry=None):
     """The trainer for `kind` and the held-out measure that goes into the card."""
     from datasets import Dataset
     import trl
@@ -675,6 +727,19 @@ def build(kind: str, model, tokenizer, splits: Splits, config):
             model=model, args=config, processing_class=tokenizer,
             train_dataset=Dataset.from_list(splits.train), eval_dataset=Dataset.from_list(splits.eval),
         )
+    elif kind in RL_KINDS:
+        from posttrain import rl
+
+        functions, weights = rl.rewards(rl.parse_specs(run_args.reward), config.reward_weights, run_args.gold,
+                                        registry, device=getattr(model, "device", None))
+        config.reward_weights = weights  # the recipe's, plus the gold measure's 0
+        trainer = (trl.GRPOTrainer if kind == "grpo" else trl.RLOOTrainer)(
+            model=model, reward_funcs=functions, args=config, processing_class=tokenizer,
+            train_dataset=Dataset.from_list(splits.train), eval_dataset=Dataset.from_list(splits.eval),
+        )
+        # Held-out: the trainer's own rollouts on the held-out prompts, every reward (gold too) and length.
+        measure = lambda m: {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()
+                             if k.startswith(("eval_reward", "eval_completions/mean_length"))}
     else:  # kto
         pairs = [p for p in splits.eval if "chosen" in p]
         measure = lambda m: ({"preference_accuracy": preference_accuracy(m, tokenizer, pairs, config.max_length or 1024)}

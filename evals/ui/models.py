@@ -73,5 +73,7 @@ def show_entry(svc: Services, room: ModelsRoom, password, name) -> dict:
     history = json.loads(log.read_text()) if log.is_file() else []
     metrics = [[key, value] for key, value in (entry.card.get("metrics") or {}).items()]
     card = (entry.path / CARD).read_text() if (entry.path / CARD).is_file() else ""
-    return {room.curves: plots.loss_curves(history, f"{name}: training and evaluation loss"), room.metrics: metrics,
+    curves = (plots.rl_curves(history, f"{name}: rewards, length and KL per step") if entry.method in ("grpo", "rloo")
+              else plots.loss_curves(history, f"{name}: training and evaluation loss"))
+    return {room.curves: curves, room.metrics: metrics,
             room.card: f"```yaml\n{card}\n```" if card else "no card"}

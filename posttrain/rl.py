@@ -1,0 +1,139 @@
+"""Online RL rounds (TRL's GRPOTrainer / RLOOTrainer): the prompts they roll out on and the rewards
+named in the recipe.
+
+Rewards (the recipe's `reward`, one spec or several, weighted by TRL's own `reward_weights`):
+
+    ifeval                  share of the prompt's IFEval instructions followed (evals/rewards.py)
+    ifeval:all              1 when every instruction is followed, else 0
+    reward_model:NAME       a registry reward model's score
+    judge:openai            an OpenAI-compatible judge's 1-10 grade (JUDGE_BASE_URL / JUDGE_MODEL / JUDGE_API_KEY)
+    python:MODULE:FUNCTION  a user's own TRL reward function: f(prompts, completions, **columns) -> list[float | None]
+
+`ifeval` and `judge:openai` are shorthands for python specs into evals/rewards.py: the trainer
+takes them by name like any user's function, so posttrain imports nothing of evals.
+
+A `gold` spec (same grammar) is computed on every batch with weight 0: logged beside the proxy
+(`rewards/<gold>/mean`), never trained on, so the round shows where the proxy and the truth part."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Callable
+
+from posttrain.errors import RecipeError
+
+SHORTHANDS = {"ifeval": "evals.rewards:ifeval", "ifeval:all": "evals.rewards:ifeval_all",
+              "judge:openai": "evals.rewards:openai_judge"}
+
+
+def read_prompts(path: str | Path) -> list[dict]:
+    """Prompt rows for a rollout, from the project's formats: IFEval's schema (`prompt` text with
+    `instruction_id_list` / `kwargs`, kept as the `ifeval` column), conversations (`messages`: the
+    turns before the last assistant turn), preference rows (their `prompt` turns), or
+    `instruction` / `question` text. Each row: {"prompt": [messages], "ifeval": JSON or ""}."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such prompt file")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise RecipeError(f"{path}:{number}: broken JSON ({exc})") from None
+        rows.append(prompt_row(row, f"{path}:{number}"))
+    if not rows:
+        raise RecipeError(f"{path}: no prompts")
+    return rows
+
+
+def prompt_row(row: dict, where: str) -> dict:
+    checks = ""
+    if isinstance(row.get("prompt"), str):
+        turns = [{"role": "user", "content": row["prompt"]}]
+        if row.get("instruction_id_list"):
+            checks = json.dumps({"instruction_id_list": row["instruction_id_list"],
+                                 "kwargs": row.get("kwargs") or [{}] * len(row["instruction_id_list"])})
+    elif isinstance(row.get("messages"), list):
+        turns = list(row["messages"])
+        while turns and turns[-1].get("role") == "assistant":
+            turns.pop()
+    elif isinstance(row.get("prompt"), list):
+        turns = row["prompt"]
+    else:
+        text = row.get("instruction") or row.get("question")
+        turns = [{"role": "user", "content": text}] if isinstance(text, str) else []
+    if not turns or not all(isinstance(t, dict) and isinstance(t.get("content"), str) for t in turns):
+        raise RecipeError(f"{where}: no prompt (use IFEval's `prompt`, `messages`, a preference `prompt`, or `instruction`)")
+    return {"prompt": turns, "ifeval": checks}
+
+
+def parse_specs(reward) -> list[str]:
+    """The recipe's `reward`: a spec, a comma-separated list of them, or a YAML list."""
+    specs = [s.strip() for s in (reward.split(",") if isinstance(reward, str) else (reward or [])) if str(s).strip()]
+    if not specs:
+        raise RecipeError("an online RL run needs `reward` (ifeval, reward_model:NAME, judge:openai, python:MODULE:FUNCTION)")
+    return specs
+
+
+def reward_function(spec: str, registry=None, device=None) -> Callable:
+    """A TRL reward function for one spec, its __name__ the spec (TRL logs rewards/<name>/mean)."""
+    target = SHORTHANDS.get(spec, spec[len("python:"):] if spec.startswith("python:") else None)
+    if target is not None:
+        module, _, name = target.partition(":")
+        if not module or not name:
+            raise RecipeError(f"reward {spec!r}: write python:MODULE:FUNCTION")
+        try:
+            function = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:
+            raise RecipeError(f"reward {spec!r}: {exc}") from None
+        if not callable(function):
+            raise RecipeError(f"reward {spec!r}: {module}.{name} is not a function")
+    elif spec.startswith("reward_model:"):
+        function = reward_model_function(spec.split(":", 1)[1], registry, device)
+    else:
+        raise RecipeError(f"unknown reward {spec!r}; use ifeval, ifeval:all, reward_model:NAME, judge:openai or "
+                          "python:MODULE:FUNCTION")
+    named = lambda *args, **kwargs: function(*args, **kwargs)
+    named.__name__ = spec.replace(":", "_")
+    return named
+
+
+def completion_text(completion) -> str:
+    """TRL hands conversational completions as [{"role": "assistant", "content": ...}]."""
+    if isinstance(completion, list):
+        return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
+    return str(completion)
+
+
+def reward_model_function(name: str, registry, device=None) -> Callable:
+    from posttrain.reward import RewardScorer
+
+    if registry is None or name not in registry:
+        raise RecipeError(f"reward reward_model:{name}: no such registry entry; train one (scripts/train.py reward)")
+    scorer = RewardScorer(registry, name, device=device)
+
+    def score(prompts, completions, **_):
+        return [scorer.score(prompt, [completion_text(c)])[0] for prompt, c in zip(prompts, completions)]
+
+    score.version = registry.get(name).card.get("created_at")
+    return score
+
+
+def rewards(specs: list[str], weights: list[float] | None, gold: str | None, registry=None, device=None
+            ) -> tuple[list[Callable], list[float]]:
+    """The trainer's reward functions and weights: the specs (weights: TRL's reward_weights, one
+    per spec, default 1 each), then the gold spec with weight 0."""
+    weights = list(weights) if weights else [1.0] * len(specs)
+    if len(weights) != len(specs):
+        raise RecipeError(f"reward_weights has {len(weights)} values for {len(specs)} rewards ({', '.join(specs)})")
+    functions = [reward_function(s, registry, device) for s in specs]
+    if gold:
+        if gold in specs:
+            raise RecipeError(f"gold {gold!r} is also a training reward; the gold measure must be one the round does not optimise")
+        functions.append(reward_function(gold, registry, device))
+        weights.append(0.0)
+    return functions, weights
