@@ -1,7 +1,8 @@
 """The closed loop, one action: a campaign's human pairs -> a DPO round on a parent adapter (the
-project's recipe, overridable) -> the child published with its lineage -> a new blind campaign,
-child vs parent, on prompts the pairs never saw (checked like the data builder's contamination
-check). Used by `scripts/arena.py next-round` and the app's admin tab."""
+project's recipe, overridable), or with method "grpo" a reward model trained on those pairs and a
+GRPO round against it -> the child published with its lineage -> a new blind campaign, child vs
+parent, on prompts the pairs never saw (checked like the data builder's contamination check).
+Used by `scripts/arena.py next-round` and the app's admin tab."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from posttrain.registry import Registry, RegistryError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPE = ROOT / "posttrain" / "recipes" / "dpo_default.yaml"
+RECIPES = {"dpo": DEFAULT_RECIPE, "grpo": ROOT / "posttrain" / "recipes" / "grpo_default.yaml"}
+REWARD_RECIPE = ROOT / "posttrain" / "recipes" / "reward_default.yaml"
+METHODS = tuple(RECIPES)
 
 
 def overlapping_prompts(prompts: list[dict], seen: list[str]) -> list[str]:
@@ -30,6 +34,19 @@ def overlapping_prompts(prompts: list[dict], seen: list[str]) -> list[str]:
     found = contamination(rows, embed([r["instruction"] for r in rows]), seen, embed(seen), Thresholds())
     return [f"prompt {i + 1} (question_id {prompts[i]['question_id']}) {prompts[i]['prompt'][:60]!r}: {why}"
             for i, why in sorted(found.items())]
+
+
+def train(kind: str, recipe: str | Path, args: list[str]) -> None:
+    """One training run through train.py's own parser (the recipe, then these flags)."""
+    from trl import ModelConfig, TrlParser
+
+    from posttrain.train import RunArguments, run, trainer_config_class
+
+    run_args, config, model_args = TrlParser((RunArguments, trainer_config_class(kind), ModelConfig)).parse_args_and_config(
+        args=["--config", str(recipe), *args])
+    run_args.eval_data = run_args.eval_data or None
+    run_args.recipe = str(recipe)
+    run(kind, run_args, config, model_args)
 
 
 def free_campaign_name(store: Store, base: str, models: list[str]) -> str:
@@ -45,13 +62,12 @@ def free_campaign_name(store: Store, base: str, models: list[str]) -> str:
 
 def next_round(store: Store, registry: Registry, generator_factory: Callable[[], Generator], campaign: str, parent: str, child: str,
                prompts_file: str | Path, out_dir: str | Path, max_steps: int | None = None,
-               recipe: str | Path = DEFAULT_RECIPE, overrides: list[str] | None = None,
-               progress: Callable[[str], None] | None = None) -> dict:
+               recipe: str | Path | None = None, overrides: list[str] | None = None,
+               progress: Callable[[str], None] | None = None, method: str = "dpo") -> dict:
     """Run one round; returns {"child", "campaign", "pairs", "votes", "pairs_hash", ...}."""
-    from trl import ModelConfig, TrlParser
-
-    from posttrain.train import RunArguments, run, trainer_config_class
-
+    if method not in METHODS:
+        raise RegistryError(f"next round method {method!r}; use one of {', '.join(METHODS)}")
+    recipe = recipe or RECIPES[method]
     say = progress or (lambda message: None)
     source = store.campaign(campaign)
     parent_entry = registry.get(parent)
@@ -76,27 +92,35 @@ def next_round(store: Store, registry: Registry, generator_factory: Callable[[],
     pairs_hash = "sha256:" + hashlib.sha256(pairs_file.read_bytes()).hexdigest()
     votes = sum(1 for v in store.votes(campaign) if v["rater_kind"] == "human")
 
-    say(f"DPO round: {len(pairs)} pairs from {votes} votes, {parent} -> {child}")
-    args = ["--config", str(recipe), "--name", child, "--base", parent_entry.base, "--parent", parent,
-            "--data", str(pairs_file), "--data_format", "preference", "--eval_data", "",
-            "--eval_fraction", "0.2", "--registry", str(registry.root), "--output_dir", str(folder / "run")]
-    if max_steps:
-        args += ["--max_steps", str(max_steps)]
-    run_args, config, model_args = TrlParser((RunArguments, trainer_config_class("dpo"), ModelConfig)).parse_args_and_config(
-        args=args + (overrides or []))
-    run_args.eval_data = run_args.eval_data or None
-    run_args.recipe = str(recipe)
-    run("dpo", run_args, config, model_args)
+    common = ["--base", parent_entry.base, "--data", str(pairs_file), "--eval_data", "", "--eval_fraction", "0.2",
+              "--registry", str(registry.root)] + (["--max_steps", str(max_steps)] if max_steps else [])
+    extra = {}
+    if method == "dpo":
+        say(f"DPO round: {len(pairs)} pairs from {votes} votes, {parent} -> {child}")
+        train("dpo", recipe, ["--name", child, "--parent", parent, "--data_format", "preference", *common,
+                              "--output_dir", str(folder / "run")] + (overrides or []))
+    else:  # votes -> a reward model -> a GRPO round against it, on the pairs' prompts
+        reward = f"{child}-reward"
+        if reward in registry:
+            raise RegistryError(f"entry {reward!r} already exists in {registry.root}; pick another --name")
+        say(f"reward model {reward}: {len(pairs)} pairs from {votes} votes")
+        train("reward", REWARD_RECIPE, ["--name", reward, "--data_format", "preference", *common,
+                                        "--output_dir", str(folder / "reward-run")])
+        registry.annotate(reward, source_campaign=campaign, votes=votes, pairs=len(pairs), pairs_hash=pairs_hash)
+        say(f"GRPO round against {reward}: {parent} -> {child}")
+        train("grpo", recipe, ["--name", child, "--parent", parent, "--reward", f"reward_model:{reward}", *common,
+                               "--output_dir", str(folder / "run")] + (overrides or []))
+        extra = {"reward_model": reward}
     entry = registry.annotate(child, source_campaign=campaign, votes=votes, pairs=len(pairs), pairs_file=str(pairs_file),
-                              pairs_hash=pairs_hash)
+                              pairs_hash=pairs_hash, **extra)
 
     name = free_campaign_name(store, campaign, [child, parent])
     say(f"campaign {name}: {child} vs {parent} on {len(prompts)} unseen prompts")
     params = SamplingParams(**source["params"]) if source["params"] else SamplingParams()
     made = arena.create_campaign(store, generator_factory(), name, [child, parent], prompts, params,
                                  source=str(prompts_file))
-    result = {"child": child, "parent": parent, "campaign": made["name"], "source_campaign": campaign,
+    result = {"child": child, "parent": parent, "campaign": made["name"], "source_campaign": campaign, "method": method,
               "pairs": len(pairs), "votes": votes, "pairs_hash": pairs_hash, "prompts": len(prompts),
-              "metrics": entry.card.get("metrics", {})}
+              "metrics": entry.card.get("metrics", {}), **extra}
     (folder / "round.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

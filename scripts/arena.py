@@ -17,7 +17,7 @@
     python scripts/arena.py access NAME name|invite|hf
     python scripts/arena.py review NAME RATER include|exclude|auto   (the admin's word on a flagged rater)
     python scripts/arena.py judge NAME [--judge reward|openai] [--reward NAME]   (prints agreement with the people and the judge's audit)
-    python scripts/arena.py next-round CAMPAIGN --parent NAME --name CHILD --prompts FILE [--max-steps N] [--json]
+    python scripts/arena.py next-round CAMPAIGN --parent NAME --name CHILD --prompts FILE [--method dpo|grpo] [--max-steps N] [--json]
 
 Settings: --registry (REGISTRY_DIR), --data-dir (ARENA_DATA_DIR), --base (BASE_MODEL); --init starts a new arena
 in an empty (0-byte) database file instead of refusing it."""
@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from evals import arena
 from evals.store import Store, StoreError, default_data_dir
-from evals.loop import DEFAULT_RECIPE, next_round
+from evals.loop import METHODS as LOOP_METHODS, next_round
 from posttrain import backend
 from posttrain.engine import SamplingParams
 from posttrain.errors import cli
@@ -123,7 +123,9 @@ def run(argv=None) -> int:
     loop.add_argument("--name", required=True, help="the child's registry name")
     loop.add_argument("--prompts", required=True, help="the new campaign's prompts: none may overlap the pairs' prompts")
     loop.add_argument("--max-steps", type=int)
-    loop.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="DPO recipe (default: the project's)")
+    loop.add_argument("--method", choices=list(LOOP_METHODS), default="dpo",
+                      help="dpo: DPO on the pairs; grpo: a reward model on the pairs, then a GRPO round against it")
+    loop.add_argument("--recipe", help="the round's recipe (default: the project's dpo_default.yaml / grpo_default.yaml)")
     loop.add_argument("--json", action="store_true")
     loop.add_argument("--no-4bit", action="store_true")
     backend.add_flags(loop)
@@ -190,7 +192,7 @@ def run(argv=None) -> int:
         registry = Registry(args.registry)
         result = next_round(store, registry, lambda: backend.from_flags(args, registry, args.base, quantize=not args.no_4bit),
                             args.campaign, args.parent, args.name, args.prompts, Path(args.data_dir) / "rounds",
-                            max_steps=args.max_steps, recipe=args.recipe,
+                            max_steps=args.max_steps, recipe=args.recipe, method=args.method,
                             progress=lambda message: print(message, file=sys.stderr, flush=True))
         print(json.dumps(result) if args.json else
               f"published {result['child']} ({result['pairs']} pairs from {result['votes']} votes of {args.campaign}); "

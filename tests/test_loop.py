@@ -81,3 +81,29 @@ def test_next_round_from_the_app_admin_action(tiny_registry, tmp_path):
     assert tiny_registry.get("ad-a-r2").card["source_campaign"] == "tasting"
     assert any("DPO round" in m for m in messages)  # progress shown while it trains
     assert len(svc.store.answers("tasting-next")) == 4
+
+
+def test_next_round_grpo_trains_a_reward_model_on_the_votes_then_a_grpo_round_against_it(tiny_registry, tmp_path):
+    """--method grpo: the campaign's human pairs -> a reward model (lineage: the campaign) -> a GRPO
+    round on the pairs' prompts rewarded by it -> the child in a new campaign vs its parent."""
+    from evals.ui import ArenaConfig, run_next_round, services
+
+    config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", admin_password="pw",
+                         quantize=False)
+    svc = services(config)
+    prompts = [{"question_id": i, "category": None, "prompt": p} for i, p in
+               enumerate(["two plus two", "hello world", "write a poem about the sea", "python code please", "name a fruit"])]
+    arena.create_campaign(svc.store, svc.engine(), "tasting", ["ad-a", "ad-b"], prompts, SamplingParams(max_new_tokens=6))
+    rater = svc.store.rater("tasting", "kim")
+    while (battle := svc.store.next_assignment(rater)) is not None:
+        svc.store.vote(rater, battle.battle_id, "right")
+    new = tmp_path / "new.jsonl"
+    new.write_text(json.dumps({"prompt": "the quick brown fox"}) + "\n" + json.dumps({"prompt": "how are you today"}) + "\n")
+    result = run_next_round(svc, "tasting", "ad-a", "ad-a-rl", str(new), 2, method="grpo")
+    assert result["method"] == "grpo" and result["reward_model"] == "ad-a-rl-reward"
+    reward = tiny_registry.get("ad-a-rl-reward").card
+    child = tiny_registry.get("ad-a-rl").card
+    assert reward["method"] == "reward" and reward["source_campaign"] == "tasting" and reward["votes"] == 5
+    assert child["method"] == "grpo" and child["parent"] == "ad-a" and child["reward"] == ["reward_model:ad-a-rl-reward"]
+    assert child["reward_versions"]["reward_model:ad-a-rl-reward"] and child["source_campaign"] == "tasting"
+    assert svc.store.campaign(result["campaign"])["models"] == ["ad-a-rl", "ad-a"]

@@ -46,6 +46,7 @@ class AdminRoom:
     round_parent: gr.Dropdown
     round_child: gr.Textbox
     round_steps: gr.Number
+    round_method: gr.Radio
     round_prompts: gr.File
     run_round: gr.Button
     round_out: gr.Markdown
@@ -102,14 +103,16 @@ def build_campaign_tools() -> dict:
             fields["invite_count"] = gr.Number(value=10, precision=0, label="How many links")
             fields["invite"] = gr.Button("Make links for the campaign above")
         fields["invites"] = gr.Markdown()
-    with gr.Accordion("Next round: the people's pairs -> DPO -> a new campaign", open=False):
+    with gr.Accordion("Next round: the people's pairs -> DPO (or a reward model and GRPO) -> a new campaign", open=False):
         gr.Markdown("Trains a DPO round on the chosen campaign's human pairs (above) on top of a parent "
-                    "adapter, publishes the child, and opens a campaign child vs parent on new prompts "
-                    "that must not overlap the pairs' prompts.")
+                    "adapter, or (GRPO) a reward model on those pairs and a GRPO round against it, publishes "
+                    "the child, and opens a campaign child vs parent on new prompts that must not overlap the "
+                    "pairs' prompts.")
         with gr.Row():
             fields["round_parent"] = gr.Dropdown(label="Parent adapter", choices=[], allow_custom_value=True)
             fields["round_child"] = gr.Textbox(label="Child name")
             fields["round_steps"] = gr.Number(value=0, precision=0, label="Max steps (0: the recipe's epochs)")
+            fields["round_method"] = gr.Radio(["dpo", "grpo"], value="dpo", label="Method")
         fields["round_prompts"] = gr.File(label="New prompts (JSONL / CSV)", file_types=[".jsonl", ".csv"], type="filepath")
         fields["run_round"] = gr.Button("Run the round", variant="primary")
         fields["round_out"] = gr.Markdown()
@@ -133,7 +136,7 @@ def wire(svc: Services, room: AdminRoom, campaign_lists: list[gr.Dropdown]) -> N
     room.invite.click(bind(make_invites, svc), [room.password, room.campaign, room.invite_count], [room.invites], **PRIVATE)
     room.run_round.click(bind(next_round_action, svc, room, campaign_lists),
                          [room.password, room.campaign, room.round_parent, room.round_child, room.round_prompts,
-                          room.round_steps], [room.round_out] + campaign_lists, concurrency_limit=svc.config.model_concurrency, concurrency_id="model",
+                          room.round_steps, room.round_method], [room.round_out] + campaign_lists, concurrency_limit=svc.config.model_concurrency, concurrency_id="model",
                          **PRIVATE)
     room.delete.click(bind(delete, svc, room, campaign_lists), [room.password, room.campaign],
                       [room.deleted] + campaign_lists, **PRIVATE)
@@ -189,22 +192,22 @@ def make_invites(svc: Services, password, campaign, count, request: gr.Request) 
 
 
 def run_next_round(svc: Services, campaign: str, parent: str, child: str, prompts: str, max_steps: int | None,
-                   say=None) -> dict:
+                   say=None, method: str = "dpo") -> dict:
     """The admin's "Next round": evals.loop.next_round over the app's store, registry and engine."""
     from evals.loop import next_round
 
     return next_round(svc.store, svc.registry, svc.engine, campaign, parent, child, prompts,
-                      Path(svc.config.data_dir) / "rounds", max_steps=max_steps, progress=say)
+                      Path(svc.config.data_dir) / "rounds", max_steps=max_steps, progress=say, method=method)
 
 
 def next_round_action(svc: Services, room: AdminRoom, campaign_lists: list, password, campaign, parent, child, prompts,
-                      max_steps, progress=gr.Progress(track_tqdm=True)) -> dict:
+                      max_steps, method="dpo", progress=gr.Progress(track_tqdm=True)) -> dict:
     check_admin(svc, password)
     if not (campaign and parent and child and prompts):
         raise refusal("pick a campaign and a parent, name the child, and upload the new prompts")
     with shown_to_user():
         result = run_next_round(svc, campaign, parent, child.strip(), prompts, int(max_steps or 0) or None,
-                                say=lambda message: progress(0, desc=message))
+                                say=lambda message: progress(0, desc=message), method=method or "dpo")
     names = svc.campaign_names()
     summary = (f"Published **{result['child']}** ({result['pairs']} pairs from {result['votes']} votes); campaign "
                f"**{result['campaign']}** is ready: {result['child']} vs {result['parent']} on {result['prompts']} prompts.")
