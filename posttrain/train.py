@@ -452,6 +452,10 @@ def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
     model_args = model_settings(model_args)
     check_kind_settings(kind, config)
     check_some_steps(config)
+    if kind in RL_KINDS and getattr(config, "use_vllm", False) and quantized(run_args, model_args):
+        raise RecipeError("use_vllm with a 4-bit base: TRL syncs vLLM by merging the LoRA weights into the base, which "
+                          "on an NF4 base would round them into 4-bit; train the round on the full-precision base "
+                          "(quantize: false), where only the adapter is saved and the merge is undone after each sync")
     registry, base, parent = resolve_entries(run_args)
     if kind == "reward" and parent is not None:
         raise RegistryError("a reward model starts from the base (a fresh score head); drop --parent")

@@ -115,3 +115,8 @@ def test_reward_model_and_openai_judge_rewards_score_a_round(tiny_registry, tmp_
     assert entry.card["reward"] == ["reward_model:rm", "judge:openai"] and entry.card["reward_versions"]["reward_model:rm"]
     assert asked >= 4  # the judge graded every completion of the step's group
     assert "rewards/judge_openai/mean" in entry.card["metrics"] and "rewards/reward_model_rm/mean" in entry.card["metrics"]
+
+
+def test_vllm_rollouts_over_a_4bit_base_are_refused_before_anything_loads(tiny_registry, tmp_path):
+    with pytest.raises(RecipeError, match="use_vllm with a 4-bit base"):
+        grpo("grpo", tiny_registry, tmp_path, "ifeval", use_vllm="true", quantize="true")
