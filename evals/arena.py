@@ -409,6 +409,7 @@ def results(store: Store, name: str, rounds: int = 200) -> dict:
     settings = campaign["settings"]
     return {
         "campaign": name, "models": campaign["models"], "votes": len(votes), "human_votes": len(human),
+        "judge_votes": len(judge),  # the automatic judge's, on battles not flagged
         "win_rates": stats.win_rates(human),
         "bradley_terry": stats.bt_ladder(human, campaign["models"], rounds=rounds),
         "bradley_terry_style": styled,

@@ -62,7 +62,7 @@ def test_many_raters_never_see_a_revealed_answer_and_coverage_is_balanced(tmp_pa
     votes = store.votes("study")
     assert len(votes) == 300
     per_pair = Counter(tuple(sorted((v["model_a"], v["model_b"]))) for v in votes)
-    assert len(per_pair) == 3 and all(abs(n - 100) <= 10 for n in per_pair.values()), per_pair
+    assert sorted(per_pair.values()) == [100, 100, 100], per_pair  # the Latin square: exactly even
     on_left, appearances = Counter(), Counter()
     for v in votes:
         left = v["model_a"] if v["a_on_left"] else v["model_b"]
@@ -178,6 +178,12 @@ def test_the_judge_rates_a_human_campaign_and_results_show_agreement(tmp_path):
     assert res["judge_agreement"]["battles"] == 4 and res["judge_agreement"]["agreement"] == 1.0
     assert res["rater_agreement"]["agreement"] == 1.0 and res["win_rates"][0]["more_votes_for_0.10"] > 0
     assert "Judge vs the people's majority: 1.00 agreement on 4 battles" in results_summary_text(res)
+    assert res["judge_votes"] == 4 and "8 human votes counted, 4 judge votes." in results_summary_text(res)
+    # a battle flagged for naming a model: neither the people's nor the judge's vote on it counts
+    store.flag_battles("duel", {store.battle_ids("duel")[0]: "names a model"})
+    res = arena.results(store, "duel", rounds=0)
+    assert (res["human_votes"], res["judge_votes"]) == (6, 3)
+    assert "6 human votes counted, 3 judge votes." in results_summary_text(res)
 
 
 def test_the_judge_audit_catches_a_judge_that_picks_the_left_or_the_longer_answer(tmp_path):

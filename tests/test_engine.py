@@ -79,11 +79,11 @@ def test_adapter_vs_plain_base_and_base_name_alias(engine):
 def test_stream_grows_and_ends_with_the_generate_result(engine):
     params = SamplingParams(max_new_tokens=6, min_new_tokens=6, temperature=0)
     snapshots = list(engine.stream(["hello", "hello"], ["ad-a", "ad-b"], params))
-    assert len(snapshots) >= 3
-    lengths = [s[0].new_tokens for s in snapshots]
-    assert lengths == sorted(lengths) and lengths[-1] == 6
+    lengths = [s[0].new_tokens for s in snapshots]  # how many snapshots depends on the reader's pace: not asserted
+    assert snapshots and lengths == sorted(lengths) and lengths[-1] == 6
     final = engine.generate(["hello", "hello"], ["ad-a", "ad-b"], params)
     assert [a.text for a in snapshots[-1]] == [a.text for a in final]
+    assert all(final[row].text.startswith(s[row].text) for s in snapshots for row in (0, 1))  # each one grows the last
 
 
 def test_seeded_sampling_is_reproducible(engine):

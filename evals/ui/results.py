@@ -159,8 +159,7 @@ def results_summary_text(res: dict) -> str:
         left_out += " Refused in open battles: " + ", ".join(f"{n} {kind.replace('_', ' ')}"
                                                            for kind, n in sorted(res["refused"].items())) + "."
     coefficients = res["bradley_terry_style"]["coefficients"]
-    lines = [f"{res['human_votes']} human votes counted, {res['votes'] - res['human_votes'] - res.get('excluded_votes', 0)} "
-             f"judge votes.{left_out}{target}",
+    lines = [f"{res['human_votes']} human votes counted, {res['judge_votes']} judge votes.{left_out}{target}",
              "Style coefficients (log-odds per standard deviation of the normalised difference): " +
              ", ".join(f"{k} {v['value']:+.2f} [{v['ci_low']:+.2f}, {v['ci_high']:+.2f}]" for k, v in coefficients.items()) + ".",
              f"Rater agreement: {fmt(agreement['agreement'])} over {agreement['pairs']} rater pairs on "
