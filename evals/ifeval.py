@@ -266,15 +266,30 @@ def check_row(row: dict) -> dict:
             "follow_instruction_list": strict, "follow_instruction_list_loose": loose}
 
 
+def echoes(prompt: str, response: str, n: int = 6, share: float = 0.5) -> bool:
+    """Whether the response repeats its prompt: at least `share` of the prompt's word n-grams occur
+    in it. A pretrained base that continues its prompt passes the checkers that look for words the
+    prompt itself contains (keywords, "P.S.", "<<title>>", "[address]", "My answer is yes."), which
+    IFEval cannot tell from following them; IFEval's own scores count such answers as it does."""
+    grams = lambda text: {" ".join(t[i : i + n]) for t in [words(text.lower())] for i in range(max(0, len(t) - n + 1))}
+    mine = grams(prompt)
+    return bool(mine) and len(mine & grams(response)) / len(mine) >= share
+
+
 def score(rows: list[dict]) -> dict:
     """IFEval's four accuracies (prompt- and instruction-level, strict and loose) with 95% Wilson
-    intervals, per instruction id, and the rows' verdicts."""
+    intervals, per instruction id, and the rows' verdicts (with each response and whether it
+    echoes its prompt); `prompt_loose_no_echo` counts an echoing answer as not following."""
     checked = [check_row(r) for r in rows]
+    for row, c in zip(rows, checked):
+        c["echoes_prompt"] = echoes(row.get("prompt") or "", row.get("response") or "")
+        c["response"] = row.get("response") or ""
     n = len(checked)
     flat = [(i, s, l) for row, c in zip(rows, checked) for i, s, l in
             zip(row["instruction_id_list"], c["follow_instruction_list"], c["follow_instruction_list_loose"])]
     counts = {"prompt_strict": (sum(c["follow_all_instructions"] for c in checked), n),
               "prompt_loose": (sum(c["follow_all_instructions_loose"] for c in checked), n),
+              "prompt_loose_no_echo": (sum(c["follow_all_instructions_loose"] and not c["echoes_prompt"] for c in checked), n),
               "instruction_strict": (sum(s for _, s, _ in flat), len(flat)),
               "instruction_loose": (sum(l for _, _, l in flat), len(flat))}
     by_instruction = {}
@@ -283,6 +298,7 @@ def score(rows: list[dict]) -> dict:
         by_instruction[instruction] = {"strict": sum(s for s, _ in mine) / len(mine),
                                        "loose": sum(l for _, l in mine) / len(mine), "n": len(mine)}
     return {**{k: (hit / total if total else None) for k, (hit, total) in counts.items()}, "n": n,
+            "echoed": sum(c["echoes_prompt"] for c in checked),
             "instructions": len(flat), "ci95": {k: list(wilson(hit, total)) for k, (hit, total) in counts.items()},
             "by_instruction": by_instruction, "rows": checked}
 

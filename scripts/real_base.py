@@ -230,7 +230,8 @@ def summarise(run: Run, built: dict, ifeval: dict, judged: dict, loop: dict, min
     measured = judged.get("metrics", {})
     entry = lambda name: {"prompt_loose": ifeval[name]["prompt_loose"], "prompt_strict": ifeval[name]["prompt_strict"],
                           "ci95": ifeval[name]["ci95"]["prompt_loose"], "instruction_loose": ifeval[name]["instruction_loose"],
-                          "n": ifeval[name]["n"]}
+                          "n": ifeval[name]["n"], "prompt_loose_no_echo": ifeval[name].get("prompt_loose_no_echo"),
+                          "ci95_no_echo": ifeval[name]["ci95"].get("prompt_loose_no_echo"), "echoed": ifeval[name].get("echoed")}
     sft_card, dpo_card = run.card(SFT), run.card(DPO)
     return {
         "date": time.strftime("%Y-%m-%d"), "quick": run.quick, "base": BASE, "hub_id": "google/gemma-3-270m",
@@ -271,6 +272,9 @@ def markdown(m: dict) -> str:
                  f"{fmt(m['ifeval'][k]['prompt_loose'])} {ci(m['ifeval'][k]['ci95'])}" for k in ("base", "sft", "dpo"))
              + " | SFT >= base + 0.15, DPO > SFT |",
              "| IFEval prompt-level strict | " + " | ".join(fmt(m["ifeval"][k]["prompt_strict"]) for k in ("base", "sft", "dpo")) + " | |",
+             "| IFEval loose, an answer that echoes its prompt counted as failing | " + " | ".join(
+                 f"{fmt(m['ifeval'][k].get('prompt_loose_no_echo'))} ({m['ifeval'][k].get('echoed')} echoed)"
+                 for k in ("base", "sft", "dpo")) + " | |",
              f"| held-out perplexity (general set) | {fmt(m['perplexity']['base'], 2)} | {fmt(m['perplexity']['sft'], 2)} | | SFT below base |",
              f"| preference accuracy (held-out verified pairs) | | {fmt(m['preference_accuracy']['sft'])} | "
              f"{fmt(m['preference_accuracy']['dpo'])} | DPO > 0.6 |", ""]

@@ -145,3 +145,17 @@ def test_the_held_out_set_covers_every_instruction_type_and_is_reproducible():
     training = " ".join(f.read_text() for folder in ("sft", "preference", "synth") for f in (ROOT / "data" / folder).glob("*.jsonl"))
     tasks = {row["prompt"].split(". ")[0] for row in rows}
     assert len(tasks) == 30 and not [t for t in tasks if t in training]  # held out: no task is in the training data
+
+
+def test_an_answer_that_echoes_its_prompt_is_counted_apart():
+    """A base continuing its prompt passes 'include the keywords' by repeating them: IFEval's own
+    scores keep it; prompt_loose_no_echo does not."""
+    prompt = "Describe a harbour. Include the keywords river and lantern in the response."
+    rows = [{"key": 1, "prompt": prompt, "instruction_id_list": ["keywords:existence"],
+             "kwargs": [{"keywords": ["river", "lantern"]}], "response": prompt + " " + prompt},
+            {"key": 2, "prompt": prompt, "instruction_id_list": ["keywords:existence"],
+             "kwargs": [{"keywords": ["river", "lantern"]}], "response": "A lantern glows where the river meets the sea."}]
+    result = ifeval.score(rows)
+    assert result["prompt_loose"] == 1.0 and result["prompt_loose_no_echo"] == 0.5 and result["echoed"] == 1
+    assert [r["echoes_prompt"] for r in result["rows"]] == [True, False] and result["rows"][1]["response"].startswith("A lantern")
+    assert not ifeval.echoes(prompt, "")
