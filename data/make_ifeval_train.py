@@ -14,7 +14,11 @@ check confirms no prompt overlaps a held-out one. Deterministic.
 
 import json
 import random
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_ifeval_heldout import KINDS as HELDOUT_KINDS  # noqa: E402
 
 TASKS = [
     "Write a note inviting friends to a picnic", "Explain how a kite stays in the air",
@@ -119,17 +123,7 @@ def instruction(kind: str, task: str, rng: random.Random) -> tuple[str, dict]:
     raise KeyError(kind)
 
 
-KINDS = [
-    "keywords:existence", "keywords:frequency", "keywords:forbidden_words", "keywords:letter_frequency",
-    "language:response_language", "length_constraints:number_sentences", "length_constraints:number_paragraphs",
-    "length_constraints:number_words", "length_constraints:nth_paragraph_first_word",
-    "detectable_content:number_placeholders", "detectable_content:postscript", "detectable_format:number_bullet_lists",
-    "detectable_format:constrained_response", "detectable_format:number_highlighted_sections",
-    "detectable_format:multiple_sections", "detectable_format:json_format", "detectable_format:title",
-    "combination:two_responses", "combination:repeat_prompt", "startend:end_checker", "startend:quotation",
-    "change_case:capital_word_frequency", "change_case:english_capital", "change_case:english_lowercase",
-    "punctuation:no_comma",
-]
+KINDS = HELDOUT_KINDS  # IFEval's 25 ids, in the held-out set's order
 
 
 def prompt_row(key: int, task: str, kind: str, rng: random.Random) -> dict:
