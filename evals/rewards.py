@@ -8,12 +8,7 @@ import json
 import os
 
 from evals import ifeval as checks
-
-
-def _text(completion) -> str:
-    if isinstance(completion, list):
-        return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
-    return str(completion)
+from posttrain.rl import completion_text as _text
 
 
 def _verdicts(completions, columns: dict) -> list[list[bool] | None]:

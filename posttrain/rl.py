@@ -79,6 +79,24 @@ def parse_specs(reward) -> list[str]:
     return specs
 
 
+def check(specs: list[str], weights: list[float] | None, gold: str | None, registry=None) -> None:
+    """Refuse a bad reward setting before any model loads: every spec resolves (a reward model by
+    its registry entry, not yet loaded), the weights fit, the gold measure is not a training reward."""
+    for spec in specs + ([gold] if gold else []):
+        if spec.startswith("reward_model:"):
+            name = spec.split(":", 1)[1]
+            if registry is None or name not in registry:
+                raise RecipeError(f"reward {spec}: no such registry entry; train one (scripts/train.py reward)")
+            if registry.get(name).method != "reward":
+                raise RecipeError(f"reward {spec}: {name!r} is a {registry.get(name).method!r} entry, not a reward model")
+        else:
+            reward_function(spec)
+    if weights and len(weights) != len(specs):
+        raise RecipeError(f"reward_weights has {len(weights)} values for {len(specs)} rewards ({', '.join(specs)})")
+    if gold and gold in specs:
+        raise RecipeError(f"gold {gold!r} is also a training reward; the gold measure must be one the round does not optimise")
+
+
 def reward_function(spec: str, registry=None, device=None) -> Callable:
     """A TRL reward function for one spec, its __name__ the spec (TRL logs rewards/<name>/mean)."""
     target = SHORTHANDS.get(spec, spec[len("python:"):] if spec.startswith("python:") else None)
@@ -112,8 +130,6 @@ def completion_text(completion) -> str:
 def reward_model_function(name: str, registry, device=None) -> Callable:
     from posttrain.reward import RewardScorer
 
-    if registry is None or name not in registry:
-        raise RecipeError(f"reward reward_model:{name}: no such registry entry; train one (scripts/train.py reward)")
     scorer = RewardScorer(registry, name, device=device)
 
     def score(prompts, completions, **_):
@@ -127,13 +143,10 @@ def rewards(specs: list[str], weights: list[float] | None, gold: str | None, reg
             ) -> tuple[list[Callable], list[float]]:
     """The trainer's reward functions and weights: the specs (weights: TRL's reward_weights, one
     per spec, default 1 each), then the gold spec with weight 0."""
+    check(specs, weights, gold, registry)
     weights = list(weights) if weights else [1.0] * len(specs)
-    if len(weights) != len(specs):
-        raise RecipeError(f"reward_weights has {len(weights)} values for {len(specs)} rewards ({', '.join(specs)})")
     functions = [reward_function(s, registry, device) for s in specs]
     if gold:
-        if gold in specs:
-            raise RecipeError(f"gold {gold!r} is also a training reward; the gold measure must be one the round does not optimise")
         functions.append(reward_function(gold, registry, device))
         weights.append(0.0)
     return functions, weights

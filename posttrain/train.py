@@ -456,6 +456,10 @@ def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
         raise RecipeError("use_vllm with a 4-bit base: TRL syncs vLLM by merging the LoRA weights into the base, which "
                           "on an NF4 base would round them into 4-bit; train the round on the full-precision base "
                           "(quantize: false), where only the adapter is saved and the merge is undone after each sync")
+    if kind in RL_KINDS:  # a bad reward is refused before the registry's entries or any model load
+        from posttrain import rl
+
+        rl.check(rl.parse_specs(run_args.reward), config.reward_weights, run_args.gold, Registry(run_args.registry))
     registry, base, parent = resolve_entries(run_args)
     if kind == "reward" and parent is not None:
         raise RegistryError("a reward model starts from the base (a fresh score head); drop --parent")

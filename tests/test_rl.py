@@ -120,3 +120,9 @@ def test_reward_model_and_openai_judge_rewards_score_a_round(tiny_registry, tmp_
 def test_vllm_rollouts_over_a_4bit_base_are_refused_before_anything_loads(tiny_registry, tmp_path):
     with pytest.raises(RecipeError, match="use_vllm with a 4-bit base"):
         grpo("grpo", tiny_registry, tmp_path, "ifeval", use_vllm="true", quantize="true")
+
+
+def test_a_bad_reward_is_refused_by_train_before_anything_loads(tiny_registry, tmp_path):
+    for reward, why in (("bleu", "unknown reward 'bleu'"), ("reward_model:ad-a", "'ad-a' is a 'sft' entry, not a reward model")):
+        with pytest.raises(RecipeError, match=why):
+            grpo("grpo", tiny_registry, tmp_path, reward)
