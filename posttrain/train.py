@@ -22,6 +22,7 @@ from posttrain.chat import TemplateError, build_example
 from posttrain.data import DataError, read
 from posttrain.errors import RecipeError
 from posttrain.heldout import perplexity, preference_accuracy, text_perplexity
+from posttrain.methods import METHODS, Method, method, refuse_fields_without_effect
 from posttrain.models import DEFAULT_BASE_NAME, compute_dtype, device_map, load_tokenizer, nf4_config
 from posttrain import templates
 from posttrain.registry import TRAINING_LOG, Entry, Registry, RegistryError, default_registry_dir
@@ -29,8 +30,6 @@ from posttrain.reward import load_reward_model, pairwise_accuracy
 
 log = logging.getLogger(__name__)
 
-KINDS = ("sft", "dpo", "kto", "orpo", "simpo", "reward", "grpo", "rloo")  # data: sft conversations; rl prompts; others pairs
-RL_KINDS = ("grpo", "rloo")  # online RL: TRL generates from prompts, the recipe's rewards score (posttrain/rl.py)
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -86,18 +85,8 @@ class RunArguments:
 
 
 def trainer_config_class(kind: str):
-    import trl
-
-    if kind == "orpo":  # TRL 1.x keeps ORPO and CPO (SimPO's trainer) in trl.experimental
-        from trl.experimental.orpo import ORPOConfig
-
-        return ORPOConfig
-    if kind == "simpo":
-        from trl.experimental.cpo import CPOConfig
-
-        return CPOConfig
-    return {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "kto": trl.KTOConfig, "reward": trl.RewardConfig,
-            "grpo": trl.GRPOConfig, "rloo": trl.RLOOConfig}[kind]
+    """TRL's config class of a training method (posttrain.methods)."""
+    return method(kind).config_class()
 
 
 # ModelConfig fields a registry run cannot honour: the base is a registry entry, loaded our way.
@@ -149,19 +138,8 @@ def check_some_steps(config) -> None:
                           "max_steps to 1 or more, or num_train_epochs above 0")
 
 
-def check_kind_settings(kind: str, config) -> None:
-    """SimPO is TRL's CPO with loss_type simpo; another loss under that name would mislabel the entry."""
-    if kind == "simpo" and config.loss_type != "simpo":
-        raise RecipeError(f"train.py simpo runs TRL's CPO with loss_type simpo, got loss_type {config.loss_type!r}; "
-                          "drop the field (or use cpo_alpha for CPO-SimPO)")
-
-
 def method_name(kind: str, run: RunArguments, config, model_args=None) -> str:
-    if kind == "sft":
-        return "qlora" if quantized(run, model_settings(model_args)) else "sft"
-    if kind == "dpo":
-        return "ipo" if "ipo" in list(config.loss_type) else "dpo"
-    return kind
+    return METHODS[kind].method_name(config, quantized(run, model_settings(model_args)))
 
 
 # ---- data -----------------------------------------------------------------------------------
@@ -197,12 +175,13 @@ def load_prompt_splits(run: RunArguments) -> Splits:
 
 
 def load_splits(run: RunArguments, kind: str) -> Splits:
-    if kind in RL_KINDS:
+    data = METHODS[kind].data
+    if data == "prompts":
         return load_prompt_splits(run)
-    data_kind = "sft" if kind == "sft" else "preference"
+    data_kind = "sft" if data == "conversations" else "preference"
     train = read(run.data, format=run.data_format, on_error=run.on_bad_rows, split=run.data_split,
-                 kind="preference" if run.data_format == "oasst1" and kind != "sft" else None)
-    if kind == "kto" and train.kind == "unpaired":
+                 kind="preference" if run.data_format == "oasst1" and data_kind != "sft" else None)
+    if data == "unpaired" and train.kind == "unpaired":
         data_kind = "unpaired"
     if train.kind != data_kind:
         raise DataError(f"{run.data}: {kind} needs {data_kind} data, but format {train.format!r} gives {train.kind}")
@@ -240,7 +219,7 @@ def replay_rows(run: RunArguments, kind: str, data_kind: str, train_rows: int) -
     if not 0 < run.replay_ratio <= 10:
         raise RecipeError(f"replay_ratio must be above 0 and at most 10 when replay_data is set, got {run.replay_ratio}")
     replay = read(run.replay_data, on_error=run.on_bad_rows, split=run.data_split)
-    allowed = ("sft", "text") if kind == "sft" else (data_kind,)
+    allowed = ("sft", "text") if data_kind == "sft" else (data_kind,)
     if replay.kind not in allowed:
         raise DataError(f"{run.replay_data}: {kind} replays {' or '.join(KIND_WORDS[k] for k in allowed)}, "
                         f"but format {replay.format!r} gives {KIND_WORDS.get(replay.kind, replay.kind)}")
@@ -446,30 +425,19 @@ def default_output_dir(config, name: str) -> None:
 
 def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
     """Train and publish. Returns the new registry entry. `model_args`: TRL's ModelConfig (LoRA and
-    quantization fields; default: its defaults, LoRA on every linear layer)."""
-    if kind not in KINDS:
-        raise RecipeError(f"unknown run kind {kind!r}; use one of {KINDS}")
+    quantization fields; default: its defaults, LoRA on every linear layer). What differs per
+    method comes from its record in posttrain.methods."""
+    how = method(kind)
     model_args = model_settings(model_args)
-    check_kind_settings(kind, config)
-    check_some_steps(config)
-    if kind in RL_KINDS and getattr(config, "use_vllm", False) and quantized(run_args, model_args):
-        raise RecipeError("use_vllm with a 4-bit base: TRL syncs vLLM by merging the LoRA weights into the base, which "
-                          "on an NF4 base would round them into 4-bit; train the round on the full-precision base "
-                          "(quantize: false), where only the adapter is saved and the merge is undone after each sync")
-    if kind in RL_KINDS:  # a bad reward is refused before the registry's entries or any model load
-        from posttrain import rl
-
-        rl.check(rl.parse_specs(run_args.reward), config.reward_weights, run_args.gold, Registry(run_args.registry))
+    check_before_loading(how, run_args, config, model_args)
     registry, base, parent = resolve_entries(run_args)
-    if kind == "reward" and parent is not None:
-        raise RegistryError("a reward model starts from the base (a fresh score head); drop --parent")
+    if how.from_base and parent is not None:
+        raise RegistryError(f"a {kind} run starts from the base (a fresh score head); drop --parent")
     default_output_dir(config, run_args.name)
     splits = load_splits(run_args, kind)
     tokenizer = run_tokenizer(registry, base, parent, run_args)
     fingerprint = check_fingerprint(Path(config.output_dir), run_args, config, splits.info, model_args)
-    if kind == "reward":
-        if quantized(run_args, model_args):
-            raise RecipeError("a reward run loads its base unquantized (a fresh score head); drop quantize / load_in_4bit")
+    if how.from_base:
         model, _ = load_reward_model(base.path, lora=lora_config(model_args, "SEQ_CLS"))  # + trained score head
     else:
         model = load_trainable(base, parent, run_args, config.gradient_checkpointing, tokenizer, model_args)
@@ -493,42 +461,15 @@ def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
     if not main:
         trainer.accelerator.wait_for_everyone()  # the main process publishes; then the entry exists
         return registry.get(run_args.name)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    metrics = {
-        # The last logged training loss: a resumed run's own average covers only its new steps.
-        "train_loss": round(losses[-1] if losses else train_output.training_loss, 4),
-        **({"train_loss_first": round(losses[0], 4)} if losses else {}),
-        **{k: round(v, 4) for k, v in eval_metrics.items() if isinstance(v, (int, float)) and not k.endswith(("_runtime", "per_second"))},
-        **{k: round(v, 4) for k, v in measure(model).items()},
-        **{f"parent_{k}": round(v, 4) for k, v in parent_metrics.items()},
-    }
-    if "eval_rewards/accuracies" in eval_metrics:
-        metrics["reward_accuracy"] = round(eval_metrics["eval_rewards/accuracies"], 4)
-    eot = templates.end_of_turn_id(tokenizer) if kind != "reward" else None
-    card = {
-        "method": method_name(kind, run_args, config, model_args),
-        "base": base.name, "base_model": base.card.get("base_model"), "base_hash": base.card.get("base_hash"),
-        **({"license": base.card["license"]} if base.card.get("license") else {}),
-        "parent": parent.name if parent else base.name,
-        "recipe": run_args.recipe,
-        "fingerprint": fingerprint,
-        "chat_template": run_args.chat_template or (parent.card.get("chat_template") if parent else None) or "tokenizer",
-        **({"end_of_turn_token": tokenizer.convert_ids_to_tokens(eot), "end_of_turn_id": eot} if eot is not None else {}),
-        "eval_rows_too_long": metrics_too_long(kind, tokenizer, splits.eval, config.max_length or 1024)
-        if kind not in RL_KINDS else 0,
-        **(rl_card(run_args, config, registry) if kind in RL_KINDS else {}),
-        "config": run_config(run_args, config, model_args),
-        **splits.info,
-        "metrics": metrics,
-        "trainable_parameters": trainable,
-        "trainable_share": round(trainable / total, 6),
-        "peak_memory_mb": round(peak_memory_mb(), 1),
-        "world_size": trainer.accelerator.num_processes,
-        "distributed": str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1],
-        "hardware": hardware(),
-        "duration_s": round(time.time() - started, 1),
-        "steps": trainer.state.global_step,
-    }
+    metrics = run_metrics(trainer, train_output, eval_metrics, measure(model), parent_metrics)
+    eot = templates.end_of_turn_id(tokenizer) if how.generates else None
+    card = {**card_of(how, run_args, config, model_args, registry, base, parent, tokenizer, splits, eot),
+            "fingerprint": fingerprint, "metrics": metrics, "trainable_parameters": trainable,
+            "trainable_share": round(trainable / total, 6), "peak_memory_mb": round(peak_memory_mb(), 1),
+            "world_size": trainer.accelerator.num_processes,
+            "distributed": str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1], "hardware": hardware(),
+            "duration_s": round(time.time() - started, 1), "steps": trainer.state.global_step}
+
     def write(tmp: Path) -> None:
         save_adapter(trainer.accelerator.unwrap_model(model), tokenizer, tmp, base, eot)
         (tmp / TRAINING_LOG).write_text(json.dumps(trainer.state.log_history, indent=1))  # the Models tab's curves
@@ -537,6 +478,58 @@ def run(kind: str, run_args: RunArguments, config, model_args=None) -> Entry:
     log.info("published %s: %s", entry.name, metrics)
     trainer.accelerator.wait_for_everyone()
     return entry
+
+
+def check_before_loading(how: Method, run_args: RunArguments, config, model_args) -> None:
+    """Every refusal that needs no model, before the registry's entries or any weights load: the
+    method's refused fields, a 0-step run, a 4-bit reward model, an RL round's rewards."""
+    how.refuse(config)
+    check_some_steps(config)
+    if how.from_base and quantized(run_args, model_args):
+        raise RecipeError(f"a {how.kind} run loads its base unquantized (a fresh score head); drop quantize / load_in_4bit")
+    if how.online and getattr(config, "use_vllm", False) and quantized(run_args, model_args):
+        raise RecipeError("use_vllm with a 4-bit base: TRL syncs vLLM by merging the LoRA weights into the base, which "
+                          "on an NF4 base would round them into 4-bit; train the round on the full-precision base "
+                          "(quantize: false), where only the adapter is saved and the merge is undone after each sync")
+    if how.online:
+        from posttrain import rl
+
+        rl.check(rl.parse_specs(run_args.reward), config.reward_weights, run_args.gold, Registry(run_args.registry))
+
+
+def run_metrics(trainer, train_output, eval_metrics: dict, measured: dict, parent_metrics: dict) -> dict:
+    """The card's metrics: the training loss (first and last logged), TRL's evaluation, the
+    method's held-out measure after training and on the parent before it."""
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    metrics = {
+        # The last logged training loss: a resumed run's own average covers only its new steps.
+        "train_loss": round(losses[-1] if losses else train_output.training_loss, 4),
+        **({"train_loss_first": round(losses[0], 4)} if losses else {}),
+        **{k: round(v, 4) for k, v in eval_metrics.items() if isinstance(v, (int, float)) and not k.endswith(("_runtime", "per_second"))},
+        **{k: round(v, 4) for k, v in measured.items()},
+        **{f"parent_{k}": round(v, 4) for k, v in parent_metrics.items()},
+    }
+    if "eval_rewards/accuracies" in eval_metrics:
+        metrics["reward_accuracy"] = round(eval_metrics["eval_rewards/accuracies"], 4)
+    return metrics
+
+
+def card_of(how: Method, run_args: RunArguments, config, model_args, registry, base: Entry, parent: Entry | None,
+            tokenizer, splits: Splits, eot: int | None) -> dict:
+    """What the run was: method, lineage, recipe, template, data and configuration."""
+    return {
+        "method": how.method_name(config, quantized(run_args, model_args)),
+        "base": base.name, "base_model": base.card.get("base_model"), "base_hash": base.card.get("base_hash"),
+        **({"license": base.card["license"]} if base.card.get("license") else {}),
+        "parent": parent.name if parent else base.name,
+        "recipe": run_args.recipe,
+        "chat_template": run_args.chat_template or (parent.card.get("chat_template") if parent else None) or "tokenizer",
+        **({"end_of_turn_token": tokenizer.convert_ids_to_tokens(eot), "end_of_turn_id": eot} if eot is not None else {}),
+        "eval_rows_too_long": 0 if how.online else metrics_too_long(how, tokenizer, splits.eval, config.max_length or 1024),
+        **(rl_card(run_args, config, registry) if how.online else {}),
+        "config": run_config(run_args, config, model_args),
+        **splits.info,
+    }
 
 
 def rl_card(run_args: RunArguments, config, registry) -> dict:
@@ -562,7 +555,7 @@ def with_general_perplexity(measure, kind: str, tokenizer, run: RunArguments):
     path = Path(run.general_text or "")
     if not path.is_file() and not path.is_absolute():  # the project's own file, from any folder
         path = Path(__file__).resolve().parents[1] / path
-    if kind == "reward" or not run.general_text or not path.is_file():
+    if not METHODS[kind].generates or not run.general_text or not path.is_file():
         return measure
     texts = [r["text"] for r in read_jsonl(path)]
     return lambda m: {**measure(m), "general_perplexity": text_perplexity(m, tokenizer, texts)}
@@ -614,10 +607,10 @@ def save_adapter(model, tokenizer, folder: Path, base: Entry, end_of_turn: int |
                          bos_token_id=tokenizer.bos_token_id).save_pretrained(folder)
 
 
-def metrics_too_long(kind: str, tokenizer, rows: list[dict], max_length: int) -> int:
+def metrics_too_long(how: Method, tokenizer, rows: list[dict], max_length: int) -> int:
     from posttrain.heldout import too_long
 
-    if kind == "sft":
+    if how.data == "conversations":
         return too_long(tokenizer, rows, "sft", max_length)
     return too_long(tokenizer, [r for r in rows if "chosen" in r], "pairs", max_length)
 
@@ -698,90 +691,47 @@ def write_fingerprint(output_dir: Path, fingerprint: str) -> None:
 
 
 def build(kind: str, model, tokenizer, splits: Splits, config, run_args: RunArguments | None = None, registry=None):
-    """The trainer for `kind` and the held-out measure that goes into the card."""
-    from datasets import Dataset
-    import trl
-
-    if kind == "sft":
-        conversations = [r["messages"] for r in splits.eval]
-        measure = lambda m: {"eval_perplexity": perplexity(m, tokenizer, conversations, config.max_length or 1024)}
-        trainer = trl.SFTTrainer(
-            model=model, args=config, processing_class=tokenizer,
-            train_dataset=tokenized(tokenizer, splits.train, config.max_length or 1024),
-            eval_dataset=tokenized(tokenizer, splits.eval, config.max_length or 1024),
-        )
-    elif kind == "dpo":
-        measure = lambda m: {"preference_accuracy": preference_accuracy(m, tokenizer, splits.eval, config.max_length or 1024)}
-        trainer = trl.DPOTrainer(
-            model=model, args=config, processing_class=tokenizer,
-            train_dataset=Dataset.from_list(splits.train), eval_dataset=Dataset.from_list(splits.eval),
-        )
-    elif kind == "reward":
-        refuse_ignored_reward_options(config)
-        max_length = config.max_length or 1024
-        measure = lambda m: {"preference_accuracy": pairwise_accuracy(m, tokenizer, splits.eval, max_length)}
-        # TRL's RewardTrainer: its loss is the Bradley-Terry loss reward.bradley_terry_loss writes out
-        # (a test checks the two agree), plus the RewardConfig options (center_rewards_coefficient, ...).
-        trainer = trl.RewardTrainer(
-            model=model, args=config, processing_class=tokenizer,
-            train_dataset=Dataset.from_list(splits.train), eval_dataset=Dataset.from_list(splits.eval),
-        )
-    elif kind in ("orpo", "simpo"):  # reference-free: no frozen copy of the parent
-        from trl.experimental.cpo import CPOTrainer
-        from trl.experimental.orpo import ORPOTrainer
-
-        measure = lambda m: {"preference_accuracy": preference_accuracy(m, tokenizer, splits.eval, config.max_length or 1024)}
-        trainer = (ORPOTrainer if kind == "orpo" else CPOTrainer)(
-            model=model, args=config, processing_class=tokenizer,
-            train_dataset=Dataset.from_list(splits.train), eval_dataset=Dataset.from_list(splits.eval),
-        )
-    elif kind in RL_KINDS:
+    """The method's TRL trainer over its data, and the held-out measure that goes into the card."""
+    how = method(kind)
+    how.refuse(config)
+    max_length = getattr(config, "max_length", None) or 1024  # online RL configs bound prompt and completion instead
+    train, held = datasets(how, tokenizer, splits, max_length)
+    extra = {}
+    if how.online:
         from posttrain import rl
 
         functions, weights = rl.rewards(rl.parse_specs(run_args.reward), config.reward_weights, run_args.gold,
                                         registry, device=getattr(model, "device", None))
         config.reward_weights = weights  # the recipe's, plus the gold measure's 0
-        trainer = (trl.GRPOTrainer if kind == "grpo" else trl.RLOOTrainer)(
-            model=model, reward_funcs=functions, args=config, processing_class=tokenizer,
-            train_dataset=Dataset.from_list(splits.train), eval_dataset=Dataset.from_list(splits.eval),
-        )
-        # Held-out: the trainer's own rollouts on the held-out prompts, every reward (gold too) and length.
-        measure = lambda m: {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()
-                             if k.startswith(("eval_reward", "eval_completions/mean_length"))}
-    else:  # kto
-        pairs = [p for p in splits.eval if "chosen" in p]
-        measure = lambda m: ({"preference_accuracy": preference_accuracy(m, tokenizer, pairs, config.max_length or 1024)}
-                             if pairs else {})
-        trainer = trl.KTOTrainer(
-            model=model, args=config, processing_class=tokenizer,
-            train_dataset=Dataset.from_list(unpaired(splits.train)), eval_dataset=Dataset.from_list(unpaired(splits.eval)),
-        )
-    return measure, trainer
+        extra["reward_funcs"] = functions
+    trainer = how.trainer_class()(model=model, args=config, processing_class=tokenizer, train_dataset=train,
+                                  eval_dataset=held, **extra)
+    return held_out_measure(how, tokenizer, splits, max_length, trainer), trainer
 
 
-# RewardConfig options that act only while TRL builds the model or renders the chat template itself;
-# here the model (LoRA + score head over a registry base) and the template (the `chat_template`
-# field) are ours, so these would do nothing: refused, with what to use instead.
-REWARD_OPTIONS_WITHOUT_EFFECT = {
-    "model_init_kwargs": "the reward model is built from the registry base; use the recipe's quantize / lora_* fields",
-    "chat_template_path": "set the chat template with the recipe's `chat_template` field",
-    "trust_remote_code": "registry bases load without remote code",
-}
+def datasets(how: Method, tokenizer, splits: Splits, max_length: int):
+    """The method's training and held-out datasets, in the shape its TRL trainer takes."""
+    from datasets import Dataset
+
+    if how.data == "conversations":
+        return tokenized(tokenizer, splits.train, max_length), tokenized(tokenizer, splits.eval, max_length)
+    if how.data == "unpaired":
+        return Dataset.from_list(unpaired(splits.train)), Dataset.from_list(unpaired(splits.eval))
+    return Dataset.from_list(splits.train), Dataset.from_list(splits.eval)
 
 
-def refuse_ignored_reward_options(config) -> None:
-    refuse_fields_without_effect(config, REWARD_OPTIONS_WITHOUT_EFFECT, "RewardConfig option", "a registry reward run")
-
-
-def refuse_fields_without_effect(config, fields: dict[str, str], what: str, where: str) -> None:
-    """A RecipeError for the first of `fields` (name -> what to use instead) set away from its
-    dataclass default: a recipe field that would silently do nothing is refused."""
-    import dataclasses
-
-    defaults = {f.name: f.default for f in dataclasses.fields(type(config))}
-    for name, instead in fields.items():
-        if getattr(config, name, None) != defaults.get(name):
-            raise RecipeError(f"{what} {name} has no effect on {where}: {instead}")
+def held_out_measure(how: Method, tokenizer, splits: Splits, max_length: int, trainer):
+    """model -> {measure: value} for the card (posttrain.methods.MEASURES)."""
+    pairs = [p for p in splits.eval if "chosen" in p]  # KTO's held-out rows may be unpaired
+    if how.measure == "perplexity":
+        conversations = [r["messages"] for r in splits.eval]
+        return lambda m: {"eval_perplexity": perplexity(m, tokenizer, conversations, max_length)}
+    if how.measure == "pairwise_accuracy":
+        return lambda m: {"preference_accuracy": pairwise_accuracy(m, tokenizer, pairs, max_length)}
+    if how.measure == "rollouts":  # the trainer's own rollouts on the held-out prompts: every reward (gold too), length
+        return lambda m: {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()
+                          if k.startswith(("eval_reward", "eval_completions/mean_length"))}
+    return lambda m: {"preference_accuracy": preference_accuracy(m, tokenizer, pairs, max_length)} if pairs else {}
 
 
 def run_config(run_args: RunArguments, config, model_args=None) -> dict:

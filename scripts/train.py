@@ -19,7 +19,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from posttrain.train import KINDS, RunArguments, run as train_run, trainer_config_class
+from posttrain.methods import KINDS
+from posttrain.train import RunArguments, run as train_run, trainer_config_class
 from posttrain.errors import RecipeError, cli
 
 

@@ -188,7 +188,8 @@ def test_merge_checks_logits_then_publishes(tiny_registry, tmp_path):
 def test_every_recipe_parses_into_its_configs(recipe):
     from trl import ModelConfig, TrlParser
 
-    from posttrain.train import KINDS, trainer_config_class
+    from posttrain.methods import KINDS
+    from posttrain.train import trainer_config_class
 
     kind = next(k for k in KINDS if recipe.name.startswith(k) or (k == "sft" and recipe.name.startswith("qlora")))
     run_args, config, model_args = TrlParser((RunArguments, trainer_config_class(kind), ModelConfig)).parse_args_and_config(
