@@ -27,6 +27,7 @@ class Generator(Protocol):
 
     base_name: str
     quantization: str
+    scores: bool  # it can teacher-force (likelihoods: perplexity, implicit rewards); a server returns text only
 
     @property
     def adapters(self) -> list[str]:
@@ -57,6 +58,7 @@ class OpenAIGenerator:
         self.registry, self.base_name, self.base_url = registry, base, base_url
         self.client = ChatClient(base_url, api_key, concurrency=concurrency, retries=3)
         self.quantization = f"served by {base_url}"
+        self.scores = False  # a server returns text, not teacher-forced likelihoods
         self._served: set[str] | None = None
         self._checked: list[str] = []
 

@@ -334,6 +334,8 @@ class Engine:
     On a GPU, `compile=True` (or ENGINE_COMPILE=1) decodes with a static KV cache and a
     torch.compile'd, CUDA-graphed step; adapters stay routed per row through fixed buffers."""
 
+    scores = True  # teacher-forced likelihoods for held-out metrics (backend.Generator)
+
     def __init__(self, registry: Registry, base: str, quantize: bool = True, compile: bool | None = None,
                  base_prompt: str = "template"):
         if base_prompt not in BASE_PROMPTS:

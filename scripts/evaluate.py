@@ -15,7 +15,6 @@ JUDGE_API_KEY / JUDGE_MODEL) compares every pair in both orders. Writes metrics.
 report.md and report.html; the app's Results tab lists the reports."""
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -23,70 +22,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from evals import arena, metrics, report
-from evals.judge import OpenAIJudge, RewardJudge, judge_campaign
+from evals import arena, evaluation
+from evals.judge import OpenAIJudge
 from evals.store import Store, default_data_dir
-from posttrain.data import read_jsonl
 from posttrain import backend
-from posttrain.engine import BASE, Engine, SamplingParams
+from posttrain.engine import BASE, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
-from posttrain.registry import Registry, RegistryError, check_models, default_registry_dir, folder_hash
-from posttrain.reward import RewardScorer, pairwise_accuracy
+from posttrain.registry import Registry, RegistryError, check_models, default_registry_dir
+from posttrain.reward import RewardScorer
 from posttrain.errors import cli
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-
-
-def entry_hash(registry: Registry, name: str) -> str:
-    entry = registry.get(name)
-    if entry.is_adapter:
-        return folder_hash(entry.path, ("adapter_config.json", "*.safetensors"))
-    return entry.card.get("base_hash") or folder_hash(entry.path)
-
-
-def reward_vs_length(scorer, answers: list[dict]) -> dict:
-    """The reward model's score of every stored answer against its length (a length-hacking check)."""
-    from evals.overoptimization import pearson
-
-    by_prompt: dict[str, list[dict]] = {}
-    for answer in answers:
-        by_prompt.setdefault(answer["prompt"], []).append(answer)
-    points = []
-    for prompt, group in by_prompt.items():
-        for answer, score in zip(group, scorer.score(prompt, [a["text"] for a in group])):
-            points.append((answer["new_tokens"], round(score, 4)))
-    return {"correlation": pearson([p[0] for p in points], [p[1] for p in points]), "points": points}
-
-
-def family_rows(registry: Registry, engine, shown: list[str], summary: dict, answers: list[dict], pairs: list[dict],
-                names: dict) -> list[dict]:
-    """One row per evaluated entry whose parent is evaluated too (DPO, IPO, KTO, ORPO, SimPO children
-    of one SFT parent, say): held-out preference accuracy, implicit reward margin over the parent,
-    mean answer length, forgetting (general-text perplexity minus the parent's), judged win rate
-    against the parent."""
-    rows = []
-    for model in shown:
-        entry = registry.get(model)
-        parent = entry.card.get("parent")
-        if not entry.is_adapter or parent not in shown:
-            continue
-        mine, theirs = summary["metrics"].get(model, {}), summary["metrics"].get(parent, {})
-        lengths = [a["new_tokens"] for a in answers if names.get(a["model"], a["model"]) == model]
-        versus = next((w for w in summary["win_rates"] if {w["model"], w["opponent"]} == {model, parent}), None)
-        if versus is not None and versus["model"] != model:  # the row is the parent's: flip it
-            versus = {**versus, "win_rate": 1 - versus["win_rate"], "ci_low": 1 - versus["ci_high"],
-                      "ci_high": 1 - versus["ci_low"], "wins": versus["losses"], "losses": versus["wins"]}
-        margin = metrics.implicit_reward_margin(engine, model, parent, pairs) if isinstance(engine, Engine) else None
-        rows.append({
-            "model": model, "method": entry.method, "parent": parent,
-            "preference_accuracy": mine.get("preference_accuracy"), "reward_margin": margin,
-            "answer_tokens": round(sum(lengths) / len(lengths), 1) if lengths else None,
-            "general_perplexity_change": (round(mine["general_perplexity"] - theirs["general_perplexity"], 4)
-                                          if "general_perplexity" in mine and "general_perplexity" in theirs else None),
-            "win_rate_vs_parent": versus and round(versus["win_rate"], 4),
-            "win_rate_ci": versus and [round(versus["ci_low"], 4), round(versus["ci_high"], 4)],
-        })
-    return rows
 
 
 def common_flags(parser) -> None:
@@ -282,67 +228,18 @@ def run(argv=None) -> int:
         parser.error("--batch-rows must be at least 1")
     registry = Registry(args.registry)
     engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
-    models = [BASE if m == args.base else m for m in args.models]
-    for model in models:
-        engine.ensure_model(model)
-    names = {BASE: args.base}
-    sft_heldout = read_jsonl(args.sft_heldout)
-    pairs = read_jsonl(args.pairs_heldout)
-    general = [r["text"] for r in read_jsonl(args.general_text)]
-    tasks = read_jsonl(args.tasks)
-    measured = {}
-    for model in tqdm(models, desc="metrics", file=sys.stderr):
-        if not isinstance(engine, Engine):  # a server returns text, not teacher-forced likelihoods
-            measured[names.get(model, model)] = {}
-            continue
-        measured[names.get(model, model)] = metrics.measure(engine, model, sft_heldout, general, pairs, tasks)
+    held = evaluation.HeldOut(args.prompts, args.sft_heldout, args.pairs_heldout, args.general_text, args.tasks)
+    bars: dict[str, tqdm] = {}
 
-    reward_entry = args.reward or getattr(registry.newest("reward"), "name", None)
-    judge, reward = None, None
-    if args.judge in ("auto", "reward") and reward_entry:
-        device = getattr(engine, "device", None)  # on a GPU: beside the engine, 4-bit too
-        scorer = RewardScorer(registry, reward_entry, device=device,
-                              quantize=engine.quantization == "nf4" and device is not None and device.type == "cuda")
-        judge = RewardJudge(scorer, name=reward_entry)
-        reward = {"name": reward_entry, "preference_accuracy": round(pairwise_accuracy(scorer.model, scorer.tokenizer, pairs), 4)}
-    elif args.judge == "openai" or (args.judge == "auto" and os.environ.get("JUDGE_BASE_URL")):
-        judge = OpenAIJudge.from_env()
-    elif args.judge == "reward":
-        print("error: no reward entry in the registry; train one: scripts/train.py reward", file=sys.stderr)
-        return 2
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.setdefault(stage, tqdm(total=total, desc=stage, file=sys.stderr))
+        bar.total = total
+        bar.update(done - bar.n)
 
-    store = Store(Path(args.data_dir) / "arena.sqlite")
-    prompts = arena.load_prompts(args.prompts)
-    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0)
-    # Stored answers are reused only for the very same weights: a retrained entry of the same
-    # name has other hashes, so it gets a campaign of its own.
-    hashes = [entry_hash(registry, args.base if m == BASE else m) for m in models]
-    key = hashlib.sha1(json.dumps([models, hashes, args.prompts, args.max_new_tokens]).encode()).hexdigest()[:10]
-    campaign = f"eval-{key}"
-    with tqdm(total=len(prompts) * len(models), desc="answers", file=sys.stderr) as bar:
-        update = lambda done, total: bar.update(done - bar.n)
-        if campaign in {c["name"] for c in store.campaigns()}:
-            arena.generate_missing(store, engine, campaign, batch_rows=args.batch_rows, progress=update)
-        else:
-            arena.create_campaign(store, engine, campaign, models, prompts, params, source=args.prompts,
-                                  batch_rows=args.batch_rows, progress=update)
-    if judge is not None:
-        with tqdm(desc=f"judge {judge.name}", file=sys.stderr) as bar:
-            judge_campaign(store, campaign, judge, progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)))
-    votes = [{**v, "model_a": names.get(v["model_a"], v["model_a"]), "model_b": names.get(v["model_b"], v["model_b"])}
-             for v in store.votes(campaign)]
-    shown = [names.get(m, m) for m in models]
-    summary = report.summarise(shown, measured, votes, reward)
-    summary["campaign"] = campaign
-    answers = store.answers(campaign)
-    summary["family"] = family_rows(registry, engine, shown, summary, answers, pairs, names)
-    if isinstance(judge, RewardJudge):
-        summary["reward_vs_length"] = reward_vs_length(judge.scorer, answers)
-    samples = []
-    for prompt in [p["prompt"] for p in prompts[:: max(1, len(prompts) // 4)]][:4]:
-        samples.append({"prompt": prompt, "answers": {names.get(a["model"], a["model"]): a["text"]
-                                                      for a in answers if a["prompt"] == prompt}})
-    out = report.write(args.out or Path("reports") / "_vs_".join(shown), summary, samples)
+    out = evaluation.evaluate(Store(Path(args.data_dir) / "arena.sqlite"), registry, engine, args.base, args.models, held,
+                              args.out, args.judge, args.reward, args.max_new_tokens, args.batch_rows, progress)
+    for bar in bars.values():
+        bar.close()
     print((out / "report.md").read_text())
     print(f"\nreport: {out / 'report.html'}")
     return 0

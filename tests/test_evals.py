@@ -73,7 +73,7 @@ def test_openai_compatible_judge_in_both_orders():
 def test_judge_votes_land_in_the_store_beside_human_votes(tmp_path, tiny_dir):
     _, store = make_arena(tmp_path, tiny_dir)
     assert judge_campaign(store, "tasting", type("J", (), {"name": "pirate", "__call__": staticmethod(pirate_judge)})()) == 4
-    human = store.rater("tasting", "ann")
+    human = arena.join(store, "tasting", "ann")
     store.vote(human, store.next_assignment(human).battle_id, "left")
     res = arena.results(store, "tasting")
     assert res["human_votes"] == 1 and res["votes"] == 5
@@ -110,13 +110,9 @@ def test_evaluate_writes_a_report_whose_numbers_recompute(tmp_path, tiny_dir):
 
 
 def test_stored_eval_answers_are_keyed_by_weights_not_names(tiny_registry, tiny_dir, tmp_path):
-    import importlib.util
+    from conftest import make_lora
+    from evals import evaluation as evaluate
 
-    from conftest import ROOT, make_lora
-
-    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "scripts" / "evaluate.py")
-    evaluate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(evaluate)
     before = evaluate.entry_hash(tiny_registry, "ad-a")
     assert before == evaluate.entry_hash(tiny_registry, "ad-a")
     tiny_registry.remove("ad-a")  # retrained under the same name
