@@ -1,22 +1,61 @@
-"""Which battle a rater gets next: pure rules over plain dicts, no SQL and no UI. Campaigns with a
-votes-per-battle target hand battles out one at a time, the least covered first (`balanced`) or
-the model pairs whose win-rate interval is widest first (`adaptive`, Chatbot Arena's active
-sampling); gold checks are mixed into every rater's sequence at unpredictable places."""
+"""Which battles a rater gets, in which order and on which side: pure rules over plain rows, no SQL
+and no UI (the store records what these return). Without a votes-per-battle target a rater's whole
+order is planned when they join (`preassign`); with one, battles are handed out one at a time,
+the least covered first (`balanced`) or the model pairs whose win-rate interval is widest first
+(`adaptive`, Chatbot Arena's active sampling), each on the side its first model was shown less
+(`side`); gold checks are mixed into every rater's sequence at unpredictable places."""
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
 
+from evals.records import ALLOCATIONS
 from evals.stats import win_rates
 
-ALLOCATIONS = ("balanced", "adaptive")
+__all__ = ["ALLOCATIONS", "choose", "gold_due", "preassign", "side", "with_gold"]
 
 
-def is_dynamic(settings: dict) -> bool:
-    """Battles are handed out one at a time (not pre-assigned per rater) when the campaign has a
-    votes-per-battle target or adaptive allocation."""
-    return bool(settings.get("votes_per_battle")) or settings.get("allocation") == "adaptive"
+def preassign(battles: list[dict], kind: str, earlier: int, seed: str, gold_rate: float) -> list[tuple[int, bool]]:
+    """A new rater's whole order as (battle id, model_a on the left) rows, from every battle of the
+    campaign ({battle_id, model_a, model_b, gold, position}, by prompt position) and how many raters
+    of their kind came before. A person gets each prompt ONCE, as one battle (a pair of models), so
+    no answer whose author was revealed to them comes back later; pairs rotate Latin-square style
+    (rater k, prompt p -> pair (k + p) mod pairs), which covers every model pair equally across
+    raters and prompts; within a rater, each pair's first model is on the left in a random half of
+    its battles (a pattern would let a rater infer sides from a reveal); the order is shuffled,
+    with gold checks mixed in at `gold_rate`. A judge rates every regular battle (never gold)."""
+    by_prompt: dict[int, list[tuple[int, str]]] = {}
+    gold = []
+    for b in battles:
+        if b["gold"]:
+            gold.append(b["battle_id"])
+        else:
+            by_prompt.setdefault(b["position"], []).append((b["battle_id"], f"{b['model_a']}|{b['model_b']}"))
+    if kind == "judge":
+        chosen = [battle for row in by_prompt.values() for battle in row]
+    else:
+        chosen = [row[(earlier + position) % len(row)] for position, row in sorted(by_prompt.items())]
+    rng = random.Random(seed)
+    sides = {}
+    for pair in sorted({p for _, p in chosen}):
+        mine = [b for b, p in chosen if p == pair]
+        left = [i < (len(mine) + rng.randrange(2)) // 2 for i in range(len(mine))]
+        rng.shuffle(left)
+        sides.update(zip(mine, left))
+    order = [b for b, _ in chosen]
+    rng.shuffle(order)
+    if kind == "human" and gold:
+        rng.shuffle(gold)
+        sides.update({b: rng.random() < 0.5 for b in gold})
+        order = with_gold(order, gold, gold_rate, seed)
+    return [(b, sides[b]) for b in order]
+
+
+def side(left: int, shown: int, seed: str) -> bool:
+    """Whether a battle handed out now shows its first model on the left: where it was shown less
+    often among the battle's `shown` hand-outs so far (`left` of them on the left), at random on a tie."""
+    return 2 * left < shown or (2 * left == shown and random.Random(seed).random() < 0.5)
 
 
 def gold_due(position: int, rate: float, seed: str) -> bool:

@@ -9,7 +9,7 @@ import json
 import os
 import threading
 from collections import Counter, OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta, timezone
 from random import Random
 from pathlib import Path
@@ -17,7 +17,8 @@ from typing import Callable
 
 from evals import allocation, hygiene, quality, stats
 from evals.pairs import build_pairs
-from evals.store import GOLD_CHOSEN, GOLD_REJECTED, Assignment, Store, StoreError
+from evals.records import Assignment, CampaignSettings, StoreError
+from evals.store import GOLD_CHOSEN, GOLD_REJECTED, Store
 from evals.style import style_ladder
 from evals.vocab import conversation
 from posttrain.backend import Generator
@@ -70,51 +71,7 @@ def load_prompts(path: str | Path) -> list[dict]:
     return prompts
 
 
-@dataclass(frozen=True)
-class RatingPlan:
-    """How a campaign's votes are collected and checked (all optional; the defaults are the arena
-    before raters were checked: pre-assigned battles, no gold, no target)."""
-
-    votes_per_battle: int | None = None  # each battle rated by this many different people, then no more
-    allocation: str = "balanced"  # or "adaptive": the widest win-rate intervals first
-    gold: tuple = ()  # {"prompt", "chosen", "rejected"} rows whose better answer is known
-    gold_rate: float = 0.1  # share of each rater's battles that are gold checks
-    min_gold_accuracy: float = 0.7  # under this after MIN_GOLD gold battles, a rater is flagged
-    guidelines: str = ""  # Markdown shown to raters before their first battle
-    system: str = ""  # one system prompt every model answers under (e.g. so none introduces itself)
-    open: bool = False  # no prompt file: raters ask their own questions (/ask), two anonymous models answer
-    max_turns: int = 3  # open battles: user turns per battle
-    max_prompt_chars: int = 2000  # open battles: characters per user turn
-    battles_per_hour: int = 30  # open battles: new battles per rater per hour
-    max_duplicates: int = 3  # open battles: times one question (normalised) may start a battle in the campaign
-    identity_words: tuple = ()  # words that give a model away (evals.hygiene.identity_words); flagged battles
-    max_text_chars: int = 8000  # a rater's edited better answer or comment, at most (the edit becomes a pair's chosen)
-    votes_per_minute: int = 30  # a rater's votes in any minute, at most (a script, not a person, goes faster)
-
-    def __post_init__(self):
-        if self.votes_per_battle is not None and not (isinstance(self.votes_per_battle, int) and self.votes_per_battle >= 1):
-            raise StoreError(f"votes per battle must be a whole number of at least 1, got {self.votes_per_battle!r}")
-        if self.allocation not in allocation.ALLOCATIONS:
-            raise StoreError(f"allocation must be one of {', '.join(allocation.ALLOCATIONS)}, got {self.allocation!r}")
-        if not 0 <= self.gold_rate < 1:
-            raise StoreError(f"gold rate must be at least 0 and under 1, got {self.gold_rate}")
-        if not 0 <= self.min_gold_accuracy <= 1:
-            raise StoreError(f"minimum gold accuracy must be between 0 and 1, got {self.min_gold_accuracy}")
-        for limit in ("max_turns", "max_prompt_chars", "battles_per_hour", "max_duplicates", "max_text_chars",
-                      "votes_per_minute"):
-            if not (isinstance(getattr(self, limit), int) and getattr(self, limit) >= 1):
-                raise StoreError(f"{limit.replace('_', ' ')} must be a whole number of at least 1, got {getattr(self, limit)!r}")
-        if self.open and (self.gold or self.votes_per_battle):
-            raise StoreError("an open campaign has no fixed battles: gold checks and votes per battle need a prompt file")
-
-    def settings(self) -> dict:
-        return {"votes_per_battle": self.votes_per_battle, "allocation": self.allocation,
-                "gold_rate": self.gold_rate if self.gold else 0.0, "gold_count": len(self.gold),
-                "min_gold_accuracy": self.min_gold_accuracy, "guidelines": self.guidelines, "system": self.system,
-                "identity_words": list(self.identity_words), "max_text_chars": self.max_text_chars,
-                "votes_per_minute": self.votes_per_minute,
-                **({"open": True, "max_turns": self.max_turns, "max_prompt_chars": self.max_prompt_chars,
-                    "battles_per_hour": self.battles_per_hour, "max_duplicates": self.max_duplicates} if self.open else {})}
+RatingPlan = CampaignSettings  # the name earlier versions used
 
 
 def load_gold(path: str | Path) -> list[dict]:
@@ -173,17 +130,17 @@ def create_campaign(store: Store, engine: Generator, name: str, models: list[str
                     progress: Callable[[int, int], None] | None = None, plan: RatingPlan | None = None) -> dict:
     """Store the campaign, then generate each model's answer to each prompt once, several
     prompts x models per batched call; resumable (only missing answers are generated)."""
-    plan = plan or RatingPlan()
+    plan = plan or CampaignSettings()
     for model in models:
         engine.ensure_model(model)  # refuses unknown entries and adapters of another base before storing
     if plan.open:
         if prompts:
             raise StoreError(f"campaign {name!r} is open: raters ask their own questions; drop the prompt file")
-        store.create_campaign(name, models, [], asdict(params), "open", settings=plan.settings())
+        store.create_campaign(name, models, [], asdict(params), "open", settings=plan)
         store.set_status(name, "ready")
-        return {**store.campaign(name), "identity_flagged_battles": 0, "multi_turn_prompts": 0}
+        return {**store.campaign(name).as_dict(), "identity_flagged_battles": 0, "multi_turn_prompts": 0}
     prompting = getattr(engine, "base_prompting", lambda models: None)(models)  # a base without a template: how
-    settings = {**plan.settings(), **({"base_prompt": prompting} if prompting else {})}
+    settings = replace(plan, base_prompt=prompting) if prompting else plan
     store.create_campaign(name, models, prompts, asdict(params), source, settings=settings, gold=list(plan.gold))
     return {**generate_missing(store, engine, name, batch_rows, progress), "multi_turn_prompts": multi_turn_count(prompts)}
 
@@ -191,8 +148,8 @@ def create_campaign(store: Store, engine: Generator, name: str, models: list[str
 def generate_missing(store: Store, engine: Generator, name: str, batch_rows: int = 8,
                      progress: Callable[[int, int], None] | None = None) -> dict:
     campaign = store.campaign(name)
-    params = SamplingParams(**campaign["params"])
-    system = campaign["settings"].get("system") or ""
+    params = SamplingParams(**campaign.params)
+    system = campaign.settings.system or ""
     turns = store.prompt_turns(name)
     todo = store.missing_answers(name)
     single = [row for row in todo if row[0] not in turns]
@@ -215,10 +172,10 @@ def generate_missing(store: Store, engine: Generator, name: str, batch_rows: int
         done += len(chunk)
         if progress:
             progress(done, total)
-    flagged = hygiene.flags(store.battle_answers(name), campaign["settings"].get("identity_words") or [])
+    flagged = hygiene.flags(store.battle_answers(name), list(campaign.settings.identity_words))
     store.flag_battles(name, flagged)
     store.set_status(name, "ready")
-    return {**store.campaign(name), "identity_flagged_battles": len(flagged)}
+    return {**store.campaign(name).as_dict(), "identity_flagged_battles": len(flagged)}
 
 
 def answer_turns(engine: Generator, rows: list[tuple[list[str], str]], params: SamplingParams,
@@ -244,13 +201,31 @@ def default_identity_words(registry, base: str, models: list[str], extra: list[s
     return hygiene.identity_words(models, base_hub_id(registry.get(base)), extra)
 
 
-# ---- rating: what a rater gets next, and their vote ----------------------------------------------
+# ---- rating: who rates, what a rater gets next, and their vote --------------------------------------
+def join(store: Store, campaign: str, name: str, kind: str = "human") -> int:
+    """The rater's id in a campaign (the same name resumes). A new rater's battles are planned now
+    (allocation.preassign: a judge gets every battle, a person each prompt once) unless the
+    campaign hands battles out one at a time (a target, adaptive allocation, or an open campaign)."""
+    found = store.campaign(campaign)
+    settings = found.settings
+    if kind == "human" and (settings.dynamic or settings.open):
+        return store.rater(campaign, name, kind)
+    seed = f"{found.id}:{name.strip()}"
+    return store.rater(campaign, name, kind, plan=lambda battles, earlier: allocation.preassign(
+        battles, kind, earlier, seed, settings.gold_rate))
+
+
+def join_by_invite(store: Store, campaign: str, token: str) -> int:
+    """The rater an invite token stands for (joined on first use); unknown tokens are refused."""
+    return join(store, campaign, store.invite_label(campaign, token))
+
+
 def rater_quality(store: Store, name: str) -> list[dict]:
     """The rater table of a campaign (evals.quality.rater_quality over its votes and gold votes)."""
     campaign = store.campaign(name)
-    reviews = {r["name"]: r["review"] for r in store.raters(name) if r["kind"] == "human"}
-    return quality.rater_quality(store.votes(name), store.votes(name, gold=True),
-                                 campaign["settings"].get("min_gold_accuracy", 0.7), reviews)
+    reviews = {r.name: r.review for r in store.raters(name) if r.kind == "human"}
+    return quality.rater_quality(store.votes(name), store.votes(name, gold=True), campaign.settings.min_gold_accuracy,
+                                 reviews)
 
 
 STALE_SHARE = 100  # the cached checks are redone once the votes grew by 1 / STALE_SHARE of their number
@@ -282,7 +257,7 @@ def excluded_raters(store: Store, name: str) -> tuple[frozenset[str], frozenset[
         if cached is not None and _fresh(cached[0], stamp):
             return cached[1], cached[2]
         names = quality.excluded_names(rater_quality(store, name))
-        ids = frozenset(r["id"] for r in store.raters(name) if r["name"] in names)
+        ids = frozenset(r.id for r in store.raters(name) if r.name in names)
         with _checks_lock:
             _checks[key] = (stamp, names, ids)
             _checks.move_to_end(key)
@@ -304,13 +279,13 @@ def next_battle(store: Store, campaign: str, rater_id: int) -> Assignment | None
     target this is the rater's pre-assigned order; with one, a battle is handed out now: a gold
     check where the rater's sequence has one, else a regular battle chosen by the campaign's
     allocation among those still under their target, on prompts this rater has not seen."""
-    settings = store.campaign(campaign)["settings"]
+    settings = store.campaign(campaign).settings
     current = store.next_assignment(rater_id)
-    if not allocation.is_dynamic(settings):
+    if not settings.dynamic:
         return current
-    cap = settings.get("votes_per_battle")
-    _, excluded = excluded_raters(store, campaign)
-    if current is not None and not current.gold and cap and store.battle_votes(current.battle_id, excluded) >= cap:
+    cap = settings.votes_per_battle
+    _, left_out_ids = excluded_raters(store, campaign)
+    if current is not None and not current.gold and cap and store.battle_votes(current.battle_id, left_out_ids) >= cap:
         store.release(rater_id, current.battle_id)  # filled while this rater was away
         current = None
     if current is not None:
@@ -318,30 +293,35 @@ def next_battle(store: Store, campaign: str, rater_id: int) -> Assignment | None
     seed = f"{campaign}:{rater_id}"
     rng = Random(f"{seed}:{store.progress(rater_id)[1]}")
     for _ in range(20):  # another rater may take the last place between the choice and the claim
-        candidates = store.open_battles(rater_id, cap, excluded)
+        candidates = store.claimable_battles(rater_id, cap, left_out_ids)
         if not candidates:
             return None
         gold = store.unseen_gold(rater_id)
-        if gold and allocation.gold_due(store.progress(rater_id)[1], settings.get("gold_rate", 0.0), seed):
-            store.claim(rater_id, rng.choice(gold), None, seed=seed)
+        if gold and allocation.gold_due(store.progress(rater_id)[1], settings.gold_rate, seed):
+            battle = rng.choice(gold)
+            store.claim(rater_id, battle, None, _side(seed, battle, rater_id))
             return store.next_assignment(rater_id)
-        votes = store.votes(campaign) if settings.get("allocation") == "adaptive" else []
-        chosen = allocation.choose(candidates, settings.get("allocation", "balanced"), votes, rng)
-        if store.claim(rater_id, chosen["battle_id"], cap, excluded, seed=seed):
+        votes = store.votes(campaign) if settings.allocation == "adaptive" else []
+        battle = allocation.choose(candidates, settings.allocation, votes, rng)["battle_id"]
+        if store.claim(rater_id, battle, cap, _side(seed, battle, rater_id), left_out_ids):
             return store.next_assignment(rater_id)
     return None
 
 
+def _side(seed: str, battle_id: int, rater_id: int):
+    return lambda left, shown: allocation.side(left, shown, f"{seed}:{battle_id}:{rater_id}")
+
+
 def progress(store: Store, campaign: str, rater_id: int) -> tuple[int, int]:
     """(battles voted, battles this rater can have in all). With a target the total is what is
-    voted plus what is still open to them, so it shrinks as other raters fill battles."""
+    voted plus what is still claimable by them, so it shrinks as other raters fill battles."""
     done, total = store.progress(rater_id)
-    settings = store.campaign(campaign)["settings"]
-    if not allocation.is_dynamic(settings):
+    settings = store.campaign(campaign).settings
+    if not settings.dynamic:
         return done, total
-    _, excluded = excluded_raters(store, campaign)
-    open_prompts = {c["prompt_id"] for c in store.open_battles(rater_id, settings.get("votes_per_battle"), excluded)}
-    return done, total + len(open_prompts)  # handed out so far (voted or not), plus what is still open
+    _, left_out_ids = excluded_raters(store, campaign)
+    claimable = {c["prompt_id"] for c in store.claimable_battles(rater_id, settings.votes_per_battle, left_out_ids)}
+    return done, total + len(claimable)  # handed out so far (voted or not), plus what is still claimable
 
 
 def cast_vote(store: Store, campaign: str, rater_id: int, battle_id: int, choice: str, score_left: int | None = None,
@@ -349,23 +329,24 @@ def cast_vote(store: Store, campaign: str, rater_id: int, battle_id: int, choice
     """Store.vote under the campaign's target (left-out raters' votes do not fill a battle) and its
     limits on what a rater sends: the edited answer and the comment (max_text_chars; the default
     for campaigns made before it) and the votes per minute (votes_per_minute, where set)."""
-    settings = store.campaign(campaign)["settings"]
+    settings = store.campaign(campaign).settings
     check_rater_text(settings, edited=edited, comment=comment)
-    per_minute = settings.get("votes_per_minute")  # campaigns made before the limit have none
+    per_minute = settings.votes_per_minute  # campaigns made before the limit have none
     since = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat(timespec="milliseconds")
     if per_minute and store.votes_since(rater_id, since) >= per_minute:
         raise StoreError(f"you voted {per_minute} times in the last minute, this campaign's limit; take a breath and "
                          "vote again in a moment")
-    cap = settings.get("votes_per_battle")
-    excluded = excluded_raters(store, campaign)[1] if cap else frozenset()
-    return store.vote(rater_id, battle_id, choice, score_left, score_right, edited, comment, cap=cap, excluded=excluded)
+    cap = settings.votes_per_battle
+    left_out_ids = excluded_raters(store, campaign)[1] if cap else frozenset()
+    return store.vote(rater_id, battle_id, choice, score_left, score_right, edited, comment, cap=cap,
+                      left_out_ids=left_out_ids)
 
 
-def check_rater_text(settings: dict, **texts: str | None) -> None:
+def check_rater_text(settings: CampaignSettings, **texts: str | None) -> None:
     """A rater's free text (an edited answer, a comment) within the campaign's max_text_chars."""
-    limit = settings.get("max_text_chars", RatingPlan.max_text_chars)
+    limit = settings.max_text_chars
     for field, text in texts.items():
-        if text and len(text) > limit:
+        if limit and text and len(text) > limit:
             raise StoreError(f"your {field.replace('_', ' ')} has {len(text)} characters; this campaign takes at most "
                              f"{limit}; shorten it")
 
@@ -374,11 +355,11 @@ def is_complete(store: Store, campaign: str, left_out: frozenset[str] | None = N
     """Every regular battle has its target of votes from raters who are not left out (False
     for a campaign without a target: it never closes by itself). `left_out`: the names already
     known to be left out (else the quality checks run)."""
-    cap = store.campaign(campaign)["settings"].get("votes_per_battle")
+    cap = store.campaign(campaign).settings.votes_per_battle
     if not cap:
         return False
     names = excluded_raters(store, campaign)[0] if left_out is None else left_out
-    counted = Counter(v["battle_id"] for v in store.votes(campaign) if v["rater_kind"] == "human" and v["rater"] not in names)
+    counted = Counter(v.battle_id for v in store.votes(campaign) if v.rater_kind == "human" and v.rater not in names)
     return all(counted[b] >= cap for b in store.battle_ids(campaign))
 
 
@@ -394,44 +375,41 @@ def results(store: Store, name: str, rounds: int = 200) -> dict:
     """Everything the Results tab and `arena.py results --json` show. The people's votes count
     only from raters who are not left out (see evals.quality); those left out are counted."""
     campaign = store.campaign(name)
-    votes = store.votes(name)
+    votes = store.votes(name, answers=True)  # the style ladder and the judge's audit read the answers
     raters = rater_quality(store, name)
     left_out = quality.excluded_names(raters)
-    people = [v for v in votes if v["rater_kind"] == "human" and not v.get("flag")]
-    human = [v for v in people if v["rater"] not in left_out]
-    judge = [v for v in votes if v["rater_kind"] == "judge" and not v.get("flag")]
-    flagged = [b for b in store.battle_answers(name) if b["flag"]]
+    people = [v for v in votes if v.rater_kind == "human" and not v.flag]
+    human = [v for v in people if v.rater not in left_out]
+    judge = [v for v in votes if v.rater_kind == "judge" and not v.flag]
+    flagged = [b for b in store.battle_answers(name) if b.flag]
     agreement = stats.rater_agreement(human)
-    texts = {(a["prompt_id"], a["model"]): a["text"] for a in store.answers(name)}
-    with_text = lambda votes: [{**v, "text_a": texts.get((v["prompt_id"], v["model_a"]), ""),
-                                "text_b": texts.get((v["prompt_id"], v["model_b"]), "")} for v in votes]
-    styled = style_ladder(with_text(human), campaign["models"], rounds=rounds)
-    settings = campaign["settings"]
+    styled = style_ladder(human, campaign.models, rounds=rounds)
+    settings = campaign.settings
     return {
-        "campaign": name, "models": campaign["models"], "votes": len(votes), "human_votes": len(human),
+        "campaign": name, "models": campaign.models, "votes": len(votes), "human_votes": len(human),
         "judge_votes": len(judge),  # the automatic judge's, on battles not flagged
         "win_rates": stats.win_rates(human),
-        "bradley_terry": stats.bt_ladder(human, campaign["models"], rounds=rounds),
+        "bradley_terry": stats.bt_ladder(human, campaign.models, rounds=rounds),
         "bradley_terry_style": styled,
-        "bradley_terry_by_category": {} if settings.get("open") else stats.bt_by_category(human, rounds=rounds),
-        "robustness": stats.robustness(human, campaign["models"]),
+        "bradley_terry_by_category": {} if settings.open else stats.bt_by_category(human, rounds=rounds),
+        "robustness": stats.robustness(human, campaign.models),
         "by_category": stats.by_category(human),
         "position_bias": stats.position_bias(human),
         "rater_agreement": agreement,
         "judge_win_rates": stats.win_rates(judge),
         "judge_agreement": {**stats.judge_agreement(human, judge), "human_agreement": agreement["agreement"]},
-        "judge_audit": stats.judge_audit(human, with_text(judge)),
+        "judge_audit": stats.judge_audit(human, judge),
         "raters": [{k: r[k] for k in ("name", "votes", "gold_seen", "gold_correct", "agreement", "left_share", "flagged",
                                       "reasons", "review", "excluded", "shared", "gold_accuracy")} for r in raters],
         "excluded_votes": len(people) - len(human),
         "excluded_raters": sorted(left_out),
         "identity_flagged_battles": len(flagged),
-        "identity_flagged_votes": sum(1 for v in votes if v["rater_kind"] == "human" and v.get("flag")),
-        "identity_flags": [{"battle_id": b["battle_id"], "reason": b["flag"]} for b in flagged[:50]],
-        "votes_per_battle": settings.get("votes_per_battle"),
-        "open": bool(settings.get("open")),
+        "identity_flagged_votes": sum(1 for v in votes if v.rater_kind == "human" and v.flag),
+        "identity_flags": [{"battle_id": b.battle_id, "reason": b.flag} for b in flagged[:50]],
+        "votes_per_battle": settings.votes_per_battle,
+        "open": settings.open,
         "refused": store.refusal_counts(name),  # open battles: too long, too many turns, hourly cap, duplicate questions
-        "allocation": settings.get("allocation", "balanced"),
+        "allocation": settings.allocation,
         "complete": is_complete(store, name, left_out),
     }
 
@@ -443,10 +421,10 @@ TOKENS_PER_S = {"engine": 100.0, "openai": 1000.0}  # rough rates for the estima
 def check_new_name(store: Store, name: str) -> None:
     """A campaign name that may be created now; an interrupted creation of the same name says how
     to finish or drop it."""
-    existing = {c["name"]: c for c in store.campaigns()}.get((name or "").strip())
+    existing = {c.name: c for c in store.campaigns()}.get((name or "").strip())
     if existing is None:
         return
-    if existing["status"] == "generating":
+    if existing.status == "generating":
         missing = len(store.missing_answers(name))
         raise StoreError(f"campaign {name!r} exists, interrupted while its answers were generated ({missing} still "
                          f"missing): finish it with `scripts/arena.py campaign resume {name}` or drop it with "
@@ -485,10 +463,10 @@ def invite_link(page_url: str, campaign: str, token: str) -> str:
     return f"{page_url or ''}?{urlencode({'campaign': campaign, 'invite': token})}"
 
 
-def pairs(store: Store, name: str, include_judge: bool = False, excluded: frozenset[str] | None = None) -> list[dict]:
+def pairs(store: Store, name: str, include_judge: bool = False, left_out: frozenset[str] | None = None) -> list[dict]:
     """The campaign's preference pairs (evals.pairs over its decisive votes); by default the votes
     of raters left out by the quality checks (evals.quality) do not count."""
-    left_out = quality.excluded_names(rater_quality(store, name)) if excluded is None else excluded
+    left_out = quality.excluded_names(rater_quality(store, name)) if left_out is None else left_out
     return build_pairs(store.decisive_votes(name), name, include_judge, left_out)[0]
 
 
@@ -512,11 +490,17 @@ def check_export_target(out: Path) -> None:
 
 
 def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool = False) -> int:
+    """The pairs written by `export` (see there): how many."""
+    return export(store, name, out, include_judge)["pairs"]
+
+
+def export(store: Store, name: str, out: str | Path, include_judge: bool = False) -> dict:
     """Write the campaign's pairs (people's votes only, unless `include_judge`; never gold checks,
     never the votes of raters left out) as JSONL in TRL's preference format (a .jsonl path) or as a
     `datasets` folder (any other path); provenance columns ride along (votes for and against,
     raters, source). Beside them, provenance.json (a .jsonl's sibling NAME.provenance.json) records
-    the campaign's guidelines, its target and which raters were left out, and why."""
+    the campaign's guidelines, its target and which raters were left out, and why. Returns that
+    provenance (with `pairs` and `split_battles`)."""
     import hashlib
 
     out = Path(out)
@@ -525,11 +509,11 @@ def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool =
     raters = rater_quality(store, name)
     left_out = quality.excluded_names(raters)
     rows, split = build_pairs(store.decisive_votes(name), name, include_judge, left_out)
-    guidelines = campaign["settings"].get("guidelines") or ""
+    guidelines = campaign.settings.guidelines or ""
     digest = hashlib.sha256(guidelines.encode()).hexdigest() if guidelines else None
     rows = [{**p, "guidelines_sha256": digest} for p in rows]
-    provenance = {"campaign": name, "models": campaign["models"], "pairs": len(rows), "include_judge": include_judge,
-                  "votes_per_battle": campaign["settings"].get("votes_per_battle"),
+    provenance = {"campaign": name, "models": campaign.models, "pairs": len(rows), "include_judge": include_judge,
+                  "votes_per_battle": campaign.settings.votes_per_battle,
                   "guidelines": guidelines or None, "guidelines_sha256": digest,
                   "excluded_raters": [{"name": r["name"], "votes": r["votes"], "reasons": r["reasons"], "review": r["review"]}
                                       for r in raters if r["excluded"]],
@@ -539,7 +523,7 @@ def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool =
         write_export(out, rows, provenance)
     except OSError as exc:
         raise StoreError(f"--out {out} cannot be written ({exc.strerror or exc}); choose another path") from None
-    return len(rows)
+    return provenance
 
 
 def write_export(out: Path, rows: list[dict], provenance: dict) -> None:

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from evals import arena
 from evals.store import Store
 from evals.vocab import SIDES, conversation, other_side
 from posttrain.chat_api import ChatClient
@@ -118,7 +119,7 @@ class OpenAIJudge:
 
 def judge_campaign(store: Store, campaign: str, judge, progress: Callable[[int, int], None] | None = None) -> int:
     """Judge every battle of a ready campaign once (resumable); returns the number of new votes."""
-    rater = store.rater(campaign, f"judge:{judge.name}", kind="judge")
+    rater = arena.join(store, campaign, f"judge:{judge.name}", kind="judge")
     done, total = store.progress(rater)
     new = 0
     while (assignment := store.next_assignment(rater)) is not None:

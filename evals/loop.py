@@ -53,7 +53,7 @@ def free_campaign_name(store: Store, base: str, models: list[str]) -> str:
     """`BASE-next` (then -next2, ...); raters see it, so no model's name may show in it."""
     if arena.leaked_models(base, models):
         base = "round"
-    names = {c["name"] for c in store.campaigns()}
+    names = {c.name for c in store.campaigns()}
     name, k = f"{base}-next", 2
     while name in names:
         name, k = f"{base}-next{k}", k + 1
@@ -90,7 +90,7 @@ def next_round(store: Store, registry: Registry, generator_factory: Callable[[],
     pairs_file = folder / "pairs.jsonl"
     arena.export_pairs(store, campaign, pairs_file)
     pairs_hash = "sha256:" + hashlib.sha256(pairs_file.read_bytes()).hexdigest()
-    votes = sum(1 for v in store.votes(campaign) if v["rater_kind"] == "human")
+    votes = sum(1 for v in store.votes(campaign) if v.rater_kind == "human")
 
     common = ["--base", parent_entry.base, "--data", str(pairs_file), "--eval_data", "", "--eval_fraction", "0.2",
               "--registry", str(registry.root)] + (["--max_steps", str(max_steps)] if max_steps else [])
@@ -116,7 +116,7 @@ def next_round(store: Store, registry: Registry, generator_factory: Callable[[],
 
     name = free_campaign_name(store, campaign, [child, parent])
     say(f"campaign {name}: {child} vs {parent} on {len(prompts)} unseen prompts")
-    params = SamplingParams(**source["params"]) if source["params"] else SamplingParams()
+    params = SamplingParams(**source.params) if source.params else SamplingParams()
     made = arena.create_campaign(store, generator_factory(), name, [child, parent], prompts, params,
                                  source=str(prompts_file))
     result = {"child": child, "parent": parent, "campaign": made["name"], "source_campaign": campaign, "method": method,

@@ -6,12 +6,14 @@ refuse with a message and are counted. Knows nothing of Gradio."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from itertools import combinations
 from random import Random
 
 from evals import hygiene
-from evals.store import Store, StoreError
+from evals.records import StoreError
+from evals.store import Store
 from evals.vocab import conversation
 from posttrain.backend import Generator
 from posttrain.engine import SamplingParams
@@ -36,48 +38,47 @@ def ask(store: Store, generator: Generator, name: str, rater_id: int, battle_id:
     sides; the campaign's caps (characters per turn, turns per battle, battles per rater per hour,
     repeats of one question) refuse with a message, and are counted."""
     campaign = store.campaign(name)
-    settings = campaign["settings"]
-    if not settings.get("open"):
+    settings = campaign.settings
+    if not settings.open:
         raise StoreError(f"campaign {name!r} has fixed prompts; questions can be asked in an open campaign")
     text = (text or "").strip()
     if not text:
         raise StoreError("type a question first")
-    if len(text) > settings["max_prompt_chars"]:
+    if len(text) > settings.max_prompt_chars:
         store.refuse(name, rater_id, "too_long", text)
-        raise StoreError(f"your message has {len(text)} characters; this campaign takes at most {settings['max_prompt_chars']}")
+        raise StoreError(f"your message has {len(text)} characters; this campaign takes at most {settings.max_prompt_chars}")
     if battle_id is None:
         since = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat(timespec="milliseconds")
-        if store.battles_since(rater_id, since) >= settings["battles_per_hour"]:
+        if store.battles_since(rater_id, since) >= settings.battles_per_hour:
             store.refuse(name, rater_id, "hourly_cap")
-            raise StoreError(f"you started {settings['battles_per_hour']} battles in the last hour, this campaign's cap; "
+            raise StoreError(f"you started {settings.battles_per_hour} battles in the last hour, this campaign's cap; "
                              "please come back later")
-        if sum(normalised(q) == normalised(text) for q in store.open_prompts(name)) >= settings["max_duplicates"]:
+        if sum(normalised(q) == normalised(text) for q in store.open_prompts(name)) >= settings.max_duplicates:
             store.refuse(name, rater_id, "duplicate_prompt", text)
             raise StoreError("this question was already asked often in this campaign; please ask another one")
         rng = Random(f"{name}:{rater_id}:{store.progress(rater_id)[1]}")
         a_on_left = rng.random() < 0.5
         # The battle is stored (pair chosen and written in one transaction) before its answers, so
         # questions asked at the same time spread over the pairs; a failed answer drops it again.
-        reserved = store.open_battle(rater_id, lambda counts: least_covered(campaign["models"], counts, rng), a_on_left, text)
-        battle = {**store.battle(reserved), "turns": []}
+        reserved = store.open_battle(rater_id, lambda counts: least_covered(campaign.models, counts, rng), a_on_left, text)
+        battle = replace(store.battle(reserved), turns=())  # the question is this turn's, not an earlier one
     else:
         reserved = None
         battle = store.battle(battle_id)
         a_on_left = store.a_on_left(rater_id, battle_id)
         if store.has_vote(rater_id, battle_id):
             raise StoreError("you voted on this battle already; press Next to start another")
-        if len(battle["turns"]) >= settings["max_turns"]:
+        if len(battle.turns) >= settings.max_turns:
             store.refuse(name, rater_id, "too_many_turns")
-            raise StoreError(f"this battle has its {settings['max_turns']} turns; vote, then start another")
-    turns = battle["turns"] + [text]
+            raise StoreError(f"this battle has its {settings.max_turns} turns; vote, then start another")
+    turns = [*battle.turns, text]
+    earlier = {"a": list(battle.turns_a), "b": list(battle.turns_b)}
     update = {"battle_id": battle_id, "a_on_left": a_on_left, "turns": turns, "done": False}
-    conversations = [conversation(turns, battle[f"turns_{side}"], settings.get("system") or "") for side in "ab"]
+    conversations = [conversation(turns, earlier[side], settings.system or "") for side in "ab"]
     answers = None
     try:
-        for answers in generator.stream(conversations, [battle["model_a"], battle["model_b"]],
-                                        SamplingParams(**campaign["params"])):
-            yield {**update, "answers_a": battle["turns_a"] + [answers[0].text],
-                   "answers_b": battle["turns_b"] + [answers[1].text]}
+        for answers in generator.stream(conversations, [battle.model_a, battle.model_b], SamplingParams(**campaign.params)):
+            yield {**update, "answers_a": earlier["a"] + [answers[0].text], "answers_b": earlier["b"] + [answers[1].text]}
     except BaseException:  # an error, or the client went away mid-answer (GeneratorExit)
         if reserved is not None:
             store.drop_open_battle(reserved)
@@ -85,10 +86,10 @@ def ask(store: Store, generator: Generator, name: str, rater_id: int, battle_id:
     if reserved is not None:
         battle_id = reserved
     else:
-        store.set_turns(battle["prompt_id"], turns)
+        store.set_turns(battle.prompt_id, turns)
     a, b = answers
-    store.save_answers([(battle["prompt_id"], battle["model_a"], a.text, a.new_tokens, a.notice, battle["turns_a"] + [a.text]),
-                        (battle["prompt_id"], battle["model_b"], b.text, b.new_tokens, b.notice, battle["turns_b"] + [b.text])])
-    store.flag_battles(name, hygiene.flags(store.battle_answers(name, battle_id), settings.get("identity_words") or []))
-    yield {**update, "battle_id": battle_id, "answers_a": battle["turns_a"] + [a.text],
-           "answers_b": battle["turns_b"] + [b.text], "done": True}
+    store.save_answers([(battle.prompt_id, battle.model_a, a.text, a.new_tokens, a.notice, earlier["a"] + [a.text]),
+                        (battle.prompt_id, battle.model_b, b.text, b.new_tokens, b.notice, earlier["b"] + [b.text])])
+    store.flag_battles(name, hygiene.flags(store.battle_answers(name, battle_id), list(settings.identity_words)))
+    yield {**update, "battle_id": battle_id, "answers_a": earlier["a"] + [a.text], "answers_b": earlier["b"] + [b.text],
+           "done": True}

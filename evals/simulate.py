@@ -10,7 +10,8 @@ import tempfile
 from itertools import combinations
 from pathlib import Path
 
-from evals import arena
+from evals import allocation, arena
+from evals.records import CampaignSettings
 from evals.stats import Z95, wilson
 from evals.store import Store
 
@@ -28,14 +29,14 @@ def votes_until_precise(allocation: str, strengths: dict[str, float] = STRENGTHS
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "arena.sqlite")
         rows = [{"question_id": i, "prompt": f"prompt {i}"} for i in range(prompts)]
-        store.create_campaign("sim", models, rows, {}, settings={"votes_per_battle": 1, "allocation": allocation})
+        store.create_campaign("sim", models, rows, {}, settings=CampaignSettings(votes_per_battle=1, allocation=allocation))
         store.save_answers([(pid, m, f"{m}: {p}", 1, "") for pid, p, m in store.missing_answers("sim")])
         store.set_status("sim", "ready")
         tally = {pair: [0, 0] for pair in combinations(models, 2)}  # first model's wins, votes
         votes = raters = 0
         while votes < limit and not all(_precise(w, n, half_width) for w, n in tally.values()):
             raters += 1
-            rid = store.rater("sim", f"sim-{raters}")
+            rid = arena.join(store, "sim", f"sim-{raters}")
             for _ in range(per_rater):
                 battle = arena.next_battle(store, "sim", rid)
                 if battle is None:
@@ -62,11 +63,11 @@ def prefill(store: Store, name: str, votes: int, cap: int = 3, per_rater: int = 
     cast = raters = 0
     while cast < votes and room:
         raters += 1
-        rid = store.rater(name, f"prefill-{raters}")
+        rid = arena.join(store, name, f"prefill-{raters}")
         for battle in rng.sample(sorted(room), min(per_rater, len(room))):
             if cast >= votes:
                 break
-            store.claim(rid, battle, cap, seed=name)
+            store.claim(rid, battle, cap, lambda left, shown: allocation.side(left, shown, f"{name}:{battle}:{rid}"))
             store.vote(rid, battle, rng.choice(["left", "right", "left", "right", "tie"]))
             cast += 1
             room[battle] -= 1
@@ -175,7 +176,7 @@ def checker_raters(store: Store, name: str, rows: list[dict], raters: int = 6, p
 
     cast = 0
     for r in range(raters):
-        rid = store.rater(name, f"checker-{seed}-{r + 1}")
+        rid = arena.join(store, name, f"checker-{seed}-{r + 1}")
         for _ in range(per_rater):
             shown = arena.next_battle(store, name, rid)
             if shown is None:

@@ -4,7 +4,18 @@
 - A *choice* is what a rater or a judge picks among the answers as shown: a side, "tie" or "both_bad".
 - A battle stores its two models as `model_a` and `model_b`; its *winner* is "a", "b", "tie" or
   "both_bad" in those terms, whichever side each was shown on (`a_on_left`).
-- A preference pair's answers are `chosen` and `rejected` (TRL's words)."""
+- A preference pair's answers are `chosen` and `rejected` (TRL's words).
+
+And one word for each thing the arena counts:
+- An *open* campaign has no prompt file: its raters ask their own questions, and each question
+  starts an *open battle* (its prompt's category is OPEN_CATEGORY). "Open" means nothing else.
+- A *claimable* battle is a regular battle of a campaign with a votes-per-battle target that a
+  rater may still be handed (under its target, on a prompt they have not seen); handing it out is
+  a *claim* (evals.allocation chooses, the store records).
+- A rater's *kind* is "human" or "judge"; on a vote the same value is `rater_kind`.
+- A rater *left out* is one whose votes do not count (the quality checks flagged them, or the
+  admin excluded them): `left_out` holds rater NAMES, `left_out_ids` their database ids. The JSON
+  of results and exports says `excluded_raters` / `excluded_votes` (kept as they were)."""
 
 from __future__ import annotations
 
@@ -12,6 +23,8 @@ SIDES = ("left", "right")
 CHOICES = ("left", "right", "tie", "both_bad")
 WINNERS = ("a", "b", "tie", "both_bad")
 DECISIVE = ("a", "b")
+OPEN_CATEGORY = "open"  # the category of an open battle's prompt
+RATER_KINDS = ("human", "judge")
 
 
 def winner_of(choice: str, a_on_left: bool) -> str:

@@ -32,6 +32,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from evals import arena
+from evals.records import ALLOCATIONS, SAMPLING, CampaignSettings as Defaults
 from evals.store import Store, StoreError, default_data_dir
 from evals.loop import METHODS as LOOP_METHODS, next_round
 from posttrain import backend
@@ -53,33 +54,33 @@ def run(argv=None) -> int:
     create.add_argument("name")
     create.add_argument("--models", nargs="+", required=True)
     create.add_argument("--prompts", default=str(arena.DEFAULT_PROMPTS))
-    create.add_argument("--max-new-tokens", type=int, default=128)
-    create.add_argument("--temperature", type=float, default=0.7)
-    create.add_argument("--top-p", type=float, default=0.95)
-    create.add_argument("--seed", type=int, default=0)
+    create.add_argument("--max-new-tokens", type=int, default=SAMPLING["max_new_tokens"])
+    create.add_argument("--temperature", type=float, default=SAMPLING["temperature"])
+    create.add_argument("--top-p", type=float, default=SAMPLING["top_p"])
+    create.add_argument("--seed", type=int, default=SAMPLING["seed"])
     create.add_argument("--no-4bit", action="store_true", help="load the base in full precision")
     create.add_argument("--json", action="store_true")
     create.add_argument("--max-answers", type=int, default=arena.MAX_ANSWERS,
                         help=f"refuse a campaign that needs more answers than this (default {arena.MAX_ANSWERS})")
     create.add_argument("--votes-per-battle", type=int, help="each battle rated by N different people, then no more")
-    create.add_argument("--allocation", choices=["balanced", "adaptive"], default="balanced",
+    create.add_argument("--allocation", choices=list(ALLOCATIONS), default=Defaults.allocation,
                         help="balanced: least-covered battles first; adaptive: the widest win-rate intervals first")
     create.add_argument("--gold", help="gold checks: preference rows (prompt, chosen, rejected) with a known better answer")
-    create.add_argument("--gold-rate", type=float, default=0.1, help="share of each rater's battles that are gold checks")
-    create.add_argument("--min-gold-accuracy", type=float, default=0.7,
+    create.add_argument("--gold-rate", type=float, default=Defaults.gold_rate, help="share of each rater's battles that are gold checks")
+    create.add_argument("--min-gold-accuracy", type=float, default=Defaults.min_gold_accuracy,
                         help="raters under this gold accuracy (after 3 gold battles) are flagged and left out")
     create.add_argument("--guidelines", help="Markdown shown to raters before their first battle")
     create.add_argument("--system", default="", help="one system prompt every model answers under")
     create.add_argument("--open", action="store_true",
                         help="no prompt file: raters ask their own questions (/ask), two anonymous models answer")
-    create.add_argument("--max-turns", type=int, default=3, help="open battles: user turns per battle")
-    create.add_argument("--max-prompt-chars", type=int, default=2000, help="open battles: characters per user turn")
-    create.add_argument("--battles-per-hour", type=int, default=30, help="open battles: new battles per rater per hour")
-    create.add_argument("--max-duplicates", type=int, default=3,
+    create.add_argument("--max-turns", type=int, default=Defaults.max_turns, help="open battles: user turns per battle")
+    create.add_argument("--max-prompt-chars", type=int, default=Defaults.max_prompt_chars, help="open battles: characters per user turn")
+    create.add_argument("--battles-per-hour", type=int, default=Defaults.battles_per_hour, help="open battles: new battles per rater per hour")
+    create.add_argument("--max-duplicates", type=int, default=Defaults.max_duplicates,
                         help="open battles: times one question may start a battle in the campaign")
-    create.add_argument("--max-text-chars", type=int, default=arena.RatingPlan.max_text_chars,
+    create.add_argument("--max-text-chars", type=int, default=Defaults.max_text_chars,
                         help="a rater's edited answer or comment, at most this many characters")
-    create.add_argument("--votes-per-minute", type=int, default=arena.RatingPlan.votes_per_minute,
+    create.add_argument("--votes-per-minute", type=int, default=Defaults.votes_per_minute,
                         help="a rater's votes in any minute, at most")
     create.add_argument("--identity-words", nargs="*", default=[],
                         help="more words that give a model away (its name, its base's family and lab are always checked)")
@@ -146,9 +147,9 @@ def run(argv=None) -> int:
     elif args.command == "campaign":
         rows = store.campaigns()
         if args.json:
-            print(json.dumps(rows))
+            print(json.dumps([row.as_dict() for row in rows]))
         for row in [] if args.json else rows:
-            print(f"{row['name']:24} {row['status']:10} models={','.join(row['models'])} battles={row['battles']} votes={row['votes']}")
+            print(f"{row.name:24} {row.status:10} models={','.join(row.models)} battles={row.battles} votes={row.votes}")
     elif args.command == "results":
         res = arena.results(store, args.name)
         if args.json:
@@ -198,9 +199,10 @@ def run(argv=None) -> int:
               f"published {result['child']} ({result['pairs']} pairs from {result['votes']} votes of {args.campaign}); "
               f"campaign {result['campaign']} ready: {result['child']} vs {result['parent']}, {result['prompts']} prompts")
     else:
-        count = arena.export_pairs(store, args.name, args.out, include_judge=args.include_judge)
-        split = arena.split_battles(store, args.name)
-        print(f"wrote {count} pairs to {args.out}" + (f" ({split} battles with evenly split votes left out)" if split else ""))
+        written = arena.export(store, args.name, args.out, include_judge=args.include_judge)
+        split = written["split_battles"]
+        print(f"wrote {written['pairs']} pairs to {args.out}" + (f" ({split} battles with evenly split votes left out)"
+                                                                 if split else ""))
     return 0
 
 
@@ -211,15 +213,15 @@ def create_or_resume(args, store: Store) -> int:
     registry = Registry(args.registry)
     if args.action == "resume":
         campaign = store.campaign(args.name)
-        if campaign["status"] == "ready":
+        if campaign.status == "ready":
             print(f"campaign {args.name} is ready: nothing to resume")
             return 0
-        models, prompts = campaign["models"], None
+        models, prompts = campaign.models, None
     else:
         arena.check_blind_name(args.name, args.models)
         arena.check_new_name(store, args.name)
         models, prompts = args.models, ([] if args.open else arena.load_prompts(args.prompts))
-        plan = arena.RatingPlan(
+        plan = Defaults(
             votes_per_battle=args.votes_per_battle, allocation=args.allocation,
             gold=tuple(arena.load_gold(args.gold)) if args.gold else (), gold_rate=args.gold_rate,
             min_gold_accuracy=args.min_gold_accuracy,
@@ -249,7 +251,7 @@ def create_or_resume(args, store: Store) -> int:
                 made = arena.create_campaign(store, engine, args.name, models, prompts, params, source=args.prompts,
                                              progress=progress, plan=plan)
     except KeyboardInterrupt:
-        if args.name not in {c["name"] for c in store.campaigns()}:  # stopped while the engine loaded
+        if args.name not in {c.name for c in store.campaigns()}:  # stopped while the engine loaded
             print(f"interrupted before campaign {args.name!r} was stored; nothing to resume", file=sys.stderr)
             return 130
         missing = len(store.missing_answers(args.name))

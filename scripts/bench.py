@@ -140,10 +140,11 @@ def bench_arena(raters: int = 20, pace: float = 5.0, paced_votes: int = 6, satur
 
     from gradio_client import Client
 
+    from evals.records import CampaignSettings
     from evals.simulate import prefill as prefill_votes
     from evals.store import Store
 
-    def ready(store: Store, name: str, prompts: int, settings: dict) -> None:
+    def ready(store: Store, name: str, prompts: int, settings: CampaignSettings | None) -> None:
         rows = [{"prompt": f"question {i}", "category": "misc"} for i in range(prompts)]
         store.create_campaign(name, ["one", "two"], rows, {}, settings=settings)
         store.save_answers([(pid, m, f"{m} answers {p} " * 20, 40, "") for pid, p, m in store.missing_answers(name)])
@@ -156,7 +157,7 @@ def bench_arena(raters: int = 20, pace: float = 5.0, paced_votes: int = 6, satur
         store = Store(Path(tmp) / "data" / "arena.sqlite")
         # With --prefill both campaigns hand battles out one at a time under a target of 3 votes (the
         # path that runs the rater checks): "bench" holds 100 votes, "bench-prefill" `prefill` votes.
-        targeted = {"votes_per_battle": 3, "votes_per_minute": 10**6} if prefill else {}  # raters who vote at any pace
+        targeted = CampaignSettings(votes_per_battle=3, votes_per_minute=None) if prefill else None  # raters of any pace
         ready(store, "bench", 200 + (100 // 3 if prefill else 0), targeted)
         sizes = {}
         if prefill:

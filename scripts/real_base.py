@@ -179,7 +179,7 @@ def closed_loop(run: Run, ifeval: dict) -> dict:
     w = run.work
     loop_file = run.limited("data/ifeval_loop.jsonl", 8, "ifeval_loop.jsonl") if run.quick else every_other("data/ifeval_loop.jsonl", w)
     store_path = Path(run.arena) / "arena.sqlite"
-    if not store_path.is_file() or LOOP_CAMPAIGN not in {c["name"] for c in Store(store_path).campaigns()}:
+    if not store_path.is_file() or LOOP_CAMPAIGN not in {c.name for c in Store(store_path).campaigns()}:
         step(["scripts/arena.py", "--data-dir", run.arena, "--base", BASE, *run.reg(), "campaign", "create", LOOP_CAMPAIGN,
               "--models", BASE, SFT, DPO, "--prompts", loop_file, "--max-new-tokens", "64" if run.quick else "128",
               "--votes-per-minute", "100000", "--gold-rate", "0"], "closed loop: a campaign of base, SFT and DPO")

@@ -107,7 +107,7 @@ def campaigns_using(name: str, data_dir: str | None) -> list[str]:
     db = Path(data_dir or default_data_dir()) / "arena.sqlite"
     if not db.is_file():
         return []
-    return [c["name"] for c in Store(db).campaigns() if name in c["models"]]
+    return [c.name for c in Store(db).campaigns() if name in c.models]
 
 
 def main(argv=None) -> int:

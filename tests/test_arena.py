@@ -112,7 +112,7 @@ def test_cli_results_and_pair_export_load_with_datasets(tmp_path, tiny_dir):
     from datasets import load_dataset
 
     config, store = make_arena(tmp_path, tiny_dir)
-    rater = store.rater("tasting", "ann")
+    rater = arena.join(store, "tasting", "ann")
     for choice in ["left", "right", "tie", "left"]:
         store.vote(rater, store.next_assignment(rater).battle_id, choice)
     base = [sys.executable, str(ROOT / "scripts" / "arena.py"), "--data-dir", str(config.data_dir),

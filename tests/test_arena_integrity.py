@@ -79,12 +79,12 @@ def test_pairs_are_the_peoples_majority_once_per_pair_with_counts(tmp_path):
     verdicts = {"ann": ["x", "x", "x"], "bob": ["x", "y", "x"], "cy": ["y", "y", "x"], "dee": ["x", "x", "x"]}
     edits = {("dee", 2): "a rewritten answer"}
     for rater, picks in verdicts.items():
-        rid = store.rater("duel", rater)
+        rid = arena.join(store, "duel", rater)
         while (battle := store.next_assignment(rid)) is not None:
             position = int(battle.prompt.rsplit(" ", 1)[1])
             names = store.vote(rid, battle.battle_id, "left")  # to learn the sides, then replace below
             store_vote_as(store, rid, battle.battle_id, names, picks[position], edits.get((rater, position)))
-    judge = store.rater("duel", "judge:rm", kind="judge")
+    judge = arena.join(store, "duel", "judge:rm", kind="judge")
     while (battle := store.next_assignment(judge)) is not None:
         store.vote(judge, battle.battle_id, "right")
     pairs = arena.pairs(store, "duel")
@@ -119,7 +119,7 @@ def test_hub_sync_snapshot_is_a_consistent_copy_even_mid_write(tmp_path):
 
     store = Store(tmp_path / "data" / "arena.sqlite")
     ready_campaign(store, "duel", ["x", "y"], prompts=3)
-    rid = store.rater("duel", "ann")
+    rid = arena.join(store, "duel", "ann")
     store.vote(rid, store.next_assignment(rid).battle_id, "left")
     writer = sqlite3.connect(store.path, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")  # a vote being written right now, not committed
@@ -169,7 +169,7 @@ def test_the_judge_rates_a_human_campaign_and_results_show_agreement(tmp_path):
         con.executemany("UPDATE answers SET text = ? WHERE prompt_id = ? AND model = 'y'",
                         [(r["text"] + " with many more words", r["prompt_id"]) for r in rows])
     for name, pick in (("ann", "y"), ("bob", "y")):
-        rid = store.rater("duel", name)
+        rid = arena.join(store, "duel", name)
         while (battle := store.next_assignment(rid)) is not None:
             names = store.vote(rid, battle.battle_id, "left")
             store_vote_as(store, rid, battle.battle_id, names, pick, None)
@@ -206,7 +206,7 @@ def test_the_judge_audit_catches_a_judge_that_picks_the_left_or_the_longer_answe
     # y's answers are longer on every prompt; the people prefer x on all of them
     ready_campaign(store, "audit", ["x", "y"], prompts=6,
                    answer=lambda model, prompt: f"{model} says {prompt}" + (" and a great deal more" if model == "y" else ""))
-    rid = store.rater("audit", "ann")
+    rid = arena.join(store, "audit", "ann")
     while (battle := store.next_assignment(rid)) is not None:
         store_vote_as(store, rid, battle.battle_id, store.vote(rid, battle.battle_id, "left"), "x", None)
     assert judge_campaign(store, "audit", AlwaysLeft()) == 6 and judge_campaign(store, "audit", Longer()) == 6
@@ -287,7 +287,7 @@ def test_results_carry_ranks_per_category_ladders_and_the_fragility_sentence(tmp
     store.save_answers([(pid, m, f"answer of {m} to {p}", 5, "") for pid, p, m in store.missing_answers("cats")])
     store.set_status("cats", "ready")
     for name in ("ann", "bob"):  # x wins every math prompt, y every writing prompt but one
-        rid = store.rater("cats", name)
+        rid = arena.join(store, "cats", name)
         while (battle := store.next_assignment(rid)) is not None:
             number = int(battle.prompt.rsplit(" ", 1)[1])
             names = store.vote(rid, battle.battle_id, "left")

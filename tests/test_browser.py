@@ -10,6 +10,7 @@ import pytest
 
 from arena_fixtures import MODELS, PASSWORD, launch, make_arena
 from evals import arena
+from evals.records import CampaignSettings
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -93,7 +94,7 @@ def test_rating_page_is_safe_keyboard_driven_phone_sized_and_deep_linked(tmp_pat
     answer = '<script>window.__pwned = 2</script>**Bold** and a list:\n\n- one\n- two\n\n```\nprint("<b>")\n```'
     guidelines = "## Rate the *content*\n\n<script>window.__pwned = 3</script>Prefer correct answers."
     store.create_campaign("safety", MODELS, [{"prompt": evil}, {"prompt": "second question"}], {},
-                          settings={"guidelines": guidelines})
+                          settings=CampaignSettings(guidelines=guidelines))
     store.save_answers([(pid, model, answer if model == MODELS[0] else "plain answer", 5, "")
                         for pid, _, model in store.missing_answers("safety")])
     store.set_status("safety", "ready")
@@ -183,13 +184,14 @@ def test_models_tab_draws_the_family_tree_and_a_trained_entrys_curves(tmp_path, 
 def test_an_open_battle_is_asked_answered_continued_and_voted_on_the_page(tmp_path, tiny_dir):
     from playwright.sync_api import expect
 
-    from evals.arena import RatingPlan, create_campaign
+    from evals.arena import create_campaign
+    from evals.records import CampaignSettings
     from posttrain.engine import Engine, SamplingParams
     from posttrain.registry import Registry
 
     config, store = make_arena(tmp_path, tiny_dir, prompts=2)
     create_campaign(store, Engine(Registry(config.registry_dir), "tiny", quantize=False), "open-floor", MODELS, [],
-                    SamplingParams(max_new_tokens=6, seed=2), plan=RatingPlan(open=True))
+                    SamplingParams(max_new_tokens=6, seed=2), plan=CampaignSettings(open=True))
     site = launch(config, store)
     try:
         with page_at(f"{site.url}?campaign=open-floor") as page:
@@ -216,4 +218,4 @@ def test_an_open_battle_is_asked_answered_continued_and_voted_on_the_page(tmp_pa
         site.ui.close()
     (vote,) = store.votes("open-floor")
     battle = store.battle(vote["battle_id"])
-    assert battle["turns"] == ["What do zebras eat?", "And in winter?"] and len(battle["turns_a"]) == 2
+    assert battle.turns == ("What do zebras eat?", "And in winter?") and len(battle.turns_a) == 2

@@ -10,6 +10,7 @@ from gradio_client import Client
 
 from arena_fixtures import launch
 from evals import arena, open_battles
+from evals.records import CampaignSettings
 from evals.store import Store, StoreError
 from evals.ui import ArenaConfig
 from posttrain.backend import make_generator
@@ -147,7 +148,7 @@ def open_zebra_campaign(tiny_registry, tmp_path, name: str) -> Store:
                                      base="tiny", method="sft")
     store = Store(tmp_path / "data" / "arena.sqlite")
     arena.create_campaign(store, Engine(tiny_registry, "tiny", quantize=False), name, ZEBRAS, [],
-                          SamplingParams(max_new_tokens=6, seed=1), plan=arena.RatingPlan(open=True))
+                          SamplingParams(max_new_tokens=6, seed=1), plan=CampaignSettings(open=True))
     return store
 
 
@@ -207,9 +208,9 @@ def test_open_battles_refuse_what_the_campaign_caps_and_count_it(tiny_registry, 
     store = Store(tmp_path / "arena.sqlite")
     with FakeOpenAI(served=["tiny", "ad-a", "ad-b"]) as server:
         generator = make_generator(tiny_registry, "tiny", backend="openai", base_url=server.url)
-        plan = arena.RatingPlan(open=True, max_turns=2, max_prompt_chars=40, battles_per_hour=2, max_duplicates=1)
+        plan = CampaignSettings(open=True, max_turns=2, max_prompt_chars=40, battles_per_hour=2, max_duplicates=1)
         arena.create_campaign(store, generator, "capped", ["ad-a", "ad-b"], [], SamplingParams(max_new_tokens=10), plan=plan)
-        rater = store.rater("capped", "ann")
+        rater = arena.join(store, "capped", "ann")
         ask = lambda battle, text: list(open_battles.ask(store, generator, "capped", rater, battle, text))[-1]
         with pytest.raises(StoreError, match="at most 40"):
             ask(None, "x" * 41)
@@ -238,9 +239,9 @@ def test_the_closed_loop_trains_on_an_open_campaigns_pairs(tiny_registry, tmp_pa
     engine = Engine(tiny_registry, "tiny", quantize=False)
     store = Store(tmp_path / "arena.sqlite")
     arena.create_campaign(store, engine, "open-loop", ["ad-a", "ad-b"], [], SamplingParams(max_new_tokens=6, seed=1),
-                          plan=arena.RatingPlan(open=True))
+                          plan=CampaignSettings(open=True))
     for rater in ("ann", "bob"):
-        rid = store.rater("open-loop", rater)
+        rid = arena.join(store, "open-loop", rater)
         for topic in ("rivers", "hills"):
             done = list(open_battles.ask(store, engine, "open-loop", rid, None, f"{rater} asks about {topic}"))[-1]
             store.vote(rid, done["battle_id"], "left")

@@ -5,6 +5,7 @@ and the pairs."""
 import json
 
 from evals import arena, hygiene
+from evals.records import CampaignSettings
 from evals.store import Store
 from posttrain.backend import make_generator
 from posttrain.engine import SamplingParams
@@ -32,14 +33,14 @@ def test_a_battle_whose_answer_names_a_model_is_flagged_and_left_out(tiny_regist
     system = "Answer directly. Do not introduce yourself."
     with FakeOpenAI(served=["tiny", "ad-a", "ad-b"], reply=reply) as server:
         generator = make_generator(tiny_registry, "tiny", backend="openai", base_url=server.url)
-        plan = arena.RatingPlan(system=system, identity_words=tuple(hygiene.identity_words(
+        plan = CampaignSettings(system=system, identity_words=tuple(hygiene.identity_words(
             ["ad-a", "ad-b"], "HuggingFaceTB/SmolLM2-135M-Instruct")))
         made = arena.create_campaign(store, generator, "hygiene", ["ad-a", "ad-b"], prompts,
                                      SamplingParams(max_new_tokens=20, temperature=0), plan=plan)
         assert all(body["messages"][0] == {"role": "system", "content": system} for _, _, body in server.requests)
     assert made["identity_flagged_battles"] == 1
     for rater in ("ann", "bob"):
-        rid = store.rater("hygiene", rater)
+        rid = arena.join(store, "hygiene", rater)
         while (battle := arena.next_battle(store, "hygiene", rid)) is not None:
             arena.cast_vote(store, "hygiene", rid, battle.battle_id, "left" if "fancy" in battle.left else "right")
     res = arena.results(store, "hygiene", rounds=5)

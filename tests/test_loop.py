@@ -30,7 +30,7 @@ def test_next_round_trains_publishes_and_opens_a_campaign_on_unseen_prompts(real
     prompts = arena.load_prompts(arena.DEFAULT_PROMPTS)[:4]
     arena.create_campaign(store, Engine(real_registry, base.name), "captains", ["sft-r", base.name], prompts,
                           SamplingParams(max_new_tokens=8, temperature=0))
-    rater = store.rater("captains", "ann")
+    rater = arena.join(store, "captains", "ann")
     while (battle := store.next_assignment(rater)) is not None:
         store.vote(rater, battle.battle_id, "left")
     new_prompts = tmp_path / "new.jsonl"
@@ -70,7 +70,7 @@ def test_next_round_from_the_app_admin_action(tiny_registry, tmp_path):
     prompts = [{"question_id": i, "category": None, "prompt": p} for i, p in
                enumerate(["two plus two", "hello world", "write a poem about the sea", "python code please"])]
     arena.create_campaign(svc.store, svc.engine(), "tasting", ["ad-a", "ad-b"], prompts, SamplingParams(max_new_tokens=6))
-    rater = svc.store.rater("tasting", "kim")
+    rater = arena.join(svc.store, "tasting", "kim")
     while (battle := svc.store.next_assignment(rater)) is not None:
         svc.store.vote(rater, battle.battle_id, "right")
     new = tmp_path / "new.jsonl"
@@ -94,7 +94,7 @@ def test_next_round_grpo_trains_a_reward_model_on_the_votes_then_a_grpo_round_ag
     prompts = [{"question_id": i, "category": None, "prompt": p} for i, p in
                enumerate(["two plus two", "hello world", "write a poem about the sea", "python code please", "name a fruit"])]
     arena.create_campaign(svc.store, svc.engine(), "tasting", ["ad-a", "ad-b"], prompts, SamplingParams(max_new_tokens=6))
-    rater = svc.store.rater("tasting", "kim")
+    rater = arena.join(svc.store, "tasting", "kim")
     while (battle := svc.store.next_assignment(rater)) is not None:
         svc.store.vote(rater, battle.battle_id, "right")
     new = tmp_path / "new.jsonl"

@@ -16,6 +16,7 @@ from gradio_client import Client
 
 from arena_fixtures import launch
 from evals import arena
+from evals.records import CampaignSettings
 from evals.store import GOLD_CHOSEN, Store
 from evals.style import style_ladder
 from evals.ui import ArenaConfig
@@ -24,12 +25,12 @@ MODELS = ["m-one", "m-two", "m-three"]
 GOLD = [{"prompt": f"gold question {i}", "chosen": f"GOOD answer {i}", "rejected": f"bad answer {i}"} for i in range(4)]
 
 
-def ready_campaign(store: Store, name: str, models: list[str], prompts: int, plan: arena.RatingPlan | None = None,
+def ready_campaign(store: Store, name: str, models: list[str], prompts: int, plan: CampaignSettings | None = None,
                    answer=lambda model, prompt: f"answer of {model} to {prompt}") -> None:
-    plan = plan or arena.RatingPlan()
+    plan = plan or CampaignSettings()
     plan = replace(plan, votes_per_minute=10_000)  # simulated raters vote faster than people may
     rows = [{"question_id": i, "category": "misc", "prompt": f"prompt number {i}"} for i in range(prompts)]
-    store.create_campaign(name, models, rows, {}, settings=plan.settings(), gold=list(plan.gold))
+    store.create_campaign(name, models, rows, {}, settings=plan, gold=list(plan.gold))
     store.save_answers([(pid, m, answer(m, prompt), 5, "") for pid, prompt, m in store.missing_answers(name)])
     store.set_status(name, "ready")
 
@@ -38,7 +39,7 @@ def test_target_holds_under_many_api_raters_and_gold_looks_like_any_battle(tmp_p
     config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", admin_password="pw",
                          quantize=False)
     store = Store(config.data_dir / "arena.sqlite")
-    plan = arena.RatingPlan(votes_per_battle=2, gold=tuple(GOLD), gold_rate=0.25, guidelines="Prefer **correct** answers.")
+    plan = CampaignSettings(votes_per_battle=2, gold=tuple(GOLD), gold_rate=0.25, guidelines="Prefer **correct** answers.")
     ready_campaign(store, "panel", MODELS, prompts=4, plan=plan)  # 12 battles x 2 votes = 24 places
     site = launch(config, store)
     shapes, shown_gold, problems = {}, Counter(), []
@@ -99,7 +100,7 @@ def simulate(store: Store, name: str, behaviour: dict, truth, seed: int = 0) -> 
     """Each rater votes on every battle handed to them by `behaviour[rater](left, right, rng)`."""
     for rater, choose in behaviour.items():
         rng = random.Random(f"{seed}:{rater}")
-        rid = store.rater(name, rater)
+        rid = arena.join(store, name, rater)
         while (battle := arena.next_battle(store, name, rid)) is not None:
             arena.cast_vote(store, name, rid, battle.battle_id, choose(battle, truth, rng))
 
@@ -114,7 +115,7 @@ def test_random_and_always_left_raters_are_flagged_and_left_out_honest_ones_are_
     store = Store(tmp_path / "arena.sqlite")
     gold = [{"prompt": f"gold question {i}", "chosen": f"GOOD answer {i}", "rejected": f"bad answer {i}"} for i in range(8)]
     ready_campaign(store, "study", ["strong", "weak"], prompts=30,
-                   plan=arena.RatingPlan(gold=tuple(gold), gold_rate=0.2))
+                   plan=CampaignSettings(gold=tuple(gold), gold_rate=0.2))
     # The strong model's answer is better on 4 prompts in 5; the truth is read off the answer text.
     better = lambda text: "GOOD" in text or ("strong" in text and int(text.rsplit(" ", 1)[1]) % 5) or \
         ("weak" in text and not int(text.rsplit(" ", 1)[1]) % 5)
@@ -217,7 +218,7 @@ def test_a_database_from_the_previous_version_opens_and_keeps_every_vote(tmp_pat
     assert res["human_votes"] == 2 and res["excluded_votes"] == 0 and res["complete"] is False
     assert [r["name"] for r in res["raters"]] == ["ann"] and not res["raters"][0]["flagged"]
     assert "coefficients" in res["bradley_terry_style"]
-    rid = store.rater("legacy", "ann")  # the old rater resumes where they stopped
+    rid = arena.join(store, "legacy", "ann")  # the old rater resumes where they stopped
     battle = arena.next_battle(store, "legacy", rid)
     assert battle.prompt == "old prompt 2" and not battle.gold
     arena.cast_vote(store, "legacy", rid, battle.battle_id, "left")
@@ -247,7 +248,7 @@ def test_cli_creates_a_checked_campaign_and_results_show_the_raters(tmp_path, ti
     settings = store.campaign("checked")["settings"]
     assert settings["votes_per_battle"] == 2 and settings["allocation"] == "adaptive" and settings["gold_count"] == 4
     assert settings["guidelines"].startswith("# How to judge")
-    rid = store.rater("checked", "ann")
+    rid = arena.join(store, "checked", "ann")
     for _ in range(6):
         battle = arena.next_battle(store, "checked", rid)
         arena.cast_vote(store, "checked", rid, battle.battle_id, "left")
@@ -320,14 +321,14 @@ def test_rater_checks_are_cached_on_the_vote_stamp_so_a_click_costs_the_same_at_
 
     store = Store(tmp_path / "arena.sqlite")
     rows = [{"question_id": i, "category": "misc", "prompt": f"prompt number {i}"} for i in range(800)]
-    store.create_campaign("big", ["x", "y"], rows, {}, settings={"votes_per_battle": 3})
+    store.create_campaign("big", ["x", "y"], rows, {}, settings=CampaignSettings(votes_per_battle=3, votes_per_minute=None))
     store.save_answers([(pid, m, f"answer of {m} to {p}", 5, "") for pid, p, m in store.missing_answers("big")])
     store.set_status("big", "ready")
     assert prefill(store, "big", 2000) == 2000
     runs = []
     real = quality.rater_quality
     monkeypatch.setattr(quality, "rater_quality", lambda *a, **k: runs.append(1) or real(*a, **k))
-    rid = store.rater("big", "ann")
+    rid = arena.join(store, "big", "ann")
     for _ in range(40):  # 40 votes with their hand-outs and progress: the checks rerun every 2000 / 100 = 20 votes
         battle = arena.next_battle(store, "big", rid)
         arena.cast_vote(store, "big", rid, battle.battle_id, "left")

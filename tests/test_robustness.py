@@ -14,7 +14,9 @@ import time
 import pytest
 
 from conftest import ROOT
+from evals import arena
 from evals.store import Store
+from evals.records import CampaignSettings
 from posttrain.fake_openai import FakeOpenAI
 
 SERVED = ["ad-a", "ad-b"]  # the tiny registry's adapters, as a multi-LoRA server would serve them
@@ -203,7 +205,7 @@ def test_a_zero_byte_database_starts_an_arena_with_init_and_backup_copies_a_live
     store.create_campaign("c", ["x", "y"], [{"prompt": f"p{i}"} for i in range(3)], {})
     store.save_answers([(pid, m, "answer", 1, "") for pid, _, m in store.missing_answers("c")])
     store.set_status("c", "ready")
-    rid = store.rater("c", "ann")
+    rid = arena.join(store, "c", "ann")
     while (battle := store.next_assignment(rid)) is not None:
         store.vote(rid, battle.battle_id, "left")
     copy = tmp_path / "backups" / "arena-copy.sqlite"
@@ -273,15 +275,15 @@ def test_rater_names_free_text_and_pace_are_limited(tmp_path):
     from evals.store import StoreError
 
     store = Store(tmp_path / "arena.sqlite")
-    plan = arena.RatingPlan(max_text_chars=100, votes_per_minute=3)
-    store.create_campaign("c", ["x", "y"], [{"prompt": f"p{i}"} for i in range(6)], {}, settings=plan.settings())
+    plan = CampaignSettings(max_text_chars=100, votes_per_minute=3)
+    store.create_campaign("c", ["x", "y"], [{"prompt": f"p{i}"} for i in range(6)], {}, settings=plan)
     store.save_answers([(pid, m, "answer", 1, "") for pid, _, m in store.missing_answers("c")])
     store.set_status("c", "ready")
     with pytest.raises(StoreError, match="at most 64 printable characters"):
-        store.rater("c", "x" * 10_000)
+        arena.join(store, "c", "x" * 10_000)
     with pytest.raises(StoreError, match="printable"):
-        store.rater("c", "ann\x1b[31m")
-    rid = store.rater("c", "ann")
+        arena.join(store, "c", "ann\x1b[31m")
+    rid = arena.join(store, "c", "ann")
     first = arena.next_battle(store, "c", rid)
     with pytest.raises(StoreError, match="your edited has 101 characters; this campaign takes at most 100"):
         arena.cast_vote(store, "c", rid, first.battle_id, "left", edited="e" * 101)

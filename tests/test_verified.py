@@ -12,6 +12,7 @@ import pytest
 
 from conftest import ROOT
 from evals import ifeval, verified
+from evals.records import CampaignSettings
 from posttrain.data import read, read_jsonl
 
 DOLLY = {"open_qa", "general_qa", "closed_qa", "information_extraction", "summarization", "classification",
@@ -151,7 +152,7 @@ def test_checker_raters_vote_for_the_answer_that_follows_through_the_store(tmp_p
     store = Store(tmp_path / "arena.sqlite")
     prompts = [{"question_id": r["key"], "category": None, "prompt": r["prompt"]} for r in rows]
     arena.create_campaign(store, Writer(), "taste", ["good", "bad"], prompts, SamplingParams(max_new_tokens=4),
-                          plan=arena.RatingPlan(votes_per_minute=10_000))
+                          plan=CampaignSettings(votes_per_minute=10_000))
     cast = simulate.checker_raters(store, "taste", rows, raters=2, per_rater=10, noise=0.0)
     votes = store.votes("taste")
     assert cast == len(votes) == 12  # each rater every battle once

@@ -11,6 +11,7 @@ import gradio as gr
 
 from evals import arena
 from evals.arena import check_blind_name, invite_link
+from evals.records import ALLOCATIONS, SAMPLING, CampaignSettings
 from evals.ui.common import PRIVATE, Services, bind, check_admin, refusal, shown_to_user
 from posttrain.engine import BASE, SamplingParams
 from posttrain.registry import check_models
@@ -70,16 +71,16 @@ def build_new_campaign() -> dict:
                   "prompts": gr.File(label="Prompts (JSONL / CSV, MT-Bench question.jsonl works); empty = 50 held-out prompts",
                                      type="filepath")}
         with gr.Row():
-            fields["max_new_tokens"] = gr.Slider(16, 512, value=128, step=16, label="Max new tokens")
-            fields["temperature"] = gr.Slider(0, 1.5, value=0.7, step=0.05, label="Temperature")
-            fields["top_p"] = gr.Slider(0.05, 1, value=0.95, step=0.05, label="Top-p")
-            fields["seed"] = gr.Number(value=0, precision=0, label="Seed")
+            fields["max_new_tokens"] = gr.Slider(16, 512, value=SAMPLING["max_new_tokens"], step=16, label="Max new tokens")
+            fields["temperature"] = gr.Slider(0, 1.5, value=SAMPLING["temperature"], step=0.05, label="Temperature")
+            fields["top_p"] = gr.Slider(0.05, 1, value=SAMPLING["top_p"], step=0.05, label="Top-p")
+            fields["seed"] = gr.Number(value=SAMPLING["seed"], precision=0, label="Seed")
         with gr.Row():
             fields["votes_per_battle"] = gr.Number(value=0, precision=0, label="Votes per battle (0: no target)",
                                                    elem_id="new-target")
-            fields["allocation"] = gr.Radio(["balanced", "adaptive"], value="balanced", label="Allocation")
-            fields["gold_rate"] = gr.Number(value=0.1, label="Gold rate")
-            fields["min_gold_accuracy"] = gr.Number(value=0.7, label="Min gold accuracy")
+            fields["allocation"] = gr.Radio(list(ALLOCATIONS), value=CampaignSettings.allocation, label="Allocation")
+            fields["gold_rate"] = gr.Number(value=CampaignSettings.gold_rate, label="Gold rate")
+            fields["min_gold_accuracy"] = gr.Number(value=CampaignSettings.min_gold_accuracy, label="Min gold accuracy")
         with gr.Row():
             fields["gold"] = gr.File(label="Gold checks (preference rows: prompt, chosen, rejected)", type="filepath")
             fields["guidelines"] = gr.File(label="Guidelines (Markdown)", file_types=[".md", ".txt"], type="filepath")
@@ -149,10 +150,13 @@ def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name,
            identity_words, open_campaign, progress=gr.Progress()) -> dict:
     check_admin(svc, password)
     with shown_to_user():
-        plan = arena.RatingPlan(votes_per_battle=int(votes_per_battle) if votes_per_battle else None,
-                                allocation=allocation or "balanced", gold=tuple(arena.load_gold(gold)) if gold else (),
-                                gold_rate=float(0.1 if gold_rate is None else gold_rate),
-                                min_gold_accuracy=float(0.7 if min_gold_accuracy is None else min_gold_accuracy),
+        defaults = CampaignSettings()
+        plan = CampaignSettings(votes_per_battle=int(votes_per_battle) if votes_per_battle else None,
+                                allocation=allocation or defaults.allocation,
+                                gold=tuple(arena.load_gold(gold)) if gold else (),
+                                gold_rate=float(defaults.gold_rate if gold_rate is None else gold_rate),
+                                min_gold_accuracy=float(defaults.min_gold_accuracy if min_gold_accuracy is None
+                                                        else min_gold_accuracy),
                                 guidelines=arena.load_guidelines(guidelines) if guidelines else "",
                                 system=(system or "").strip(), identity_words=tuple(arena.default_identity_words(
                                     svc.registry, svc.config.base, list(models or []), (identity_words or "").split(","))),
@@ -228,7 +232,7 @@ def resume(svc: Services, password, campaign, progress=gr.Progress()) -> str:
     if not campaign:
         raise refusal("pick a campaign")
     with shown_to_user():
-        if svc.store.campaign(campaign)["status"] == "ready":
+        if svc.store.campaign(campaign).status == "ready":
             return f"campaign **{campaign}** is ready: nothing to resume"
         missing = len(svc.store.missing_answers(campaign))
         progress(0, desc=f"{missing} missing answers")

@@ -75,7 +75,7 @@ class Services:
                 if e.name == self.config.base or (e.is_adapter and e.base == self.config.base and e.method != "reward")]
 
     def campaign_names(self) -> list[str]:
-        return [c["name"] for c in self.store.campaigns()]
+        return [c.name for c in self.store.campaigns()]
 
 
 def services(config: ArenaConfig) -> Services:

@@ -91,7 +91,7 @@ def refuse_rated_models(svc: Services, password: str, models: tuple[str, str]) -
         return
     if config.admin_password and is_admin(config, password):
         return
-    rated = {m for c in svc.store.campaigns() if c["status"] == "ready" for m in c["models"]}
+    rated = {m for c in svc.store.campaigns() if c.status == "ready" for m in c.models}
     rated |= {BASE} if config.base in rated else set()
     blocked = [m for m in models if m in rated]
     if blocked:

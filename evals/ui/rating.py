@@ -151,7 +151,7 @@ def wire(svc: Services, room: RatingRoom, ui: gr.Blocks) -> None:
 # ---- callbacks ------------------------------------------------------------------------------
 def ready_campaigns(svc: Services, room: RatingRoom, request: gr.Request) -> dict:
     """The campaign list; an invite link (?campaign=NAME&invite=TOKEN) preselects and fills."""
-    names = [c["name"] for c in svc.store.campaigns() if c["status"] == "ready"]
+    names = [c.name for c in svc.store.campaigns() if c.status == "ready"]
     query = request.query_params if request else {}
     wanted = query.get("campaign")
     return {room.campaign: gr.update(choices=names, value=wanted if wanted in names else (names[-1] if names else None)),
@@ -175,19 +175,19 @@ def begin(svc: Services, room: RatingRoom, campaign, name, code, invite, login: 
     if not campaign:
         raise refusal("pick a campaign")
     with shown_to_user():
-        access = svc.store.campaign(campaign)["access"]
+        access = svc.store.campaign(campaign).access
         if access == "invite":  # a typed name is not an identity here
-            rater_id = svc.store.invite_rater(campaign, (invite or "").strip())
+            rater_id = arena.join_by_invite(svc.store, campaign, (invite or "").strip())
         elif access == "hf":
             if not login:
                 raise StoreError(f"campaign {campaign!r} asks raters to sign in with Hugging Face" +
                                  ("" if config.hf_login else " (start the app with HF_LOGIN=1 on a Space with hf_oauth: true)"))
-            rater_id = svc.store.rater(campaign, f"hf:{login}")
+            rater_id = arena.join(svc.store, campaign, f"hf:{login}")
         else:
-            rater_id = svc.store.rater(campaign, name or "")
-        settings = svc.store.campaign(campaign)["settings"]
-    guidelines = settings.get("guidelines") or ""
-    session = {"rater_id": rater_id, "campaign": campaign, "open": bool(settings.get("open"))}
+            rater_id = arena.join(svc.store, campaign, name or "")
+        settings = svc.store.campaign(campaign).settings
+    guidelines = settings.guidelines or ""
+    session = {"rater_id": rater_id, "campaign": campaign, "open": settings.open}
     return {**battle_view(svc, room, session), room.reveal: "", room.guidelines: safe_markdown(guidelines),
             room.guidelines_box: gr.update(visible=bool(guidelines), open=True),
             room.ask_row: gr.update(visible=session["open"])}

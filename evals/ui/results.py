@@ -92,7 +92,7 @@ def show_results(svc: Services, room: ResultsRoom, password, campaign) -> dict:
         raise refusal("pick a campaign")
     with shown_to_user():
         res = arena.results(svc.store, campaign)
-        votes = svc.store.votes(campaign)
+        votes = [dict(v) for v in svc.store.votes(campaign)]
     table = [[r["model"], r["opponent"], r["wins"], r["losses"], r["ties"], round(r["win_rate"], 3),
               f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", r["more_votes_for_0.10"]] for r in res["win_rates"]]
     path = Path(tempfile.mkdtemp()) / f"{campaign}-votes.csv"
