@@ -15,8 +15,8 @@ import pytest
 
 from conftest import ROOT
 from evals import arena
-from evals.store import Store
 from evals.records import CampaignSettings
+from evals.store import Store
 from posttrain.fake_openai import FakeOpenAI
 
 SERVED = ["ad-a", "ad-b"]  # the tiny registry's adapters, as a multi-LoRA server would serve them
@@ -98,7 +98,10 @@ def test_ctrl_c_during_creation_is_one_line_and_says_how_to_resume(tmp_path, tin
         creating = subprocess.Popen(arena_cli(tmp_path, tiny_registry, "campaign", "create", "c80", "--models", "ad-a",
                                               "ad-b", "--prompts", str(prompts_file(tmp_path, 80)), "--max-new-tokens",
                                               "4", "--generation-backend", "openai", "--generation-base-url", slow.url),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    # a shell's background job (CI run with `&`) ignores SIGINT and its children
+                                    # inherit that; Python then installs no Ctrl-C handler: give it the default back
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         wait_for(lambda: saved_answers(db) >= 8)
         creating.send_signal(signal.SIGINT)
         stdout, stderr = creating.communicate(timeout=120)
