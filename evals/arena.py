@@ -1,22 +1,20 @@
-"""Arena operations as plain functions (the UI and the CLI both call these): load a prompt set,
-create a campaign and generate every answer once over the shared engine, compute results, and
-export preference pairs in TRL's format. Knows nothing of Gradio."""
+"""Arena operations as plain functions (the UI and the CLI both call these): create a campaign and
+generate every answer once over the shared engine; a rater joins, gets their next battle and
+votes; results and preference pairs. Prompt files are read by evals.prompts, pairs are written
+out by evals.export. Knows nothing of Gradio."""
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 import threading
 from collections import Counter, OrderedDict
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta, timezone
 from random import Random
-from pathlib import Path
 from typing import Callable
 
 from evals import allocation, hygiene, quality, stats
 from evals.pairs import build_pairs
+from evals.prompts import multi_turn_count
 from evals.records import Assignment, CampaignSettings, StoreError
 from evals.store import GOLD_CHOSEN, GOLD_REJECTED, Store
 from evals.style import style_ladder
@@ -24,110 +22,10 @@ from evals.vocab import conversation
 from posttrain.backend import Generator
 from posttrain.engine import SamplingParams
 
-DEFAULT_PROMPTS = Path(__file__).resolve().parents[1] / "data" / "heldout_prompts.jsonl"
-PROMPT_KEYS = ("prompt", "instruction", "question", "text")
-
-
-def load_prompts(path: str | Path) -> list[dict]:
-    """Prompts from JSONL or CSV: MT-Bench question.jsonl (question_id, category, turns; the first
-    turn is the prompt) or rows with a prompt/instruction/question/text field and an optional
-    category. Bad rows stop the load with file:line and reason."""
-    path = Path(path)
-    if not path.is_file():
-        raise StoreError(f"{path}: no such prompt file")
-    if path.suffix.lower() == ".csv":
-        try:
-            with open(path, encoding="utf-8", newline="") as handle:
-                rows = [(f"{path}:{i + 2}", row) for i, row in enumerate(csv.DictReader(handle))]
-        except UnicodeDecodeError:
-            raise StoreError(f"{path}: not UTF-8 text; save the prompt file as UTF-8") from None
-    else:
-        rows = []
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise StoreError(f"{path}: not UTF-8 text; save the prompt file as UTF-8") from None
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append((f"{path}:{number}", json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise StoreError(f"{path}:{number}: broken JSON ({exc.msg})") from None
-    prompts = []
-    for where, row in rows:
-        if not isinstance(row, dict):
-            raise StoreError(f"{where}: expected an object")
-        turns = user_turns(row, where)
-        text = turns[0] if turns else next((row[k] for k in PROMPT_KEYS if row.get(k)), None)
-        if not isinstance(text, str) or not text.strip():
-            raise StoreError(f"{where}: no prompt text (use 'turns', 'messages' or one of {PROMPT_KEYS})")
-        prompt = {"question_id": row.get("question_id", len(prompts) + 1), "category": row.get("category") or None,
-                  "prompt": text.strip()}
-        if turns and len(turns) > 1:  # answered turn by turn, each model on its own earlier answers
-            prompt["turns"] = [t.strip() for t in turns]
-        prompts.append(prompt)
-    if not prompts:
-        raise StoreError(f"{path}: no prompts")
-    return prompts
-
-
-RatingPlan = CampaignSettings  # the name earlier versions used
-
-
-def load_gold(path: str | Path) -> list[dict]:
-    """Gold checks from preference rows (`prompt`, `chosen`, `rejected`: any format posttrain.data
-    reads as preference data), each a single user turn. A bad row stops the load with file:line."""
-    from posttrain.data import DataError, read
-
-    try:
-        rows = read(path, on_error="stop", kind="preference").rows
-    except DataError as exc:
-        raise StoreError(f"gold file: {exc}") from None
-    gold = []
-    for number, row in enumerate(rows, 1):
-        users = [m["content"] for m in row["prompt"] if m["role"] == "user"]
-        if len(users) != 1:
-            raise StoreError(f"{path}: gold row {number} has {len(users)} user turns; a gold check is one prompt")
-        gold.append({"prompt": users[0], "chosen": row["chosen"][-1]["content"], "rejected": row["rejected"][-1]["content"]})
-    if not gold:
-        raise StoreError(f"{path}: no gold rows")
-    return gold
-
-
-def load_guidelines(path: str | Path) -> str:
-    path = Path(path)
-    if not path.is_file():
-        raise StoreError(f"{path}: no such guidelines file")
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except UnicodeDecodeError:
-        raise StoreError(f"{path}: guidelines must be UTF-8 Markdown text") from None
-    if not text:
-        raise StoreError(f"{path}: the guidelines are empty")
-    return text
-
-
-def user_turns(row: dict, where: str) -> list[str] | None:
-    """The user turns of a row: MT-Bench's `turns`, or the user messages of `messages` (the file's
-    own assistant messages are dropped: every model answers every turn itself)."""
-    if isinstance(row.get("turns"), list) and row["turns"]:
-        turns = row["turns"]
-    elif isinstance(row.get("messages"), list) and row["messages"]:
-        turns = [m.get("content") for m in row["messages"] if isinstance(m, dict) and m.get("role") == "user"]
-    else:
-        return None
-    if not turns or not all(isinstance(t, str) and t.strip() for t in turns):
-        raise StoreError(f"{where}: every user turn must be non-empty text")
-    return turns
-
-
-def multi_turn_count(prompts: list[dict]) -> int:
-    return sum(1 for p in prompts if len(p.get("turns") or []) > 1)
-
 
 def create_campaign(store: Store, engine: Generator, name: str, models: list[str], prompts: list[dict],
                     params: SamplingParams, source: str = "", batch_rows: int = 8,
-                    progress: Callable[[int, int], None] | None = None, plan: RatingPlan | None = None) -> dict:
+                    progress: Callable[[int, int], None] | None = None, plan: CampaignSettings | None = None) -> dict:
     """Store the campaign, then generate each model's answer to each prompt once, several
     prompts x models per batched call; resumable (only missing answers are generated)."""
     plan = plan or CampaignSettings()
@@ -432,11 +330,6 @@ def check_new_name(store: Store, name: str) -> None:
     raise StoreError(f"campaign {name!r} already exists; pick another name (or `campaign delete {name}`)")
 
 
-def answers_needed(prompts: list[dict], models: list[str]) -> int:
-    """Generation calls a campaign needs: each model answers every turn of every prompt."""
-    return sum(max(1, len(p.get("turns") or [])) for p in prompts) * len(models)
-
-
 def estimate(answers: int, max_new_tokens: int, backend: str) -> str:
     """A rough upper bound of the generation time (every answer runs to max_new_tokens)."""
     seconds = answers * max_new_tokens / TOKENS_PER_S.get(backend, TOKENS_PER_S["engine"])
@@ -473,68 +366,3 @@ def pairs(store: Store, name: str, include_judge: bool = False, left_out: frozen
 def split_battles(store: Store, name: str) -> int:
     """Battles whose people's decisive votes split evenly: no pair is exported for them."""
     return build_pairs(store.decisive_votes(name), name, False, quality.excluded_names(rater_quality(store, name)))[1]
-
-
-def check_export_target(out: Path) -> None:
-    """The export's target can be written, and writing it mixes nothing in: a .jsonl file (replaced
-    whole) in a folder we may write, or a new or empty folder for a `datasets` dataset."""
-    if out.suffix == ".jsonl":
-        if out.is_dir():
-            raise StoreError(f"--out {out} is a folder; name a .jsonl file, or a folder without the suffix")
-        folder = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise StoreError(f"--out {out}: cannot write in {folder}; choose a folder you can write to")
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
-        what = "a file" if not out.is_dir() else "a folder that is not empty"
-        raise StoreError(f"--out {out} is {what}; a `datasets` export needs a new or empty folder (or name a .jsonl file)")
-
-
-def export_pairs(store: Store, name: str, out: str | Path, include_judge: bool = False) -> int:
-    """The pairs written by `export` (see there): how many."""
-    return export(store, name, out, include_judge)["pairs"]
-
-
-def export(store: Store, name: str, out: str | Path, include_judge: bool = False) -> dict:
-    """Write the campaign's pairs (people's votes only, unless `include_judge`; never gold checks,
-    never the votes of raters left out) as JSONL in TRL's preference format (a .jsonl path) or as a
-    `datasets` folder (any other path); provenance columns ride along (votes for and against,
-    raters, source). Beside them, provenance.json (a .jsonl's sibling NAME.provenance.json) records
-    the campaign's guidelines, its target and which raters were left out, and why. Returns that
-    provenance (with `pairs` and `split_battles`)."""
-    import hashlib
-
-    out = Path(out)
-    check_export_target(out)  # before the checks and the pairs are computed
-    campaign = store.campaign(name)
-    raters = rater_quality(store, name)
-    left_out = quality.excluded_names(raters)
-    rows, split = build_pairs(store.decisive_votes(name), name, include_judge, left_out)
-    guidelines = campaign.settings.guidelines or ""
-    digest = hashlib.sha256(guidelines.encode()).hexdigest() if guidelines else None
-    rows = [{**p, "guidelines_sha256": digest} for p in rows]
-    provenance = {"campaign": name, "models": campaign.models, "pairs": len(rows), "include_judge": include_judge,
-                  "votes_per_battle": campaign.settings.votes_per_battle,
-                  "guidelines": guidelines or None, "guidelines_sha256": digest,
-                  "excluded_raters": [{"name": r["name"], "votes": r["votes"], "reasons": r["reasons"], "review": r["review"]}
-                                      for r in raters if r["excluded"]],
-                  "excluded_votes": sum(r["votes"] for r in raters if r["excluded"]),
-                  "split_battles": split}
-    try:
-        write_export(out, rows, provenance)
-    except OSError as exc:
-        raise StoreError(f"--out {out} cannot be written ({exc.strerror or exc}); choose another path") from None
-    return provenance
-
-
-def write_export(out: Path, rows: list[dict], provenance: dict) -> None:
-    if out.suffix == ".jsonl":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in rows), encoding="utf-8")
-        tmp.replace(out)
-        out.with_name(out.stem + ".provenance.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))
-    else:
-        from datasets import Dataset
-
-        Dataset.from_list(rows).save_to_disk(str(out))
-        (out / "provenance.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))

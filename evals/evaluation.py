@@ -14,6 +14,7 @@ from typing import Callable
 
 from evals import arena, metrics, report
 from evals.judge import OpenAIJudge, RewardJudge, judge_campaign
+from evals.prompts import load_prompts
 from evals.store import Store
 from posttrain.backend import Generator
 from posttrain.data import read_jsonl
@@ -116,7 +117,7 @@ def answer_campaign(store: Store, generator: Generator, registry: Registry, base
     if campaign in {c.name for c in store.campaigns()}:
         arena.generate_missing(store, generator, campaign, batch_rows=batch_rows, progress=progress)
     else:
-        arena.create_campaign(store, generator, campaign, models, arena.load_prompts(prompts_file),
+        arena.create_campaign(store, generator, campaign, models, load_prompts(prompts_file),
                               SamplingParams(max_new_tokens=max_new_tokens, temperature=0), source=prompts_file,
                               batch_rows=batch_rows, progress=progress)
     return campaign
@@ -152,7 +153,7 @@ def evaluate(store: Store, registry: Registry, generator: Generator, base: str, 
     summary["family"] = family_rows(registry, generator, shown, summary, answers, pairs, names)
     if isinstance(judge, RewardJudge):
         summary["reward_vs_length"] = reward_vs_length(judge.scorer, answers)
-    prompts = [p["prompt"] for p in arena.load_prompts(held.prompts)]
+    prompts = [p["prompt"] for p in load_prompts(held.prompts)]
     samples = [{"prompt": prompt, "answers": {names.get(a["model"], a["model"]): a["text"] for a in answers
                                               if a["prompt"] == prompt}}
                for prompt in prompts[:: max(1, len(prompts) // 4)][:4]]

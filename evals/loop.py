@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 from evals import arena
+from evals.export import export_pairs
+from evals.prompts import load_prompts
 from evals.store import Store, StoreError
 from posttrain.backend import Generator
 from posttrain.engine import SamplingParams
@@ -78,7 +80,7 @@ def next_round(store: Store, registry: Registry, generator_factory: Callable[[],
     pairs = arena.pairs(store, campaign)
     if len(pairs) < 2:
         raise StoreError(f"campaign {campaign!r} has {len(pairs)} human pairs; a DPO round needs at least 2 (more votes first)")
-    prompts = arena.load_prompts(prompts_file)
+    prompts = load_prompts(prompts_file)
     say(f"checking {len(prompts)} new prompts against the {len(pairs)} pairs' prompts")
     overlap = overlapping_prompts(prompts, sorted({p["prompt"][0]["content"] for p in pairs}))
     if overlap:
@@ -88,7 +90,7 @@ def next_round(store: Store, registry: Registry, generator_factory: Callable[[],
     folder = Path(out_dir) / child
     folder.mkdir(parents=True, exist_ok=True)
     pairs_file = folder / "pairs.jsonl"
-    arena.export_pairs(store, campaign, pairs_file)
+    export_pairs(store, campaign, pairs_file)
     pairs_hash = "sha256:" + hashlib.sha256(pairs_file.read_bytes()).hexdigest()
     votes = sum(1 for v in store.votes(campaign) if v.rater_kind == "human")
 

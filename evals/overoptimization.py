@@ -64,3 +64,35 @@ def pearson(x: list[float], y: list[float]) -> float | None:
     sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
     sx, sy = math.sqrt(sum((a - mx) ** 2 for a in x)), math.sqrt(sum((b - my) ** 2 for b in y))
     return round(sxy / (sx * sy), 4) if sx and sy else None
+
+
+def gold_scores(registry, gold: str, device=None):
+    """(prompt, texts) -> scores of the gold judge: a second reward entry, or `openai` (an
+    OpenAI-compatible grader from JUDGE_BASE_URL / JUDGE_MODEL, MT-Bench's single-answer grade)."""
+    if gold != "openai":
+        from posttrain.reward import RewardScorer
+
+        return RewardScorer(registry, gold, device=device).score
+    from evals.judge import OpenAIJudge
+    from evals.mtbench import OpenAIGrader
+    from posttrain.chat_api import ChatClient
+
+    judge = OpenAIJudge.from_env()
+    grader = OpenAIGrader(ChatClient(judge.base_url, judge.api_key, retries=judge.retries), judge.model)
+    return lambda prompt, texts: grader.grade([({"turns": [prompt], "category": "general", "reference": None}, [t], 0)
+                                               for t in texts])
+
+
+def write(result: dict, out, proxy: str, gold: str):
+    """overoptimization.json and the two plots (the curves on the KL axis, length against reward)."""
+    import json
+    from pathlib import Path
+
+    from evals import plots
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "overoptimization.json").write_text(json.dumps(result, indent=2))
+    plots.overoptimization(result, proxy, gold).write_html(str(out / "overoptimization.html"), include_plotlyjs=True)
+    plots.length_vs_reward(result, proxy).write_html(str(out / "length_vs_reward.html"), include_plotlyjs=True)
+    return out

@@ -32,9 +32,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from evals import arena
+from evals.export import export as export_campaign
+from evals.loop import METHODS as LOOP_METHODS, next_round
+from evals.prompts import DEFAULT_PROMPTS, answers_needed, load_gold, load_guidelines, load_prompts
 from evals.records import ALLOCATIONS, SAMPLING, CampaignSettings as Defaults
 from evals.store import Store, StoreError, default_data_dir
-from evals.loop import METHODS as LOOP_METHODS, next_round
 from posttrain import backend
 from posttrain.engine import SamplingParams
 from posttrain.errors import cli
@@ -42,18 +44,12 @@ from posttrain.models import DEFAULT_BASE_NAME
 from posttrain.registry import Registry, RegistryError, check_models, default_registry_dir
 
 
-def run(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--registry", default=str(default_registry_dir()))
-    parser.add_argument("--data-dir", default=str(default_data_dir()))
-    parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
-    parser.add_argument("--init", action="store_true", help="an empty (0-byte) database file becomes a new arena")
-    sub = parser.add_subparsers(dest="command", required=True)
-    campaign = sub.add_parser("campaign").add_subparsers(dest="action", required=True)
+def add_campaign_commands(campaign) -> None:
+    """campaign create / list / resume / delete."""
     create = campaign.add_parser("create")
     create.add_argument("name")
     create.add_argument("--models", nargs="+", required=True)
-    create.add_argument("--prompts", default=str(arena.DEFAULT_PROMPTS))
+    create.add_argument("--prompts", default=str(DEFAULT_PROMPTS))
     create.add_argument("--max-new-tokens", type=int, default=SAMPLING["max_new_tokens"])
     create.add_argument("--temperature", type=float, default=SAMPLING["temperature"])
     create.add_argument("--top-p", type=float, default=SAMPLING["top_p"])
@@ -93,6 +89,17 @@ def run(argv=None) -> int:
     delete = campaign.add_parser("delete", help="delete a campaign with its answers (and votes, with --force)")
     delete.add_argument("name")
     delete.add_argument("--force", action="store_true", help="delete it even though it holds votes")
+
+
+def parser() -> argparse.ArgumentParser:
+    """Every command and flag (the interface; the defaults come from evals.records)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--registry", default=str(default_registry_dir()))
+    parser.add_argument("--data-dir", default=str(default_data_dir()))
+    parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
+    parser.add_argument("--init", action="store_true", help="an empty (0-byte) database file becomes a new arena")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_campaign_commands(sub.add_parser("campaign").add_subparsers(dest="action", required=True))
     sub.add_parser("backup", help="a consistent copy of the live database").add_argument("out")
     results = sub.add_parser("results")
     results.add_argument("name")
@@ -130,80 +137,104 @@ def run(argv=None) -> int:
     loop.add_argument("--json", action="store_true")
     loop.add_argument("--no-4bit", action="store_true")
     backend.add_flags(loop)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(argv=None) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     store = Store(os.path.join(args.data_dir, "arena.sqlite"), init=args.init)
-    if args.command == "campaign" and args.action in ("create", "resume"):
-        return create_or_resume(args, store)
-    if args.command == "campaign" and args.action == "delete":
-        votes = store.vote_stamp(args.name)[0]
-        if votes and not args.force:
-            raise StoreError(f"campaign {args.name!r} holds {votes} votes; export or back them up first "
-                             "(export-pairs, backup), then delete with --force")
-        store.delete_campaign(args.name)
-        print(f"deleted campaign {args.name}" + (f" and its {votes} votes" if votes else ""))
-    elif args.command == "backup":
-        print(f"backed up {store.path} to {store.backup(args.out)}")
-    elif args.command == "campaign":
-        rows = store.campaigns()
-        if args.json:
-            print(json.dumps([row.as_dict() for row in rows]))
-        for row in [] if args.json else rows:
-            print(f"{row.name:24} {row.status:10} models={','.join(row.models)} battles={row.battles} votes={row.votes}")
-    elif args.command == "results":
-        res = arena.results(store, args.name)
-        if args.json:
-            print(json.dumps(res))
-        else:
-            styled = {row["model"]: row for row in res["bradley_terry_style"]["ladder"]}
-            print(f"{'model':28} {'rating':>7}  95% CI            style-controlled")
-            for row in res["bradley_terry"]:
-                st = styled[row["model"]]
-                print(f"{row['model']:28} {row['rating']:7.1f}  [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  "
-                      f"{st['rating']:7.1f} [{st['ci_low']:.1f}, {st['ci_high']:.1f}]  games={row['games']}")
-            for rater in res["raters"]:
-                if rater["excluded"]:
-                    print(f"left out: {rater['name']} ({rater['votes']} votes): {'; '.join(rater['reasons']) or 'admin'}")
-    elif args.command == "invite":
-        links = [arena.invite_link(args.url, args.name, t) for t in store.create_invites(args.name, args.n)]
-        print(json.dumps({"campaign": args.name, "links": links}) if args.json else "\n".join(links))
-    elif args.command == "review":
-        store.set_review(args.name, args.rater, None if args.decision == "auto" else args.decision)
-        print(f"campaign {args.name}: rater {args.rater} {args.decision}")
-    elif args.command == "access":
-        store.set_access(args.name, args.mode)
-        print(f"campaign {args.name}: access {args.mode}")
-    elif args.command == "judge":
-        from evals.judge import OpenAIJudge, RewardJudge, judge_campaign
-        from posttrain.reward import RewardScorer
+    command = COMMANDS[(args.command, getattr(args, "action", None))]
+    return command(args, store) or 0
 
-        registry = Registry(args.registry)
-        if args.judge == "openai":
-            judge = OpenAIJudge.from_env()
-        else:
-            name = args.reward or getattr(registry.newest("reward"), "name", None)
-            if not name:
-                raise RegistryError("no reward entry in the registry; train one (scripts/train.py reward) or use --judge openai")
-            judge = RewardJudge(RewardScorer(registry, name), name=name)
-        count = judge_campaign(store, args.name, judge)
-        res = arena.results(store, args.name, rounds=0)
-        audit = next((a for a in res["judge_audit"] if a["judge"] == f"judge:{judge.name}"), None)
-        print(json.dumps({"judged": count, **res["judge_agreement"], "audit": audit}))
-    elif args.command == "next-round":
-        registry = Registry(args.registry)
-        result = next_round(store, registry, lambda: backend.from_flags(args, registry, args.base, quantize=not args.no_4bit),
-                            args.campaign, args.parent, args.name, args.prompts, Path(args.data_dir) / "rounds",
-                            max_steps=args.max_steps, recipe=args.recipe, method=args.method,
-                            progress=lambda message: print(message, file=sys.stderr, flush=True))
-        print(json.dumps(result) if args.json else
-              f"published {result['child']} ({result['pairs']} pairs from {result['votes']} votes of {args.campaign}); "
-              f"campaign {result['campaign']} ready: {result['child']} vs {result['parent']}, {result['prompts']} prompts")
+
+def delete_campaign(args, store: Store) -> None:
+    votes = store.vote_stamp(args.name)[0]
+    if votes and not args.force:
+        raise StoreError(f"campaign {args.name!r} holds {votes} votes; export or back them up first "
+                         "(export-pairs, backup), then delete with --force")
+    store.delete_campaign(args.name)
+    print(f"deleted campaign {args.name}" + (f" and its {votes} votes" if votes else ""))
+
+
+def list_campaigns(args, store: Store) -> None:
+    rows = store.campaigns()
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows]))
+    for row in [] if args.json else rows:
+        print(f"{row.name:24} {row.status:10} models={','.join(row.models)} battles={row.battles} votes={row.votes}")
+
+
+def backup(args, store: Store) -> None:
+    print(f"backed up {store.path} to {store.backup(args.out)}")
+
+
+def results(args, store: Store) -> None:
+    res = arena.results(store, args.name)
+    if args.json:
+        print(json.dumps(res))
+        return
+    styled = {row["model"]: row for row in res["bradley_terry_style"]["ladder"]}
+    print(f"{'model':28} {'rating':>7}  95% CI            style-controlled")
+    for row in res["bradley_terry"]:
+        st = styled[row["model"]]
+        print(f"{row['model']:28} {row['rating']:7.1f}  [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  "
+              f"{st['rating']:7.1f} [{st['ci_low']:.1f}, {st['ci_high']:.1f}]  games={row['games']}")
+    for rater in res["raters"]:
+        if rater["excluded"]:
+            print(f"left out: {rater['name']} ({rater['votes']} votes): {'; '.join(rater['reasons']) or 'admin'}")
+
+
+def export_pairs(args, store: Store) -> None:
+    written = export_campaign(store, args.name, args.out, include_judge=args.include_judge)
+    split = written["split_battles"]
+    print(f"wrote {written['pairs']} pairs to {args.out}" + (f" ({split} battles with evenly split votes left out)"
+                                                             if split else ""))
+
+
+def invite(args, store: Store) -> None:
+    links = [arena.invite_link(args.url, args.name, t) for t in store.create_invites(args.name, args.n)]
+    print(json.dumps({"campaign": args.name, "links": links}) if args.json else "\n".join(links))
+
+
+def review(args, store: Store) -> None:
+    store.set_review(args.name, args.rater, None if args.decision == "auto" else args.decision)
+    print(f"campaign {args.name}: rater {args.rater} {args.decision}")
+
+
+def access(args, store: Store) -> None:
+    store.set_access(args.name, args.mode)
+    print(f"campaign {args.name}: access {args.mode}")
+
+
+def judge(args, store: Store) -> None:
+    from evals.judge import OpenAIJudge, RewardJudge, judge_campaign
+    from posttrain.reward import RewardScorer
+
+    store.campaign(args.name)  # an unknown campaign is refused before a judge loads
+    registry = Registry(args.registry)
+    if args.judge == "openai":
+        chosen = OpenAIJudge.from_env()
     else:
-        written = arena.export(store, args.name, args.out, include_judge=args.include_judge)
-        split = written["split_battles"]
-        print(f"wrote {written['pairs']} pairs to {args.out}" + (f" ({split} battles with evenly split votes left out)"
-                                                                 if split else ""))
-    return 0
+        name = args.reward or getattr(registry.newest("reward"), "name", None)
+        if not name:
+            raise RegistryError("no reward entry in the registry; train one (scripts/train.py reward) or use --judge openai")
+        chosen = RewardJudge(RewardScorer(registry, name), name=name)
+    count = judge_campaign(store, args.name, chosen)
+    res = arena.results(store, args.name, rounds=0)
+    audit = next((a for a in res["judge_audit"] if a["judge"] == f"judge:{chosen.name}"), None)
+    print(json.dumps({"judged": count, **res["judge_agreement"], "audit": audit}))
+
+
+def round_after(args, store: Store) -> None:
+    registry = Registry(args.registry)
+    result = next_round(store, registry, lambda: backend.from_flags(args, registry, args.base, quantize=not args.no_4bit),
+                        args.campaign, args.parent, args.name, args.prompts, Path(args.data_dir) / "rounds",
+                        max_steps=args.max_steps, recipe=args.recipe, method=args.method,
+                        progress=lambda message: print(message, file=sys.stderr, flush=True))
+    print(json.dumps(result) if args.json else
+          f"published {result['child']} ({result['pairs']} pairs from {result['votes']} votes of {args.campaign}); "
+          f"campaign {result['campaign']} ready: {result['child']} vs {result['parent']}, {result['prompts']} prompts")
 
 
 def create_or_resume(args, store: Store) -> int:
@@ -220,19 +251,19 @@ def create_or_resume(args, store: Store) -> int:
     else:
         arena.check_blind_name(args.name, args.models)
         arena.check_new_name(store, args.name)
-        models, prompts = args.models, ([] if args.open else arena.load_prompts(args.prompts))
+        models, prompts = args.models, ([] if args.open else load_prompts(args.prompts))
         plan = Defaults(
             votes_per_battle=args.votes_per_battle, allocation=args.allocation,
-            gold=tuple(arena.load_gold(args.gold)) if args.gold else (), gold_rate=args.gold_rate,
+            gold=tuple(load_gold(args.gold)) if args.gold else (), gold_rate=args.gold_rate,
             min_gold_accuracy=args.min_gold_accuracy,
-            guidelines=arena.load_guidelines(args.guidelines) if args.guidelines else "", system=args.system,
+            guidelines=load_guidelines(args.guidelines) if args.guidelines else "", system=args.system,
             identity_words=tuple(arena.default_identity_words(registry, args.base, models, args.identity_words)),
             open=args.open, max_turns=args.max_turns, max_prompt_chars=args.max_prompt_chars,
             battles_per_hour=args.battles_per_hour, max_duplicates=args.max_duplicates,
             max_text_chars=args.max_text_chars, votes_per_minute=args.votes_per_minute)
     if args.generation_backend == "engine":
         check_models(registry, args.base, models)
-    todo = len(store.missing_answers(args.name)) if prompts is None else arena.answers_needed(prompts, models)
+    todo = len(store.missing_answers(args.name)) if prompts is None else answers_needed(prompts, models)
     if prompts:
         print(f"{todo} answers to generate ({len(prompts)} prompts x {len(models)} models), "
               f"{arena.estimate(todo, args.max_new_tokens, args.generation_backend)}", file=sys.stderr)
@@ -266,6 +297,12 @@ def create_or_resume(args, store: Store) -> int:
           (f"; {flagged} battles flagged: an answer names a model, its family or its lab (kept, left out of "
            f"the ladder and the pairs; --system can ask models not to introduce themselves)" if flagged else ""))
     return 0
+
+
+COMMANDS = {("campaign", "create"): create_or_resume, ("campaign", "resume"): create_or_resume,
+            ("campaign", "delete"): delete_campaign, ("campaign", "list"): list_campaigns, ("backup", None): backup,
+            ("results", None): results, ("export-pairs", None): export_pairs, ("invite", None): invite,
+            ("review", None): review, ("access", None): access, ("judge", None): judge, ("next-round", None): round_after}
 
 
 def main(argv=None) -> int:

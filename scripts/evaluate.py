@@ -22,8 +22,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from evals import arena, evaluation
+from evals import evaluation
 from evals.judge import OpenAIJudge
+from evals.prompts import load_prompts
 from evals.store import Store, default_data_dir
 from posttrain import backend
 from posttrain.engine import BASE, SamplingParams
@@ -83,8 +84,7 @@ def run_mtbench(argv: list[str]) -> int:
 
 def run_overoptimization(argv: list[str]) -> int:
     """Best-of-n against a proxy reward model, picks scored by a gold judge (Gao et al.'s curves)."""
-    from evals import overoptimization, plots
-    from evals.mtbench import OpenAIGrader
+    from evals import overoptimization
 
     parser = argparse.ArgumentParser(prog="evaluate.py overoptimization", description=overoptimization.__doc__)
     parser.add_argument("--policy", required=True, help="the registry entry sampled from")
@@ -109,26 +109,13 @@ def run_overoptimization(argv: list[str]) -> int:
     engine.ensure_model(policy)
     device = getattr(engine, "device", None)
     proxy = RewardScorer(registry, args.proxy, device=device)
-    if args.gold == "openai":
-        judge = OpenAIJudge.from_env()
-        from posttrain.chat_api import ChatClient
-
-        grader = OpenAIGrader(ChatClient(judge.base_url, judge.api_key, retries=judge.retries), judge.model)
-        gold = lambda prompt, texts: grader.grade([({"turns": [prompt], "category": "general", "reference": None}, [t], 0)
-                                                   for t in texts])
-    else:
-        gold_scorer = RewardScorer(registry, args.gold, device=device)
-        gold = gold_scorer.score
-    prompts = [p["prompt"] for p in arena.load_prompts(args.prompts)][: args.limit]
+    gold = overoptimization.gold_scores(registry, args.gold, device)
+    prompts = [p["prompt"] for p in load_prompts(args.prompts)][: args.limit]
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
     samples = overoptimization.sample(engine, policy, prompts, args.n[-1], params)
     result = overoptimization.curve(prompts, samples, proxy.score, gold, args.n)
     result.update(policy=args.policy, proxy=args.proxy, gold=args.gold, prompts=len(prompts))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "overoptimization.json").write_text(json.dumps(result, indent=2))
-    plots.overoptimization(result, args.proxy, args.gold).write_html(str(out / "overoptimization.html"), include_plotlyjs=True)
-    plots.length_vs_reward(result, args.proxy).write_html(str(out / "length_vs_reward.html"), include_plotlyjs=True)
+    overoptimization.write(result, args.out, args.proxy, args.gold)
     for row in result["overoptimization"]:
         print(f"n={row['n']:3} KL={row['kl']:.3f} proxy={row['proxy']:+.3f} gold={row['gold']} length={row['length']}",
               file=sys.stderr)

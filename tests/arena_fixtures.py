@@ -12,6 +12,7 @@ from pathlib import Path
 
 from conftest import make_lora
 from evals import arena
+from evals.prompts import DEFAULT_PROMPTS, load_prompts
 from evals.store import Store
 from evals.ui import ArenaConfig, build_ui
 from posttrain.engine import Engine, SamplingParams
@@ -44,7 +45,7 @@ def make_arena(tmp_path: Path, tiny_dir: Path, prompts: int = 4) -> tuple[ArenaC
                          admin_password=PASSWORD, quantize=False)
     store = Store(config.data_dir / "arena.sqlite")
     arena.create_campaign(store, Engine(registry, "tiny", quantize=False), "tasting", MODELS,
-                          arena.load_prompts(arena.DEFAULT_PROMPTS)[:prompts], SamplingParams(max_new_tokens=8, seed=1))
+                          load_prompts(DEFAULT_PROMPTS)[:prompts], SamplingParams(max_new_tokens=8, seed=1))
     return config, store
 
 

@@ -14,8 +14,9 @@ import pytest
 from arena_fixtures import MODELS, PASSWORD, launch, make_arena, start_app
 from conftest import ROOT
 from evals import arena
-from evals.store import StoreError
 from evals.arena import check_blind_name
+from evals.export import export_pairs
+from evals.store import StoreError
 
 
 @pytest.fixture()
@@ -127,7 +128,7 @@ def test_cli_results_and_pair_export_load_with_datasets(tmp_path, tiny_dir):
     subprocess.run(base + ["export-pairs", "tasting", "--out", str(out)], check=True, capture_output=True)
     loaded = load_dataset("json", data_files=str(out), split="train")
     assert len(loaded) == 3 and set(loaded.column_names) >= {"prompt", "chosen", "rejected"}
-    assert arena.export_pairs(store, "tasting", tmp_path / "pairs_ds") == 3
+    assert export_pairs(store, "tasting", tmp_path / "pairs_ds") == 3
 
 
 def test_cli_creates_a_campaign(tmp_path, tiny_dir):

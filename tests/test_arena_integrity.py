@@ -10,6 +10,7 @@ from gradio_client import Client
 
 from arena_fixtures import launch
 from evals import arena
+from evals.export import export_pairs
 from evals.store import Store
 from evals.ui import ArenaConfig
 
@@ -101,7 +102,7 @@ def test_pairs_are_the_peoples_majority_once_per_pair_with_counts(tmp_path):
     with_judge = arena.pairs(store, "duel", include_judge=True)
     assert {p["source"] for p in with_judge} == {"human", "judge"} and len(with_judge) == len(pairs) + 3
     out = tmp_path / "pairs.jsonl"
-    assert arena.export_pairs(store, "duel", out) == 3
+    assert export_pairs(store, "duel", out) == 3
     from datasets import load_dataset
 
     assert load_dataset("json", data_files=str(out), split="train").column_names[:3] == ["prompt", "chosen", "rejected"]

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import pytest
 
 from arena_fixtures import MODELS, PASSWORD, launch, make_arena
-from evals import arena
+from evals.export import export_pairs
 from evals.records import CampaignSettings
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -82,7 +82,7 @@ def test_a_rater_rates_a_campaign_in_the_browser(tmp_path, tiny_dir):
         site.ui.close()
     out = tmp_path / "pairs.jsonl"
     decisive = sum(v["winner"] in ("a", "b") for v in votes)
-    assert arena.export_pairs(store, "tasting", out) == decisive == 3
+    assert export_pairs(store, "tasting", out) == decisive == 3
     assert len(load_dataset("json", data_files=str(out), split="train")) == 3
 
 

@@ -10,6 +10,8 @@ from gradio_client import Client
 
 from arena_fixtures import launch
 from evals import arena, open_battles
+from evals.export import export_pairs
+from evals.prompts import load_prompts
 from evals.records import CampaignSettings
 from evals.store import Store, StoreError
 from evals.ui import ArenaConfig
@@ -22,7 +24,7 @@ def test_a_two_turn_prompt_is_a_conversation_from_generation_to_plain_trl(tiny_r
     questions = tmp_path / "question.jsonl"  # the MT-Bench schema, plus one single-turn row
     questions.write_text(json.dumps({"question_id": 81, "category": "writing", "turns": ["Write a haiku.", "Now sadder."]})
                          + "\n" + json.dumps({"question_id": 82, "category": "writing", "turns": ["Say hi."]}) + "\n")
-    prompts = arena.load_prompts(questions)
+    prompts = load_prompts(questions)
     assert prompts[0]["turns"] == ["Write a haiku.", "Now sadder."] and "turns" not in prompts[1]
     store = Store(tmp_path / "data" / "arena.sqlite")
     with FakeOpenAI(served=["tiny", "ad-a", "ad-b"]) as server:
@@ -57,7 +59,7 @@ def test_a_two_turn_prompt_is_a_conversation_from_generation_to_plain_trl(tiny_r
     assert len(store.votes("convo")) == 4
 
     out = tmp_path / "pairs.jsonl"
-    assert arena.export_pairs(store, "convo", out) == 2
+    assert export_pairs(store, "convo", out) == 2
     rows = {json.loads(line)["prompt"][0]["content"]: json.loads(line) for line in out.read_text().splitlines()}
     convo = rows["Write a haiku."]
     assert convo["prompt"] == [{"role": "user", "content": "Write a haiku."}]
@@ -200,7 +202,7 @@ def test_open_battles_through_the_public_api(tiny_registry, tmp_path):
     two_turns = [b for b in (store.battle(v["battle_id"]) for v in votes) if len(b["turns"]) == 2]
     assert len(two_turns) == 4 and all(len(b["turns_a"]) == len(b["turns_b"]) == 2 for b in two_turns)
     out = tmp_path / "open-pairs.jsonl"
-    assert arena.export_pairs(store, "ask-away", out) == 8  # open battles' prompts are part of the export
+    assert export_pairs(store, "ask-away", out) == 8  # open battles' prompts are part of the export
     assert any(len(json.loads(line)["chosen"]) == 3 for line in out.read_text().splitlines())
 
 

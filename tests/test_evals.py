@@ -14,6 +14,7 @@ from conftest import ROOT
 from evals import arena, stats
 from evals.judge import OpenAIJudge, both_orders, judge_campaign
 from evals.metrics import measure
+from evals.prompts import DEFAULT_PROMPTS, load_prompts
 from posttrain.data import read_jsonl
 from posttrain.engine import BASE, Engine
 
@@ -84,7 +85,7 @@ def test_evaluate_writes_a_report_whose_numbers_recompute(tmp_path, tiny_dir):
     config, _ = make_arena(tmp_path, tiny_dir)
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p["prompt"], "category": p["category"]}) + "\n"
-                               for p in arena.load_prompts(arena.DEFAULT_PROMPTS)[:3]))
+                               for p in load_prompts(DEFAULT_PROMPTS)[:3]))
     out = tmp_path / "report"
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--models", "tiny", *MODELS,
                           "--base", "tiny", "--registry", str(config.registry_dir), "--data-dir", str(config.data_dir),
@@ -142,7 +143,7 @@ def test_the_preference_family_trains_in_one_command_and_the_report_lays_it_side
     assert again.returncode == 0 and again.stdout.count("already in the registry, skipped") == 5
 
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": p["prompt"]}) + "\n" for p in arena.load_prompts(arena.DEFAULT_PROMPTS)[:2]))
+    prompts.write_text("".join(json.dumps({"prompt": p["prompt"]}) + "\n" for p in load_prompts(DEFAULT_PROMPTS)[:2]))
     out = tmp_path / "report"
     evaluated = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--models", "t-parent", *family,
                                 "--base", "tiny", "--registry", str(registry.root), "--data-dir", str(tmp_path / "data"),

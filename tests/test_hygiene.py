@@ -5,6 +5,7 @@ and the pairs."""
 import json
 
 from evals import arena, hygiene
+from evals.export import export_pairs
 from evals.records import CampaignSettings
 from evals.store import Store
 from posttrain.backend import make_generator
@@ -48,7 +49,7 @@ def test_a_battle_whose_answer_names_a_model_is_flagged_and_left_out(tiny_regist
     assert "names 'SmolLM'" in res["identity_flags"][0]["reason"] or "Hugging Face" in res["identity_flags"][0]["reason"]
     assert sum(r["n"] for r in res["win_rates"]) == 4
     out = tmp_path / "pairs.jsonl"
-    arena.export_pairs(store, "hygiene", out)
+    export_pairs(store, "hygiene", out)
     assert "second question" not in out.read_text() and len(out.read_text().splitlines()) == 2
     assert json.loads(out.read_text().splitlines()[0])["prompt"][0]["content"] != "second question"
 

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import ROOT, make_lora
 from evals import arena
+from evals.prompts import DEFAULT_PROMPTS, load_prompts
 from evals.store import Store
 from posttrain.engine import Engine, SamplingParams
 
@@ -27,7 +28,7 @@ def test_next_round_trains_publishes_and_opens_a_campaign_on_unseen_prompts(real
     real_registry.import_adapter(make_lora(base.path, tmp_path / "parent", seed=3, r=4, target_modules=["q_proj", "v_proj"]),
                                  "sft-r", base=base.name, method="sft")
     store = Store(tmp_path / "data" / "arena.sqlite")
-    prompts = arena.load_prompts(arena.DEFAULT_PROMPTS)[:4]
+    prompts = load_prompts(DEFAULT_PROMPTS)[:4]
     arena.create_campaign(store, Engine(real_registry, base.name), "captains", ["sft-r", base.name], prompts,
                           SamplingParams(max_new_tokens=8, temperature=0))
     rater = arena.join(store, "captains", "ann")

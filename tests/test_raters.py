@@ -16,6 +16,8 @@ from gradio_client import Client
 
 from arena_fixtures import launch
 from evals import arena
+from evals.export import export_pairs
+from evals.prompts import DEFAULT_PROMPTS
 from evals.records import CampaignSettings
 from evals.store import GOLD_CHOSEN, Store
 from evals.style import style_ladder
@@ -89,7 +91,7 @@ def test_target_holds_under_many_api_raters_and_gold_looks_like_any_battle(tmp_p
     by_name = {r["name"]: r for r in res["raters"]}
     assert all(by_name[r]["gold_seen"] == shown_gold[r] == by_name[r]["gold_correct"] for r in shown_gold)
     out = tmp_path / "pairs.jsonl"
-    arena.export_pairs(store, "panel", out)
+    export_pairs(store, "panel", out)
     text = out.read_text()
     assert "gold question" not in text and "GOOD" not in text and "__gold" not in text
     provenance = json.loads((tmp_path / "pairs.provenance.json").read_text())
@@ -137,7 +139,7 @@ def test_random_and_always_left_raters_are_flagged_and_left_out_honest_ones_are_
     pairs = arena.pairs(store, "study")
     assert pairs and not any(name in p["rater"] for p in pairs for name in ("lefty", "random"))
     out = tmp_path / "pairs.jsonl"
-    arena.export_pairs(store, "study", out)
+    export_pairs(store, "study", out)
     left_out = json.loads((tmp_path / "pairs.provenance.json").read_text())["excluded_raters"]
     assert {r["name"] for r in left_out} == {"lefty", "random"} and all(r["reasons"] for r in left_out)
 
@@ -240,7 +242,7 @@ def test_cli_creates_a_checked_campaign_and_results_show_the_raters(tmp_path, ti
     base = [sys.executable, str(ROOT / "scripts" / "arena.py"), "--data-dir", str(config.data_dir),
             "--registry", str(config.registry_dir), "--base", "tiny"]
     run = lambda *args: subprocess.run(base + list(args), capture_output=True, text=True)
-    made = run("campaign", "create", "checked", "--models", *TINY_MODELS, "--prompts", str(arena.DEFAULT_PROMPTS),
+    made = run("campaign", "create", "checked", "--models", *TINY_MODELS, "--prompts", str(DEFAULT_PROMPTS),
                "--max-new-tokens", "4", "--no-4bit", "--votes-per-battle", "2", "--allocation", "adaptive",
                "--gold", str(gold), "--gold-rate", "0.2", "--min-gold-accuracy", "0.8", "--guidelines", str(guidelines))
     assert made.returncode == 0, made.stderr[-2000:]

@@ -11,6 +11,7 @@ import gradio as gr
 
 from evals import arena
 from evals.arena import check_blind_name, invite_link
+from evals.prompts import DEFAULT_PROMPTS, load_gold, load_guidelines, load_prompts
 from evals.records import ALLOCATIONS, SAMPLING, CampaignSettings
 from evals.ui.common import PRIVATE, Services, bind, check_admin, refusal, shown_to_user
 from posttrain.engine import BASE, SamplingParams
@@ -153,17 +154,17 @@ def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name,
         defaults = CampaignSettings()
         plan = CampaignSettings(votes_per_battle=int(votes_per_battle) if votes_per_battle else None,
                                 allocation=allocation or defaults.allocation,
-                                gold=tuple(arena.load_gold(gold)) if gold else (),
+                                gold=tuple(load_gold(gold)) if gold else (),
                                 gold_rate=float(defaults.gold_rate if gold_rate is None else gold_rate),
                                 min_gold_accuracy=float(defaults.min_gold_accuracy if min_gold_accuracy is None
                                                         else min_gold_accuracy),
-                                guidelines=arena.load_guidelines(guidelines) if guidelines else "",
+                                guidelines=load_guidelines(guidelines) if guidelines else "",
                                 system=(system or "").strip(), identity_words=tuple(arena.default_identity_words(
                                     svc.registry, svc.config.base, list(models or []), (identity_words or "").split(","))),
                                 open=bool(open_campaign))
         if open_campaign and prompts_file:
             raise refusal("an open campaign takes no prompt file: raters ask their own questions")
-        prompts = [] if open_campaign else arena.load_prompts(prompts_file if prompts_file else arena.DEFAULT_PROMPTS)
+        prompts = [] if open_campaign else load_prompts(prompts_file if prompts_file else DEFAULT_PROMPTS)
         params = SamplingParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
                                 seed=int(seed))
         check_blind_name(name, models or [])

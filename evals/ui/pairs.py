@@ -10,6 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from evals import arena
+from evals.export import export_pairs
 from evals.ui.common import PRIVATE, Services, bind, check_admin, refusal, shown_to_user
 
 COLUMNS = ["prompt", "chosen", "rejected", "chosen model", "rejected model", "rater", "edited", "time"]
@@ -40,7 +41,7 @@ def show_pairs(svc: Services, room: PairsRoom, password, campaign) -> dict:
     path = Path(tempfile.mkdtemp()) / f"{campaign}-pairs.jsonl"
     with shown_to_user():
         pairs = arena.pairs(svc.store, campaign)
-        arena.export_pairs(svc.store, campaign, path)
+        export_pairs(svc.store, campaign, path)
     rows = [[p["prompt"][0]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"], p["chosen_model"],
              p["rejected_model"], p["rater"], p["edited"], p["created_at"]] for p in pairs]
     return {room.table: rows, room.file: str(path)}
