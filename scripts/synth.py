@@ -36,7 +36,7 @@ from posttrain.errors import cli
 def run_constitutional(argv: list[str]) -> int:
     """Answers (a registry model, or the teacher), the teacher's critique and revision against one
     principle each, as preference pairs that `train.py dpo --data OUT` takes as they are."""
-    from evals.arena import load_prompts
+    from evals.prompts import load_prompts
     from posttrain.chat_api import ChatClient
     from posttrain.engine import SamplingParams
     from posttrain.synth import constitutional
