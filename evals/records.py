@@ -7,7 +7,7 @@ line, the app's form and the store all start from it."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 from posttrain.errors import WorkbenchError
 
@@ -36,8 +36,7 @@ class Row:
 
     def keys(self):
         """The record's columns (a nested record, like a vote's battle, is not one)."""
-        return [f.name for f in fields(self) if not isinstance(getattr(self, f.name), Row)
-                and f.name not in NESTED]
+        return [f.name for f in fields(self) if f.name not in NESTED]
 
     def __iter__(self):
         return iter(self.keys())
@@ -202,15 +201,12 @@ class CampaignSettings(Row):
         target or adaptive allocation."""
         return bool(self.votes_per_battle) or self.allocation == "adaptive"
 
-    @property
-    def stored_gold_rate(self) -> float:
-        return self.gold_rate if (self.gold or self.gold_count) else 0.0
-
     def stored(self) -> dict:
         """The JSON the store keeps (the keys every earlier version wrote; the gold rows themselves
         become gold battles)."""
         out = {"votes_per_battle": self.votes_per_battle, "allocation": self.allocation,
-               "gold_rate": self.stored_gold_rate, "gold_count": len(self.gold) or self.gold_count,
+               "gold_rate": self.gold_rate if (self.gold or self.gold_count) else 0.0,
+               "gold_count": len(self.gold) or self.gold_count,
                "min_gold_accuracy": self.min_gold_accuracy, "guidelines": self.guidelines, "system": self.system,
                "identity_words": list(self.identity_words), "max_text_chars": self.max_text_chars,
                "votes_per_minute": self.votes_per_minute}
@@ -239,9 +235,6 @@ class CampaignSettings(Row):
             values.pop("min_gold_accuracy", None)
         values["allocation"] = values.get("allocation") or "balanced"
         return cls(**values)
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "gold"}
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from evals.records import Assignment, Battle, Campaign, CampaignSettings, Rater, StoreError, Vote
-from evals.vocab import CHOICES, OPEN_CATEGORY, winner_of
+from evals.vocab import CHOICES, OPEN_CATEGORY, RATER_KINDS, winner_of
 from posttrain.errors import FaultError
 
 # The layout of a version-1 database. Every statement is idempotent (IF NOT EXISTS), so migration 1
@@ -158,6 +158,8 @@ class Store:
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             con.execute("PRAGMA journal_mode=WAL")  # readers never block the writer of a vote
+            if con.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+                return  # up to date: an open takes no write lock
             for version, _, change in MIGRATIONS:
                 con.execute("BEGIN IMMEDIATE")
                 try:
@@ -377,6 +379,8 @@ class Store:
         name = name.strip()
         if not name:
             raise StoreError("rater name is empty")
+        if kind not in RATER_KINDS:
+            raise StoreError(f"a rater is one of {RATER_KINDS}, got kind {kind!r}")
         if kind == "human" and (len(name) > MAX_RATER_NAME or not name.isprintable()):
             raise StoreError(f"a rater name is at most {MAX_RATER_NAME} printable characters (got {len(name)}"
                              f"{'' if name.isprintable() else ', with control characters'}); pick another")

@@ -55,6 +55,11 @@ class Method:
     generates: bool = True  # a policy that writes text (every method but the reward model)
     online: bool = False  # generates from prompts while it trains (RL)
 
+    def __post_init__(self):
+        if self.data not in DATA or self.measure not in MEASURES:
+            raise ValueError(f"method {self.kind}: data {self.data!r} must be one of {list(DATA)}, measure "
+                             f"{self.measure!r} one of {list(MEASURES)}")
+
     def config_class(self):
         return _load(self.config)
 

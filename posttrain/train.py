@@ -138,10 +138,6 @@ def check_some_steps(config) -> None:
                           "max_steps to 1 or more, or num_train_epochs above 0")
 
 
-def method_name(kind: str, run: RunArguments, config, model_args=None) -> str:
-    return METHODS[kind].method_name(config, quantized(run, model_settings(model_args)))
-
-
 # ---- data -----------------------------------------------------------------------------------
 @dataclass
 class Splits:
@@ -692,8 +688,7 @@ def write_fingerprint(output_dir: Path, fingerprint: str) -> None:
 
 def build(kind: str, model, tokenizer, splits: Splits, config, run_args: RunArguments | None = None, registry=None):
     """The method's TRL trainer over its data, and the held-out measure that goes into the card."""
-    how = method(kind)
-    how.refuse(config)
+    how = method(kind)  # its refusals ran before anything loaded (check_before_loading)
     max_length = getattr(config, "max_length", None) or 1024  # online RL configs bound prompt and completion instead
     train, held = datasets(how, tokenizer, splits, max_length)
     extra = {}
