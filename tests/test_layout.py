@@ -83,3 +83,26 @@ def is_module(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except ModuleNotFoundError:  # a name inside a module that is not a package
         return False
+
+
+def test_the_command_line_takes_its_campaign_defaults_from_campaign_settings():
+    """One place for the defaults: `campaign create` with no rating flags builds the settings a bare
+    CampaignSettings() has, and its generation flags are records.SAMPLING."""
+    import importlib.util
+
+    from evals.records import SAMPLING, CampaignSettings
+
+    spec = importlib.util.spec_from_file_location("arena_cli", ROOT / "scripts" / "arena.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    args = cli.parser().parse_args(["campaign", "create", "x", "--models", "a", "b"])
+    defaults = CampaignSettings()
+    for name in ("votes_per_battle", "allocation", "gold_rate", "min_gold_accuracy", "system", "open", "max_turns",
+                 "max_prompt_chars", "battles_per_hour", "max_duplicates", "max_text_chars", "votes_per_minute"):
+        assert getattr(args, name) == getattr(defaults, name), name
+    assert {k: getattr(args, k) for k in SAMPLING} == SAMPLING
+    form = (ROOT / "evals" / "ui" / "campaigns.py").read_text()  # the app's form reads the same names
+    for name in ("allocation", "gold_rate", "min_gold_accuracy"):
+        assert f"CampaignSettings.{name}" in form, name
+    for key in SAMPLING:
+        assert f'SAMPLING["{key}"]' in form, key
