@@ -134,12 +134,14 @@ def evaluate(store: Store, registry: Registry, generator: Generator, base: str, 
         generator.ensure_model(model)
     names = {BASE: base}
     pairs = read_jsonl(held.pairs)
+    if generator.scores:  # each held-out file read once, for every model
+        sft, tasks = read_jsonl(held.sft), read_jsonl(held.tasks)
+        general = [r["text"] for r in read_jsonl(held.general_text)]
     measured = {}
     for done, model in enumerate(inner):
         say("metrics", done, len(inner))
-        measured[names.get(model, model)] = (metrics.measure(generator, model, read_jsonl(held.sft),
-                                                             [r["text"] for r in read_jsonl(held.general_text)], pairs,
-                                                             read_jsonl(held.tasks)) if generator.scores else {})
+        measured[names.get(model, model)] = (metrics.measure(generator, model, sft, general, pairs, tasks)
+                                             if generator.scores else {})
     judge, reward_summary = choose_judge(judge_mode, registry, generator, reward, pairs)
     campaign = answer_campaign(store, generator, registry, base, inner, held.prompts, max_new_tokens, batch_rows,
                                lambda done, total: say("answers", done, total))
