@@ -306,23 +306,21 @@ def score(rows: list[dict]) -> dict:
 def read_rows(path) -> list[dict]:
     """IFEval-schema rows from a JSONL file (`key`, `prompt`, `instruction_id_list`, `kwargs`, and,
     for checking given answers, `response`); a bad line is named by file:line."""
-    from pathlib import Path
+    from posttrain.data import DataError, jsonl_objects
 
+    try:
+        located = jsonl_objects(path)
+    except DataError as exc:
+        raise IFEvalError(str(exc)) from None
     rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8-sig").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise IFEvalError(f"{path}:{number}: broken JSON ({exc})") from None
+    for where, row in located:
         missing = [k for k in ("prompt", "instruction_id_list") if k not in row]
         if missing:
-            raise IFEvalError(f"{path}:{number}: missing {', '.join(missing)} (IFEval's input_data.jsonl schema)")
+            raise IFEvalError(f"{where}: missing {', '.join(missing)} (IFEval's input_data.jsonl schema)")
         unknown = [i for i in row["instruction_id_list"] if i not in CHECKERS]
         if unknown:
-            raise IFEvalError(f"{path}:{number}: unknown instruction id(s) {unknown}")
-        rows.append({"key": row.get("key", number), **row})
+            raise IFEvalError(f"{where}: unknown instruction id(s) {unknown}")
+        rows.append({"key": row.get("key", int(where.rsplit(":", 1)[1])), **row})  # no key: the line number
     if not rows:
         raise IFEvalError(f"{path}: no rows")
     return rows

@@ -5,10 +5,10 @@ CSV. A bad row stops the load with file:line and the reason."""
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from evals.records import StoreError
+from posttrain.data import DataError, jsonl_objects, read
 
 DEFAULT_PROMPTS = Path(__file__).resolve().parents[1] / "data" / "heldout_prompts.jsonl"
 PROMPT_KEYS = ("prompt", "instruction", "question", "text")
@@ -28,17 +28,10 @@ def load_prompts(path: str | Path) -> list[dict]:
         except UnicodeDecodeError:
             raise StoreError(f"{path}: not UTF-8 text; save the prompt file as UTF-8") from None
     else:
-        rows = []
         try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise StoreError(f"{path}: not UTF-8 text; save the prompt file as UTF-8") from None
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append((f"{path}:{number}", json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise StoreError(f"{path}:{number}: broken JSON ({exc.msg})") from None
+            rows = jsonl_objects(path)
+        except DataError as exc:
+            raise StoreError(str(exc)) from None
     prompts = []
     for where, row in rows:
         if not isinstance(row, dict):
@@ -60,8 +53,6 @@ def load_prompts(path: str | Path) -> list[dict]:
 def load_gold(path: str | Path) -> list[dict]:
     """Gold checks from preference rows (`prompt`, `chosen`, `rejected`: any format posttrain.data
     reads as preference data), each a single user turn. A bad row stops the load with file:line."""
-    from posttrain.data import DataError, read
-
     try:
         rows = read(path, on_error="stop", kind="preference").rows
     except DataError as exc:

@@ -480,14 +480,21 @@ def _line_number(skipped: Skipped) -> int:
     return int(re.search(r"(\d+)$", skipped.where).group(1))
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """All rows of a JSONL file; a broken line raises DataError with file:line."""
+def jsonl_objects(path: str | Path) -> list[tuple[str, dict]]:
+    """("file:line", row) for every row of a JSONL file (blank lines skipped, a leading byte-order
+    mark allowed); a line that is not UTF-8, broken JSON or not an object raises DataError with
+    its file:line."""
     rows = []
     for item in _iter_jsonl(Path(path)):
         if isinstance(item, Skipped):
             raise DataError(str(item))
-        rows.append(item[1])
+        rows.append(item)
     return rows
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """All rows of a JSONL file; a bad line raises DataError with file:line (see jsonl_objects)."""
+    return [row for _, row in jsonl_objects(path)]
 
 
 def write_jsonl(rows: Iterable[dict], path: str | Path) -> None:

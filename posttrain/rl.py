@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from posttrain.data import DataError, jsonl_objects
 from posttrain.errors import RecipeError
 
 SHORTHANDS = {"ifeval": "evals.rewards:ifeval", "ifeval:all": "evals.rewards:ifeval_all",
@@ -36,15 +37,10 @@ def read_prompts(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"{path}: no such prompt file")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise RecipeError(f"{path}:{number}: broken JSON ({exc})") from None
-        rows.append(prompt_row(row, f"{path}:{number}"))
+    try:
+        rows = [prompt_row(row, where) for where, row in jsonl_objects(path)]
+    except DataError as exc:
+        raise RecipeError(str(exc)) from None
     if not rows:
         raise RecipeError(f"{path}: no prompts")
     return rows
