@@ -62,20 +62,29 @@ def test_next_round_trains_publishes_and_opens_a_campaign_on_unseen_prompts(real
     assert not new_texts & {p["prompt"] for p in prompts}
 
 
-def test_next_round_from_the_app_admin_action(tiny_registry, tmp_path):
-    from evals.ui import ArenaConfig, run_next_round, services
+def voted_campaign(tiny_registry, tmp_path, texts: list[str]):
+    """The app's services over the tiny registry with campaign "tasting" (ad-a vs ad-b on `texts`),
+    every battle voted "right" by kim, and a file of two new prompts for the next round."""
+    from evals.ui import ArenaConfig, services
 
     config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", admin_password="pw",
                          quantize=False)
     svc = services(config)
-    prompts = [{"question_id": i, "category": None, "prompt": p} for i, p in
-               enumerate(["two plus two", "hello world", "write a poem about the sea", "python code please"])]
+    prompts = [{"question_id": i, "category": None, "prompt": p} for i, p in enumerate(texts)]
     arena.create_campaign(svc.store, svc.engine(), "tasting", ["ad-a", "ad-b"], prompts, SamplingParams(max_new_tokens=6))
     rater = arena.join(svc.store, "tasting", "kim")
     while (battle := svc.store.next_assignment(rater)) is not None:
         svc.store.vote(rater, battle.battle_id, "right")
     new = tmp_path / "new.jsonl"
     new.write_text(json.dumps({"prompt": "the quick brown fox"}) + "\n" + json.dumps({"prompt": "how are you today"}) + "\n")
+    return svc, new
+
+
+def test_next_round_from_the_app_admin_action(tiny_registry, tmp_path):
+    from evals.ui import run_next_round
+
+    svc, new = voted_campaign(tiny_registry, tmp_path, ["two plus two", "hello world", "write a poem about the sea",
+                                                        "python code please"])
     messages = []
     result = run_next_round(svc, "tasting", "ad-a", "ad-a-r2", str(new), 2, say=messages.append)
     assert result["campaign"] == "tasting-next" and svc.store.campaign("tasting-next")["models"] == ["ad-a-r2", "ad-a"]
@@ -87,19 +96,10 @@ def test_next_round_from_the_app_admin_action(tiny_registry, tmp_path):
 def test_next_round_grpo_trains_a_reward_model_on_the_votes_then_a_grpo_round_against_it(tiny_registry, tmp_path):
     """--method grpo: the campaign's human pairs -> a reward model (lineage: the campaign) -> a GRPO
     round on the pairs' prompts rewarded by it -> the child in a new campaign vs its parent."""
-    from evals.ui import ArenaConfig, run_next_round, services
+    from evals.ui import run_next_round
 
-    config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", admin_password="pw",
-                         quantize=False)
-    svc = services(config)
-    prompts = [{"question_id": i, "category": None, "prompt": p} for i, p in
-               enumerate(["two plus two", "hello world", "write a poem about the sea", "python code please", "name a fruit"])]
-    arena.create_campaign(svc.store, svc.engine(), "tasting", ["ad-a", "ad-b"], prompts, SamplingParams(max_new_tokens=6))
-    rater = arena.join(svc.store, "tasting", "kim")
-    while (battle := svc.store.next_assignment(rater)) is not None:
-        svc.store.vote(rater, battle.battle_id, "right")
-    new = tmp_path / "new.jsonl"
-    new.write_text(json.dumps({"prompt": "the quick brown fox"}) + "\n" + json.dumps({"prompt": "how are you today"}) + "\n")
+    svc, new = voted_campaign(tiny_registry, tmp_path, ["two plus two", "hello world", "write a poem about the sea",
+                                                        "python code please", "name a fruit"])
     result = run_next_round(svc, "tasting", "ad-a", "ad-a-rl", str(new), 2, method="grpo")
     assert result["method"] == "grpo" and result["reward_model"] == "ad-a-rl-reward"
     reward = tiny_registry.get("ad-a-rl-reward").card
