@@ -189,13 +189,14 @@ def next_battle(store: Store, campaign: str, rater_id: int) -> Assignment | None
     if current is not None:
         return current
     seed = f"{campaign}:{rater_id}"
-    rng = Random(f"{seed}:{store.progress(rater_id)[1]}")
+    handed_out = store.progress(rater_id)[1]  # only this rater's own claims change it, and a claim ends the loop
+    rng = Random(f"{seed}:{handed_out}")
     for _ in range(20):  # another rater may take the last place between the choice and the claim
         candidates = store.claimable_battles(rater_id, cap, left_out_ids)
         if not candidates:
             return None
         gold = store.unseen_gold(rater_id)
-        if gold and allocation.gold_due(store.progress(rater_id)[1], settings.gold_rate, seed):
+        if gold and allocation.gold_due(handed_out, settings.gold_rate, seed):
             battle = rng.choice(gold)
             store.claim(rater_id, battle, None, _side(seed, battle, rater_id))
             return store.next_assignment(rater_id)
