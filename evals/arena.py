@@ -14,12 +14,13 @@ from typing import Callable
 
 from evals import allocation, hygiene, quality, stats
 from evals.pairs import build_pairs
-from evals.prompts import multi_turn_count
+from evals.prompts import answers_needed, multi_turn_count
 from evals.records import Assignment, CampaignSettings, StoreError
 from evals.store import GOLD_CHOSEN, GOLD_REJECTED, Store
 from evals.style import style_ladder
 from evals.vocab import conversation
 from posttrain.backend import Generator
+from posttrain.names import problem as name_problem
 from posttrain.engine import SamplingParams
 
 
@@ -36,7 +37,8 @@ def create_campaign(store: Store, engine: Generator, name: str, models: list[str
             raise StoreError(f"campaign {name!r} is open: raters ask their own questions; drop the prompt file")
         store.create_campaign(name, models, [], asdict(params), "open", settings=plan)
         store.set_status(name, "ready")
-        return {**store.campaign(name).as_dict(), "identity_flagged_battles": 0, "multi_turn_prompts": 0}
+        return {**store.campaign(name).as_dict(), "identity_flagged_battles": 0, "multi_turn_prompts": 0,
+                "truncated_prompts": 0}
     prompting = getattr(engine, "base_prompting", lambda models: None)(models)  # a base without a template: how
     settings = replace(plan, base_prompt=prompting) if prompting else plan
     store.create_campaign(name, models, prompts, asdict(params), source, settings=settings, gold=list(plan.gold))
@@ -70,10 +72,12 @@ def generate_missing(store: Store, engine: Generator, name: str, batch_rows: int
         done += len(chunk)
         if progress:
             progress(done, total)
-    flagged = hygiene.flags(store.battle_answers(name), list(campaign.settings.identity_words))
+    answers = store.battle_answers(name)
+    flagged = hygiene.flags(answers, list(campaign.settings.identity_words))
     store.flag_battles(name, flagged)
     store.set_status(name, "ready")
-    return {**store.campaign(name).as_dict(), "identity_flagged_battles": len(flagged)}
+    truncated = len({a["prompt_id"] for a in store.answers(name) if "prompt truncated" in (a["notice"] or "")})
+    return {**store.campaign(name).as_dict(), "identity_flagged_battles": len(flagged), "truncated_prompts": truncated}
 
 
 def answer_turns(engine: Generator, rows: list[tuple[list[str], str]], params: SamplingParams,
@@ -320,6 +324,8 @@ TOKENS_PER_S = {"engine": 100.0, "openai": 1000.0}  # rough rates for the estima
 def check_new_name(store: Store, name: str) -> None:
     """A campaign name that may be created now; an interrupted creation of the same name says how
     to finish or drop it."""
+    if name_problem((name or "").strip(), "campaign"):
+        raise StoreError(name_problem((name or "").strip(), "campaign"))
     existing = {c.name: c for c in store.campaigns()}.get((name or "").strip())
     if existing is None:
         return
@@ -332,9 +338,40 @@ def check_new_name(store: Store, name: str) -> None:
 
 
 def estimate(answers: int, max_new_tokens: int, backend: str) -> str:
-    """A rough upper bound of the generation time (every answer runs to max_new_tokens)."""
+    """A rough upper bound of the generation time (every answer runs to max_new_tokens), plus the
+    model's load, which on a CPU is most of a small campaign's time."""
     seconds = answers * max_new_tokens / TOKENS_PER_S.get(backend, TOKENS_PER_S["engine"])
-    return f"at most about {seconds / 60:.0f} min" if seconds >= 90 else f"at most about {max(1, round(seconds))} s"
+    load = " after the model loads (20-60 s on a CPU)" if backend == "engine" else ""
+    return (f"roughly {seconds / 60:.0f} min of generation" if seconds >= 90 else
+            f"roughly {max(1, round(seconds))} s of generation") + load
+
+
+def check_new_campaign(store: Store, name: str, models: list[str], prompts: list[dict] | None,
+                       max_answers: int | None = None) -> None:
+    """Every check a new campaign passes before a model loads, the same for the command line and
+    the Admin form: the name (the naming rule, no model's name in it, not taken), two or more
+    different models, and the size guard (`prompts` None: an open campaign, nothing to generate)."""
+    check_blind_name(name, models)
+    check_new_name(store, name)
+    if len(set(models)) < 2:
+        raise StoreError(f"campaign {name!r} needs two or more different models, got {list(models)}")
+    limit = MAX_ANSWERS if max_answers is None else max_answers
+    todo = answers_needed(prompts, models) if prompts else 0
+    if todo > limit:
+        raise StoreError(f"campaign {name!r} needs {todo} answers, over --max-answers {limit}; "
+                         "use fewer prompts or models, or raise --max-answers")
+
+
+def unique_prompts(prompts: list[dict]) -> tuple[list[dict], int]:
+    """The prompts with exact repeats dropped (the same text and turns: the same battles again
+    would only weigh that prompt double), and how many were dropped."""
+    seen, kept = set(), []
+    for prompt in prompts:
+        key = (prompt["prompt"], tuple(prompt.get("turns") or ()))
+        if key not in seen:
+            seen.add(key)
+            kept.append(prompt)
+    return kept, len(prompts) - len(kept)
 
 
 def leaked_models(name: str, models: list[str]) -> list[str]:

@@ -3,8 +3,10 @@ folder, with provenance (guidelines, target, the raters left out and why) beside
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 from pathlib import Path
 
 from evals import quality
@@ -12,6 +14,30 @@ from evals.arena import rater_quality
 from evals.pairs import build_pairs
 from evals.records import StoreError
 from evals.store import Store
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP's list: a spreadsheet reads such a cell as a formula
+
+
+def spreadsheet_safe(value):
+    """A CSV cell that no spreadsheet runs: text starting with =, +, -, @, tab or carriage return
+    gets a leading ' (OWASP's "CSV injection" advice; Excel and LibreOffice then show it as text).
+    Numbers stay numbers."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
+def file_stem(name: str) -> str:
+    """A campaign name as a file name: never a path (no separators, no leading dot)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".") or "campaign"
+
+
+def write_votes_csv(votes: list[dict], path: Path) -> Path:
+    """The votes as CSV for a spreadsheet, every text cell made formula-safe."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(votes[0]) if votes else ["id"])
+        writer.writeheader()
+        writer.writerows({key: spreadsheet_safe(value) for key, value in vote.items()} for vote in votes)
+    return path
 
 
 def check_export_target(out: Path) -> None:
@@ -66,14 +92,39 @@ def export(store: Store, name: str, out: str | Path, include_judge: bool = False
 
 
 def write_export(out: Path, rows: list[dict], provenance: dict) -> None:
-    if out.suffix == ".jsonl":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in rows), encoding="utf-8")
-        tmp.replace(out)
-        out.with_name(out.stem + ".provenance.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))
-    else:
-        from datasets import Dataset
+    """Both files appear whole or not at all. A .jsonl and its provenance are each written to a
+    hidden temporary file and renamed into place, the provenance first, carrying the pairs' sha256:
+    a kill between the two renames leaves a provenance that names pairs not (yet) there, which the
+    hash shows, never a truncated file. A `datasets` folder is built whole in a hidden sibling
+    folder, provenance.json inside, and renamed into place in one step. A killed run's leftovers
+    are removed by the next run."""
+    import hashlib
+    import shutil
 
-        Dataset.from_list(rows).save_to_disk(str(out))
-        (out / "provenance.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".jsonl":
+        text = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in rows).encode("utf-8")
+        provenance = {**provenance, "pairs_file": out.name, "pairs_sha256": hashlib.sha256(text).hexdigest()}
+        meta = out.with_name(out.stem + ".provenance.json")
+        replace_whole(meta, json.dumps(provenance, indent=2, ensure_ascii=False).encode("utf-8"))
+        replace_whole(out, text)
+        return
+    from datasets import Dataset
+
+    staging = out.with_name(f".{out.name}.export-tmp")
+    shutil.rmtree(staging, ignore_errors=True)  # a killed run's half-built folder
+    Dataset.from_list(rows).save_to_disk(str(staging))
+    (staging / "provenance.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False), encoding="utf-8")
+    if out.is_dir():
+        out.rmdir()  # new or empty (check_export_target): the rename needs it gone
+    staging.rename(out)
+
+
+def replace_whole(path: Path, data: bytes) -> None:
+    """Write `path` atomically: a hidden temporary file beside it, flushed to disk, renamed over it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

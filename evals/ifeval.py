@@ -303,9 +303,67 @@ def score(rows: list[dict]) -> dict:
             "by_instruction": by_instruction, "rows": checked}
 
 
-def read_rows(path) -> list[dict]:
+LIST_ARGUMENTS = {"keywords", "forbidden_words"}  # lists of words; a bare string would be checked letter by letter
+INT_ARGUMENTS = {"frequency", "let_frequency", "num_sentences", "num_paragraphs", "num_words", "nth_paragraph",
+                 "num_placeholders", "num_bullets", "num_highlights", "num_sections", "capital_frequency"}
+
+
+def kwargs_problem(instruction_id: str, kwargs) -> str | None:
+    """Why one instruction's kwargs cannot be checked (None: they can): not an object, an argument
+    the checker does not take, or a value of the wrong type (IFEval's types: word lists, integers,
+    strings; None means "not given", as in IFEval's padded files)."""
+    import inspect
+
+    if kwargs is None:
+        return None
+    if not isinstance(kwargs, dict):
+        return f"kwargs for {instruction_id} must be an object, got {kwargs!r}"
+    taken = set(list(inspect.signature(CHECKERS[instruction_id]).parameters)[1:])
+    for name, value in kwargs.items():
+        if value is None:
+            continue
+        if name not in taken:
+            return f"{instruction_id} takes {sorted(taken) or 'no arguments'}, not {name!r}"
+        if name in LIST_ARGUMENTS:
+            if not (isinstance(value, list) and value and all(isinstance(w, str) and w for w in value)):
+                return f"{instruction_id}: {name} must be a list of words, e.g. [\"river\"], got {value!r}"
+        elif name in INT_ARGUMENTS:
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+                return f"{instruction_id}: {name} must be a whole number of 0 or more, got {value!r}"
+        elif not isinstance(value, str):
+            return f"{instruction_id}: {name} must be text, got {value!r}"
+    return None
+
+
+def row_problem(row: dict, responses: bool = False) -> str | None:
+    """Why an IFEval-schema row cannot be checked (None: it can)."""
+    missing = [k for k in ("prompt", "instruction_id_list") if k not in row]
+    if missing:
+        return f"missing {', '.join(missing)} (IFEval's input_data.jsonl schema)"
+    ids, kwargs = row["instruction_id_list"], row.get("kwargs")
+    if not isinstance(row["prompt"], str):
+        return f"prompt must be text, got {row['prompt']!r}"
+    if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+        return f"instruction_id_list must be a list of instruction ids, got {ids!r}"
+    unknown = [i for i in ids if i not in CHECKERS]
+    if unknown:
+        return f"unknown instruction id(s) {unknown}"
+    if kwargs is not None and not (isinstance(kwargs, list) and len(kwargs) == len(ids)):
+        return f"kwargs must be a list of {len(ids)} objects, one per instruction id, got {kwargs!r}"
+    for instruction, given in zip(ids, kwargs or [None] * len(ids)):
+        problem = kwargs_problem(instruction, given)
+        if problem:
+            return problem
+    if responses and "response" not in row:
+        return "missing response (the answer to check, beside IFEval's input_data.jsonl schema)"
+    if responses and not isinstance(row["response"], str):
+        return f"response must be text, got {row['response']!r}"
+    return None
+
+
+def read_rows(path, responses: bool = False) -> list[dict]:
     """IFEval-schema rows from a JSONL file (`key`, `prompt`, `instruction_id_list`, `kwargs`, and,
-    for checking given answers, `response`); a bad line is named by file:line."""
+    with `responses`, the `response` to check); a bad line is named by file:line and the reason."""
     from posttrain.data import DataError, jsonl_objects
 
     try:
@@ -314,12 +372,9 @@ def read_rows(path) -> list[dict]:
         raise IFEvalError(str(exc)) from None
     rows = []
     for where, row in located:
-        missing = [k for k in ("prompt", "instruction_id_list") if k not in row]
-        if missing:
-            raise IFEvalError(f"{where}: missing {', '.join(missing)} (IFEval's input_data.jsonl schema)")
-        unknown = [i for i in row["instruction_id_list"] if i not in CHECKERS]
-        if unknown:
-            raise IFEvalError(f"{where}: unknown instruction id(s) {unknown}")
+        problem = row_problem(row, responses)
+        if problem:
+            raise IFEvalError(f"{where}: {problem}")
         rows.append({"key": row.get("key", int(where.rsplit(":", 1)[1])), **row})  # no key: the line number
     if not rows:
         raise IFEvalError(f"{path}: no rows")

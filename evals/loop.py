@@ -40,12 +40,9 @@ def overlapping_prompts(prompts: list[dict], seen: list[str]) -> list[str]:
 
 def train(kind: str, recipe: str | Path, args: list[str]) -> None:
     """One training run through train.py's own parser (the recipe, then these flags)."""
-    from trl import ModelConfig, TrlParser
+    from posttrain.train import parse_run, run
 
-    from posttrain.train import RunArguments, run, trainer_config_class
-
-    run_args, config, model_args = TrlParser((RunArguments, trainer_config_class(kind), ModelConfig)).parse_args_and_config(
-        args=["--config", str(recipe), *args])
+    run_args, config, model_args = parse_run(kind, ["--config", str(recipe), *args])
     run_args.eval_data = run_args.eval_data or None
     run_args.recipe = str(recipe)
     run(kind, run_args, config, model_args)
@@ -62,6 +59,26 @@ def free_campaign_name(store: Store, base: str, models: list[str]) -> str:
     return name
 
 
+def earlier_round(store: Store, registry: Registry, campaign: str, parent: str, child: str) -> str:
+    """What to say when the child's name is taken: by an earlier run of this very round (its
+    campaign to resume, or never created), or by something else (pick another name)."""
+    if registry.get(child).card.get("source_campaign") != campaign:
+        return f"entry {child!r} already exists in {registry.root}; pick another --name"
+    theirs = [c for c in store.campaigns() if set(c.models) == {child, parent}]
+    unfinished = [c for c in theirs if c.status != "ready"]
+    if unfinished:
+        name = unfinished[-1].name
+        return (f"entry {child!r} was trained from campaign {campaign!r} by an earlier run of this round, and its campaign "
+                f"{name!r} was interrupted while its answers were generated ({len(store.missing_answers(name))} still "
+                f"missing): finish it with `scripts/arena.py campaign resume {name}` (a new --name would train a second child)")
+    if theirs:
+        return (f"entry {child!r} was trained from campaign {campaign!r} already, and its campaign {theirs[-1].name!r} is "
+                "ready: rate it, or pick another --name for a new round")
+    return (f"entry {child!r} was trained from campaign {campaign!r} by an earlier run of this round, which stopped before "
+            f"its campaign was created: create it with `scripts/arena.py campaign create NAME --models {child} {parent} "
+            "--prompts FILE`, or pick another --name to train again")
+
+
 def next_round(store: Store, registry: Registry, generator_factory: Callable[[], Generator], campaign: str, parent: str, child: str,
                prompts_file: str | Path, out_dir: str | Path, max_steps: int | None = None,
                recipe: str | Path | None = None, overrides: list[str] | None = None,
@@ -76,7 +93,7 @@ def next_round(store: Store, registry: Registry, generator_factory: Callable[[],
     if not parent_entry.is_adapter:
         raise RegistryError(f"--parent {parent!r} is not an adapter; DPO continues an adapter (e.g. the SFT entry)")
     if child in registry:
-        raise RegistryError(f"entry {child!r} already exists in {registry.root}; pick another --name")
+        raise RegistryError(earlier_round(store, registry, campaign, parent, child))
     pairs = arena.pairs(store, campaign)
     if len(pairs) < 2:
         raise StoreError(f"campaign {campaign!r} has {len(pairs)} human pairs; a DPO round needs at least 2 (more votes first)")

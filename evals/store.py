@@ -23,6 +23,7 @@ from typing import Callable
 from evals.records import Assignment, Battle, Campaign, CampaignSettings, Rater, StoreError, Vote
 from evals.vocab import CHOICES, OPEN_CATEGORY, RATER_KINDS, winner_of
 from posttrain.errors import FaultError
+from posttrain.names import problem as name_problem
 
 # The layout of a version-1 database. Every statement is idempotent (IF NOT EXISTS), so migration 1
 # also completes a database written before versions, whichever of its tables it already had.
@@ -225,13 +226,29 @@ class Store:
         """A read transaction (deferred: one consistent snapshot, no lock a writer waits for)."""
         return self._connection("BEGIN")
 
-    def backup(self, dest: str | Path) -> Path:
-        """A consistent copy of the live database (see snapshot), refusing to write over it."""
+    def backup(self, dest: str | Path, overwrite: bool = False) -> Path:
+        """A consistent copy of the live database (see snapshot), refusing to write over it, over a
+        folder, or (unless `overwrite`) over an existing file; a target that cannot be written is
+        named as such, never blamed on the live database."""
         dest = Path(dest)
         if dest.exists() and dest.resolve() == self.path.resolve():
             raise StoreError(f"{dest} is the live database itself; name another file for the backup")
         if dest.is_dir():
             raise StoreError(f"{dest} is a folder; name the backup file, e.g. {dest / 'arena-backup.sqlite'}")
+        if dest.exists() and not overwrite:
+            raise StoreError(f"{dest} exists; name a new file for the backup, or pass --force to replace it")
+        probe = dest.with_name(f".{dest.name}.tmp")
+        try:  # the target's side first, so that a failure there is never blamed on the live database
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            sqlite3.connect(probe).execute("CREATE TABLE IF NOT EXISTS probe (x)").connection.close()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot write the backup to {dest} ({exc}); the live database {self.path} is untouched: "
+                             "choose a folder you can write to") from None
+        finally:
+            try:
+                probe.unlink(missing_ok=True)
+            except OSError:
+                pass
         return self.snapshot(dest)
 
     def snapshot(self, dest: str | Path) -> Path:
@@ -261,6 +278,8 @@ class Store:
         settings = CampaignSettings.from_stored(stored)
         if not name:
             raise StoreError("campaign name is empty")
+        if name_problem(name, "campaign"):  # a name becomes file names and page text: never a path or markup
+            raise StoreError(name_problem(name, "campaign"))
         if len(set(models)) < 2:
             raise StoreError(f"campaign {name!r} needs two or more different models, got {models}")
         if not prompts and not settings.open:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 
+from posttrain import names
 from posttrain.errors import WorkbenchError
 
 METHODS = ("base", "sft", "qlora", "dpo", "ipo", "kto", "orpo", "simpo", "reward", "grpo", "rloo", "merged", "imported")
@@ -25,7 +26,6 @@ CARD = "README.md"
 TRAINING_LOG = "training_log.json"  # the Trainer's logged history (loss per step), beside an adapter
 ADAPTER_EXTRAS = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                   "generation_config.json")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # A PEFT LoRA tensor name, as saved: base_model.model.<module path>.lora_A[.<adapter>].weight
 LORA_A_KEY = re.compile(r"^base_model\.model\.(.+)\.lora_A(?:\.[^.]+)?\.weight$")
 
@@ -167,7 +167,7 @@ class Registry:
 
     def get(self, name: str) -> Entry:
         path = self.root / name
-        if not _NAME_RE.match(name) or not path.is_dir():
+        if not names.is_valid(name) or not path.is_dir():
             raise RegistryError(
                 f"no entry {name!r} in registry {self.root} (entries: {', '.join(self.names()) or 'none'})"
             )
@@ -177,7 +177,7 @@ class Registry:
         return [e for e in self.entries() if e.method == "base"]
 
     def __contains__(self, name: str) -> bool:
-        return bool(_NAME_RE.match(name)) and (self.root / name).is_dir()
+        return names.is_valid(name) and (self.root / name).is_dir()
 
     # ---- writing -------------------------------------------------------------------------
     def publish(self, name: str, write: Callable[[Path], None], card: dict) -> Entry:
@@ -255,7 +255,7 @@ class Registry:
         def write(tmp: Path) -> None:
             export_model_folder(source, tmp, gguf_file=gguf_file)
 
-        if hub_id is not None and not HUB_ID.match(hub_id):
+        if hub_id is not None and not HUB_ID.fullmatch(hub_id):
             raise RegistryError(f"--hub-id {hub_id!r} is not OWNER/NAME")
         return self.publish_base(name, write, source=str(source), hub_id=hub_id)
 
@@ -311,7 +311,7 @@ class Registry:
         entry = self.get(name)
         if entry.is_adapter:
             raise RegistryError(f"{name!r} is an adapter; a Hub id belongs to its base {entry.base!r}")
-        if not HUB_ID.match(hub_id):
+        if not HUB_ID.fullmatch(hub_id):
             raise RegistryError(f"{hub_id!r} is not OWNER/NAME")
         return self.annotate(name, hub_id=hub_id, base_model=hub_id,
                              **({"source": entry.card["base_model"]} if entry.card.get("base_model") != hub_id else {}))
@@ -359,7 +359,7 @@ class Registry:
             return self.import_base(local.parent, name, gguf_file=local.name, hub_id=hub_id)
         if local.exists() and not (local / "config.json").is_file():
             raise RegistryError(f"{local}: neither a PEFT adapter ({ADAPTER_CONFIG}) nor a model folder (config.json)")
-        if not local.exists() and not HUB_ID.match(str(path)):
+        if not local.exists() and not HUB_ID.fullmatch(str(path)):
             raise RegistryError(f"{path}: no such file or folder (and not a Hub id OWNER/NAME); give an adapter folder, "
                                 "a model folder, a .gguf file or a Hub id")
         if local.is_dir():
@@ -392,9 +392,25 @@ def check_models(registry: Registry, base: str, models: list[str]) -> None:
                                 f"pass --base {entry.base} or choose adapters of {base!r}")
 
 
+def read_json_object(path: Path) -> dict:
+    """A JSON file that must hold one object (a model's config.json, an adapter's config): broken
+    JSON or any other value is named with the file, never a traceback from deep inside."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RegistryError(f"{path}:{exc.lineno}: broken JSON ({exc.msg})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{path}: cannot be read ({exc})") from None
+    if not isinstance(value, dict):
+        raise RegistryError(f"{path}: holds {type(value).__name__} {str(value)[:40]}, not a JSON object; is it the "
+                            "model's own config file?")
+    return value
+
+
 def check_model_folder(folder: Path) -> None:
-    """A local model folder has weights that open and a tokenizer, said before transformers tries
-    (it says neither plainly: a missing tokenizer reads as a sentencepiece error)."""
+    """A local model folder has a config object, weights that open and a tokenizer, said before
+    transformers tries (it says none of these plainly: a missing tokenizer reads as a sentencepiece error)."""
+    read_json_object(folder / "config.json")
     weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
     if not weights:
         raise RegistryError(f"{folder}: config.json but no weights (*.safetensors or *.bin); copy the whole model folder")
@@ -414,7 +430,7 @@ def check_model_folder(folder: Path) -> None:
                                 "again") from None
 
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")  # fullmatch
 _CACHE_REPO = re.compile(r"^models--([^/]+?)--(.+)$")
 
 
@@ -445,7 +461,7 @@ def base_hub_id(base: Entry) -> str | None:
 
 def is_hub_id(value) -> bool:
     """`owner/name` that is not a local path."""
-    return isinstance(value, str) and bool(HUB_ID.match(value)) and not Path(value).exists()
+    return isinstance(value, str) and bool(HUB_ID.fullmatch(value)) and not Path(value).exists()
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -456,10 +472,8 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 def check_name(name: str) -> None:
-    if not _NAME_RE.match(name):
-        raise RegistryError(
-            f"bad entry name {name!r}: use letters, digits, '.', '_' or '-' (max 100), not starting with '.'"
-        )
+    if not names.is_valid(name):
+        raise RegistryError(names.problem(name, "entry"))
 
 
 def read_adapter_config(path: Path) -> dict:
@@ -468,10 +482,7 @@ def read_adapter_config(path: Path) -> dict:
         raise RegistryError(f"{path}: no {ADAPTER_CONFIG}; not a PEFT adapter folder")
     if not (path / ADAPTER_WEIGHTS).is_file():
         raise RegistryError(f"{path}: no {ADAPTER_WEIGHTS}; save adapters with safetensors (PEFT's default)")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"{config_path}:{exc.lineno}: broken JSON ({exc.msg})") from None
+    config = read_json_object(config_path)
     if config.get("peft_type") != "LORA":
         raise RegistryError(f"{config_path}: peft_type {config.get('peft_type')!r}; only LORA adapters are supported")
     return config

@@ -93,6 +93,26 @@ def check(specs: list[str], weights: list[float] | None, gold: str | None, regis
         raise RecipeError(f"gold {gold!r} is also a training reward; the gold measure must be one the round does not optimise")
 
 
+def check_reward_signature(spec: str, function: Callable) -> None:
+    """TRL calls a reward as f(prompts=..., completions=..., completion_ids=..., **columns): a
+    function that cannot take those keywords (os.system takes one command) is refused now, not
+    when the first batch is scored a minute later. A function Python cannot inspect is let through."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    names = {p.name for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    missing = [k for k in ("prompts", "completions") if k not in names]
+    if missing or any(p.kind is inspect.Parameter.POSITIONAL_ONLY and p.default is p.empty for p in parameters):
+        raise RecipeError(f"reward {spec!r}: {getattr(function, '__qualname__', function)}"
+                          f"{inspect.signature(function)} is not a TRL reward function; write "
+                          "f(prompts, completions, **kwargs) -> list[float | None]")
+
+
 def reward_function(spec: str, registry=None, device=None) -> Callable:
     """A TRL reward function for one spec, its __name__ the spec (TRL logs rewards/<name>/mean)."""
     target = SHORTHANDS.get(spec, spec[len("python:"):] if spec.startswith("python:") else None)
@@ -106,6 +126,7 @@ def reward_function(spec: str, registry=None, device=None) -> Callable:
             raise RecipeError(f"reward {spec!r}: {exc}") from None
         if not callable(function):
             raise RecipeError(f"reward {spec!r}: {module}.{name} is not a function")
+        check_reward_signature(spec, function)
     elif spec.startswith("reward_model:"):
         function = reward_model_function(spec.split(":", 1)[1], registry, device)
     else:

@@ -100,7 +100,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--init", action="store_true", help="an empty (0-byte) database file becomes a new arena")
     sub = parser.add_subparsers(dest="command", required=True)
     add_campaign_commands(sub.add_parser("campaign").add_subparsers(dest="action", required=True))
-    sub.add_parser("backup", help="a consistent copy of the live database").add_argument("out")
+    backing = sub.add_parser("backup", help="a consistent copy of the live database")
+    backing.add_argument("out")
+    backing.add_argument("--force", action="store_true", help="replace OUT when it exists")
     results = sub.add_parser("results")
     results.add_argument("name")
     results.add_argument("--json", action="store_true")
@@ -166,7 +168,7 @@ def list_campaigns(args, store: Store) -> None:
 
 
 def backup(args, store: Store) -> None:
-    print(f"backed up {store.path} to {store.backup(args.out)}")
+    print(f"backed up {store.path} to {store.backup(args.out, overwrite=args.force)}")
 
 
 def results(args, store: Store) -> None:
@@ -237,6 +239,15 @@ def round_after(args, store: Store) -> None:
           f"campaign {result['campaign']} ready: {result['child']} vs {result['parent']}, {result['prompts']} prompts")
 
 
+def say_size(prompts: list[dict], models: list[str], dropped: int, args) -> None:
+    if dropped:
+        print(f"{dropped} repeated prompts dropped (each prompt is battled once)", file=sys.stderr)
+    if prompts:
+        todo = answers_needed(prompts, models)
+        print(f"{todo} answers to generate ({len(prompts)} prompts x {len(models)} models), "
+              f"{arena.estimate(todo, args.max_new_tokens, args.generation_backend)}", file=sys.stderr)
+
+
 def create_or_resume(args, store: Store) -> int:
     """campaign create / resume: every cheap check (name, models, files, size) before the engine
     loads; answers are saved batch by batch as they are generated, so Ctrl-C or a kill loses only
@@ -249,9 +260,12 @@ def create_or_resume(args, store: Store) -> int:
             return 0
         models, prompts = campaign.models, None
     else:
-        arena.check_blind_name(args.name, args.models)
-        arena.check_new_name(store, args.name)
         models, prompts = args.models, ([] if args.open else load_prompts(args.prompts))
+        prompts, dropped = arena.unique_prompts(prompts)
+        say_size(prompts, models, dropped, args)
+        arena.check_new_campaign(store, args.name, models, prompts, args.max_answers)
+        params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                top_p=args.top_p, seed=args.seed)  # refuses a bad value before the engine loads
         plan = Defaults(
             votes_per_battle=args.votes_per_battle, allocation=args.allocation,
             gold=tuple(load_gold(args.gold)) if args.gold else (), gold_rate=args.gold_rate,
@@ -264,12 +278,6 @@ def create_or_resume(args, store: Store) -> int:
     if args.generation_backend == "engine":
         check_models(registry, args.base, models)
     todo = len(store.missing_answers(args.name)) if prompts is None else answers_needed(prompts, models)
-    if prompts:
-        print(f"{todo} answers to generate ({len(prompts)} prompts x {len(models)} models), "
-              f"{arena.estimate(todo, args.max_new_tokens, args.generation_backend)}", file=sys.stderr)
-        if todo > args.max_answers:
-            raise StoreError(f"campaign {args.name!r} needs {todo} answers, over --max-answers {args.max_answers}; "
-                             "use fewer prompts or models, or raise --max-answers")
     engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
     try:
         with tqdm(total=todo, desc="answers", file=sys.stderr, disable=not todo) as bar:
@@ -277,8 +285,6 @@ def create_or_resume(args, store: Store) -> int:
             if prompts is None:
                 made = arena.generate_missing(store, engine, args.name, progress=progress)
             else:
-                params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                        top_p=args.top_p, seed=args.seed)
                 made = arena.create_campaign(store, engine, args.name, models, prompts, params, source=args.prompts,
                                              progress=progress, plan=plan)
     except KeyboardInterrupt:
@@ -295,7 +301,9 @@ def create_or_resume(args, store: Store) -> int:
                f"{len(prompts)} prompts ({made['multi_turn_prompts']} with several turns)")
     print(json.dumps(made) if getattr(args, "json", False) else f"campaign {made['name']} ready: {summary}" +
           (f"; {flagged} battles flagged: an answer names a model, its family or its lab (kept, left out of "
-           f"the ladder and the pairs; --system can ask models not to introduce themselves)" if flagged else ""))
+           f"the ladder and the pairs; --system can ask models not to introduce themselves)" if flagged else "") +
+          (f"; {made['truncated_prompts']} prompts were longer than the model's context and were cut for generation "
+           "(raters see them whole)" if made.get("truncated_prompts") else ""))
     return 0
 
 

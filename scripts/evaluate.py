@@ -146,9 +146,8 @@ def run_ifeval(argv: list[str]) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--models", nargs="+", help="registry entries to answer the prompts (the base's name: the plain base)")
     source.add_argument("--responses", help="IFEval-schema rows with a `response` each: check these answers")
-    parser.add_argument("--prompts", default=str(DATA / "ifeval_heldout.jsonl"),
-                        help="IFEval-schema prompts (key, prompt, instruction_id_list, kwargs): the project's 175 held-out "
-                             "prompts by default, or IFEval's own input_data.jsonl (541)")
+    parser.add_argument("--prompts", help="IFEval-schema prompts (key, prompt, instruction_id_list, kwargs) for --models: "
+                                          "the project's 175 held-out prompts by default, or IFEval's own input_data.jsonl (541)")
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
     parser.add_argument("--registry", default=str(default_registry_dir()))
     parser.add_argument("--max-new-tokens", type=int, default=256)
@@ -159,11 +158,13 @@ def run_ifeval(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.batch_rows < 1:
         parser.error("--batch-rows must be at least 1")
+    if args.responses and args.prompts:
+        parser.error("--prompts goes with --models; --responses rows carry their own prompts (drop one)")
     if args.responses:
-        rows = ifeval.read_rows(args.responses)
-        result = ifeval.evaluate(rows, {"responses": [r.get("response") or "" for r in rows]})
+        rows = ifeval.read_rows(args.responses, responses=True)
+        result = ifeval.evaluate(rows, {"responses": [r["response"] for r in rows]})
     else:
-        rows = ifeval.read_rows(args.prompts)
+        rows = ifeval.read_rows(args.prompts or DATA / "ifeval_heldout.jsonl")
         registry = Registry(args.registry)
         if args.generation_backend == "engine":
             check_models(registry, args.base, args.models)

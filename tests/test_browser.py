@@ -219,3 +219,78 @@ def test_an_open_battle_is_asked_answered_continued_and_voted_on_the_page(tmp_pa
     (vote,) = store.votes("open-floor")
     battle = store.battle(vote["battle_id"])
     assert battle.turns == ("What do zebras eat?", "And in winter?") and len(battle.turns_a) == 2
+
+
+@contextmanager
+def beacon_server():
+    """A local HTTP server that counts every request: an image or link a hostile rater planted
+    would call it when the admin's page renders it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits = []
+
+    class Beacon(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Beacon)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+
+
+def test_a_hostile_raters_markup_never_renders_on_the_admins_page(tmp_path, tiny_dir):
+    from playwright.sync_api import expect
+
+    from evals import arena
+
+    config, store = make_arena(tmp_path, tiny_dir, prompts=2)
+    with beacon_server() as (host, hits):
+        hostile = {f"<img src=//{host}/name>": f"![x](//{host}/comment-md) <img src=//{host}/comment>",
+                   f"<a href=//{host}/link>log in again</a>": f"<img src=http://{host}/edit>"}
+        for name, text in hostile.items():
+            rid = arena.join(store, "tasting", name)
+            while (battle := arena.next_battle(store, "tasting", rid)) is not None:
+                arena.cast_vote(store, "tasting", rid, battle.battle_id, "left", edited=text, comment=text)
+        site = launch(config, store)
+        try:
+            with page_at(site.url) as page:
+                page.get_by_role("tab", name="Admin").click()
+                page.locator("#admin-password input").fill(PASSWORD)
+                page.get_by_role("button", name="Unlock").click()
+                page.get_by_role("tab", name="Results").click()
+                page.get_by_role("button", name="Show results").click()
+                expect(page.locator("#raters")).to_contain_text(f"<img src=//{host}/name>", timeout=60_000)  # as text
+                page.locator("#review-name textarea").fill("nobody")
+                page.locator("#review-choice").get_by_label("exclude").check()
+                page.get_by_role("button", name="Apply to the campaign above").click()
+                toast = page.get_by_test_id("toast-body").filter(has_text="has no rater")
+                expect(toast).to_contain_text(f"<a href=//{host}/link>log in again</a>", timeout=30_000)  # names as text
+                expect(toast).to_contain_text(f"<img src=//{host}/name>")
+                assert page.locator("a", has_text="log in again").count() == 0  # text, not a link
+                page.locator("#review-name textarea").fill(f"<img src=//{host}/name>")
+                page.get_by_role("button", name="Apply to the campaign above").click()
+                expect(page.get_by_text("exclude (show the results again").first).to_be_visible(timeout=30_000)
+                page.get_by_role("tab", name="Admin").click()
+                page.get_by_text("Pairs and clean-up").click()
+                page.get_by_role("button", name="Browse and export pairs").click()
+                expect(page.locator("#pairs")).to_contain_text(f"<img src=http://{host}/edit>", timeout=30_000)
+                page.screenshot(path=str(tmp_path / "hostile.png"), full_page=True)
+                # The control: an image this page does load reaches the beacon, so silence above means something.
+                page.evaluate(f"new Image().src = 'http://{host}/control'")
+                expect(page.locator("body")).to_be_visible()
+                for _ in range(600):
+                    if hits:
+                        break
+                    page.wait_for_timeout(50)
+        finally:
+            site.ui.close()
+    assert hits == ["/control"], f"the admin's browser called the rater's beacon: {hits}"

@@ -301,22 +301,37 @@ def test_rater_names_free_text_and_pace_are_limited(tmp_path):
     assert len(store.votes("c")) == 3  # what was refused was not stored; what was stored stays
 
 
-def test_admin_passwords_are_throttled_per_client(tmp_path):
+def test_admin_passwords_back_off_per_client_and_never_hold_back_the_right_one(tmp_path):
     import gradio as gr
 
-    from evals.ui.common import ADMIN_TRIES_PER_MINUTE, ArenaConfig, _request, check_admin, services
+    from evals.ui.common import ADMIN_BACKOFF_MAX_S, ADMIN_TRIES_PER_MINUTE, ArenaConfig, AttemptLog, _request, \
+        check_admin, services
 
     svc = services(ArenaConfig(registry_dir=tmp_path / "registry", data_dir=tmp_path / "data", base="none",
                                admin_password="right"))
+    now, waits = [0.0], []
+    svc.admin_attempts = AttemptLog(clock=lambda: now[0], sleep=waits.append)
     client = lambda host: type("Request", (), {"client": type("Client", (), {"host": host})()})()
     _request.set(client("10.0.0.1"))
     for _ in range(ADMIN_TRIES_PER_MINUTE):
-        with pytest.raises(gr.Error, match="wrong admin password"):
+        with pytest.raises(gr.Error, match="^.wrong admin password.$"):
             check_admin(svc, "guess")
-    with pytest.raises(gr.Error, match="too many wrong admin passwords from here; try again in"):
-        check_admin(svc, "right")  # even the right one waits
-    _request.set(client("10.0.0.2"))  # another client is not held back
-    check_admin(svc, "right")
+    assert waits == []  # the free tries answer at once
+    for _ in range(6):
+        with pytest.raises(gr.Error, match="too many wrong admin passwords from here"):
+            check_admin(svc, "guess")
+    assert waits == [1, 2, 4, 8, ADMIN_BACKOFF_MAX_S, ADMIN_BACKOFF_MAX_S]  # each further guess waits longer
+    check_admin(svc, "right")  # the admin behind the same address (a Space's proxy) is never held back
+    assert len(waits) == 6
+    _request.set(client("10.0.0.2"))  # another client's guesses are not slowed
+    with pytest.raises(gr.Error, match="^.wrong admin password.$"):
+        check_admin(svc, "guess")
+    assert len(waits) == 6
+    now[0] += 61  # a minute later the first client starts afresh
+    _request.set(client("10.0.0.1"))
+    with pytest.raises(gr.Error, match="^.wrong admin password.$"):
+        check_admin(svc, "guess")
+    assert len(waits) == 6
 
 
 def test_the_admin_tab_resumes_an_interrupted_campaign(tmp_path, tiny_registry):

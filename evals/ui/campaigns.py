@@ -10,10 +10,10 @@ from pathlib import Path
 import gradio as gr
 
 from evals import arena
-from evals.arena import check_blind_name, invite_link
+from evals.arena import invite_link
 from evals.prompts import DEFAULT_PROMPTS, load_gold, load_guidelines, load_prompts
 from evals.records import ALLOCATIONS, SAMPLING, CampaignSettings
-from evals.ui.common import PRIVATE, Services, bind, check_admin, refusal, shown_to_user
+from evals.ui.common import PRIVATE, Services, as_text, bind, check_admin, refusal, shown_to_user
 from posttrain.engine import BASE, SamplingParams
 from posttrain.registry import check_models
 
@@ -165,10 +165,10 @@ def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name,
         if open_campaign and prompts_file:
             raise refusal("an open campaign takes no prompt file: raters ask their own questions")
         prompts = [] if open_campaign else load_prompts(prompts_file if prompts_file else DEFAULT_PROMPTS)
+        prompts, dropped = arena.unique_prompts(prompts)
         params = SamplingParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
                                 seed=int(seed))
-        check_blind_name(name, models or [])
-        arena.check_new_name(svc.store, name)  # cheap checks before the engine loads
+        arena.check_new_campaign(svc.store, name, list(models or []), prompts)  # the CLI's checks, before the engine loads
         if svc.config.generation_backend == "engine":
             check_models(svc.registry, svc.config.base, list(models or []))
         progress(0, desc="generating answers")
@@ -179,9 +179,12 @@ def create(svc: Services, room: AdminRoom, campaign_lists: list, password, name,
     names = svc.campaign_names()
     flagged = made["identity_flagged_battles"]
     note = f"; {flagged} battles flagged because an answer names a model, its family or its lab" if flagged else ""
+    note += f"; {dropped} repeated prompts dropped" if dropped else ""
+    note += (f"; {made['truncated_prompts']} prompts were longer than the model's context and were cut for generation "
+             "(raters see them whole)" if made.get("truncated_prompts") else "")
     what = "open (raters ask their own questions)" if open_campaign else \
         f"{len(prompts)} prompts ({made['multi_turn_prompts']} with several turns)"
-    return {room.created: f"campaign **{name}** ready: {what}, models {', '.join(models)}{note}",
+    return {room.created: f"campaign **{as_text(name)}** ready: {what}, models {as_text(', '.join(models))}{note}",
             **{dropdown: gr.update(choices=names, value=name) for dropdown in campaign_lists}}
 
 
@@ -192,7 +195,7 @@ def make_invites(svc: Services, password, campaign, count, request: gr.Request) 
     with shown_to_user():
         tokens = svc.store.create_invites(campaign, int(count or 0))
     page = (request.headers.get("referer") or "").split("?")[0] if request else ""
-    return f"{len(tokens)} links for **{campaign}** (send one to each rater):\n\n" + "\n".join(
+    return f"{len(tokens)} links for **{as_text(campaign)}** (send one to each rater):\n\n" + "\n".join(
         f"- {invite_link(page, campaign, t)}" for t in tokens)
 
 
@@ -224,7 +227,7 @@ def delete(svc: Services, room: AdminRoom, campaign_lists: list, password, campa
     with shown_to_user():
         svc.store.delete_campaign(campaign)
     names = svc.campaign_names()
-    return {room.deleted: f"deleted {campaign}", **{dropdown: gr.update(choices=names, value=None) for dropdown in campaign_lists}}
+    return {room.deleted: f"deleted {as_text(campaign)}", **{dropdown: gr.update(choices=names, value=None) for dropdown in campaign_lists}}
 
 
 def resume(svc: Services, password, campaign, progress=gr.Progress()) -> str:
@@ -234,12 +237,12 @@ def resume(svc: Services, password, campaign, progress=gr.Progress()) -> str:
         raise refusal("pick a campaign")
     with shown_to_user():
         if svc.store.campaign(campaign).status == "ready":
-            return f"campaign **{campaign}** is ready: nothing to resume"
+            return f"campaign **{as_text(campaign)}** is ready: nothing to resume"
         missing = len(svc.store.missing_answers(campaign))
         progress(0, desc=f"{missing} missing answers")
         arena.generate_missing(svc.store, svc.engine(), campaign,
                                progress=lambda done, total: progress(done / total, desc=f"{done}/{total} answers"))
-    return f"campaign **{campaign}** ready: {missing} missing answers generated"
+    return f"campaign **{as_text(campaign)}** ready: {missing} missing answers generated"
 
 
 def model_choices(svc: Services) -> dict:

@@ -87,28 +87,45 @@ def is_admin(config: ArenaConfig, password: str) -> bool:
     return not config.admin_password or hmac.compare_digest(password or "", config.admin_password)
 
 
-ADMIN_TRIES_PER_MINUTE = 5  # wrong admin passwords from one client in a minute, then it waits
+ADMIN_TRIES_PER_MINUTE = 5  # wrong admin passwords from one client in a minute before each further one waits
+ADMIN_BACKOFF_MAX_S = 10.0  # the longest a wrong password waits for its answer
 _request: contextvars.ContextVar = contextvars.ContextVar("gradio_request", default=None)  # set by bind, per call
 
 
 class AttemptLog:
-    """Wrong admin passwords per client over the last minute (the Services hold one per app)."""
+    """Wrong admin passwords per client over the last minute, and the back-off they earn: past
+    ADMIN_TRIES_PER_MINUTE, each further wrong one waits 1, 2, 4 ... (at most ADMIN_BACKOFF_MAX_S)
+    seconds for its answer, one at a time per client. A right password is never held back: behind a
+    shared proxy (a Space) every rater has the admin's address, and a rater guessing must not lock
+    the admin out. The Services hold one per app; `clock` and `sleep` are the test's to replace."""
 
-    def __init__(self):
+    def __init__(self, clock=time.monotonic, sleep=time.sleep):
+        self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
         self._wrong: dict[str, deque] = defaultdict(deque)
+        self._turns: dict[str, threading.Lock] = defaultdict(threading.Lock)
 
-    def wait_s(self, client: str) -> float:
-        """Seconds until `client` may try again (0: now)."""
+    def backoff_s(self, client: str) -> float:
+        """How long the next wrong password from `client` waits (0: not throttled)."""
         with self._lock:
             times = self._wrong[client]
-            while times and time.monotonic() - times[0] > 60:
+            while times and self._clock() - times[0] > 60:
                 times.popleft()
-            return 60 - (time.monotonic() - times[0]) if len(times) >= ADMIN_TRIES_PER_MINUTE else 0.0
+            over = len(times) - ADMIN_TRIES_PER_MINUTE
+            return 0.0 if over < 0 else min(2.0 ** over, ADMIN_BACKOFF_MAX_S)
 
-    def wrong(self, client: str) -> None:
+    def wrong(self, client: str) -> float:
+        """Count a wrong password from `client` and wait out its back-off (wrong ones from one
+        client queue behind each other, so parallel guesses do not go faster). Returns the wait."""
         with self._lock:
-            self._wrong[client].append(time.monotonic())
+            turn = self._turns[client]
+        with turn:
+            delay = self.backoff_s(client)
+            with self._lock:
+                self._wrong[client].append(self._clock())
+            if delay:
+                self._sleep(delay)
+            return delay
 
 
 def client_of(request) -> str:
@@ -118,22 +135,21 @@ def client_of(request) -> str:
 
 
 def check_admin(svc: "Services", password: str) -> None:
-    """The admin password, throttled per client: after ADMIN_TRIES_PER_MINUTE wrong ones in a
-    minute, that client waits (said on the page) before its next try counts."""
-    client = client_of(_request.get())
-    if svc.config.admin_password:
-        wait = svc.admin_attempts.wait_s(client)
-        if wait > 0:
-            raise refusal(f"too many wrong admin passwords from here; try again in {wait:.0f} s")
-    if not is_admin(svc.config, password):
-        svc.admin_attempts.wrong(client)
-        raise refusal("wrong admin password")
+    """The admin password. A right one passes at once; a wrong one is counted per client and,
+    past ADMIN_TRIES_PER_MINUTE a minute, answered only after a growing back-off (AttemptLog)."""
+    if is_admin(svc.config, password):
+        return
+    waited = svc.admin_attempts.wrong(client_of(_request.get()))
+    raise refusal("wrong admin password" + (f" (too many wrong admin passwords from here: answered after "
+                                            f"{waited:.0f} s)" if waited else ""))
 
 
 def refusal(message: str) -> gr.Error:
-    """The page's error toast for a person's mistake: the message, one line in the log, no traceback."""
-    log.info("refused: %s", message)
-    return gr.Error(message, print_exception=False)
+    """The page's error toast for a person's mistake: the message, one line in the log, no traceback.
+    Gradio renders a toast's message as HTML, and messages quote what people typed (a rater's name,
+    a campaign name), so it is escaped: markup shows as text and never loads or links anything."""
+    log.info("refused: %s", message.replace("\n", " "))
+    return gr.Error(html.escape(message, quote=False), print_exception=False)
 
 
 @contextmanager
@@ -147,6 +163,22 @@ def shown_to_user():
     except sqlite3.DatabaseError as exc:
         log.error("the arena database failed: %s", exc)
         raise gr.Error("the arena's database cannot be read right now; please tell the campaign's admin",
+                       print_exception=False) from None
+
+
+@contextmanager
+def one_line_failures(name: str):
+    """Anything but a refusal (a malformed API call: a session that is a string, a score that is a
+    list) becomes one line in the server's log and a plain toast, not a multi-line traceback; the
+    traceback stays available at DEBUG level."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except Exception as exc:
+        log.warning("%s could not handle a request: %s: %s", name, type(exc).__name__, str(exc).replace("\n", " ")[:300])
+        log.debug("traceback", exc_info=True)
+        raise gr.Error("this request could not be handled (malformed input?); reload the page and try again",
                        print_exception=False) from None
 
 
@@ -170,13 +202,15 @@ def bind(fn, *bound):
         def bound_fn(*args, **kwargs):
             args, kwargs, request = split(args, kwargs)
             _request.set(request)
-            yield from fn(*bound, *args, **kwargs)
+            with one_line_failures(fn.__name__):
+                yield from fn(*bound, *args, **kwargs)
     else:
         def bound_fn(*args, **kwargs):
             args, kwargs, request = split(args, kwargs)
             token = _request.set(request)
             try:
-                return fn(*bound, *args, **kwargs)
+                with one_line_failures(fn.__name__):
+                    return fn(*bound, *args, **kwargs)
             finally:
                 _request.reset(token)
     functools.update_wrapper(bound_fn, fn)
@@ -192,13 +226,24 @@ def progress_bar(done: int, total: int, label: str) -> str:
 
 
 _CODE = re.compile(r"(```.*?(?:```|$)|`[^`\n]+`)", re.S)
+_IMAGE = re.compile(r"!(?=\[)")  # Markdown's ![alt](url): the browser would fetch url on sight
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~])")
 
 
 def safe_markdown(text: str) -> str:
-    """Model or user text for a Markdown component: code blocks, lists and emphasis render, but
-    any HTML (a <script>, an <img onerror=...>) outside code is escaped, so it shows as text and
-    never runs. Inside code spans and blocks the renderer shows characters literally already."""
-    return "".join(part if _CODE.fullmatch(part) else html.escape(part, quote=False) for part in _CODE.split(text or ""))
+    """Model or user text for a Markdown component: code blocks, lists, emphasis and links render,
+    but any HTML (a <script>, an <img onerror=...>) outside code is escaped and Markdown images are
+    shown as text, so nothing runs and nothing is fetched on sight (an image is a beacon that tells
+    whoever wrote it when and from where the page was read). Inside code spans and blocks the
+    renderer shows characters literally already."""
+    return "".join(part if _CODE.fullmatch(part) else _IMAGE.sub(r"\\!", html.escape(part, quote=False))
+                   for part in _CODE.split(text or ""))
+
+
+def as_text(text: str) -> str:
+    """Text a person typed (a rater's name, a comment, a campaign name) for a Markdown component:
+    shown exactly as typed, never as markup, a link or an image."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(str(text or ""), quote=False))
 
 
 PRIVATE = {"api_visibility": "private"}  # events raters' API clients must not see

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from evals.ui.common import PRIVATE, Services, bind, check_admin, is_admin, refusal, shown_to_user
+from posttrain import names
 from posttrain.engine import BASE, SamplingParams
 
 
@@ -149,9 +150,13 @@ def transcript(messages: list[dict]) -> str:
 
 
 def deep_link(svc: Services, room: DemoRoom, request: gr.Request) -> dict:
-    """?a=NAME&b=NAME preselects the side-by-side pair (names only; nothing runs until asked)."""
-    known = [BASE] + svc.models()
+    """?a=NAME&b=NAME preselects the side-by-side pair (names only; nothing runs until asked). The
+    event answers anyone, so without a public demo it echoes any well-formed name, known or not: a
+    reply must not tell a stranger which registry names exist (side_by_side checks them, admin only)."""
     wanted = [request.query_params.get(k) if request else None for k in ("a", "b")]
-    choices = {"choices": known} if svc.config.public_demo else {}
-    return {component: gr.update(value=w, **choices) if w in known else gr.update(**choices)
+    if not svc.config.public_demo:
+        return {component: gr.update(value=w) if w == BASE or names.is_valid(w) else gr.update()
+                for component, w in zip((room.left, room.right), wanted)}
+    known = [BASE] + svc.models()
+    return {component: gr.update(value=w, choices=known) if w in known else gr.update(choices=known)
             for component, w in zip((room.left, room.right), wanted)}

@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from evals import arena
-from evals.export import export_pairs
+from evals.export import export_pairs, file_stem
 from evals.ui.common import PRIVATE, Services, bind, check_admin, refusal, shown_to_user
 
 COLUMNS = ["prompt", "chosen", "rejected", "chosen model", "rejected model", "rater", "edited", "time"]
@@ -25,7 +25,7 @@ class PairsRoom:
 
 def build() -> PairsRoom:
     browse = gr.Button("Browse and export pairs")
-    table = gr.Dataframe(headers=COLUMNS)
+    table = gr.Dataframe(headers=COLUMNS, elem_id="pairs")
     file = gr.File(label="Pairs (JSONL, TRL preference format)")
     return PairsRoom(browse, table, file)
 
@@ -38,7 +38,7 @@ def show_pairs(svc: Services, room: PairsRoom, password, campaign) -> dict:
     check_admin(svc, password)
     if not campaign:
         raise refusal("pick a campaign")
-    path = Path(tempfile.mkdtemp()) / f"{campaign}-pairs.jsonl"
+    path = Path(tempfile.mkdtemp()) / f"{file_stem(campaign)}-pairs.jsonl"
     with shown_to_user():
         pairs = arena.pairs(svc.store, campaign)
         export_pairs(svc.store, campaign, path)

@@ -151,11 +151,16 @@ def wire(svc: Services, room: RatingRoom, ui: gr.Blocks) -> None:
 # ---- callbacks ------------------------------------------------------------------------------
 def ready_campaigns(svc: Services, room: RatingRoom, request: gr.Request) -> dict:
     """The campaign list; an invite link (?campaign=NAME&invite=TOKEN) preselects and fills."""
-    names = [c.name for c in svc.store.campaigns() if c.status == "ready"]
+    names = ready_names(svc)
     query = request.query_params if request else {}
     wanted = query.get("campaign")
     return {room.campaign: gr.update(choices=names, value=wanted if wanted in names else (names[-1] if names else None)),
             room.invite: gr.update(value=query.get("invite", ""))}
+
+
+def ready_names(svc: Services) -> list[str]:
+    """The campaigns a rater may see and join: the ready ones (the page's list)."""
+    return [c.name for c in svc.store.campaigns() if c.status == "ready"]
 
 
 def start_rating(svc: Services, room: RatingRoom, campaign, name, code, invite) -> dict:
@@ -174,6 +179,8 @@ def begin(svc: Services, room: RatingRoom, campaign, name, code, invite, login: 
         raise refusal("wrong access code")
     if not campaign:
         raise refusal("pick a campaign")
+    if campaign not in ready_names(svc):  # the same words for unknown and not ready: no names to probe
+        raise refusal(f"no campaign {campaign!r} is open for rating; pick one from the list")
     with shown_to_user():
         access = svc.store.campaign(campaign).access
         if access == "invite":  # a typed name is not an identity here

@@ -4,8 +4,6 @@ table with the admin's review, the votes as CSV, and the before/after reports.""
 
 from __future__ import annotations
 
-import csv
-import html
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +11,8 @@ from pathlib import Path
 import gradio as gr
 
 from evals import arena, plots
-from evals.ui.common import PRIVATE, Services, bind, check_admin, refusal, shown_to_user
+from evals.export import file_stem, write_votes_csv
+from evals.ui.common import PRIVATE, Services, as_text, bind, check_admin, refusal, shown_to_user
 
 RATER_COLUMNS = {"rater": "name", "votes": "votes", "gold seen": "gold_seen", "gold correct": "gold_correct",
                  "agreement": "agreement", "left share": "left_share", "flagged": "flagged", "review": "review",
@@ -60,8 +59,8 @@ def build() -> ResultsRoom:
     raters = gr.Dataframe(headers=list(RATER_COLUMNS), elem_id="raters",
                           label="Raters (left-out raters' votes are kept, not counted)")
     with gr.Row():
-        review_name = gr.Textbox(label="Rater", scale=2)
-        review_choice = gr.Radio(["include", "exclude", "auto"], label="Admin review", scale=2)
+        review_name = gr.Textbox(label="Rater", scale=2, elem_id="review-name")
+        review_choice = gr.Radio(["include", "exclude", "auto"], label="Admin review", scale=2, elem_id="review-choice")
         review = gr.Button("Apply to the campaign above", scale=1)
     reviewed = gr.Markdown()
     with gr.Accordion("Before / after reports (scripts/evaluate.py)", open=False):
@@ -95,11 +94,7 @@ def show_results(svc: Services, room: ResultsRoom, password, campaign) -> dict:
         votes = [dict(v) for v in svc.store.votes(campaign)]
     table = [[r["model"], r["opponent"], r["wins"], r["losses"], r["ties"], round(r["win_rate"], 3),
               f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", r["more_votes_for_0.10"]] for r in res["win_rates"]]
-    path = Path(tempfile.mkdtemp()) / f"{campaign}-votes.csv"
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(votes[0]) if votes else ["id"])
-        writer.writeheader()
-        writer.writerows(votes)
+    path = write_votes_csv(votes, Path(tempfile.mkdtemp()) / f"{file_stem(campaign)}-votes.csv")
     return {room.ladder: plots.ladder(res), room.win_rates: plots.win_rates(res), room.by_category: plots.by_category(res),
             room.position_bias: plots.position_bias(res), room.over_time: plots.votes_over_time(votes), room.table: table,
             room.ladders: ladder_table(res),
@@ -113,7 +108,8 @@ def review_rater(svc: Services, password, campaign, rater_name, decision) -> str
         raise refusal("pick a campaign, type a rater's name and choose include, exclude or auto")
     with shown_to_user():
         svc.store.set_review(campaign, rater_name.strip(), None if decision == "auto" else decision)
-    return f"rater **{html.escape(rater_name.strip())}** in {campaign}: {decision} (show the results again to see the effect)"
+    return (f"rater **{as_text(rater_name.strip())}** in {as_text(campaign)}: {decision} "
+            "(show the results again to see the effect)")
 
 
 def list_reports(svc: Services, password):
