@@ -23,6 +23,7 @@ from posttrain.data import DataError, read
 from posttrain.errors import RecipeError
 from posttrain.heldout import perplexity, preference_accuracy, text_perplexity
 from posttrain.methods import METHODS, Method, method, refuse_fields_without_effect
+from posttrain.precision import precision_of, with_precision
 from posttrain.models import DEFAULT_BASE_NAME, compute_dtype, device_map, load_tokenizer, nf4_config
 from posttrain import templates
 from posttrain.registry import TRAINING_LOG, Entry, Registry, RegistryError, default_registry_dir
@@ -89,6 +90,20 @@ def trainer_config_class(kind: str):
     return method(kind).config_class()
 
 
+def parse_run(kind: str, args: list[str]):
+    """(RunArguments, TRL's config, TRL's ModelConfig) from `--config RECIPE` and overrides, as
+    TrlParser reads them, with the precision filled from the hardware when neither set it
+    (posttrain.precision: bf16 autocast where it is native, fp32 elsewhere)."""
+    import yaml
+    from trl import ModelConfig, TrlParser
+
+    recipe = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"), None) or \
+        next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
+    fields = (yaml.safe_load(Path(recipe).read_text()) or {}) if recipe and Path(recipe).is_file() else {}
+    parser = TrlParser((RunArguments, trainer_config_class(kind), ModelConfig))
+    return parser.parse_args_and_config(args=with_precision(list(args), fields if isinstance(fields, dict) else {}))
+
+
 # ModelConfig fields a registry run cannot honour: the base is a registry entry, loaded our way.
 MODEL_FIELDS_WITHOUT_EFFECT = {
     "model_name_or_path": "name the registry base with `base` (import it first: scripts/registry.py import)",
@@ -133,6 +148,9 @@ def check_some_steps(config) -> None:
     """A run that would train for 0 steps is refused before anything loads (it would publish its
     parent's weights under a new name)."""
     steps, epochs = config.max_steps, config.num_train_epochs
+    if steps == 0:  # transformers reads only a negative max_steps as "the epochs decide"; 0 ran one step
+        raise RecipeError("max_steps 0 would train nothing; set max_steps to 1 or more, or -1 (the default) to let "
+                          "num_train_epochs decide")
     if (steps is None or steps <= 0) and not (epochs and epochs > 0):  # max_steps <= 0: the epochs decide
         raise RecipeError(f"this run would train for 0 steps (max_steps {steps}, num_train_epochs {epochs}); set "
                           "max_steps to 1 or more, or num_train_epochs above 0")
@@ -524,6 +542,7 @@ def card_of(how: Method, run_args: RunArguments, config, model_args, registry, b
         "eval_rows_too_long": 0 if how.online else metrics_too_long(how, tokenizer, splits.eval, config.max_length or 1024),
         **(rl_card(run_args, config, registry) if how.online else {}),
         "config": run_config(run_args, config, model_args),
+        "precision": precision_of(config),
         **splits.info,
     }
 
@@ -701,6 +720,9 @@ def build(kind: str, model, tokenizer, splits: Splits, config, run_args: RunArgu
         extra["reward_funcs"] = functions
     trainer = how.trainer_class()(model=model, args=config, processing_class=tokenizer, train_dataset=train,
                                   eval_dataset=held, **extra)
+    if "length" in getattr(train, "column_names", ()):  # keep it past the Trainer's unused-column removal: the sampler reads it
+        trainer._set_signature_columns_if_needed()
+        trainer._signature_columns = [*trainer._signature_columns, "length"]
     return held_out_measure(how, tokenizer, splits, max_length, trainer), trainer
 
 
@@ -711,8 +733,23 @@ def datasets(how: Method, tokenizer, splits: Splits, max_length: int):
     if how.data == "conversations":
         return tokenized(tokenizer, splits.train, max_length), tokenized(tokenizer, splits.eval, max_length)
     if how.data == "unpaired":
-        return Dataset.from_list(unpaired(splits.train)), Dataset.from_list(unpaired(splits.eval))
+        return with_lengths(unpaired(splits.train), tokenizer), with_lengths(unpaired(splits.eval), tokenizer)
+    if how.data == "pairs":
+        return with_lengths(splits.train, tokenizer), with_lengths(splits.eval, tokenizer)
     return Dataset.from_list(splits.train), Dataset.from_list(splits.eval)
+
+
+def with_lengths(rows: list[dict], tokenizer):
+    """Rows plus a `length` column (tokens of the prompt and its longest answer), which the
+    Trainer's `group_by_length` sampling reads to batch rows of similar length: pairs cannot be
+    packed (each side is scored whole), so this is how they avoid computing on padding."""
+    from datasets import Dataset
+
+    text = lambda value: value if isinstance(value, str) else " ".join(str(m.get("content", "")) for m in value or [])
+    lengths = [len(tokenizer(text(r.get("prompt")) + " " + max((text(r.get(k)) for k in ("chosen", "rejected", "completion")),
+                                                                key=len), add_special_tokens=False)["input_ids"])
+               for r in rows]
+    return Dataset.from_list(rows).add_column("length", lengths) if rows else Dataset.from_list(rows)
 
 
 def held_out_measure(how: Method, tokenizer, splits: Splits, max_length: int, trainer):

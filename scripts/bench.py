@@ -1,6 +1,7 @@
 """Benchmarks, each ratio measured side by side in one run.
 
-    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging] [--json] [--tokens 64] [--repeats 5]
+    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging|train] [--json] [--tokens 64] [--repeats 5]
+    python scripts/bench.py --only train [--method sft|dpo] [--base NAME] [--train-tokens 6000] [--json]
 
 battle: time of a battle (two adapters' answers in ONE batched call) / time of one adapter's
         answer alone, both through the same engine path: same prompt, greedy, the same number
@@ -26,6 +27,13 @@ rigging: 40 simulated raters (4 models of known strengths, 3 votes per battle, 4
         otherwise), `random`, `always_left`, `contrarian`; 10 campaigns each: the rater checks'
         precision and recall, campaigns with an honest rater flagged, the ladder's top and misplaced
         models with and without the flagged raters; then target recall at 20 / 30 / 40 votes per rater.
+train:  the same recipe trained twice, interleaved step by step in one process: the path every run
+        took until 2026-12 (fp32, padded batches in random order) and today's (bf16 autocast where the
+        CPU or GPU has it natively, packed SFT rows, DPO pairs grouped by length), each for the same
+        number of real (non-padding) tokens: real tokens per second of each and their ratio, peak
+        resident memory during each lane's steps, and the held-out loss each reaches (fp32, the
+        same held-out batches). --method dpo: the same for DPO (keys dpo_*). Default base: the
+        embedded one; --base gemma-3-270m for the real base (posttrain/trainbench.py).
 With --json the last line of stdout is one JSON object of the figures."""
 
 import argparse
@@ -324,7 +332,10 @@ def bench_rigging(seeds: int = 10) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena", "allocation", "rigging"])
+    parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena", "allocation", "rigging", "train"])
+    parser.add_argument("--method", choices=["sft", "dpo"], default="sft", help="train: which method's recipe")
+    parser.add_argument("--base", help="train: the registry base (default: the embedded one; gemma-3-270m: the real base)")
+    parser.add_argument("--train-tokens", type=int, default=6000, help="train: real tokens each lane trains on")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
@@ -335,6 +346,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     results: dict = {"device": "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} threads"}
+    if args.only == "train":
+        return report({**results, **bench_train(args)}, args.json)
     if args.only in ("api", "dedup", "arena", "allocation", "rigging"):
         if args.prefill < 0:
             parser.error(f"--prefill must be 0 or more, got {args.prefill}")
@@ -356,6 +369,20 @@ def main(argv=None) -> int:
         if args.only in (None, "battle"):
             results["battle"] = bench_battle(engine, args.tokens, args.repeats)
     return report(results, args.json)
+
+
+def bench_train(args) -> dict:
+    from posttrain import trainbench
+    from posttrain.models import EMBEDDED_BASES
+
+    if args.train_tokens < 1:
+        raise SystemExit(f"error: --train-tokens must be at least 1, got {args.train_tokens}")
+    registry = Registry(args.registry)
+    if args.base and args.base not in registry and args.base not in EMBEDDED_BASES:
+        raise SystemExit(f"error: no base {args.base!r} in registry {registry.root} (embedded: {', '.join(EMBEDDED_BASES)})")
+    registry.ensure_base(args.base or trainbench.DEFAULT_BASE_NAME)
+    with tempfile.TemporaryDirectory() as tmp:
+        return trainbench.compare(args.method, args.base, str(registry.root), Path(tmp), args.train_tokens)
 
 
 def report(results: dict, as_json: bool) -> int:

@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 
 from posttrain.methods import KINDS
-from posttrain.train import RunArguments, run as train_run, trainer_config_class
+from posttrain.train import parse_run, run as train_run
 from posttrain.errors import RecipeError, cli
 
 
@@ -33,7 +33,7 @@ def config_path(argv: list[str]) -> str | None:
     return None
 
 
-def parse_recipe(parser, kind: str, rest: list[str]):
+def parse_recipe(kind: str, rest: list[str]):
     """The recipe and its overrides, or a RecipeError that names the file, line or field."""
     import yaml
 
@@ -41,7 +41,7 @@ def parse_recipe(parser, kind: str, rest: list[str]):
     if path and not Path(path).is_file():
         raise RecipeError(f"{path}: no such recipe file (the project's are in posttrain/recipes/)")
     try:
-        return parser.parse_args_and_config(args=rest)
+        return parse_run(kind, rest)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
@@ -91,8 +91,6 @@ def train_family(rest: list[str]) -> int:
 
 
 def run(argv=None) -> int:
-    from trl import ModelConfig, TrlParser
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "family":
         return train_family(argv[1:])
@@ -101,7 +99,7 @@ def run(argv=None) -> int:
         print(f"error: first argument must be one of {', '.join(KINDS)}", file=sys.stderr)
         return 2
     kind, rest = argv[0], argv[1:]
-    run_args, config, model_args = parse_recipe(TrlParser((RunArguments, trainer_config_class(kind), ModelConfig)), kind, rest)
+    run_args, config, model_args = parse_recipe(kind, rest)
     run_args.recipe = run_args.recipe or config_path(rest)
     # transformers 5 renames gradient_checkpointing; TRL still calls the old names every step.
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)

@@ -59,9 +59,7 @@ def test_reward_specs_resolve_or_are_refused_by_name():
 
 
 def grpo(kind, registry, tmp_path, reward, gold=None, steps=2, **extra):
-    from trl import ModelConfig, TrlParser
-
-    from posttrain.train import RunArguments, run, trainer_config_class
+    from posttrain.train import parse_run, run
 
     args = ["--config", str(ROOT / "posttrain" / "recipes" / f"{kind}_default.yaml"), "--name", f"{kind}-child",
             "--base", "tiny", "--parent", "ad-a", "--registry", str(registry.root), "--reward", reward,
@@ -70,8 +68,7 @@ def grpo(kind, registry, tmp_path, reward, gold=None, steps=2, **extra):
             "--lora_r", "4", "--lora_alpha", "8", *(["--gold", gold] if gold else [])]
     for key, value in extra.items():
         args += [f"--{key}", str(value)]
-    run_args, config, model_args = TrlParser((RunArguments, trainer_config_class(kind), ModelConfig)).parse_args_and_config(args=args)
-    return run(kind, run_args, config, model_args)
+    return run(kind, *parse_run(kind, args))
 
 
 @pytest.mark.parametrize("kind", ["grpo", "rloo"])

@@ -1,0 +1,154 @@
+"""Training at the speed the CPU allows: bf16 autocast where the hardware has native bf16 (and
+only there, unless the recipe says), packed SFT rows that never see each other, batches of
+similar length for the methods that cannot pack, and the card saying which precision ran."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import ROOT
+from posttrain import precision
+from posttrain.train import parse_run, run
+
+SFT_RECIPE = ROOT / "posttrain" / "recipes" / "sft_default.yaml"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_hardware_decides_the_precision_unless_the_recipe_or_flags_do(monkeypatch, native, tmp_path):
+    monkeypatch.setattr(precision, "native_bf16", lambda: native)
+    _, config, _ = parse_run("sft", ["--config", str(SFT_RECIPE)])
+    assert config.bf16 is native and not config.fp16
+    _, forced, _ = parse_run("sft", ["--config", str(SFT_RECIPE), "--bf16", "false"])
+    assert forced.bf16 is False  # the command line decides
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(SFT_RECIPE.read_text() + "\nbf16: true\n")
+    _, chosen, _ = parse_run("sft", ["--config", str(recipe)])
+    assert chosen.bf16 is True  # so does the recipe
+    assert precision.precision_of(config) == ("bf16 mixed (autocast; fp32 adapter weights and optimizer state)"
+                                              if native else "fp32")
+
+
+def test_autocast_runs_the_forward_in_bf16_only_when_the_run_is_bf16(monkeypatch, tiny_registry, tmp_path):
+    """What the Trainer does with the precision: its accelerator autocasts the forward (bf16 matmuls)
+    while the LoRA weights stay fp32."""
+    from trl import SFTTrainer
+
+    dtypes = {}
+    for native in (True, False):
+        monkeypatch.setattr(precision, "native_bf16", lambda: native)
+        run_args, config, model_args = parse_run("sft", [
+            "--config", str(SFT_RECIPE), "--name", f"p-{native}", "--base", "tiny", "--registry", str(tiny_registry.root),
+            "--max_steps", "1", "--max_rows", "8", "--output_dir", str(tmp_path / f"run-{native}"), "--lora_r", "4",
+            "--lora_alpha", "8", "--save_strategy", "no", "--eval_strategy", "no"])
+        seen = []
+        original = SFTTrainer.compute_loss
+
+        def spy(self, model, inputs, *args, **kwargs):
+            if not seen:  # the first step: what one projection computes in, and what the adapter is stored in
+                layer = next(m for n, m in model.named_modules() if n.endswith("q_proj.base_layer"))
+                hook = layer.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+                seen.append({p.dtype for n, p in model.named_parameters() if p.requires_grad})
+                try:
+                    return original(self, model, inputs, *args, **kwargs)
+                finally:
+                    hook.remove()
+            return original(self, model, inputs, *args, **kwargs)
+
+        monkeypatch.setattr(SFTTrainer, "compute_loss", spy)
+        entry = run("sft", run_args, config, model_args)
+        monkeypatch.setattr(SFTTrainer, "compute_loss", original)
+        dtypes[native] = (seen[0], seen[1])
+        assert entry.card["precision"] == precision.precision_of(config)
+    assert dtypes[True] == ({torch.float32}, torch.bfloat16)  # LoRA weights fp32, the matmul in bf16 (autocast)
+    assert dtypes[False] == ({torch.float32}, torch.float32)
+
+
+def test_packed_rows_keep_apart_their_loss_equals_each_row_alone(tiny_dir):
+    """TRL's BFD packing concatenates rows with restarting position ids and no attention mask;
+    transformers turns those into a block-diagonal causal mask. A packed row's token losses must
+    equal the same row's alone, so no row ever attends to another."""
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_dir)).eval()
+    rows = [{"input_ids": [5, 9, 11, 13, 17, 19], "labels": [-100, -100, 11, 13, 17, 19]},
+            {"input_ids": [7, 23, 29, 31], "labels": [-100, 23, 29, 31]},
+            {"input_ids": [37, 41, 43, 47, 53], "labels": [-100, -100, -100, 47, 53]}]
+
+    def token_losses(batch) -> torch.Tensor:
+        with torch.no_grad():
+            inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")}
+            logits = model(**inputs, use_cache=False).logits[0, :-1]  # as TRL trains (a cache turns the packed mask off)
+        labels = batch["labels"][0, 1:]
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels.clamp(min=0), reduction="none")
+        return loss[labels != -100]
+
+    alone = torch.cat([token_losses(DataCollatorForLanguageModeling(pad_token_id=0)([row])) for row in rows])
+    packed_batch = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(
+        [{"input_ids": sum((r["input_ids"] for r in rows), []), "labels": sum((r["labels"] for r in rows), []),
+          "seq_lengths": [len(r["input_ids"]) for r in rows]}])
+    assert "attention_mask" not in packed_batch and packed_batch["position_ids"][0].tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3,
+                                                                                                   0, 1, 2, 3, 4]
+    packed = token_losses(packed_batch)
+    assert packed.shape == alone.shape == (9,)
+    torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
+    # and the check can fail: the same tokens as ONE sequence (rows attending to each other) differ
+    joined = token_losses(DataCollatorForLanguageModeling(pad_token_id=0)([{
+        "input_ids": packed_batch["input_ids"][0].tolist(), "labels": packed_batch["labels"][0].tolist()}]))
+    assert not torch.allclose(joined, alone, atol=1e-3)
+
+
+def test_the_project_recipes_pack_sft_and_group_the_rest_by_length(monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    for recipe in ("sft_default", "sft_gemma3_270m"):
+        _, config, _ = parse_run("sft", ["--config", str(ROOT / "posttrain" / "recipes" / f"{recipe}.yaml")])
+        assert config.packing and config.packing_strategy == "bfd" and config.bf16
+    for kind, recipe in (("dpo", "dpo_default"), ("dpo", "dpo_gemma3_270m"), ("reward", "reward_default"),
+                         ("orpo", "orpo_default"), ("simpo", "simpo_default")):
+        _, config, _ = parse_run(kind, ["--config", str(ROOT / "posttrain" / "recipes" / f"{recipe}.yaml")])
+        assert config.train_sampling_strategy == "group_by_length" and config.bf16, recipe
+
+
+def test_a_packed_sft_run_trains_on_every_real_token_once(tiny_registry, tmp_path, monkeypatch):
+    """An SFT step on packed rows: the card records the packing and the precision, and the
+    training log's token count is the real tokens only (no padding computed)."""
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    run_args, config, model_args = parse_run("sft", [
+        "--config", str(SFT_RECIPE), "--name", "packed", "--base", "tiny", "--registry", str(tiny_registry.root),
+        "--max_steps", "2", "--max_rows", "16", "--output_dir", str(tmp_path / "run"), "--lora_r", "4", "--lora_alpha", "8",
+        "--save_strategy", "no", "--eval_strategy", "no", "--logging_steps", "1"])
+    entry = run("sft", run_args, config, model_args)
+    card = entry.card
+    assert card["config"]["packing"] is True and card["precision"].startswith("bf16 mixed")
+    history = json.loads((entry.path / "training_log.json").read_text())
+    assert sum("loss" in h for h in history) == 2 and all(h["loss"] > 0 for h in history if "loss" in h)
+
+
+@pytest.mark.parametrize("kind", ["dpo", "reward", "orpo"])
+def test_pair_methods_train_with_batches_grouped_by_length(kind, tiny_registry, tmp_path, monkeypatch):
+    """DPO, ORPO, SimPO and the reward model cannot pack (each side is scored whole): their project
+    recipes sample batches of similar length from the `length` column the run adds. (KTO keeps
+    TRL's sequential order: its KL term pairs each completion with its batch neighbours.)"""
+    from transformers import trainer_pt_utils
+
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    made = []
+    original = trainer_pt_utils.LengthGroupedSampler.__init__
+
+    def spy(self, batch_size, dataset=None, lengths=None, **kwargs):
+        made.append(list(lengths))
+        original(self, batch_size, dataset=dataset, lengths=lengths, **kwargs)
+
+    monkeypatch.setattr(trainer_pt_utils.LengthGroupedSampler, "__init__", spy)
+    args = ["--config", str(ROOT / "posttrain" / "recipes" / f"{kind}_default.yaml"), "--name", f"g-{kind}", "--base", "tiny",
+            "--registry", str(tiny_registry.root), "--max_steps", "1", "--max_rows", "12", "--output_dir", str(tmp_path / "run"),
+            "--lora_r", "4", "--lora_alpha", "8", "--save_strategy", "no", "--eval_strategy", "no",
+            "--data", str(ROOT / "data" / "preference" / "train.jsonl"), "--eval_data", str(ROOT / "data" / "preference" / "heldout.jsonl")]
+    if kind != "reward":
+        args += ["--parent", "ad-a"]
+    entry = run(kind, *parse_run(kind, args))
+    assert made and len(made[0]) >= 9 and all(n > 0 for n in made[0]) and len(set(made[0])) > 1
+    assert entry.card["precision"].startswith("bf16 mixed") and entry.card["steps"] == 1
