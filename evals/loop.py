@@ -59,6 +59,18 @@ def free_campaign_name(store: Store, base: str, models: list[str]) -> str:
     return name
 
 
+def add_pairs(pairs_file: Path, extra: str | Path) -> int:
+    """Append a preference file's pairs (read and checked like any training data, in TRL's
+    conversational form) to the round's pairs file; returns how many."""
+    from posttrain.data import read
+
+    rows = read(extra, kind="preference", on_error="stop").rows
+    with open(pairs_file, "a", encoding="utf-8") as handle:
+        handle.writelines(json.dumps({k: r[k] for k in ("prompt", "chosen", "rejected")}, ensure_ascii=False) + "\n"
+                          for r in rows)
+    return len(rows)
+
+
 def earlier_round(store: Store, registry: Registry, campaign: str, parent: str, child: str) -> str:
     """What to say when the child's name is taken: by an earlier run of this very round (its
     campaign to resume, or never created), or by something else (pick another name)."""
@@ -82,8 +94,9 @@ def earlier_round(store: Store, registry: Registry, campaign: str, parent: str, 
 def next_round(store: Store, registry: Registry, generator_factory: Callable[[], Generator], campaign: str, parent: str, child: str,
                prompts_file: str | Path, out_dir: str | Path, max_steps: int | None = None,
                recipe: str | Path | None = None, overrides: list[str] | None = None,
-               progress: Callable[[str], None] | None = None, method: str = "dpo") -> dict:
-    """Run one round; returns {"child", "campaign", "pairs", "votes", "pairs_hash", ...}."""
+               progress: Callable[[str], None] | None = None, method: str = "dpo", extra_pairs: str | Path | None = None) -> dict:
+    """Run one round; returns {"child", "campaign", "pairs", "votes", "pairs_hash", ...}. `extra_pairs`:
+    a preference file trained on beside the people's pairs (e.g. `synth.py onpolicy`'s pairs.jsonl)."""
     if method not in METHODS:
         raise RegistryError(f"next round method {method!r}; use one of {', '.join(METHODS)}")
     recipe = recipe or RECIPES[method]
@@ -108,6 +121,7 @@ def next_round(store: Store, registry: Registry, generator_factory: Callable[[],
     folder.mkdir(parents=True, exist_ok=True)
     pairs_file = folder / "pairs.jsonl"
     export_pairs(store, campaign, pairs_file)
+    added = add_pairs(pairs_file, extra_pairs) if extra_pairs else 0
     pairs_hash = "sha256:" + hashlib.sha256(pairs_file.read_bytes()).hexdigest()
     votes = sum(1 for v in store.votes(campaign) if v.rater_kind == "human")
 
@@ -139,7 +153,7 @@ def next_round(store: Store, registry: Registry, generator_factory: Callable[[],
     made = arena.create_campaign(store, generator_factory(), name, [child, parent], prompts, params,
                                  source=str(prompts_file))
     result = {"child": child, "parent": parent, "campaign": made["name"], "source_campaign": campaign, "method": method,
-              "pairs": len(pairs), "votes": votes, "pairs_hash": pairs_hash, "prompts": len(prompts),
+              "pairs": len(pairs), "extra_pairs": added, "votes": votes, "pairs_hash": pairs_hash, "prompts": len(prompts),
               "metrics": entry.card.get("metrics", {}), **extra}
     (folder / "round.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

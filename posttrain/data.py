@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Callable, Iterable, Iterator
 
 from posttrain.errors import WorkbenchError
 
+log = logging.getLogger(__name__)
 ROLES = ("system", "user", "assistant")
 MAX_CHARS = 32_000  # longer texts are almost always scraping accidents, not examples
 KINDS = {"sft": "messages", "preference": "prompt/chosen/rejected", "unpaired": "prompt/completion/label",
@@ -94,14 +96,46 @@ def _iter_jsonl(path: Path) -> Iterator[Raw | Skipped]:
 
 
 def _iter_json(path: Path) -> Iterator[Raw | Skipped]:
+    text = _read_text(path)
     try:
-        data = json.loads(_read_text(path))
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: broken JSON ({exc.msg})") from None
+        if not text.lstrip().startswith("["):
+            raise DataError(f"{path}:{exc.lineno}: broken JSON ({exc.msg})") from None
+        yield from _iter_json_records(path, text)
+        return
     if isinstance(data, dict):  # {"train": [...]} or {"data": [...]}, as some dumps are
         lists = [v for v in data.values() if isinstance(v, list)]
         data = lists[0] if len(lists) == 1 else [data]
     for number, row in enumerate(data, 1):
+        where = f"{path}:item {number}"
+        yield (where, row) if isinstance(row, dict) else Skipped(where, f"expected an object, got {type(row).__name__}")
+
+
+def _iter_json_records(path: Path, text: str) -> Iterator[Raw | Skipped]:
+    """A JSON array read record by record (json.JSONDecoder.raw_decode): for a file that is cut
+    off inside a record (a download stopped early, ShareGPT's packaged 125 MB of its 642 MB; the
+    text does not end with ']'), every complete record is read and one warning says where the file
+    ends; a broken record in an array that does end with ']' stops the read, naming its index."""
+    decoder = json.JSONDecoder()
+    position, number = text.index("[") + 1, 0
+    while True:
+        while position < len(text) and text[position] in " \t\r\n,":
+            position += 1
+        if position >= len(text) or text[position] == "]":
+            if position >= len(text):
+                log.warning("%s: the JSON array has no closing ']'; read %d complete records", path, number)
+            return
+        try:
+            row, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as exc:
+            if text.rstrip().endswith("]"):  # the array is whole, so this record is broken, not cut off
+                line = text.count("\n", 0, exc.pos) + 1
+                raise DataError(f"{path}:{line}: broken JSON in record {number + 1} ({exc.msg})") from None
+            log.warning("%s: the file ends inside record %d; read the %d complete records before it (a cut-off "
+                        "download?)", path, number + 1, number)
+            return
+        number += 1
         where = f"{path}:item {number}"
         yield (where, row) if isinstance(row, dict) else Skipped(where, f"expected an object, got {type(row).__name__}")
 
@@ -242,6 +276,39 @@ def from_messages(row: dict, max_chars: int) -> dict:
     return {"messages": _check_conversation(_messages(row.get("messages"), "messages", max_chars))}
 
 
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "chatgpt": "assistant", "bing": "assistant",
+                  "bard": "assistant", "assistant": "assistant", "model": "assistant", "system": "system"}
+
+
+def from_sharegpt(row: dict, max_chars: int) -> dict:
+    """ShareGPT's schema ({"id", "conversations": [{"from", "value"}]}, as FastChat, Axolotl and
+    LLaMA-Factory read it) -> TRL messages. Leading answers before any question and a trailing
+    unanswered question are dropped (as FastChat does); two turns of one side in a row are not."""
+    turns = row.get("conversations")
+    if not isinstance(turns, list) or not turns:
+        raise RowError("field 'conversations' should be a non-empty list of {from, value} turns")
+    messages = []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+            raise RowError(f"conversations[{i}] should be an object with 'from' and 'value'")
+        role = SHAREGPT_ROLES.get(str(turn["from"]).lower())
+        if role is None:
+            raise RowError(f"conversations[{i}]: 'from' {turn['from']!r} is not one of {sorted(SHAREGPT_ROLES)}")
+        messages.append({"role": role, "content": _text({"value": turn["value"]}, "value", max_chars=max_chars)})
+    system = [m for m in messages[:1] if m["role"] == "system"]
+    dialogue = messages[len(system):]
+    while dialogue and dialogue[0]["role"] != "user":
+        dialogue = dialogue[1:]
+    while dialogue and dialogue[-1]["role"] != "assistant":
+        dialogue = dialogue[:-1]
+    for i, (a, b) in enumerate(zip(dialogue, dialogue[1:])):
+        if a["role"] == b["role"] or b["role"] == "system":
+            raise RowError(f"conversations: turns {i + 1} and {i + 2} are both {a['role']!r} (or a system turn mid-way)")
+    if not dialogue:
+        raise RowError("conversation has no answered question")
+    return {"messages": system + dialogue}
+
+
 def from_text(row: dict, max_chars: int) -> dict:
     return {"text": _text(row, "text", max_chars=max_chars)}
 
@@ -344,6 +411,7 @@ ROW_FORMATS: dict[str, tuple[str, tuple[str, ...], Converter]] = {
     "dolly": ("sft", ("instruction", "context", "response"), from_dolly),
     "alpaca": ("sft", ("instruction", "output"), from_alpaca),
     "messages": ("sft", ("messages",), from_messages),
+    "sharegpt": ("sft", ("conversations",), from_sharegpt),
     "prompt-completion": ("sft", ("prompt", "completion"), from_prompt_completion),
     "text": ("text", ("text",), from_text),  # last: only a row with nothing else it could be
 }

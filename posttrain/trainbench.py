@@ -28,6 +28,7 @@ class Lane:
     trainer: object
     model: object
     optimizer: torch.optim.Optimizer
+    scheduler: object
     bf16: bool
     batches: object = None
     real_tokens: int = 0
@@ -62,7 +63,7 @@ def plain_overrides(kind: str, base: str) -> list[str]:
     return common
 
 
-def make_lane(name: str, kind: str, args: list[str], registry_dir: str, workdir: Path) -> Lane:
+def make_lane(name: str, kind: str, args: list[str], registry_dir: str, workdir: Path, tokens: int) -> Lane:
     run_args, config, model_args = parse_run(kind, args + ["--name", f"bench-{name}", "--registry", registry_dir,
                                                           "--output_dir", str(workdir / name)])
     registry, base, parent = resolve_entries(run_args)
@@ -71,8 +72,11 @@ def make_lane(name: str, kind: str, args: list[str], registry_dir: str, workdir:
     torch.manual_seed(0)  # the same LoRA initialisation in both lanes
     model = load_trainable(base, parent, run_args, False, tokenizer, model_args)
     _, trainer = build(kind, model, tokenizer, splits, config, run_args, registry)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
-    return Lane(name, trainer, model, optimizer, bool(config.bf16))
+    # The recipe's own optimizer and schedule (warmup, cosine) over the steps this lane will take.
+    loader = trainer.get_train_dataloader()
+    per_step = sum(real_tokens(batch) for batch in loader) / len(loader)
+    trainer.create_optimizer_and_scheduler(num_training_steps=max(1, math.ceil(tokens / per_step)))
+    return Lane(name, trainer, model, trainer.optimizer, trainer.lr_scheduler, bool(config.bf16))
 
 
 def batches(lane: Lane):
@@ -109,13 +113,14 @@ def train_step(lane: Lane) -> None:
         loss = lane.trainer.compute_loss(lane.model, batch)
     loss.backward()
     lane.optimizer.step()
+    lane.scheduler.step()
     lane.optimizer.zero_grad(set_to_none=True)
     lane.seconds += time.perf_counter() - started
     lane.peak_rss_mb = max(lane.peak_rss_mb, peak_rss_mb())
     lane.real_tokens += real_tokens(batch)
     lane.computed_tokens += int(batch["input_ids"].numel())
     lane.steps += 1
-    lane.losses.append(float(loss))
+    lane.losses.append(float(loss.detach()))
 
 
 def heldout_loss(lane: Lane, held: list[dict]) -> float:
@@ -133,8 +138,8 @@ def compare(kind: str, base: str | None, registry_dir: str, workdir: Path, token
     say = say or (lambda message: print(message, file=sys.stderr, flush=True))
     base = base or DEFAULT_BASE_NAME
     args = recipe_args(kind, base)
-    plain = make_lane("plain", kind, args + plain_overrides(kind, base), registry_dir, workdir)
-    fast = make_lane("fast", kind, args, registry_dir, workdir)
+    plain = make_lane("plain", kind, args + plain_overrides(kind, base), registry_dir, workdir, tokens)
+    fast = make_lane("fast", kind, args, registry_dir, workdir, tokens)
     for lane in (plain, fast):
         lane.batches = batches(lane)
     while min(plain.real_tokens, fast.real_tokens) < tokens:

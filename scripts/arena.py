@@ -136,6 +136,7 @@ def parser() -> argparse.ArgumentParser:
     loop.add_argument("--method", choices=list(LOOP_METHODS), default="dpo",
                       help="dpo: DPO on the pairs; grpo: a reward model on the pairs, then a GRPO round against it")
     loop.add_argument("--recipe", help="the round's recipe (default: the project's dpo_default.yaml / grpo_default.yaml)")
+    loop.add_argument("--extra-pairs", help="a preference file trained on beside the people's pairs (e.g. synth.py onpolicy's)")
     loop.add_argument("--json", action="store_true")
     loop.add_argument("--no-4bit", action="store_true")
     backend.add_flags(loop)
@@ -232,7 +233,7 @@ def round_after(args, store: Store) -> None:
     registry = Registry(args.registry)
     result = next_round(store, registry, lambda: backend.from_flags(args, registry, args.base, quantize=not args.no_4bit),
                         args.campaign, args.parent, args.name, args.prompts, Path(args.data_dir) / "rounds",
-                        max_steps=args.max_steps, recipe=args.recipe, method=args.method,
+                        max_steps=args.max_steps, recipe=args.recipe, method=args.method, extra_pairs=args.extra_pairs,
                         progress=lambda message: print(message, file=sys.stderr, flush=True))
     print(json.dumps(result) if args.json else
           f"published {result['child']} ({result['pairs']} pairs from {result['votes']} votes of {args.campaign}); "

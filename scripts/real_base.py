@@ -1,10 +1,12 @@
 """The seed's lifts on a real pretrained base, one command: `bash scripts/real_base.sh`.
 
-Gemma 3 270M (the pretrained model, from PyPI) -> the project's data (general set + verified rows by
-rejection sampling with the IFEval checkers) -> SFT, SFT on the general set alone, a reward model
-(the judge), DPO on verified pairs -> IFEval on the held-out set, judged win rates on the 50
-held-out prompts, held-out perplexity, preference accuracy -> a checker-voted campaign, its pairs,
-a next round, the child's IFEval (what the votes bought). Writes OUT/metrics.json and OUT/report.md.
+Gemma 3 270M (the pretrained model, from PyPI) -> the training data (the general set, real ShareGPT
+conversations, verifiable rewrites of both) -> SFT (and SFT without the rewrites), a reward model
+(the judge), DPO on on-policy pairs (the SFT model's own answers, picked by the IFEval checkers) ->
+IFEval on the held-out set, judged win rates on 50 held-out real prompts, held-out perplexity
+(general set and real ShareGPT answers), preference accuracy -> the closed loop: rounds of 100
+checker-rater votes through the real store, a DPO round and IFEval after each (the curve), the
+gain with a paired bootstrap interval. Writes OUT/metrics.json, OUT/report.md, OUT/loop_curve.svg.
 
 Idempotent: every stage skips what exists (registry entries, files), so a rerun after a stop goes
 on where it stopped. Each stage is one of the project's own commands (printed before it runs).
@@ -112,107 +114,202 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
-def run_all(run: Run) -> dict:
+SHAREGPT_ROWS, SHAREGPT_TOKENS = 160, 256  # real conversations in the SFT mix (the CPU's budget: ~60k tokens per SFT run)
+LOOP_ROUNDS, LOOP_VOTES = 4, 100  # the closed loop: rounds of 100 checker votes, a DPO round after each
+
+
+def build_data(run: Run) -> dict:
+    """Real conversations (ShareGPT), verifiable rewrites of them and of the general set, the SFT
+    mixes (with and without the rewrites: lab 3's comparison) and the judge's pairs."""
     from evals import verified
     from posttrain.data import read_jsonl
 
     w = run.work
+    if not (w / "sharegpt" / "train.jsonl").is_file():
+        step(["scripts/data.py", "sharegpt", "--out", str(w / "sharegpt"), "--max-rows", "8" if run.quick else str(SHAREGPT_ROWS),
+              "--max-tokens", str(SHAREGPT_TOKENS)], "real conversations (ShareGPT, filtered, 50 real prompts held out)")
+    general = read_jsonl(ROOT / run.limited("data/general/train.jsonl", 24, "general_train.jsonl"))
+    sharegpt = read_jsonl(w / "sharegpt" / "train.jsonl")
+    write_jsonl(w / "conversations.jsonl", [{"messages": r["messages"]} for r in general + sharegpt])
+    if not (w / "rewrites" / "summary.json").is_file():
+        step(["scripts/synth.py", "rewrite", "--data", str(w / "conversations.jsonl"), "--out", str(w / "rewrites"),
+              "--per-row", "1", "--json"], "verifiable rewrites (IFEval constraints met by construction or relabeling)")
+    rewrites = read_jsonl(w / "rewrites" / "sft.jsonl")
+    write_jsonl(w / "sft_mix.jsonl", [{"messages": r["messages"]} for r in general + sharegpt + rewrites])
+    general_held = read_jsonl(ROOT / "data" / "general" / "heldout.jsonl")
+    rewrite_pairs = read_jsonl(w / "rewrites" / "pairs.jsonl")
+    as_chat = lambda p: {"prompt": [{"role": "user", "content": p["prompt"]}], "chosen": [{"role": "assistant", "content": p["chosen"]}],
+                         "rejected": [{"role": "assistant", "content": p["rejected"]}]}
+    write_jsonl(w / "judge_pairs.jsonl", verified.contrast_pairs(general, seed=0) + [as_chat(p) for p in rewrite_pairs[:150]])
+    write_jsonl(w / "judge_pairs_heldout.jsonl", verified.contrast_pairs(general_held, seed=1) +
+                [as_chat(p) for p in read_jsonl(w / "rewrites" / "pairs_heldout.jsonl")])
+    summary = json.loads((w / "rewrites" / "summary.json").read_text())
+    card = json.loads((w / "sharegpt" / "card.json").read_text())
+    return {"sharegpt": card["kept"], "sharegpt_dropped": card["dropped"], "general_rows": len(general),
+            "rewrite_rows": summary["sft_rows"], "rewrite_pairs": summary["pairs"], "rewrite_pairs_heldout": summary["pairs_heldout"],
+            "sft_rows": len(general) + len(sharegpt) + len(rewrites)}
+
+
+def run_all(run: Run) -> dict:
+    w = run.work
     step(["scripts/registry.py", *run.reg(), "import-default"], "import the teacher and judge base (SmolLM2-135M-Instruct)")
     step(["scripts/registry.py", *run.reg(), "import-default", "--model", BASE], "import the real base (Gemma 3 270M)")
+    data = build_data(run)
 
-    # Data: verified rows by rejection sampling; the SFT mix; the judge's pairs.
-    train_prompts = run.limited("data/ifeval_train.jsonl", 25, "ifeval_train.jsonl")
-    built = json.loads(step(["scripts/synth.py", "ifeval", "--prompts", train_prompts, "--teacher", TEACHER,
-                             "--samples", "2", "--temperature", "0.7", "--batch", "32", "--out", str(w / "verified"),
-                             *run.reg(), "--base", TEACHER, "--json"], "verified data (teacher samples, IFEval checkers)"))
-    general = read_jsonl(ROOT / "data" / "general" / "train.jsonl")
-    verified_sft = read_jsonl(w / "verified" / "sft.jsonl")
-    write_jsonl(w / "sft_mix.jsonl", [{"messages": r["messages"]} for r in general + verified_sft])
-    pairs, pairs_held = read_jsonl(w / "verified" / "pairs.jsonl"), read_jsonl(w / "verified" / "pairs_heldout.jsonl")
-    general_held = read_jsonl(ROOT / "data" / "general" / "heldout.jsonl")
-    write_jsonl(w / "judge_pairs.jsonl", verified.contrast_pairs(general, seed=0) + pairs)
-    write_jsonl(w / "judge_pairs_heldout.jsonl", verified.contrast_pairs(general_held, seed=1) + pairs_held)
-
-    # Training.
-    general_file = run.limited("data/general/train.jsonl", 40, "general_train.jsonl")
+    # Training: SFT on the mix (and without the rewrites), the judge, DPO on the SFT model's own pairs.
     run.train("sft", "posttrain/recipes/sft_gemma3_270m.yaml", SFT, "--data", str(w / "sft_mix.jsonl"))
-    run.train("sft", "posttrain/recipes/sft_gemma3_270m.yaml", SFT_GENERAL, "--data", general_file)
+    run.train("sft", "posttrain/recipes/sft_gemma3_270m.yaml", SFT_GENERAL, "--data", str(w / "conversations.jsonl"))
     run.train("reward", "posttrain/recipes/reward_default.yaml", JUDGE, "--base", TEACHER, "--data", str(w / "judge_pairs.jsonl"),
-              "--eval_data", str(w / "judge_pairs_heldout.jsonl"))
-    run.train("dpo", "posttrain/recipes/dpo_gemma3_270m.yaml", DPO, "--parent", SFT, "--data", str(w / "verified" / "pairs.jsonl"),
-              "--eval_data", str(w / "verified" / "pairs_heldout.jsonl"))
+              "--eval_data", str(w / "judge_pairs_heldout.jsonl"), *([] if run.quick else ["--max_steps", "40"]))
+    train_prompts = run.limited("data/ifeval_train.jsonl", 8, "ifeval_train.jsonl")
+    if not (w / "onpolicy" / "summary.json").is_file():
+        step(["scripts/synth.py", "onpolicy", "--model", SFT, "--prompts", train_prompts if run.quick else every_nth(
+              "data/ifeval_train.jsonl", w, 2), "--samples", "4", "--max-new-tokens", "48" if run.quick else "128",
+              "--batch", "32", "--temperature", "0.9", "--base", BASE, "--out", str(w / "onpolicy"), *run.reg(), "--json"],
+             "on-policy pairs: the SFT model answers its own training prompts 4 times, the checkers pick")
+    onpolicy_pairs = [json.loads(l) for l in (w / "onpolicy" / "pairs.jsonl").read_text().splitlines() if l.strip()]
+    write_jsonl(w / "dpo_pairs.jsonl", onpolicy_pairs)
+    run.train("dpo", "posttrain/recipes/dpo_gemma3_270m.yaml", DPO, "--parent", SFT, "--data", str(w / "dpo_pairs.jsonl"),
+              "--eval_data", str(w / "onpolicy" / "pairs_heldout.jsonl" if onpolicy_pairs_heldout(w) else w / "rewrites" / "pairs_heldout.jsonl"),
+              "--num_train_epochs", "2")
 
-    # IFEval on the held-out set (the base is prompted with its children's template).
-    heldout = run.limited("data/ifeval_heldout.jsonl", 12, "ifeval_heldout.jsonl")
-    ifeval_file = w / "ifeval.json"
-    models = [BASE, SFT, SFT_GENERAL, DPO]
-    if not ifeval_file.is_file():
-        line = step(["scripts/evaluate.py", "ifeval", "--base", BASE, "--models", *models, "--prompts", heldout,
-                     "--max-new-tokens", "64" if run.quick else "128", "--batch-rows", "32", *run.reg(), "--json"],
-                    "IFEval: base, SFT, SFT (general only), DPO")
-        ifeval_file.write_text(line + "\n")
-    ifeval = json.loads(ifeval_file.read_text())["ifeval"]
+    ifeval = ifeval_of(run, [BASE, SFT, SFT_GENERAL, DPO], "ifeval.json", "IFEval: base, SFT, SFT (without rewrites), DPO")
 
-    # Judged win rates, perplexity and preference accuracy on the held-out sets.
+    # Judged win rates on the 50 held-out real prompts, perplexity, preference accuracy.
     judged_dir = run.out / "judged"
     if not (judged_dir / "metrics.json").is_file():
         step(["scripts/evaluate.py", "--base", BASE, "--models", BASE, SFT, DPO, "--judge", "reward", "--reward", JUDGE,
-              "--prompts", run.limited("data/heldout_prompts.jsonl", 6, "heldout_prompts.jsonl"),
-              "--sft-heldout", "data/general/heldout.jsonl", "--pairs-heldout", str(w / "verified" / "pairs_heldout.jsonl"),
+              "--prompts", run.limited(str(w / "sharegpt" / "real_prompts.jsonl"), 6, "real_prompts.jsonl"),
+              "--sft-heldout", "data/general/heldout.jsonl", "--pairs-heldout", str(w / "rewrites" / "pairs_heldout.jsonl"),
               "--max-new-tokens", "48" if run.quick else "128", "--batch-rows", "32", "--data-dir", run.arena, "--out", str(judged_dir), *run.reg()],
-             "judged win rates (reward-model judge, both orders), perplexity, preference accuracy")
+             "judged win rates on the 50 real prompts (reward-model judge, both orders), perplexity, preference accuracy")
     judged = json.loads((judged_dir / "metrics.json").read_text())
+    real_perplexity = perplexity_on(run, w / "sharegpt" / "heldout.jsonl")
 
     loop = closed_loop(run, ifeval)
     timings = json.loads(TIMINGS.read_text()) if TIMINGS and TIMINGS.is_file() else {}
-    summary = summarise(run, built, ifeval, judged, loop, minutes=sum(timings.values()) / 60)
+    summary = summarise(run, data, ifeval, judged, loop, minutes=sum(timings.values()) / 60)
+    summary["perplexity"].update(real_perplexity)
     summary["stage_seconds"] = timings
     return summary
 
 
+def onpolicy_pairs_heldout(work: Path) -> bool:
+    path = work / "onpolicy" / "pairs_heldout.jsonl"
+    return path.is_file() and bool(path.read_text().strip())
+
+
+def every_nth(path: str, work: Path, n: int) -> str:
+    lines = [l for l in (ROOT / path).read_text(encoding="utf-8").splitlines() if l.strip()][::n]
+    target = work / f"every_{n}_{Path(path).name}"
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(target)
+
+
+def ifeval_of(run: Run, models: list[str], name: str, what: str) -> dict:
+    """IFEval (prompt-level, with per-prompt verdicts) of `models` on the held-out set, cached in WORK/name."""
+    path = run.work / name
+    if not path.is_file():
+        line = step(["scripts/evaluate.py", "ifeval", "--base", BASE, "--models", *models,
+                     "--prompts", run.limited("data/ifeval_heldout.jsonl", 12, "ifeval_heldout.jsonl"),
+                     "--max-new-tokens", "64" if run.quick else "128", "--batch-rows", "32", *run.reg(), "--json"], what)
+        path.write_text(line + "\n")
+    return json.loads(path.read_text())["ifeval"]
+
+
+def perplexity_on(run: Run, conversations: Path) -> dict:
+    """Held-out perplexity of the base and of SFT on real ShareGPT answers (assistant tokens only),
+    both read through SFT's chat template (the base has none of its own)."""
+    cached = run.work / "perplexity_real.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from posttrain.data import read_jsonl
+    from posttrain.heldout import perplexity
+    from posttrain.models import load_tokenizer
+    from posttrain.registry import Registry
+
+    started = time.time()
+    print("\n== perplexity on real ShareGPT answers: base vs SFT", file=sys.stderr, flush=True)
+    registry = Registry(run.registry)
+    rows = [r["messages"] for r in read_jsonl(conversations)][: 8 if run.quick else 120]
+    tokenizer = load_tokenizer(registry.tokenizer_path(registry.get(SFT)))
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(registry.get(BASE).path)), str(registry.get(SFT).path))
+    model.eval()
+    with model.disable_adapter():
+        base = perplexity(model, tokenizer, rows, 512)
+    sft = perplexity(model, tokenizer, rows, 512)
+    result = {"base_real": round(base, 2), "sft_real": round(sft, 2), "set_real": f"{conversations.name} ({len(rows)} ShareGPT conversations)"}
+    cached.write_text(json.dumps(result) + "\n")
+    record("perplexity on real ShareGPT answers", time.time() - started)
+    return result
+
+
+def paired_bootstrap(before: list[bool], after: list[bool], rounds: int = 2000, seed: int = 0) -> dict:
+    """The gain in pass rate (after - before) over the same prompts, with a 95% percentile
+    interval from resampling prompts (paired: a prompt is drawn with both its verdicts)."""
+    import random
+
+    rng, n = random.Random(seed), len(before)
+    gains = sorted(sum(after[i] - before[i] for i in (rng.randrange(n) for _ in range(n))) / n for _ in range(rounds))
+    return {"gain": round((sum(after) - sum(before)) / n, 4), "ci95": [round(gains[int(0.025 * rounds)], 4),
+                                                                      round(gains[int(0.975 * rounds) - 1], 4)]}
+
+
+def verdicts(result: dict) -> list[bool]:
+    return [row["follow_all_instructions_loose"] for row in result["rows"]]
+
+
 def closed_loop(run: Run, ifeval: dict) -> dict:
-    """A campaign of base vs SFT vs DPO on training-side IFEval prompts, voted by checker raters
-    through the real store; its pairs -> a next round on DPO -> the child's IFEval."""
+    """Rounds of LOOP_VOTES checker-rater votes on a campaign of the newest model against its
+    parent (through the real store), each followed by a DPO round on the campaign's pairs and
+    IFEval of the child: the curve of IFEval over votes. The loop prompts alternate between two
+    halves, so each round's new campaign runs on prompts its pairs never saw."""
     from evals import ifeval as checks, simulate
     from evals.store import Store
 
     w = run.work
-    loop_file = run.limited("data/ifeval_loop.jsonl", 8, "ifeval_loop.jsonl") if run.quick else every_other("data/ifeval_loop.jsonl", w)
+    loop_rows = checks.read_rows(ROOT / run.limited("data/ifeval_loop.jsonl", 8, "ifeval_loop.jsonl"))
+    halves = []
+    for k in (0, 1):
+        path = w / f"loop_half_{k}.jsonl"
+        write_jsonl(path, loop_rows[k::2])
+        halves.append(path)
     store_path = Path(run.arena) / "arena.sqlite"
-    if not store_path.is_file() or LOOP_CAMPAIGN not in {c.name for c in Store(store_path).campaigns()}:
-        step(["scripts/arena.py", "--data-dir", run.arena, "--base", BASE, *run.reg(), "campaign", "create", LOOP_CAMPAIGN,
-              "--models", BASE, SFT, DPO, "--prompts", loop_file, "--max-new-tokens", "64" if run.quick else "128",
-              "--votes-per-minute", "100000", "--gold-rate", "0"], "closed loop: a campaign of base, SFT and DPO")
-    store = Store(store_path)
-    votes = len(store.votes(LOOP_CAMPAIGN))
-    if not votes:
-        print(f"\n== closed loop: checker raters vote on {LOOP_CAMPAIGN}", file=sys.stderr)
-        started = time.time()
-        simulate.checker_raters(store, LOOP_CAMPAIGN, checks.read_rows(ROOT / loop_file), raters=4,
-                                per_rater=5 if run.quick else 25, seed=0)
-        record("closed loop: checker raters vote", time.time() - started)
-        votes = len(store.votes(LOOP_CAMPAIGN))
-    if not run.has(CHILD):
-        next_prompts = w / "next_prompts.jsonl"
-        next_prompts.write_text("".join(l + "\n" for l in (ROOT / "data" / "heldout_prompts.jsonl").read_text().splitlines()[:4]))
-        step(["scripts/arena.py", "--data-dir", run.arena, "--base", BASE, *run.reg(), "next-round", LOOP_CAMPAIGN,
-              "--parent", DPO, "--name", CHILD, "--prompts", str(next_prompts), "--json", "--recipe",
-              "posttrain/recipes/dpo_gemma3_270m.yaml", "--max-steps", "2" if run.quick else "6"],
-             "closed loop: pairs -> DPO round -> child")
-    child_file = w / "ifeval_child.json"
-    if not child_file.is_file():
-        line = step(["scripts/evaluate.py", "ifeval", "--base", BASE, "--models", CHILD,
-                     "--prompts", run.limited("data/ifeval_heldout.jsonl", 12, "ifeval_heldout.jsonl"),
-                     "--max-new-tokens", "64" if run.quick else "128", "--batch-rows", "32", *run.reg(), "--json"],
-                    "IFEval of the loop's child")
-        child_file.write_text(line + "\n")
-    child = json.loads(child_file.read_text())["ifeval"][CHILD]
-    parent = ifeval[DPO]
-    gain = child["prompt_loose"] - parent["prompt_loose"]
-    return {"campaign": LOOP_CAMPAIGN, "votes": votes, "pairs": run.card(CHILD).get("pairs"),
-            "child": CHILD, "parent": DPO, "child_prompt_loose": child["prompt_loose"], "child_ci95": child["ci95"]["prompt_loose"],
-            "parent_prompt_loose": parent["prompt_loose"], "gain": round(gain, 4),
-            "gain_per_100_votes": round(100 * gain / votes, 4) if votes else None}
+    first = f"{LOOP_CAMPAIGN}-1"
+    if not store_path.is_file() or first not in {c.name for c in Store(store_path).campaigns()}:
+        step(["scripts/arena.py", "--data-dir", run.arena, "--base", BASE, *run.reg(), "campaign", "create", first,
+              "--models", DPO, SFT, "--prompts", str(halves[0]), "--max-new-tokens", "64" if run.quick else "128",
+              "--votes-per-minute", "100000", "--gold-rate", "0"], "closed loop: a campaign of DPO against its parent SFT")
+    curve = [{"round": 0, "votes": 0, "model": DPO, "prompt_loose": ifeval[DPO]["prompt_loose"],
+              "ci95": ifeval[DPO]["ci95"]["prompt_loose"]}]
+    campaign, parent, votes_total, children = first, DPO, 0, {}
+    for r in range(1, (2 if run.quick else LOOP_ROUNDS) + 1):
+        store = Store(store_path)
+        if not store.votes(campaign):
+            started = time.time()
+            simulate.checker_raters(store, campaign, loop_rows, raters=4, per_rater=(4 if run.quick else LOOP_VOTES // 4), seed=r)
+            record(f"closed loop round {r}: checker raters vote", time.time() - started)
+        votes_total += len(store.votes(campaign))
+        child = f"{CHILD}-{r}"
+        if not run.has(child):
+            step(["scripts/arena.py", "--data-dir", run.arena, "--base", BASE, *run.reg(), "next-round", campaign,
+                  "--parent", parent, "--name", child, "--prompts", str(halves[r % 2]), "--json", "--recipe",
+                  "posttrain/recipes/dpo_gemma3_270m.yaml", "--max-steps", "2" if run.quick else "8"],
+                 f"closed loop round {r}: pairs -> DPO round -> {child} (and its campaign against {parent})")
+        children[child] = ifeval_of(run, [child], f"ifeval_{child}.json", f"IFEval of the loop's round-{r} child")[child]
+        campaign = next(c.name for c in Store(store_path).campaigns() if set(c.models) == {child, parent})
+        curve.append({"round": r, "votes": votes_total, "model": child, "prompt_loose": children[child]["prompt_loose"],
+                      "ci95": children[child]["ci95"]["prompt_loose"], "pairs": run.card(child).get("pairs")})
+        parent = child
+    last = children[parent]
+    gain = paired_bootstrap(verdicts(ifeval[DPO]), verdicts(last))
+    return {"campaign": first, "votes": votes_total, "pairs": sum(p.get("pairs") or 0 for p in curve[1:]), "child": parent,
+            "parent": DPO, "child_prompt_loose": last["prompt_loose"], "child_ci95": last["ci95"]["prompt_loose"],
+            "parent_prompt_loose": ifeval[DPO]["prompt_loose"], "gain": gain["gain"], "gain_ci95_paired": gain["ci95"],
+            "gain_per_100_votes": round(100 * gain["gain"] / votes_total, 4) if votes_total else None, "curve": curve}
 
 
 def win_rate(judged: dict, model: str, opponent: str) -> dict | None:
@@ -226,7 +323,7 @@ def win_rate(judged: dict, model: str, opponent: str) -> dict | None:
     return None
 
 
-def summarise(run: Run, built: dict, ifeval: dict, judged: dict, loop: dict, minutes: float) -> dict:
+def summarise(run: Run, data: dict, ifeval: dict, judged: dict, loop: dict, minutes: float) -> dict:
     measured = judged.get("metrics", {})
     entry = lambda name: {"prompt_loose": ifeval[name]["prompt_loose"], "prompt_strict": ifeval[name]["prompt_strict"],
                           "ci95": ifeval[name]["ci95"]["prompt_loose"], "instruction_loose": ifeval[name]["instruction_loose"],
@@ -237,18 +334,18 @@ def summarise(run: Run, built: dict, ifeval: dict, judged: dict, loop: dict, min
         "date": time.strftime("%Y-%m-%d"), "quick": run.quick, "base": BASE, "hub_id": "google/gemma-3-270m",
         "ifeval": {"base": entry(BASE), "sft": entry(SFT), "sft_general_only": entry(SFT_GENERAL), "dpo": entry(DPO)},
         "win_rate": {"sft_vs_base": win_rate(judged, SFT, BASE), "dpo_vs_sft": win_rate(judged, DPO, SFT),
-                     "judge": JUDGE, "prompts": "data/heldout_prompts.jsonl"},
+                     "judge": JUDGE, "prompts": "real_prompts.jsonl (50 held-out ShareGPT first turns)"},
         "perplexity": {"base": measured.get(BASE, {}).get("domain_perplexity"),
                        "sft": measured.get(SFT, {}).get("domain_perplexity"), "set": "data/general/heldout.jsonl"},
         "preference_accuracy": {"dpo": dpo_card.get("metrics", {}).get("preference_accuracy"),
                                 "sft": measured.get(SFT, {}).get("preference_accuracy"),
-                                "pairs": "verified pairs_heldout.jsonl"},
+                                "pairs": "held-out pairs (on-policy where there are any, else rewrites)"},
         "synthetic_lift": {"sft_with_verified": ifeval[SFT]["prompt_loose"], "sft_general_only": ifeval[SFT_GENERAL]["prompt_loose"],
-                           "lift": round(ifeval[SFT]["prompt_loose"] - ifeval[SFT_GENERAL]["prompt_loose"], 4)},
+                           "lift": round(ifeval[SFT]["prompt_loose"] - ifeval[SFT_GENERAL]["prompt_loose"], 4),
+                           "what": "SFT on general + ShareGPT + verifiable rewrites vs the same without the rewrites"},
         "adapter": {"trainable_parameters": sft_card.get("trainable_parameters"), "parameters": run.card(BASE).get("parameters"),
                     "adapter_weights_bytes": weights_bytes(run, SFT), "adapter_folder_bytes": sft_card.get("adapter_size_bytes")},
-        "data": {k: built[k] for k in ("prompts", "samples", "sft_rows", "pairs", "pairs_heldout", "pass_rate",
-                                       "contaminated_prompts", "other_files")},
+        "data": data,
         "closed_loop": loop, "minutes": round(minutes, 1),
     }
 
@@ -289,14 +386,47 @@ def markdown(m: dict) -> str:
               f"{fmt(s['sft_general_only'])} IFEval loose: lift {s['lift']:+.3f}",
               f"- closed loop: {loop['votes']} checker-rater votes -> {loop['pairs']} pairs -> `{loop['child']}`: IFEval loose "
               f"{fmt(loop['child_prompt_loose'])} vs parent {fmt(loop['parent_prompt_loose'])} "
-              f"({loop['gain']:+.3f}; {fmt(loop['gain_per_100_votes'], 4)} per 100 votes)",
+              f"({loop['gain']:+.3f}; {fmt(loop['gain_per_100_votes'], 4)} per 100 votes)" +
+              (f"; paired bootstrap over prompts {ci(loop['gain_ci95_paired'])}" if loop.get("gain_ci95_paired") else ""),
+              *[f"  - round {c['round']}: {c['votes']} votes, `{c['model']}` IFEval loose {fmt(c['prompt_loose'])} {ci(c['ci95'])}"
+                for c in loop.get("curve", [])],
+              *([f"- held-out perplexity on real ShareGPT answers: base {fmt(m['perplexity']['base_real'], 2)}, SFT "
+                 f"{fmt(m['perplexity']['sft_real'], 2)}"] if m["perplexity"].get("sft_real") is not None else []),
               f"- adapter: {a['trainable_parameters']:,} trainable of {a['parameters']:,} parameters "
               f"({100 * a['trainable_parameters'] / a['parameters']:.2f}%); weights {a['adapter_weights_bytes'] / 1e6:.1f} MB "
               f"(the folder with its tokenizer {a['adapter_folder_bytes'] / 1e6:.1f} MB)",
-              f"- data: {m['data']['sft_rows']} verified SFT rows and {m['data']['pairs']} pairs from {m['data']['samples']} "
-              f"teacher samples (pass rate {m['data']['pass_rate']}), {m['data']['contaminated_prompts']} contaminated prompts",
+              f"- data: {m['data']['sft_rows']} SFT rows ({m['data']['general_rows']} general, {m['data']['sharegpt']['train']} "
+              f"ShareGPT, {m['data']['rewrite_rows']} verifiable rewrites); {m['data']['rewrite_pairs']} rewrite pairs",
               f"- wall time: {m['minutes']} minutes", ""]
     return "\n".join(lines)
+
+
+def curve_svg(curve: list[dict], width: int = 560, height: int = 320) -> str:
+    """The closed loop's curve as a small SVG: votes on x, IFEval prompt-level loose on y, each
+    round's 95% interval as a bar (no plotting library: the picture is a few lines)."""
+    left, right, top, bottom = 60, 20, 30, 50
+    xs = [c["votes"] for c in curve]
+    lows, highs = [c["ci95"][0] for c in curve], [c["ci95"][1] for c in curve]
+    y0, y1 = max(0.0, min(lows) - 0.05), min(1.0, max(highs) + 0.05)
+    x = lambda v: left + (width - left - right) * (v / max(xs) if max(xs) else 0)
+    y = lambda v: top + (height - top - bottom) * (1 - (v - y0) / ((y1 - y0) or 1))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{width / 2}" y="18" text-anchor="middle">closed loop: IFEval prompt-level loose (95% CI) after each DPO round</text>',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="black"/>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="black"/>',
+             f'<text x="{width / 2}" y="{height - 12}" text-anchor="middle">checker-rater votes</text>']
+    for k in range(5):
+        v = y0 + (y1 - y0) * k / 4
+        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
+    for c in curve:
+        parts += [f'<line x1="{x(c["votes"]):.1f}" y1="{y(c["ci95"][0]):.1f}" x2="{x(c["votes"]):.1f}" y2="{y(c["ci95"][1]):.1f}" '
+                  'stroke="#8899cc" stroke-width="3"/>',
+                  f'<text x="{x(c["votes"]):.1f}" y="{height - bottom + 16}" text-anchor="middle">{c["votes"]}</text>']
+    points = " ".join(f"{x(c['votes']):.1f},{y(c['prompt_loose']):.1f}" for c in curve)
+    parts.append(f'<polyline points="{points}" fill="none" stroke="#223377" stroke-width="2"/>')
+    parts += [f'<circle cx="{x(c["votes"]):.1f}" cy="{y(c["prompt_loose"]):.1f}" r="4" fill="#223377"/>' for c in curve]
+    return "\n".join(parts + ["</svg>"]) + "\n"
 
 
 def run_cli(argv=None) -> int:
@@ -313,6 +443,8 @@ def run_cli(argv=None) -> int:
     metrics = run_all(run)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "report.md").write_text(markdown(metrics))
+    if metrics["closed_loop"].get("curve"):
+        (out / "loop_curve.svg").write_text(curve_svg(metrics["closed_loop"]["curve"]))
     print(markdown(metrics))
     print(f"report: {out / 'report.md'}")
     return 0

@@ -9,6 +9,12 @@
     python scripts/synth.py constitutional --prompts FILE --constitution FILE.md --out pairs.jsonl
                             [--model NAME | --model teacher] [--seed 0]
 
+    python scripts/synth.py rewrite --data FILE --out DIR [--per-row 1] [--seed 0] [--heldout-share 0.1]
+                            (IFEval-style constraints met by construction or read off each answer; no teacher)
+
+    python scripts/synth.py onpolicy --model NAME --prompts FILE --samples K --out DIR [--judge REWARD_ENTRY]
+                            (the model answers its own training prompts K times; checkers / judge pick)
+
 --teacher: a registry entry (or the base's name) on the shared engine, offline (default: the
 embedded base). --api: an OpenAI-compatible endpoint from TEACHER_BASE_URL / TEACHER_API_KEY /
 TEACHER_MODEL, with retries, a rate limit (--rpm) and a cache (rerunning never pays twice).
@@ -140,8 +146,100 @@ def run_ifeval(argv: list[str]) -> int:
     return 0
 
 
+def run_rewrite(argv: list[str]) -> int:
+    """Verifiable rewrites of a conversation file: SFT rows with IFEval-schema constraints, DPO pairs
+    (rewritten over original where the original breaks one), held-out pairs and a data card."""
+    from pathlib import Path
+
+    from evals import rewrites
+    from posttrain.data import read, write_jsonl
+
+    parser = argparse.ArgumentParser(prog="synth.py rewrite", description=rewrites.__doc__)
+    parser.add_argument("--data", required=True, help="SFT rows (any format scripts/data.py check reads)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--per-row", type=int, default=1, help="constrained versions of each row")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--heldout-share", type=float, default=0.1, help="share of the pairs held out")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.per_row < 1 or not 0 <= args.heldout_share < 1:
+        parser.error("--per-row must be at least 1 and --heldout-share in [0, 1)")
+    data = read(args.data, kind="sft", on_error="skip")
+    built = rewrites.rewrite_rows(data.rows, per_row=args.per_row, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    held = round(len(built["pairs"]) * args.heldout_share)
+    write_jsonl(built["sft"], out / "sft.jsonl")
+    write_jsonl(built["pairs"][held:], out / "pairs.jsonl")
+    write_jsonl(built["pairs"][:held], out / "pairs_heldout.jsonl")
+    summary = {"source": args.data, "rows_read": len(data.rows), "sft_rows": len(built["sft"]),
+               "pairs": len(built["pairs"]) - held, "pairs_heldout": held, "per_row": args.per_row, "seed": args.seed,
+               "yield": built["yield"], "not_covered": built["not_covered"]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "README.md").write_text(rewrites.card(summary), encoding="utf-8")
+    print(json.dumps(summary) if args.json else
+          f"{summary['sft_rows']} constrained SFT rows and {summary['pairs']} pairs (+{held} held out) from "
+          f"{summary['rows_read']} rows; card: {out / 'README.md'}")
+    return 0
+
+
+def run_onpolicy(argv: list[str]) -> int:
+    """The policy's own answers to its training prompts: best-of-K SFT rows and pass-over-fail pairs."""
+    from evals import onpolicy, verified
+
+    parser = argparse.ArgumentParser(prog="synth.py onpolicy", description=onpolicy.__doc__)
+    parser.add_argument("--model", required=True, help="the registry entry being trained (it answers)")
+    parser.add_argument("--prompts", required=True, help="JSONL prompts; IFEval's schema where constraints apply")
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--judge", help="a registry reward model for prompts without constraints")
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--max-new-tokens", type=int, default=192)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
+    parser.add_argument("--registry", default=str(default_registry_dir()))
+    parser.add_argument("--no-4bit", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    backend.add_flags(parser)
+    args = parser.parse_args(argv)
+    if args.samples < 2:
+        parser.error("--samples must be at least 2 (a pair needs two answers)")
+    checked, free = onpolicy.read_prompts(args.prompts)
+    registry = Registry(args.registry)
+    from posttrain.registry import check_models
+
+    check_models(registry, args.base, [args.model])
+    if free and not args.judge:
+        onpolicy.round_data(None, checked, free, verified.VerifiedConfig())  # refuses, naming --judge
+    score = None
+    if args.judge:
+        from posttrain.reward import RewardScorer
+
+        score = RewardScorer(registry, args.judge).score
+    engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
+    teacher = LocalTeacher(engine, BASE if args.model == args.base else args.model, max_new_tokens=args.max_new_tokens,
+                           temperature=args.temperature, batch_size=args.batch)
+    teacher.name = f"policy:{args.model}"
+    config = verified.VerifiedConfig(prompts=args.prompts, out=args.out, samples=args.samples,
+                                     temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    with tqdm(total=args.samples, desc=f"samples of {len(checked) + len(free)} prompts", file=sys.stderr) as bar:
+        built = onpolicy.round_data(teacher, checked, free, config, score,
+                                    progress=lambda done, total: bar.update(done - bar.n))
+    out = onpolicy.write(built, config, args.model)
+    summary = built["summary"]
+    print(json.dumps(summary) if args.json else
+          f"{summary['sft_rows']} best-of-{args.samples} SFT rows and {summary['pairs']} pairs from {args.model}'s own "
+          f"answers; card: {out / 'README.md'}")
+    return 0
+
+
 def run(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "rewrite":
+        return run_rewrite(argv[1:])
+    if argv and argv[0] == "onpolicy":
+        return run_onpolicy(argv[1:])
     if argv and argv[0] == "constitutional":
         return run_constitutional(argv[1:])
     if argv and argv[0] == "ifeval":

@@ -56,7 +56,7 @@ def test_real_base_report_reads_each_win_rate_from_either_side_and_renders_the_t
                                "gain": 0.02, "gain_per_100_votes": 0.02},
                "adapter": {"trainable_parameters": 3_800_000, "parameters": 268_000_000, "adapter_weights_bytes": 15_000_000,
                            "adapter_folder_bytes": 48_000_000},
-               "data": {"sft_rows": 90, "pairs": 40, "samples": 400, "pass_rate": 0.3, "contaminated_prompts": 0},
+               "data": {"sft_rows": 900, "general_rows": 300, "sharegpt": {"train": 160}, "rewrite_rows": 440, "rewrite_pairs": 300},
                "minutes": 44.0}
     table = real_base["markdown"](metrics)
     assert "| IFEval prompt-level loose (95% CI) | 0.300 [0.200, 0.400] |" in table
