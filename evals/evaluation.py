@@ -17,7 +17,7 @@ from evals.judge import OpenAIJudge, RewardJudge, judge_campaign
 from evals.prompts import load_prompts
 from evals.store import Store
 from posttrain.backend import Generator
-from posttrain.data import read_jsonl
+from posttrain.data import read, read_jsonl
 from posttrain.engine import BASE, SamplingParams
 from posttrain.registry import Registry, RegistryError, folder_hash
 from posttrain.reward import RewardScorer, pairwise_accuracy
@@ -133,7 +133,8 @@ def evaluate(store: Store, registry: Registry, generator: Generator, base: str, 
     for model in inner:
         generator.ensure_model(model)
     names = {BASE: base}
-    pairs = read_jsonl(held.pairs)
+    # TRL's standard or conversational form, through the project's reader (an empty file: no pairs)
+    pairs = read(held.pairs, kind="preference", on_error="stop").rows if read_jsonl(held.pairs) else []
     if generator.scores:  # each held-out file read once, for every model
         sft, tasks = read_jsonl(held.sft), read_jsonl(held.tasks)
         general = [r["text"] for r in read_jsonl(held.general_text)]
