@@ -322,3 +322,20 @@ def test_a_malformed_api_call_is_one_log_line_and_a_plain_toast(caplog):
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert lines == ["vote could not handle a request: AttributeError: 'str' object has no attribute 'get'"]
     assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.INFO)
+
+
+@pytest.mark.parametrize("public_demo", [False, True])
+def test_the_public_endpoints_are_exactly_the_ones_docs_arena_lists(tmp_path, public_demo):
+    """docs/arena.md names the public API: the app must expose exactly those (a rater's API client
+    sees nothing else), and the side-by-side one only on a public demo."""
+    import re
+
+    from evals.ui import ArenaConfig, build_ui
+
+    text = (ROOT / "docs" / "arena.md").read_text()
+    line = re.search(r"Only (.+?) are public API endpoints \(plus\s+`/(\w+)` with `PUBLIC_DEMO=1`\)", text, re.S)
+    listed = set(re.findall(r"`/(\w+)`", line.group(1)))
+    ui = build_ui(ArenaConfig(registry_dir=tmp_path / "r", data_dir=tmp_path / "d", base="none", admin_password="x",
+                              public_demo=public_demo))
+    public = {f.api_name for f in ui.fns.values() if f.api_visibility == "public"}
+    assert public == listed | ({line.group(2)} if public_demo else set())
