@@ -114,7 +114,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
-SHAREGPT_ROWS, SHAREGPT_TOKENS = 160, 256  # real conversations in the SFT mix (the CPU's budget: ~60k tokens per SFT run)
+SHAREGPT_ROWS, SHAREGPT_TOKENS = 60, 256  # real conversations in the SFT mix (the CPU's budget: ~50k tokens per SFT run)
 LOOP_ROUNDS, LOOP_VOTES = 4, 100  # the closed loop: rounds of 100 checker votes, a DPO round after each
 
 
@@ -131,8 +131,9 @@ def build_data(run: Run) -> dict:
     general = read_jsonl(ROOT / run.limited("data/general/train.jsonl", 24, "general_train.jsonl"))
     sharegpt = read_jsonl(w / "sharegpt" / "train.jsonl")
     write_jsonl(w / "conversations.jsonl", [{"messages": r["messages"]} for r in general + sharegpt])
-    if not (w / "rewrites" / "summary.json").is_file():
-        step(["scripts/synth.py", "rewrite", "--data", str(w / "conversations.jsonl"), "--out", str(w / "rewrites"),
+    if not (w / "rewrites" / "summary.json").is_file():  # the general set's short answers (ShareGPT's cost 3x the tokens)
+        step(["scripts/synth.py", "rewrite", "--data", run.limited("data/general/train.jsonl", 24, "general_train.jsonl"),
+              "--out", str(w / "rewrites"),
               "--per-row", "1", "--json"], "verifiable rewrites (IFEval constraints met by construction or relabeling)")
     rewrites = read_jsonl(w / "rewrites" / "sft.jsonl")
     write_jsonl(w / "sft_mix.jsonl", [{"messages": r["messages"]} for r in general + sharegpt + rewrites])
@@ -297,7 +298,7 @@ def closed_loop(run: Run, ifeval: dict) -> dict:
         if not run.has(child):
             step(["scripts/arena.py", "--data-dir", run.arena, "--base", BASE, *run.reg(), "next-round", campaign,
                   "--parent", parent, "--name", child, "--prompts", str(halves[r % 2]), "--json", "--recipe",
-                  "posttrain/recipes/dpo_gemma3_270m.yaml", "--max-steps", "2" if run.quick else "8"],
+                  "posttrain/recipes/dpo_gemma3_270m.yaml", "--max-steps", "2" if run.quick else "4"],
                  f"closed loop round {r}: pairs -> DPO round -> {child} (and its campaign against {parent})")
         children[child] = ifeval_of(run, [child], f"ifeval_{child}.json", f"IFEval of the loop's round-{r} child")[child]
         campaign = next(c.name for c in Store(store_path).campaigns() if set(c.models) == {child, parent})
