@@ -227,7 +227,7 @@ def progress_bar(done: int, total: int, label: str) -> str:
 
 _CODE = re.compile(r"(```.*?(?:```|$)|`[^`\n]+`)", re.S)
 _IMAGE = re.compile(r"!(?=\[)")  # Markdown's ![alt](url): the browser would fetch url on sight
-_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~])")
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]()#!|~])")  # inline marks; -, + and . matter only at a line's start
 
 
 def safe_markdown(text: str) -> str:
@@ -243,7 +243,8 @@ def safe_markdown(text: str) -> str:
 def as_text(text: str) -> str:
     """Text a person typed (a rater's name, a comment, a campaign name) for a Markdown component:
     shown exactly as typed, never as markup, a link or an image."""
-    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(str(text or ""), quote=False))
+    one_line = " ".join(str(text or "").split())  # no line starts inside it, so no lists, headings or rules
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(one_line, quote=False))
 
 
 PRIVATE = {"api_visibility": "private"}  # events raters' API clients must not see
