@@ -31,6 +31,15 @@ def page_at(url: str, width: int = 1280, height: int = 1600):
             browser.close()
 
 
+def show_results_as_admin(page) -> None:
+    """Unlock the admin tabs with the password, then show the selected campaign's results."""
+    page.get_by_role("tab", name="Admin").click()
+    page.locator("#admin-password input").fill(PASSWORD)
+    page.get_by_role("button", name="Unlock").click()
+    page.get_by_role("tab", name="Results").click()
+    page.get_by_role("button", name="Show results").click()
+
+
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
     reason="Debian chromium not installed (scripts/install.sh installs it when run as root)")
@@ -68,11 +77,7 @@ def test_a_rater_rates_a_campaign_in_the_browser(tmp_path, tiny_dir):
             votes = store.votes("tasting")
             assert len(votes) == 3 and {v["rater"] for v in votes} == {"browser-bob"}
 
-            page.get_by_role("tab", name="Admin").click()
-            page.locator("#admin-password input").fill(PASSWORD)
-            page.get_by_role("button", name="Unlock").click()
-            page.get_by_role("tab", name="Results").click()
-            page.get_by_role("button", name="Show results").click()
+            show_results_as_admin(page)
             expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
             expect(page.locator(".js-plotly-plot").first).to_contain_text("zebra", timeout=30_000)
             expect(page.locator(".js-plotly-plot", has_text="controlled for style")).to_have_count(1, timeout=30_000)
@@ -263,11 +268,7 @@ def test_a_hostile_raters_markup_never_renders_on_the_admins_page(tmp_path, tiny
         site = launch(config, store)
         try:
             with page_at(site.url) as page:
-                page.get_by_role("tab", name="Admin").click()
-                page.locator("#admin-password input").fill(PASSWORD)
-                page.get_by_role("button", name="Unlock").click()
-                page.get_by_role("tab", name="Results").click()
-                page.get_by_role("button", name="Show results").click()
+                show_results_as_admin(page)
                 expect(page.locator("#raters")).to_contain_text(f"<img src=//{host}/name>", timeout=60_000)  # as text
                 page.locator("#review-name textarea").fill("nobody")
                 page.locator("#review-choice").get_by_label("exclude").check()
