@@ -58,13 +58,18 @@ def judged(rows: list[dict], samples: list[list[str]], score) -> tuple[list[dict
     return sft, pairs
 
 
+def check_judge(free: list[dict], judged: bool) -> None:
+    """Prompts without IFEval constraints need a judge to score their answers."""
+    if free and not judged:
+        raise ifeval.IFEvalError(f"{len(free)} prompts carry no IFEval constraints; pass --judge NAME (a reward model) "
+                                 "to score their answers, or give prompts with instruction_id_list")
+
+
 def round_data(teacher, checked: list[dict], free: list[dict], config: verified.VerifiedConfig, score=None,
                embedder=None, progress=None) -> dict:
     """The round's SFT rows, pairs and summary: checker-scored rows through evals/verified.py's
     pipeline (filters, contamination check, held-out pairs), judge-scored rows by `score`."""
-    if free and score is None:
-        raise ifeval.IFEvalError(f"{len(free)} prompts carry no IFEval constraints; pass --judge NAME (a reward model) "
-                                 "to score their answers, or give prompts with instruction_id_list")
+    check_judge(free, score is not None)
     built = {"sft": [], "pairs": [], "pairs_heldout": [], "dropped": [], "summary": {"prompts": 0, "samples": 0}}
     if checked:
         built = verified.build(checked, verified.sample(teacher, checked, config, progress), config, embedder)

@@ -102,14 +102,6 @@ class Run:
               "--output_dir", str(self.work / "runs" / name), *quick, *extra], f"train {kind} {name}")
 
 
-def every_other(path: str, work: Path) -> str:
-    """One prompt per instruction type of the loop file (25 of 50): a campaign of 75 battles."""
-    lines = [l for l in (ROOT / path).read_text(encoding="utf-8").splitlines() if l.strip()][::2]
-    target = work / Path(path).name
-    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return str(target)
-
-
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 

@@ -210,8 +210,7 @@ def run_onpolicy(argv: list[str]) -> int:
     from posttrain.registry import check_models
 
     check_models(registry, args.base, [args.model])
-    if free and not args.judge:
-        onpolicy.round_data(None, checked, free, verified.VerifiedConfig())  # refuses, naming --judge
+    onpolicy.check_judge(free, bool(args.judge))  # before any model loads
     score = None
     if args.judge:
         from posttrain.reward import RewardScorer
