@@ -106,6 +106,11 @@ def build(source: Path, max_rows: int | None = None, max_tokens: int = 512, held
             continue
         rows.append({"instruction": question.strip(), "output": answer.strip(), "system": system})
     say(f"{len(result.rows)} conversations read, {len(rows)} pass the filters")
+    if not rows:
+        from posttrain.data import DataError
+
+        raise DataError(f"{source}: no conversation passes the filters ({len(result.rows)} read, "
+                        f"{len(result.skipped)} malformed); is it ShareGPT's schema? nothing was written")
     dedup = minhash_dedup(rows, thresholds)
     dropped["near duplicate (MinHash)"] = len(dedup.dropped)
     rows = [rows[i] for i in dedup.kept]
