@@ -166,7 +166,7 @@ def run_all(run: Run) -> dict:
               "--eval_data", str(w / "onpolicy" / "pairs_heldout.jsonl" if onpolicy_pairs_heldout(w) else w / "rewrites" / "pairs_heldout.jsonl"),
               "--num_train_epochs", "2")
 
-    ifeval = ifeval_of(run, [BASE, SFT, SFT_GENERAL, DPO], "ifeval.json", "IFEval: base, SFT, SFT (without rewrites), DPO")
+    ifeval = ifeval_of(run, [BASE, SFT, SFT_GENERAL, DPO], "IFEval: base, SFT, SFT (without rewrites), DPO")
 
     # Judged win rates on the 50 held-out real prompts, perplexity, preference accuracy.
     judged_dir = run.out / "judged"
@@ -199,15 +199,20 @@ def every_nth(path: str, work: Path, n: int) -> str:
     return str(target)
 
 
-def ifeval_of(run: Run, models: list[str], name: str, what: str) -> dict:
-    """IFEval (prompt-level, with per-prompt verdicts) of `models` on the held-out set, cached in WORK/name."""
-    path = run.work / name
-    if not path.is_file():
-        line = step(["scripts/evaluate.py", "ifeval", "--base", BASE, "--models", *models,
+def ifeval_of(run: Run, models: list[str], what: str) -> dict:
+    """IFEval (prompt-level, with per-prompt verdicts) of `models` on the held-out set. Each
+    model's result is kept in WORK/ifeval/MODEL.json (greedy decoding: a model's verdicts do not
+    change), so a rerun after a stop evaluates only the models it has not seen."""
+    folder = run.work / "ifeval"
+    folder.mkdir(exist_ok=True)
+    missing = [m for m in models if not (folder / f"{m}.json").is_file()]
+    if missing:
+        line = step(["scripts/evaluate.py", "ifeval", "--base", BASE, "--models", *missing,
                      "--prompts", run.limited("data/ifeval_heldout.jsonl", 12, "ifeval_heldout.jsonl"),
                      "--max-new-tokens", "64" if run.quick else "128", "--batch-rows", "32", *run.reg(), "--json"], what)
-        path.write_text(line + "\n")
-    return json.loads(path.read_text())["ifeval"]
+        for model, result in json.loads(line)["ifeval"].items():
+            (folder / f"{model}.json").write_text(json.dumps(result) + "\n")
+    return {m: json.loads((folder / f"{m}.json").read_text()) for m in models}
 
 
 def perplexity_on(run: Run, conversations: Path) -> dict:
@@ -292,7 +297,7 @@ def closed_loop(run: Run, ifeval: dict) -> dict:
                   "--parent", parent, "--name", child, "--prompts", str(halves[r % 2]), "--json", "--recipe",
                   "posttrain/recipes/dpo_gemma3_270m.yaml", "--max-steps", "2" if run.quick else "4"],
                  f"closed loop round {r}: pairs -> DPO round -> {child} (and its campaign against {parent})")
-        children[child] = ifeval_of(run, [child], f"ifeval_{child}.json", f"IFEval of the loop's round-{r} child")[child]
+        children[child] = ifeval_of(run, [child], f"IFEval of the loop's round-{r} child")[child]
         campaign = next(c.name for c in Store(store_path).campaigns() if set(c.models) == {child, parent})
         curve.append({"round": r, "votes": votes_total, "model": child, "prompt_loose": children[child]["prompt_loose"],
                       "ci95": children[child]["ci95"]["prompt_loose"], "pairs": run.card(child).get("pairs")})
