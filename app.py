@@ -5,7 +5,8 @@ build the UI, launch. No logic here.
 
 Environment: REGISTRY_DIR, ARENA_DATA_DIR (default /data on a Space with persistent storage,
 else ./arena_data), BASE_MODEL (registry name) and BASE_MODEL_SOURCE (Hub id to import it from),
-ADMIN_PASSWORD, ACCESS_CODE, PUBLIC_DEMO=1, GRADIO_SERVER_PORT,
+ADMIN_PASSWORD, ACCESS_CODE, PUBLIC_DEMO=1, GRADIO_SERVER_PORT, MODEL_CONCURRENCY, ARENA_MAX_ANSWERS (a new
+campaign's size guard, default 5000 answers),
 and for syncing the data folder to a Hub dataset repo: HF_TOKEN + ARENA_HUB_REPO.
 A Space bundle (scripts/space.py) puts a space.json beside this file with its own defaults
 (registry folder, base and its Hub id, public demo); the environment still wins.
@@ -19,8 +20,9 @@ import os
 import sys
 from pathlib import Path
 
-from evals.store import default_data_dir
-from evals.ui import ArenaConfig, build_ui
+from blindarena.service import MAX_ANSWERS
+from blindarena.store import default_data_dir
+from blindarena.ui import ArenaConfig, build_ui
 from posttrain import backend
 from posttrain.errors import WorkbenchError
 from posttrain.models import DEFAULT_BASE_NAME, EMBEDDED_BASES
@@ -49,7 +51,7 @@ def sync_to_hub(data_dir: Path, repo: str, token: str, minutes: float = 10) -> N
 
     from huggingface_hub import CommitScheduler
 
-    from evals.store import Store
+    from blindarena.store import Store
 
     store = Store(Path(data_dir) / "arena.sqlite")
     folder = Path(data_dir).parent / f"{Path(data_dir).name}-hub-snapshot"
@@ -66,12 +68,17 @@ def sync_to_hub(data_dir: Path, repo: str, token: str, minutes: float = 10) -> N
     threading.Thread(target=refresh, daemon=True, name="arena-snapshot").start()
 
 
+def whole_number(variable: str, default: int) -> int:
+    """A whole-number setting from the environment (1 or more), or the default."""
+    value = os.environ.get(variable, str(default))
+    if not value.isdigit() or int(value) < 1:
+        sys.exit(f"error: {variable} must be a whole number of 1 or more, got {value!r}")
+    return int(value)
+
+
 def model_concurrency() -> int:
     """MODEL_CONCURRENCY: how many generating requests run at once (default 1)."""
-    value = os.environ.get("MODEL_CONCURRENCY", "1")
-    if not value.isdigit() or int(value) < 1:
-        sys.exit(f"error: MODEL_CONCURRENCY must be a whole number of 1 or more, got {value!r}")
-    return int(value)
+    return whole_number("MODEL_CONCURRENCY", 1)
 
 
 def main() -> None:
@@ -103,6 +110,7 @@ def main() -> None:
         hf_login=os.environ.get("HF_LOGIN") == "1",
         generation_backend=args.generation_backend, generation_base_url=args.generation_base_url or "",
         generation_api_key=args.generation_api_key, model_concurrency=model_concurrency(),
+        max_answers=whole_number("ARENA_MAX_ANSWERS", MAX_ANSWERS),
     )
     if os.environ.get("HF_TOKEN") and os.environ.get("ARENA_HUB_REPO"):
         sync_to_hub(config.data_dir, os.environ["ARENA_HUB_REPO"], os.environ["HF_TOKEN"])

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from evals import arena, metrics, report
+from blindarena import operations as arena
+from evals import metrics, report
 from evals.judge import OpenAIJudge, RewardJudge, judge_campaign
-from evals.prompts import load_prompts
-from evals.store import Store
+from blindarena.prompts import load_prompts
+from blindarena.store import Store
 from posttrain.backend import Generator
 from posttrain.data import read, read_jsonl
 from posttrain.engine import BASE, SamplingParams

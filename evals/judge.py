@@ -10,13 +10,13 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from evals import arena
-from evals.store import Store
-from evals.vocab import SIDES, conversation, other_side
+from blindarena import operations as arena
+from blindarena.store import Store
+from blindarena.vocab import SIDES, conversation, other_side
 from posttrain.chat_api import ChatClient
 from posttrain.errors import SettingsError
 
-# A judge's verdict is a choice in evals.vocab's words: the answer shown on the "left" (first in
+# A judge's verdict is a choice in blindarena.vocab's words: the answer shown on the "left" (first in
 # its prompt), the one on the "right" (second), or "tie".
 Verdict = str
 
@@ -119,7 +119,7 @@ class OpenAIJudge:
 
 def judge_campaign(store: Store, campaign: str, judge, progress: Callable[[int, int], None] | None = None) -> int:
     """Judge every battle of a ready campaign once (resumable); returns the number of new votes."""
-    rater = arena.join(store, campaign, f"judge:{judge.name}", kind="judge")
+    rater = arena.join(store, campaign, f"judge:{judge.name}", role="judge")
     done, total = store.progress(rater)
     new = 0
     while (assignment := store.next_assignment(rater)) is not None:

@@ -11,9 +11,9 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from evals.arena import answer_turns
-from evals.store import StoreError
-from evals.vocab import conversation
+from blindarena.operations import answer_turns
+from blindarena.store import StoreError
+from blindarena.vocab import conversation
 from posttrain.backend import Generator
 from posttrain.engine import SamplingParams
 

@@ -88,7 +88,7 @@ def write(result: dict, out, proxy: str, gold: str):
     import json
     from pathlib import Path
 
-    from evals import plots
+    from blindarena import plots
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

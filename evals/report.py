@@ -10,7 +10,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from evals import stats
+from blindarena import stats
 
 METRIC_LABELS = {
     "domain_perplexity": "domain perplexity (lower is better)",
@@ -21,7 +21,7 @@ METRIC_LABELS = {
 
 
 def summarise(models: list[str], metrics: dict[str, dict], votes: list[dict], reward: dict | None) -> dict:
-    judged = [v for v in votes if v["rater_kind"] == "judge"]
+    judged = [v for v in votes if v["rater_role"] == "judge"]
     return {
         "models": models,
         "metrics": metrics,

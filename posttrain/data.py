@@ -430,11 +430,11 @@ def detect_format(row: dict) -> str:
 
 
 # ---- oasst1: message trees -> conversations and ranked pairs ----------------------------------
-def oasst1_rows(raw: list[Raw], kind: str, max_chars: int) -> Iterator[dict | Skipped]:
-    """Conversations follow the best-ranked reply at every step; pairs take, under each prompter
-    message, the rank-0 reply as chosen against every lower-ranked sibling."""
+def oasst1_tree(raw: list[Raw], max_chars: int) -> tuple[dict[str, dict], dict[str | None, list[str]], list[Skipped]]:
+    """OASST1's message rows as a tree: (message id -> node, parent id -> child ids, skipped rows)."""
     nodes: dict[str, dict] = {}
     children: dict[str | None, list[str]] = {}
+    skipped = []
     for where, row in raw:
         try:
             if row.get("deleted") or row.get("review_result") is False:
@@ -445,12 +445,20 @@ def oasst1_rows(raw: list[Raw], kind: str, max_chars: int) -> Iterator[dict | Sk
             node = {"id": str(row["message_id"]), "role": role, "where": where,
                     "text": _text(row, "text", max_chars=max_chars), "rank": row.get("rank")}
         except (RowError, KeyError) as exc:
-            yield Skipped(where, str(exc))
+            skipped.append(Skipped(where, str(exc)))
             continue
         parent = row.get("parent_id")
         node["parent"] = str(parent) if parent is not None and parent == parent else None
         nodes[node["id"]] = node
         children.setdefault(node["parent"], []).append(node["id"])
+    return nodes, children, skipped
+
+
+def oasst1_rows(raw: list[Raw], kind: str, max_chars: int) -> Iterator[dict | Skipped]:
+    """Conversations follow the best-ranked reply at every step; pairs take, under each prompter
+    message, the rank-0 reply as chosen against every lower-ranked sibling."""
+    nodes, children, skipped = oasst1_tree(raw, max_chars)
+    yield from skipped
 
     def ranked(ids: list[str]) -> list[dict]:
         rank = lambda n: n["rank"] if isinstance(n["rank"], (int, float)) and n["rank"] == n["rank"] else 1e9
@@ -548,15 +556,19 @@ def _line_number(skipped: Skipped) -> int:
     return int(re.search(r"(\d+)$", skipped.where).group(1))
 
 
-def jsonl_objects(path: str | Path) -> list[tuple[str, dict]]:
+def jsonl_objects(path: str | Path, error: type[Exception] = None) -> list[tuple[str, dict]]:
     """("file:line", row) for every row of a JSONL file (blank lines skipped, a leading byte-order
-    mark allowed); a line that is not UTF-8, broken JSON or not an object raises DataError with
-    its file:line."""
+    mark allowed); a line that is not UTF-8, broken JSON or not an object raises `error` (the
+    caller's own error class; DataError by default) with its file:line."""
+    error = error or DataError
     rows = []
-    for item in _iter_jsonl(Path(path)):
-        if isinstance(item, Skipped):
-            raise DataError(str(item))
-        rows.append(item)
+    try:
+        for item in _iter_jsonl(Path(path)):
+            if isinstance(item, Skipped):
+                raise error(str(item))
+            rows.append(item)
+    except DataError as exc:
+        raise error(str(exc)) from None
     return rows
 
 

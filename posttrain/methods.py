@@ -43,12 +43,12 @@ def _simpo_loss(config) -> None:
 
 @dataclass(frozen=True)
 class Method:
-    kind: str  # train.py's first argument
+    name: str  # train.py's first argument
     config: str  # TRL's config class, "module:Class" (imported when used)
     trainer: str  # TRL's trainer class
     data: str  # one of DATA
     measure: str  # one of MEASURES
-    card_method: Callable[[object, bool], str] | None = None  # (config, quantized) -> the card's method; None: kind
+    card_method: Callable[[object, bool], str] | None = None  # (config, quantized) -> the card's method; None: its name
     refused: dict = field(default_factory=dict)  # config fields that would do nothing here -> what to use instead
     check: Callable[[object], None] | None = None  # more refusals of the config, before anything loads
     from_base: bool = False  # starts from the base with a fresh head (no --parent, no 4-bit)
@@ -57,7 +57,7 @@ class Method:
 
     def __post_init__(self):
         if self.data not in DATA or self.measure not in MEASURES:
-            raise ValueError(f"method {self.kind}: data {self.data!r} must be one of {list(DATA)}, measure "
+            raise ValueError(f"method {self.name}: data {self.data!r} must be one of {list(DATA)}, measure "
                              f"{self.measure!r} one of {list(MEASURES)}")
 
     def config_class(self):
@@ -66,12 +66,12 @@ class Method:
     def trainer_class(self):
         return _load(self.trainer)
 
-    def method_name(self, config, quantized: bool) -> str:
-        return self.card_method(config, quantized) if self.card_method else self.kind
+    def card_name(self, config, quantized: bool) -> str:
+        return self.card_method(config, quantized) if self.card_method else self.name
 
     def refuse(self, config) -> None:
         """A RecipeError for the first refused field set away from its default, or a failed check."""
-        refuse_fields_without_effect(config, self.refused, f"{type(config).__name__} option", f"a registry {self.kind} run")
+        refuse_fields_without_effect(config, self.refused, f"{type(config).__name__} option", f"a registry {self.name} run")
         if self.check:
             self.check(config)
 
@@ -92,7 +92,7 @@ def _load(path: str):
     return getattr(import_module(module), name)
 
 
-METHODS: dict[str, Method] = {m.kind: m for m in (
+METHODS: dict[str, Method] = {m.name: m for m in (
     Method("sft", "trl:SFTConfig", "trl:SFTTrainer", "conversations", "perplexity",
            card_method=lambda config, quantized: "qlora" if quantized else "sft"),
     Method("dpo", "trl:DPOConfig", "trl:DPOTrainer", "pairs", "preference_accuracy",
@@ -108,11 +108,11 @@ METHODS: dict[str, Method] = {m.kind: m for m in (
     Method("grpo", "trl:GRPOConfig", "trl:GRPOTrainer", "prompts", "rollouts", online=True),
     Method("rloo", "trl:RLOOConfig", "trl:RLOOTrainer", "prompts", "rollouts", online=True),
 )}
-KINDS = tuple(METHODS)
-RL_KINDS = tuple(k for k, m in METHODS.items() if m.online)
+METHOD_NAMES = tuple(METHODS)
+RL_METHOD_NAMES = tuple(k for k, m in METHODS.items() if m.online)
 
 
-def method(kind: str) -> Method:
-    if kind not in METHODS:
-        raise RecipeError(f"unknown run kind {kind!r}; use one of {KINDS}")
-    return METHODS[kind]
+def method(name: str) -> Method:
+    if name not in METHODS:
+        raise RecipeError(f"unknown training method {name!r}; use one of {METHOD_NAMES}")
+    return METHODS[name]

@@ -19,7 +19,7 @@ from typing import Callable
 from posttrain import names
 from posttrain.errors import WorkbenchError
 
-METHODS = ("base", "sft", "qlora", "dpo", "ipo", "kto", "orpo", "simpo", "reward", "grpo", "rloo", "merged", "imported")
+CARD_METHODS = ("base", "sft", "qlora", "dpo", "ipo", "kto", "orpo", "simpo", "reward", "grpo", "rloo", "merged", "imported")
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 CARD = "README.md"
@@ -186,8 +186,8 @@ class Registry:
         A crash leaves only a hidden `.tmp-*` folder that listings ignore; an existing entry
         is never touched."""
         check_name(name)
-        if card.get("method") not in METHODS:
-            raise RegistryError(f"entry {name!r}: method {card.get('method')!r} not one of {METHODS}")
+        if card.get("method") not in CARD_METHODS:
+            raise RegistryError(f"entry {name!r}: method {card.get('method')!r} not one of {CARD_METHODS}")
         target = self.root / name
         if target.exists():
             raise RegistryError(f"entry {name!r} already exists in {self.root}; remove it or pick another name")

@@ -3,14 +3,14 @@ named in the recipe.
 
 Rewards (the recipe's `reward`, one spec or several, weighted by TRL's own `reward_weights`):
 
-    ifeval                  share of the prompt's IFEval instructions followed (evals/rewards.py)
+    ifeval                  share of the prompt's IFEval instructions followed (posttrain/rewards.py)
     ifeval:all              1 when every instruction is followed, else 0
     reward_model:NAME       a registry reward model's score
     judge:openai            an OpenAI-compatible judge's 1-10 grade (JUDGE_BASE_URL / JUDGE_MODEL / JUDGE_API_KEY)
     python:MODULE:FUNCTION  a user's own TRL reward function: f(prompts, completions, **columns) -> list[float | None]
 
-`ifeval` and `judge:openai` are shorthands for python specs into evals/rewards.py: the trainer
-takes them by name like any user's function, so posttrain imports nothing of evals.
+`ifeval`, `ifeval:all` and `judge:openai` are the functions of posttrain/rewards.py, imported here;
+the judge borrows the benchmarks' OpenAI judge and MT-Bench grader when a round first asks for it.
 
 A `gold` spec (same grammar) is computed on every batch with weight 0: logged beside the proxy
 (`rewards/<gold>/mean`), never trained on, so the round shows where the proxy and the truth part."""
@@ -22,11 +22,15 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from posttrain.data import DataError, jsonl_objects
+from posttrain import rewards as project_rewards
+from posttrain.data import jsonl_objects
 from posttrain.errors import RecipeError
+from posttrain.rewards import reply_text
 
-SHORTHANDS = {"ifeval": "evals.rewards:ifeval", "ifeval:all": "evals.rewards:ifeval_all",
-              "judge:openai": "evals.rewards:openai_judge"}
+SHORTHANDS = {"ifeval": project_rewards.ifeval, "ifeval:all": project_rewards.ifeval_all,
+              "judge:openai": project_rewards.openai_judge}
+# Recipes written before the rewards moved out of evals/ name them by their old module.
+MOVED = {"evals.rewards": "posttrain.rewards"}
 
 
 def read_prompts(path: str | Path) -> list[dict]:
@@ -37,10 +41,7 @@ def read_prompts(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"{path}: no such prompt file")
-    try:
-        rows = [prompt_row(row, where) for where, row in jsonl_objects(path)]
-    except DataError as exc:
-        raise RecipeError(str(exc)) from None
+    rows = [prompt_row(row, where) for where, row in jsonl_objects(path, RecipeError)]
     if not rows:
         raise RecipeError(f"{path}: no prompts")
     return rows
@@ -115,18 +116,10 @@ def check_reward_signature(spec: str, function: Callable) -> None:
 
 def reward_function(spec: str, registry=None, device=None) -> Callable:
     """A TRL reward function for one spec, its __name__ the spec (TRL logs rewards/<name>/mean)."""
-    target = SHORTHANDS.get(spec, spec[len("python:"):] if spec.startswith("python:") else None)
-    if target is not None:
-        module, _, name = target.partition(":")
-        if not module or not name:
-            raise RecipeError(f"reward {spec!r}: write python:MODULE:FUNCTION")
-        try:
-            function = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as exc:
-            raise RecipeError(f"reward {spec!r}: {exc}") from None
-        if not callable(function):
-            raise RecipeError(f"reward {spec!r}: {module}.{name} is not a function")
-        check_reward_signature(spec, function)
+    if spec in SHORTHANDS:
+        function = SHORTHANDS[spec]
+    elif spec.startswith("python:"):
+        function = python_function(spec)
     elif spec.startswith("reward_model:"):
         function = reward_model_function(spec.split(":", 1)[1], registry, device)
     else:
@@ -137,11 +130,19 @@ def reward_function(spec: str, registry=None, device=None) -> Callable:
     return named
 
 
-def completion_text(completion) -> str:
-    """TRL hands conversational completions as [{"role": "assistant", "content": ...}]."""
-    if isinstance(completion, list):
-        return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
-    return str(completion)
+def python_function(spec: str) -> Callable:
+    """A user's reward function named `python:MODULE:FUNCTION`, checked to be one TRL can call."""
+    module, _, name = spec[len("python:"):].partition(":")
+    if not module or not name:
+        raise RecipeError(f"reward {spec!r}: write python:MODULE:FUNCTION")
+    try:
+        function = getattr(importlib.import_module(MOVED.get(module, module)), name)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(f"reward {spec!r}: {exc}") from None
+    if not callable(function):
+        raise RecipeError(f"reward {spec!r}: {module}.{name} is not a function")
+    check_reward_signature(spec, function)
+    return function
 
 
 def reward_model_function(name: str, registry, device=None) -> Callable:
@@ -150,7 +151,7 @@ def reward_model_function(name: str, registry, device=None) -> Callable:
     scorer = RewardScorer(registry, name, device=device)
 
     def score(prompts, completions, **_):
-        return [scorer.score(prompt, [completion_text(c)])[0] for prompt, c in zip(prompts, completions)]
+        return [scorer.score(prompt, [reply_text(c)])[0] for prompt, c in zip(prompts, completions)]
 
     score.version = registry.get(name).card.get("created_at")
     return score

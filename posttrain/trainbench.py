@@ -39,39 +39,39 @@ class Lane:
     losses: list = field(default_factory=list)
 
 
-def recipe_args(kind: str, base: str) -> list[str]:
-    """The project's recipe for `kind` on `base`, made runnable without a parent entry: DPO starts
+def recipe_args(method_name: str, base: str) -> list[str]:
+    """The project's recipe for `method_name` on `base`, made runnable without a parent entry: DPO starts
     from a fresh adapter on the base (the base is its reference) on the demo pairs."""
     gemma = base == GEMMA_BASE_NAME
-    recipe = RECIPES / f"{kind}_{'gemma3_270m' if gemma else 'default'}.yaml"
+    recipe = RECIPES / f"{method_name}_{'gemma3_270m' if gemma else 'default'}.yaml"
     args = ["--config", str(recipe), "--base", base, "--gradient_accumulation_steps", "1",
             "--save_strategy", "no", "--eval_strategy", "no", "--report_to", "none"]
-    if kind == "dpo":
+    if method_name == "dpo":
         args += ["--parent", "", "--data", str(DATA / "preference" / "train.jsonl"),
                  "--eval_data", str(DATA / "preference" / "heldout.jsonl")]
         args += ["--chat_template", "gemma"] if gemma else []
     return args
 
 
-def plain_overrides(kind: str, base: str) -> list[str]:
+def plain_overrides(method_name: str, base: str) -> list[str]:
     """The 2026-12-01 settings of the same recipe: fp32, no packing, batches in random order padded
     to their longest row (SFT: batch 8, max_length 384 on Gemma, 256 on the default base)."""
     common = ["--bf16", "false", "--train_sampling_strategy", "random"]
-    if kind == "sft":
+    if method_name == "sft":
         return common + ["--packing", "false", "--per_device_train_batch_size", "8",
                          "--max_length", "384" if base == GEMMA_BASE_NAME else "256"]
     return common
 
 
-def make_lane(name: str, kind: str, args: list[str], registry_dir: str, workdir: Path, tokens: int) -> Lane:
-    run_args, config, model_args = parse_run(kind, args + ["--name", f"bench-{name}", "--registry", registry_dir,
+def make_lane(name: str, method_name: str, args: list[str], registry_dir: str, workdir: Path, tokens: int) -> Lane:
+    run_args, config, model_args = parse_run(method_name, args + ["--name", f"bench-{name}", "--registry", registry_dir,
                                                           "--output_dir", str(workdir / name)])
     registry, base, parent = resolve_entries(run_args)
-    splits = load_splits(run_args, kind)
+    splits = load_splits(run_args, method_name)
     tokenizer = run_tokenizer(registry, base, parent, run_args)
     torch.manual_seed(0)  # the same LoRA initialisation in both lanes
     model = load_trainable(base, parent, run_args, False, tokenizer, model_args)
-    _, trainer = build(kind, model, tokenizer, splits, config, run_args, registry)
+    _, trainer = build(method_name, model, tokenizer, splits, config, run_args, registry)
     # The recipe's own optimizer and schedule (warmup, cosine) over the steps this lane will take.
     loader = trainer.get_train_dataloader()
     per_step = sum(real_tokens(batch) for batch in loader) / len(loader)
@@ -131,15 +131,15 @@ def heldout_loss(lane: Lane, held: list[dict]) -> float:
     return sum(losses) / len(losses)
 
 
-def compare(kind: str, base: str | None, registry_dir: str, workdir: Path, tokens: int, say=None) -> dict:
+def compare(method_name: str, base: str | None, registry_dir: str, workdir: Path, tokens: int, say=None) -> dict:
     """Both lanes trained on `tokens` real tokens, stepping in turn (the lane behind goes next).
     Returns tokens per second of each, the speed-up, peak resident memory during each lane's steps
     (both models stay loaded: the difference is the activations), and the held-out loss each reaches."""
     say = say or (lambda message: print(message, file=sys.stderr, flush=True))
     base = base or DEFAULT_BASE_NAME
-    args = recipe_args(kind, base)
-    plain = make_lane("plain", kind, args + plain_overrides(kind, base), registry_dir, workdir, tokens)
-    fast = make_lane("fast", kind, args, registry_dir, workdir, tokens)
+    args = recipe_args(method_name, base)
+    plain = make_lane("plain", method_name, args + plain_overrides(method_name, base), registry_dir, workdir, tokens)
+    fast = make_lane("fast", method_name, args, registry_dir, workdir, tokens)
     for lane in (plain, fast):
         lane.batches = batches(lane)
     while min(plain.real_tokens, fast.real_tokens) < tokens:
@@ -148,8 +148,8 @@ def compare(kind: str, base: str | None, registry_dir: str, workdir: Path, token
         say(f"{lane.name:5} step {lane.steps:3}: {lane.real_tokens:6} / {tokens} real tokens, loss {lane.losses[-1]:.3f}, "
             f"{lane.real_tokens / lane.seconds:.0f} tokens/s")
     held = list(plain.trainer.get_eval_dataloader())
-    prefix = "train" if kind == "sft" else kind
-    out = {"method": kind, "base": base, f"{prefix}_real_tokens": tokens}
+    prefix = "train" if method_name == "sft" else method_name
+    out = {"method": method_name, "base": base, f"{prefix}_real_tokens": tokens}
     for lane in (plain, fast):
         out.update({f"{prefix}_tokens_per_s_{lane.name}": round(lane.real_tokens / lane.seconds, 1),
                     f"{prefix}_heldout_loss_{lane.name}": round(heldout_loss(lane, held), 4),

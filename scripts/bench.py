@@ -1,6 +1,6 @@
 """Benchmarks, each ratio measured side by side in one run.
 
-    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging|train] [--json] [--tokens 64] [--repeats 5]
+    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging|ties|provisional|train] [--json] [--tokens 64] [--repeats 5]
     python scripts/bench.py --only train [--method sft|dpo] [--base NAME] [--train-tokens 6000] [--json]
 
 battle: time of a battle (two adapters' answers in ONE batched call) / time of one adapter's
@@ -27,6 +27,12 @@ rigging: 40 simulated raters (4 models of known strengths, 3 votes per battle, 4
         otherwise), `random`, `always_left`, `contrarian`; 10 campaigns each: the rater checks'
         precision and recall, campaigns with an honest rater flagged, the ladder's top and misplaced
         models with and without the flagged raters; then target recall at 20 / 30 / 40 votes per rater.
+ties:   votes of 4 models of known strengths (Elo 1000 +- 240) with a 30% tie rate, drawn from the
+        Davidson and from the Rao-Kupper model, 4 seeds x 4,000 votes each: held-out log-loss (20%
+        of the votes) and tie-probability error of "a tie is half a win" vs Rao-Kupper vs Davidson.
+provisional: 4 models 50 Elo apart, votes by Bradley-Terry, 30 campaigns per size: how often the
+        ladder's 95% interval covers a model's true rating and how wide it is, by decisive games
+        per model (the evidence behind stats.MIN_DECISIVE_GAMES and MAX_INTERVAL_ELO).
 train:  the same recipe trained twice, interleaved step by step in one process: the path every run
         took until 2026-12 (fp32, padded batches in random order) and today's (bf16 autocast where the
         CPU or GPU has it natively, packed SFT rows, DPO pairs grouped by length), each for the same
@@ -39,13 +45,16 @@ With --json the last line of stdout is one JSON object of the figures."""
 import argparse
 import json
 import logging
+import math
 import multiprocessing
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from posttrain.engine import Engine, SamplingParams
@@ -140,17 +149,9 @@ def bench_battle(engine: Engine, tokens: int, repeats: int) -> dict:
 
 def bench_arena(raters: int = 20, pace: float = 5.0, paced_votes: int = 6, saturation_s: float = 20.0,
                 prefill: int = 0) -> dict:
-    import os
-    import socket
-    import subprocess
-    import threading
-    import urllib.request
-
-    from gradio_client import Client
-
-    from evals.records import CampaignSettings
-    from evals.simulate import prefill as prefill_votes
-    from evals.store import Store
+    from blindarena.records import CampaignSettings
+    from blindarena.simulate import prefill as prefill_votes
+    from blindarena.store import Store
 
     def ready(store: Store, name: str, prompts: int, settings: CampaignSettings | None) -> None:
         rows = [{"prompt": f"question {i}", "category": "misc"} for i in range(prompts)]
@@ -158,10 +159,7 @@ def bench_arena(raters: int = 20, pace: float = 5.0, paced_votes: int = 6, satur
         store.save_answers([(pid, m, f"{m} answers {p} " * 20, 40, "") for pid, p, m in store.missing_answers(name)])
         store.set_status(name, "ready")
 
-    with tempfile.TemporaryDirectory() as tmp, socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        sock.close()
+    with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "data" / "arena.sqlite")
         # With --prefill both campaigns hand battles out one at a time under a target of 3 votes (the
         # path that runs the rater checks): "bench" holds 100 votes, "bench-prefill" `prefill` votes.
@@ -173,55 +171,81 @@ def bench_arena(raters: int = 20, pace: float = 5.0, paced_votes: int = 6, satur
             started = time.perf_counter()
             sizes = {"bench": prefill_votes(store, "bench", 100), "bench-prefill": prefill_votes(store, "bench-prefill", prefill)}
             sizes["seconds"] = time.perf_counter() - started
-        env = {**os.environ, "REGISTRY_DIR": str(Path(tmp) / "registry"), "ARENA_DATA_DIR": str(Path(tmp) / "data"),
-               "BASE_MODEL": "none", "ADMIN_PASSWORD": "bench", "GRADIO_ANALYTICS_ENABLED": "False"}
-        server = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[1] / "app.py"), "--port", str(port)],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=open(os.environ.get("BENCH_APP_LOG", os.devnull), "w"))
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            for _ in range(240):
-                try:
-                    urllib.request.urlopen(url + "config", timeout=2)
-                    break
-                except OSError:
-                    time.sleep(0.5)
-            clients = [Client(url, verbose=False) for _ in range(raters)]
-
-            def saturate(i: int, counts: list, stop: float) -> None:
-                clients[i].predict("bench", f"fast-{i}", "", api_name="/start")
-                while time.perf_counter() < stop:
-                    clients[i].predict("A is better", None, None, "", "", api_name="/vote")
-                    clients[i].predict(api_name="/next")
-                    counts[i] += 1
-
-            counts = [0] * raters
-            before = len(store.votes("bench"))
-            started = time.perf_counter()
-            run_all([threading.Thread(target=saturate, args=(i, counts, started + saturation_s)) for i in range(raters)])
-            per_second = (len(store.votes("bench")) - before) / (time.perf_counter() - started)
-
-            def paced(campaign: str, latencies: list, i: int) -> None:
-                clients[i].predict(campaign, f"human-{campaign}-{i}", "", api_name="/start")
-                time.sleep(pace * i / raters)  # spread the raters over the pace
-                for _ in range(paced_votes):
-                    begin = time.perf_counter()
-                    clients[i].predict("B is better", None, None, "", "", api_name="/vote")
-                    latencies.append(time.perf_counter() - begin)
-                    clients[i].predict(api_name="/next")
-                    time.sleep(max(0.0, pace - (time.perf_counter() - begin)))
-
-            latencies: dict[str, list] = {"bench": [], "bench-prefill": []}
-            for campaign in ["bench"] + (["bench-prefill"] if prefill else []):
-                run_all([threading.Thread(target=paced, args=(campaign, latencies[campaign], i)) for i in range(raters)])
-        finally:
-            server.kill()
-            server.wait()
+        with app_server(tmp) as url:
+            per_second, latencies = rater_traffic(url, store, raters, pace, paced_votes, saturation_s,
+                                                  ["bench"] + (["bench-prefill"] if prefill else []))
     out = {"arena_raters": raters, "arena_votes_per_s_saturated": round(per_second, 1), **percentiles(latencies["bench"], ""),
            "arena_paced_votes": len(latencies["bench"])}
     if prefill:
         out.update({"arena_votes_before": sizes["bench"], "arena_votes_before_prefill": sizes["bench-prefill"],
                     "arena_prefill_seconds": round(sizes["seconds"], 1), **percentiles(latencies["bench-prefill"], "_prefill")})
     return out
+
+
+@contextmanager
+def app_server(tmp: str):
+    """The app (app.py, a real server) on a free port over `tmp`'s registry and data folder;
+    yields its URL once it answers."""
+    import os
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "REGISTRY_DIR": str(Path(tmp) / "registry"), "ARENA_DATA_DIR": str(Path(tmp) / "data"),
+           "BASE_MODEL": "none", "ADMIN_PASSWORD": "bench", "GRADIO_ANALYTICS_ENABLED": "False"}
+    server = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[1] / "app.py"), "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=open(os.environ.get("BENCH_APP_LOG", os.devnull), "w"))
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(url + "config", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.kill()
+        server.wait()
+
+
+def rater_traffic(url: str, store, raters: int, pace: float, paced_votes: int, saturation_s: float,
+                  campaigns: list[str]) -> tuple[float, dict[str, list]]:
+    """Votes per second with `raters` API clients voting as fast as they can on "bench" for
+    `saturation_s`, then each campaign's vote latencies with raters voting every `pace` seconds."""
+    import threading
+
+    from gradio_client import Client
+
+    clients = [Client(url, verbose=False) for _ in range(raters)]
+
+    def saturate(i: int, stop: float) -> None:
+        clients[i].predict("bench", f"fast-{i}", "", api_name="/start")
+        while time.perf_counter() < stop:
+            clients[i].predict("A is better", None, None, "", "", api_name="/vote")
+            clients[i].predict(api_name="/next")
+
+    def paced(campaign: str, latencies: list, i: int) -> None:
+        clients[i].predict(campaign, f"human-{campaign}-{i}", "", api_name="/start")
+        time.sleep(pace * i / raters)  # spread the raters over the pace
+        for _ in range(paced_votes):
+            begin = time.perf_counter()
+            clients[i].predict("B is better", None, None, "", "", api_name="/vote")
+            latencies.append(time.perf_counter() - begin)
+            clients[i].predict(api_name="/next")
+            time.sleep(max(0.0, pace - (time.perf_counter() - begin)))
+
+    before = len(store.votes("bench"))
+    started = time.perf_counter()
+    run_all([threading.Thread(target=saturate, args=(i, started + saturation_s)) for i in range(raters)])
+    per_second = (len(store.votes("bench")) - before) / (time.perf_counter() - started)
+    latencies: dict[str, list] = {c: [] for c in campaigns}
+    for campaign in campaigns:
+        run_all([threading.Thread(target=paced, args=(campaign, latencies[campaign], i)) for i in range(raters)])
+    return per_second, latencies
 
 
 def run_all(threads: list) -> None:
@@ -309,7 +333,7 @@ def bench_dedup(n: int = 100_000, clusters: int = 2000) -> dict:
 
 
 def bench_allocation(seeds: int = 3) -> dict:
-    from evals.simulate import votes_until_precise
+    from blindarena.simulate import votes_until_precise
 
     out = {}
     for mode in ("balanced", "adaptive"):
@@ -321,7 +345,7 @@ def bench_allocation(seeds: int = 3) -> dict:
 
 
 def bench_rigging(seeds: int = 10) -> dict:
-    from evals.simulate import rigging
+    from blindarena.simulate import rigging
 
     rows = rigging(seeds=seeds)
     by_votes = [rigging(shares=(0.10,), seeds=seeds, per_rater=n)[0] for n in (20, 30)]
@@ -330,9 +354,49 @@ def bench_rigging(seeds: int = 10) -> dict:
     return {"rigging": rows, "rigging_target_10pct_by_votes": curve}
 
 
+def bench_ties(seeds: int = 4, games: int = 4000) -> dict:
+    from blindarena import ties
+
+    strengths = {"a": 1.2, "b": 0.4, "c": -0.2, "d": -1.4}
+    out = {}
+    for truth in ("davidson", "rao-kupper"):
+        held = [ties.heldout(ties.simulate(strengths, games, 0.3, seed=k, method=truth), list(strengths), seed=k)
+                for k in range(seeds)]
+        for score in ("log_loss", "tie_probability_error"):
+            for method in ties.TIE_MODELS:
+                key = f"ties_{score}_{method.replace('-', '_')}_on_{truth.replace('-', '_')}"
+                out[key] = round(float(np.mean([h[score][method] for h in held])), 4)
+    return out
+
+
+def bench_provisional(repeats: int = 30) -> dict:
+    from blindarena import stats
+
+    rng = np.random.default_rng(0)
+    true = {"m0": 0.0, "m1": 50.0, "m2": 100.0, "m3": 150.0}
+    beta = {m: v * math.log(10) / 400 for m, v in true.items()}
+    rows = []
+    for per_model in (4, 8, 12, 20, 30, 50):
+        cover, widths = [], []
+        for rep in range(repeats):
+            votes = []
+            for g in range(per_model * len(true) // 2):
+                a, b = rng.choice(list(true), 2, replace=False)
+                won = rng.random() < 1 / (1 + math.exp(beta[b] - beta[a]))
+                votes.append({"model_a": a, "model_b": b, "winner": "a" if won else "b", "question_id": g, "battle_id": g})
+            ladder = stats.bt_ladder(votes, list(true), rounds=100, seed=rep)
+            shift = np.mean([r["rating"] for r in ladder]) - 1000 + np.mean(list(true.values()))
+            cover += [r["ci_low"] - shift <= true[r["model"]] <= r["ci_high"] - shift for r in ladder]
+            widths += [r["ci_high"] - r["ci_low"] for r in ladder]
+        rows.append({"decisive_games_per_model": per_model, "coverage": round(float(np.mean(cover)), 3),
+                     "median_width_elo": round(float(np.median(widths)))})
+    return {"provisional": rows}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena", "allocation", "rigging", "train"])
+    parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena", "allocation", "rigging", "ties",
+                                           "provisional", "train"])
     parser.add_argument("--method", choices=["sft", "dpo"], default="sft", help="train: which method's recipe")
     parser.add_argument("--base", help="train: the registry base (default: the embedded one; gemma-3-270m: the real base)")
     parser.add_argument("--train-tokens", type=int, default=6000, help="train: real tokens each lane trains on")
@@ -348,11 +412,12 @@ def main(argv=None) -> int:
     results: dict = {"device": "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} threads"}
     if args.only == "train":
         return report({**results, **bench_train(args)}, args.json)
-    if args.only in ("api", "dedup", "arena", "allocation", "rigging"):
+    if args.only in ("api", "dedup", "arena", "allocation", "rigging", "ties", "provisional"):
         if args.prefill < 0:
             parser.error(f"--prefill must be 0 or more, got {args.prefill}")
         results.update({"api": bench_api, "dedup": bench_dedup, "arena": lambda: bench_arena(prefill=args.prefill),
-                        "allocation": bench_allocation, "rigging": bench_rigging}[args.only]())
+                        "allocation": bench_allocation, "rigging": bench_rigging, "ties": bench_ties,
+                        "provisional": bench_provisional}[args.only]())
         return report(results, args.json)
     with tempfile.TemporaryDirectory() as tmp:
         registry, base = bench_registry(Registry(args.registry), 8 if args.only != "battle" else 2, Path(tmp))

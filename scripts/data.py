@@ -9,6 +9,7 @@ exits 1 when nothing usable is in it, 2 when it cannot be read at all."""
 import argparse
 import json
 import sys
+from functools import partial
 
 from posttrain.data import FORMATS, DataError, read
 from posttrain.errors import cli
@@ -71,9 +72,7 @@ def build_sharegpt(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    return cli(run, argv)
-
+main = partial(cli, run)  # main(argv) -> exit code; every error one line
 
 if __name__ == "__main__":
     sys.exit(main())

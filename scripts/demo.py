@@ -11,6 +11,7 @@ import logging
 import sys
 import textwrap
 import time
+from functools import partial
 
 from tqdm import tqdm
 
@@ -70,9 +71,7 @@ def run(argv=None) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    return cli(run, argv)
-
+main = partial(cli, run)  # main(argv) -> exit code; every error one line
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,14 +18,15 @@ import argparse
 import json
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
 
 from evals import evaluation
 from evals.judge import OpenAIJudge
-from evals.prompts import load_prompts
-from evals.store import Store, default_data_dir
+from blindarena.prompts import load_prompts
+from blindarena.store import Store, default_data_dir
 from posttrain import backend
 from posttrain.engine import BASE, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
@@ -46,7 +47,8 @@ def common_flags(parser) -> None:
 
 def run_mtbench(argv: list[str]) -> int:
     """MT-Bench-lite: each model answers every turn (turn 2 on its own turn 1), graded per turn."""
-    from evals import mtbench, plots
+    from evals import mtbench
+    from blindarena import plots
 
     parser = argparse.ArgumentParser(prog="evaluate.py mtbench", description=mtbench.__doc__)
     parser.add_argument("--models", nargs="+", required=True)
@@ -141,6 +143,7 @@ def mtbench_grader(args, registry: Registry, engine):
 def run_ifeval(argv: list[str]) -> int:
     """IFEval's verifiable instructions: answers of registry entries, or given responses, checked."""
     from evals import ifeval
+    from posttrain import checkers
 
     parser = argparse.ArgumentParser(prog="evaluate.py ifeval", description=run_ifeval.__doc__)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -161,10 +164,10 @@ def run_ifeval(argv: list[str]) -> int:
     if args.responses and args.prompts:
         parser.error("--prompts goes with --models; --responses rows carry their own prompts (drop one)")
     if args.responses:
-        rows = ifeval.read_rows(args.responses, responses=True)
+        rows = checkers.read_rows(args.responses, responses=True)
         result = ifeval.evaluate(rows, {"responses": [r["response"] for r in rows]})
     else:
-        rows = ifeval.read_rows(args.prompts or DATA / "ifeval_heldout.jsonl")
+        rows = checkers.read_rows(args.prompts or DATA / "ifeval_heldout.jsonl")
         registry = Registry(args.registry)
         if args.generation_backend == "engine":
             check_models(registry, args.base, args.models)
@@ -233,9 +236,7 @@ def run(argv=None) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    return cli(run, argv)
-
+main = partial(cli, run)  # main(argv) -> exit code; every error one line
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,7 +29,8 @@ import torch
 from posttrain.engine import Engine, SamplingParams
 from posttrain.registry import Registry
 from posttrain.tiny import make_tokenizer
-from posttrain.train import LINEAR, RunArguments, load_trainable
+from posttrain.loading import load_trainable
+from posttrain.recipe import LINEAR, RunArguments
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -30,14 +30,14 @@ BASE, JUDGE = "smollm2-135m-instruct", "judge-smollm2"
 PARENT, DPO, GRPO = "smol-sft-general", "smol-dpo-checker", "smol-grpo-ifeval"
 
 
-def train(registry: str, kind: str, recipe: str, name: str, *extra: str) -> None:
+def train(registry: str, method_name: str, recipe: str, name: str, *extra: str) -> None:
     from posttrain.registry import Registry
 
     if name in Registry(registry):
-        print(f"\n== {kind} {name}: in the registry, skipped", file=sys.stderr)
+        print(f"\n== {method_name} {name}: in the registry, skipped", file=sys.stderr)
         return
-    real_base.step(["scripts/train.py", kind, "--config", recipe, "--name", name, "--registry", registry,
-                    "--output_dir", str(ROOT / "runs" / "grpo_vs_dpo" / name), *extra], f"train {kind} {name}")
+    real_base.step(["scripts/train.py", method_name, "--config", recipe, "--name", name, "--registry", registry,
+                    "--output_dir", str(ROOT / "runs" / "grpo_vs_dpo" / name), *extra], f"train {method_name} {name}")
 
 
 def run_cli(argv=None) -> int:
@@ -64,6 +64,18 @@ def run_cli(argv=None) -> int:
     train(registry, "grpo", "posttrain/recipes/grpo_default.yaml", GRPO, "--parent", PARENT, "--reward", "ifeval",
           "--gold", f"reward_model:{JUDGE}", "--per_device_train_batch_size", "8", "--max_steps", "50")
 
+    metrics = measure(registry, out, work, held)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    lines = report(metrics)
+    (out / "report.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+def measure(registry: str, out: Path, work: Path, held: Path) -> dict:
+    """IFEval and judged win rates of the parent, DPO and GRPO; GRPO's curves as OUT/curves.html."""
+    from posttrain.registry import Registry
+
     models = [PARENT, DPO, GRPO]
     ifeval_file = work / "ifeval.json"
     if not ifeval_file.is_file():
@@ -81,7 +93,7 @@ def run_cli(argv=None) -> int:
     reg = Registry(registry)
     grpo_card, dpo_card = reg.get(GRPO).card, reg.get(DPO).card
     history = json.loads((reg.get(GRPO).path / "training_log.json").read_text())
-    from evals import plots
+    from blindarena import plots
 
     plots.rl_curves(history, f"{GRPO}: IFEval reward (proxy), {JUDGE} (gold, weight 0), length, KL").write_html(
         out / "curves.html", include_plotlyjs="cdn")
@@ -101,7 +113,10 @@ def run_cli(argv=None) -> int:
                         "parent_heldout_gold": grpo_card["metrics"].get(f"parent_rewards/reward_model_{JUDGE}/mean"),
                         "minutes": round(grpo_card.get("duration_s", 0) / 60, 1)},
                "stage_seconds": timings}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def report(metrics: dict) -> list[str]:
     fmt = real_base.fmt
     lines = ["# GRPO beside DPO from one SFT parent (SmolLM2-135M-Instruct)", "",
              "| model | IFEval loose (95% CI) | strict | judged win rate vs parent | answer tokens | general ppl change |",
@@ -117,9 +132,7 @@ def run_cli(argv=None) -> int:
     lines += ["", f"GRPO: {g['steps']} steps, {g['completions_generated']} completions, {g['minutes']} min; held-out rollouts: "
               f"IFEval reward {fmt(g['parent_heldout_reward'])} -> {fmt(g['heldout_reward'])}, gold ({JUDGE}) "
               f"{fmt(g['parent_heldout_gold'])} -> {fmt(g['heldout_gold'])}.", ""]
-    (out / "report.md").write_text("\n".join(lines))
-    print("\n".join(lines))
-    return 0
+    return lines
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ checking that the merged model's logits match the adapter's within a tolerance.
 
 import argparse
 import sys
+from functools import partial
 
 from posttrain.merge import merge
 from posttrain.registry import Registry, default_registry_dir
@@ -24,9 +25,7 @@ def run(argv=None) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    return cli(run, argv)
-
+main = partial(cli, run)  # main(argv) -> exit code; every error one line
 
 if __name__ == "__main__":
     sys.exit(main())

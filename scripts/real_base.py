@@ -93,13 +93,13 @@ class Run:
         target.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return str(target)
 
-    def train(self, kind: str, recipe: str, name: str, *extra: str) -> None:
+    def train(self, method_name: str, recipe: str, name: str, *extra: str) -> None:
         if self.has(name):
-            print(f"\n== {kind} {name}: in the registry, skipped", file=sys.stderr)
+            print(f"\n== {method_name} {name}: in the registry, skipped", file=sys.stderr)
             return
         quick = ["--max_steps", "2"] if self.quick else []
-        step(["scripts/train.py", kind, "--config", recipe, "--name", name, *self.reg(),
-              "--output_dir", str(self.work / "runs" / name), *quick, *extra], f"train {kind} {name}")
+        step(["scripts/train.py", method_name, "--config", recipe, "--name", name, *self.reg(),
+              "--output_dir", str(self.work / "runs" / name), *quick, *extra], f"train {method_name} {name}")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -113,7 +113,7 @@ LOOP_ROUNDS, LOOP_VOTES = 4, 100  # the closed loop: rounds of 100 checker votes
 def build_data(run: Run) -> dict:
     """Real conversations (ShareGPT), verifiable rewrites of them and of the general set, the SFT
     mixes (with and without the rewrites: lab 3's comparison) and the judge's pairs."""
-    from evals import verified
+    from posttrain.synth import verified
     from posttrain.data import read_jsonl
 
     w = run.work
@@ -265,11 +265,12 @@ def closed_loop(run: Run, ifeval: dict) -> dict:
     parent (through the real store), each followed by a DPO round on the campaign's pairs and
     IFEval of the child: the curve of IFEval over votes. The loop prompts alternate between two
     halves, so each round's new campaign runs on prompts its pairs never saw."""
-    from evals import ifeval as checks, simulate
-    from evals.store import Store
+    from posttrain import checkers
+    from blindarena import simulate
+    from blindarena.store import Store
 
     w = run.work
-    loop_rows = checks.read_rows(ROOT / run.limited("data/ifeval_loop.jsonl", 8, "ifeval_loop.jsonl"))
+    loop_rows = checkers.read_rows(ROOT / run.limited("data/ifeval_loop.jsonl", 8, "ifeval_loop.jsonl"))
     halves = []
     for k in (0, 1):
         path = w / f"loop_half_{k}.jsonl"

@@ -12,6 +12,7 @@ import argparse
 import os
 import shlex
 import sys
+from functools import partial
 
 from posttrain.chat_api import ChatClient
 from posttrain.engine import EngineError, read_adapter
@@ -110,9 +111,7 @@ def run(argv=None) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    return cli(run, argv)
-
+main = partial(cli, run)  # main(argv) -> exit code; every error one line
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,6 +10,7 @@ demo is public; the admin needs the ADMIN_PASSWORD secret)."""
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 from posttrain.ship.space import bundle
@@ -32,9 +33,7 @@ def run(argv=None) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    return cli(run, argv)
-
+main = partial(cli, run)  # main(argv) -> exit code; every error one line
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import sys
+from functools import partial
 
 from tqdm import tqdm
 
@@ -42,7 +43,7 @@ from posttrain.errors import cli
 def run_constitutional(argv: list[str]) -> int:
     """Answers (a registry model, or the teacher), the teacher's critique and revision against one
     principle each, as preference pairs that `train.py dpo --data OUT` takes as they are."""
-    from evals.prompts import load_prompts
+    from blindarena.prompts import load_prompts
     from posttrain.chat_api import ChatClient
     from posttrain.engine import SamplingParams
     from posttrain.synth import constitutional
@@ -84,13 +85,23 @@ def run_constitutional(argv: list[str]) -> int:
     return 0
 
 
+def local_teacher(args, model: str, **settings) -> LocalTeacher:
+    """A registry entry answering through the shared engine (the flags' backend); the base's own
+    name means the plain base."""
+    registry = Registry(args.registry)
+    registry.ensure_base(args.base)
+    engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
+    return LocalTeacher(engine, BASE if model == args.base else model, **settings)
+
+
 def run_ifeval(argv: list[str]) -> int:
     """Verifiable-instruction data by rejection sampling: the teacher answers each IFEval-schema
     prompt --samples times, IFEval's checkers keep what follows every instruction (SFT rows) and
     pair it with what breaks one (DPO pairs); contamination-checked against the held-out sets.
     Writes OUT/sft.jsonl, pairs.jsonl, pairs_heldout.jsonl, dropped.jsonl, summary.json and README.md
     (the data card). Rerunning reuses the teacher's samples (OUT/raw.jsonl)."""
-    from evals import ifeval, verified
+    from posttrain import checkers
+    from posttrain.synth import verified
 
     parser = argparse.ArgumentParser(prog="synth.py ifeval", description=run_ifeval.__doc__)
     defaults = verified.VerifiedConfig()
@@ -119,17 +130,14 @@ def run_ifeval(argv: list[str]) -> int:
                                      max_new_tokens=args.max_new_tokens, seed=args.seed,
                                      eval_files=args.eval_file or defaults.eval_files,
                                      check_files=args.check_file if args.check_file is not None else defaults.check_files)
-    rows = ifeval.read_rows(args.prompts)
+    rows = checkers.read_rows(args.prompts)
     if args.api:
         teacher = OpenAITeacher.from_env(temperature=args.temperature, max_tokens=args.max_new_tokens,
                                          cache=os.path.join(args.out, "cache.sqlite"))
         os.makedirs(args.out, exist_ok=True)
     else:
-        registry = Registry(args.registry)
-        registry.ensure_base(args.base)
-        engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
-        teacher = LocalTeacher(engine, BASE if args.teacher == args.base else args.teacher, max_new_tokens=args.max_new_tokens,
-                               temperature=args.temperature, batch_size=args.batch)
+        teacher = local_teacher(args, args.teacher, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                batch_size=args.batch)
         teacher.name = f"local:{args.teacher}"  # the entry's name, also when it is the plain base
     with tqdm(total=args.samples, desc=f"samples of {len(rows)} prompts", file=sys.stderr) as bar:
         samples = verified.sample(teacher, rows, config, progress=lambda done, total: bar.update(done - bar.n))
@@ -151,7 +159,7 @@ def run_rewrite(argv: list[str]) -> int:
     (rewritten over original where the original breaks one), held-out pairs and a data card."""
     from pathlib import Path
 
-    from evals import rewrites
+    from posttrain.synth import rewrites
     from posttrain.data import read, write_jsonl
 
     parser = argparse.ArgumentParser(prog="synth.py rewrite", description=rewrites.__doc__)
@@ -185,7 +193,7 @@ def run_rewrite(argv: list[str]) -> int:
 
 def run_onpolicy(argv: list[str]) -> int:
     """The policy's own answers to its training prompts: best-of-K SFT rows and pass-over-fail pairs."""
-    from evals import onpolicy, verified
+    from posttrain.synth import onpolicy, verified
 
     parser = argparse.ArgumentParser(prog="synth.py onpolicy", description=onpolicy.__doc__)
     parser.add_argument("--model", required=True, help="the registry entry being trained (it answers)")
@@ -216,9 +224,8 @@ def run_onpolicy(argv: list[str]) -> int:
         from posttrain.reward import RewardScorer
 
         score = RewardScorer(registry, args.judge).score
-    engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
-    teacher = LocalTeacher(engine, BASE if args.model == args.base else args.model, max_new_tokens=args.max_new_tokens,
-                           temperature=args.temperature, batch_size=args.batch)
+    teacher = local_teacher(args, args.model, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                            batch_size=args.batch)
     teacher.name = f"policy:{args.model}"
     config = verified.VerifiedConfig(prompts=args.prompts, out=args.out, samples=args.samples,
                                      temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
@@ -268,11 +275,7 @@ def run(argv=None) -> int:
                                          concurrency=args.concurrency, cache=os.path.join(args.out, "cache.sqlite"))
         args.batch = max(args.batch, 4 * args.concurrency)  # keep every slot busy between checkpoints
     else:
-        registry = Registry(args.registry)
-        registry.ensure_base(args.base)
-        engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
-        teacher = LocalTeacher(engine, BASE if args.teacher == args.base else args.teacher,
-                               max_new_tokens=args.max_new_tokens, batch_size=args.batch)
+        teacher = local_teacher(args, args.teacher, max_new_tokens=args.max_new_tokens, batch_size=args.batch)
     config = BuildConfig(seeds=args.seeds, out=args.out, n=args.n, batch=args.batch, seed=args.seed,
                          eval_files=args.eval_file or ["data/heldout_prompts.jsonl"])
     with tqdm(total=args.n, desc="generate", file=sys.stderr) as bar:
@@ -283,9 +286,7 @@ def run(argv=None) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    return cli(run, argv)
-
+main = partial(cli, run)  # main(argv) -> exit code; every error one line
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,9 +17,10 @@ import os
 import re
 import sys
 import warnings
+from functools import partial
 from pathlib import Path
 
-from posttrain.methods import KINDS
+from posttrain.methods import METHOD_NAMES
 from posttrain.train import parse_run, run as train_run
 from posttrain.errors import RecipeError, cli
 
@@ -33,7 +34,7 @@ def config_path(argv: list[str]) -> str | None:
     return None
 
 
-def parse_recipe(kind: str, rest: list[str]):
+def parse_recipe(method_name: str, rest: list[str]):
     """The recipe and its overrides, or a RecipeError that names the file, line or field."""
     import yaml
 
@@ -41,7 +42,7 @@ def parse_recipe(kind: str, rest: list[str]):
     if path and not Path(path).is_file():
         raise RecipeError(f"{path}: no such recipe file (the project's are in posttrain/recipes/)")
     try:
-        return parse_run(kind, rest)
+        return parse_run(method_name, rest)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
@@ -52,12 +53,12 @@ def parse_recipe(kind: str, rest: list[str]):
         if unknown and ("not used by the HfArgumentParser" in str(exc) or "from config file" in str(exc)):
             where = f"recipe {path}" if "from config file" in str(exc) else "the command line"
             raise RecipeError(f"unknown field(s) {', '.join(u.lstrip('-') for u in unknown)} in {where} for `train.py "
-                              f"{kind}`; `python scripts/train.py {kind} --help` lists every field") from None
+                              f"{method_name}`; `python scripts/train.py {method_name} --help` lists every field") from None
         raise RecipeError(f"{path or 'the command line'}: {exc}") from None
 
 
 FAMILY = Path(__file__).resolve().parents[1] / "posttrain" / "recipes" / "family"
-FAMILY_KINDS = {"dpo": "dpo", "ipo": "dpo", "kto": "kto", "orpo": "orpo", "simpo": "simpo"}  # recipe file -> run kind
+FAMILY_METHODS = {"dpo": "dpo", "ipo": "dpo", "kto": "kto", "orpo": "orpo", "simpo": "simpo"}  # recipe file -> training method
 
 
 def train_family(rest: list[str]) -> int:
@@ -70,9 +71,9 @@ def train_family(rest: list[str]) -> int:
     if "--dir" in rest:
         i = rest.index("--dir")
         folder, rest = Path(rest[i + 1]), rest[:i] + rest[i + 2:]
-    recipes = sorted(p for p in folder.glob("*.yaml") if p.stem in FAMILY_KINDS)
+    recipes = sorted(p for p in folder.glob("*.yaml") if p.stem in FAMILY_METHODS)
     if not recipes:
-        raise RecipeError(f"{folder}: no family recipes ({', '.join(f'{k}.yaml' for k in FAMILY_KINDS)})")
+        raise RecipeError(f"{folder}: no family recipes ({', '.join(f'{k}.yaml' for k in FAMILY_METHODS)})")
     if "--name" in rest:
         raise RecipeError("train.py family takes each name from its recipe; drop --name")
     from posttrain.registry import Registry, default_registry_dir
@@ -83,8 +84,8 @@ def train_family(rest: list[str]) -> int:
         if name in registry:
             print(f"{name}: already in the registry, skipped")
             continue
-        print(f"== {recipe.stem}: train.py {FAMILY_KINDS[recipe.stem]} --config {recipe}", flush=True)
-        code = run([FAMILY_KINDS[recipe.stem], "--config", str(recipe), *rest])
+        print(f"== {recipe.stem}: train.py {FAMILY_METHODS[recipe.stem]} --config {recipe}", flush=True)
+        code = run([FAMILY_METHODS[recipe.stem], "--config", str(recipe), *rest])
         if code:
             return code
     return 0
@@ -94,17 +95,17 @@ def run(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "family":
         return train_family(argv[1:])
-    if not argv or argv[0] not in KINDS:
+    if not argv or argv[0] not in METHOD_NAMES:
         print(__doc__, file=sys.stderr)
-        print(f"error: first argument must be one of {', '.join(KINDS)}", file=sys.stderr)
+        print(f"error: first argument must be one of {', '.join(METHOD_NAMES)}", file=sys.stderr)
         return 2
-    kind, rest = argv[0], argv[1:]
-    run_args, config, model_args = parse_recipe(kind, rest)
+    method_name, rest = argv[0], argv[1:]
+    run_args, config, model_args = parse_recipe(method_name, rest)
     run_args.recipe = run_args.recipe or config_path(rest)
     # transformers 5 renames gradient_checkpointing; TRL still calls the old names every step.
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    entry = train_run(kind, run_args, config, model_args)
+    entry = train_run(method_name, run_args, config, model_args)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate, one report is enough
         return 0
     card = entry.card
@@ -117,9 +118,7 @@ def run(argv=None) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    return cli(run, argv)
-
+main = partial(cli, run)  # main(argv) -> exit code; every error one line
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,15 +11,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import make_lora
-from evals import arena
-from evals.prompts import DEFAULT_PROMPTS, load_prompts
-from evals.store import Store
-from evals.ui import ArenaConfig, build_ui
+from blindarena import operations as arena
+from blindarena.prompts import DEFAULT_PROMPTS, load_prompts
+from blindarena.store import Store
+from blindarena.ui import ArenaConfig, build_ui
 from posttrain.engine import Engine, SamplingParams
 from posttrain.registry import Registry
 
 MODELS = ["zebra-one", "zebra-two"]
 PASSWORD = "s3cret-admin"
+
+
+def ready_campaign(store: Store, name: str, models: list[str], prompts: int, settings=None,
+                   answer=lambda model, prompt: f"answer of {model} to {prompt}") -> None:
+    """A ready campaign of `prompts` made-up prompts with every answer stored (no model runs)."""
+    from dataclasses import replace
+
+    from blindarena.records import CampaignSettings
+
+    settings = replace(settings or CampaignSettings(), votes_per_minute=10_000)  # simulated raters vote faster than people
+    rows = [{"question_id": i, "category": "misc", "prompt": f"prompt number {i}"} for i in range(prompts)]
+    store.create_campaign(name, models, rows, {}, settings=settings, gold=list(settings.gold))
+    store.save_answers([(pid, m, answer(m, prompt), 5, "") for pid, prompt, m in store.missing_answers(name)])
+    store.set_status(name, "ready")
 
 
 def free_port() -> int:

@@ -13,10 +13,10 @@ import pytest
 
 from arena_fixtures import MODELS, PASSWORD, launch, make_arena, start_app
 from conftest import ROOT
-from evals import arena
-from evals.arena import check_blind_name
-from evals.export import export_pairs
-from evals.store import StoreError
+from blindarena import operations as arena
+from blindarena.operations import check_blind_name
+from blindarena.export import export_pairs
+from blindarena.store import StoreError
 
 
 @pytest.fixture()

@@ -8,21 +8,13 @@ from collections import Counter
 
 from gradio_client import Client
 
-from arena_fixtures import launch
-from evals import arena
-from evals.export import export_pairs
-from evals.store import Store
-from evals.ui import ArenaConfig
+from arena_fixtures import launch, ready_campaign
+from blindarena import operations as arena
+from blindarena.export import export_pairs
+from blindarena.store import Store
+from blindarena.ui import ArenaConfig
 
 MODELS = ["m-base", "m-sft", "m-dpo"]
-
-
-def ready_campaign(store: Store, name: str, models: list[str], prompts: int,
-                   answer=lambda model, prompt: f"answer of {model} to {prompt}") -> None:
-    rows = [{"question_id": i, "category": "misc", "prompt": f"prompt number {i}"} for i in range(prompts)]
-    store.create_campaign(name, models, rows, {})
-    store.save_answers([(pid, model, answer(model, prompt), 5, "") for pid, prompt, model in store.missing_answers(name)])
-    store.set_status(name, "ready")
 
 
 def test_many_raters_never_see_a_revealed_answer_and_coverage_is_balanced(tmp_path, tiny_registry):
@@ -85,7 +77,7 @@ def test_pairs_are_the_peoples_majority_once_per_pair_with_counts(tmp_path):
             position = int(battle.prompt.rsplit(" ", 1)[1])
             names = store.vote(rid, battle.battle_id, "left")  # to learn the sides, then replace below
             store_vote_as(store, rid, battle.battle_id, names, picks[position], edits.get((rater, position)))
-    judge = arena.join(store, "duel", "judge:rm", kind="judge")
+    judge = arena.join(store, "duel", "judge:rm", role="judge")
     while (battle := store.next_assignment(judge)) is not None:
         store.vote(judge, battle.battle_id, "right")
     pairs = arena.pairs(store, "duel")
@@ -155,7 +147,7 @@ def test_public_demo_refuses_the_models_of_an_open_campaign(tmp_path, tiny_regis
 
 def test_the_judge_rates_a_human_campaign_and_results_show_agreement(tmp_path):
     from evals.judge import judge_campaign
-    from evals.ui import results_summary_text
+    from blindarena.ui import results_summary_text
 
     class LongerWins:  # a judge that prefers the longer answer (y's, made longer below)
         name = "longer"
@@ -189,7 +181,7 @@ def test_the_judge_rates_a_human_campaign_and_results_show_agreement(tmp_path):
 
 def test_the_judge_audit_catches_a_judge_that_picks_the_left_or_the_longer_answer(tmp_path):
     from evals.judge import judge_campaign
-    from evals.ui import results_summary_text
+    from blindarena.ui import results_summary_text
 
     class AlwaysLeft:
         name = "lefty"
@@ -279,8 +271,8 @@ def test_cli_judge_needs_a_judge_and_says_so(tmp_path, tiny_registry):
 
 
 def test_results_carry_ranks_per_category_ladders_and_the_fragility_sentence(tmp_path):
-    from evals.ui import results_summary_text
-    from evals.ui.results import ladder_table
+    from blindarena.ui import results_summary_text
+    from blindarena.ui.results import ladder_table
 
     store = Store(tmp_path / "arena.sqlite")
     rows = [{"question_id": i, "category": "math" if i % 2 else "writing", "prompt": f"prompt number {i}"} for i in range(20)]

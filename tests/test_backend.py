@@ -11,8 +11,8 @@ import time
 import pytest
 
 from conftest import ROOT
-from evals import arena
-from evals.store import Store
+from blindarena import operations as arena
+from blindarena.store import Store
 from posttrain.fake_openai import FakeOpenAI, reply_text
 from posttrain.backend import OpenAIGenerator, make_generator
 from posttrain.chat_api import APIError, ChatClient
@@ -80,7 +80,7 @@ def test_demo_streams_through_the_server_in_the_real_app(tiny_registry, tmp_path
     from gradio_client import Client
 
     from arena_fixtures import launch
-    from evals.ui import ArenaConfig
+    from blindarena.ui import ArenaConfig
 
     with FakeOpenAI(served=["tiny", "ad-a", "ad-b"]) as server:
         config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", admin_password="pw",

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 import pytest
 
 from arena_fixtures import MODELS, PASSWORD, launch, make_arena
-from evals.export import export_pairs
-from evals.records import CampaignSettings
+from blindarena.export import export_pairs
+from blindarena.records import CampaignSettings
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -189,14 +189,14 @@ def test_models_tab_draws_the_family_tree_and_a_trained_entrys_curves(tmp_path, 
 def test_an_open_battle_is_asked_answered_continued_and_voted_on_the_page(tmp_path, tiny_dir):
     from playwright.sync_api import expect
 
-    from evals.arena import create_campaign
-    from evals.records import CampaignSettings
+    from blindarena.operations import create_campaign
+    from blindarena.records import CampaignSettings
     from posttrain.engine import Engine, SamplingParams
     from posttrain.registry import Registry
 
     config, store = make_arena(tmp_path, tiny_dir, prompts=2)
     create_campaign(store, Engine(Registry(config.registry_dir), "tiny", quantize=False), "open-floor", MODELS, [],
-                    SamplingParams(max_new_tokens=6, seed=2), plan=CampaignSettings(open=True))
+                    SamplingParams(max_new_tokens=6, seed=2), settings=CampaignSettings(open=True))
     site = launch(config, store)
     try:
         with page_at(f"{site.url}?campaign=open-floor") as page:
@@ -255,7 +255,7 @@ def beacon_server():
 def test_a_hostile_raters_markup_never_renders_on_the_admins_page(tmp_path, tiny_dir):
     from playwright.sync_api import expect
 
-    from evals import arena
+    from blindarena import operations as arena
 
     config, store = make_arena(tmp_path, tiny_dir, prompts=2)
     with beacon_server() as (host, hits):

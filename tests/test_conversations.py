@@ -9,12 +9,12 @@ import pytest
 from gradio_client import Client
 
 from arena_fixtures import launch
-from evals import arena, open_battles
-from evals.export import export_pairs
-from evals.prompts import load_prompts
-from evals.records import CampaignSettings
-from evals.store import Store, StoreError
-from evals.ui import ArenaConfig
+from blindarena import operations as arena, open_battles
+from blindarena.export import export_pairs
+from blindarena.prompts import load_prompts
+from blindarena.records import CampaignSettings
+from blindarena.store import Store, StoreError
+from blindarena.ui import ArenaConfig
 from posttrain.backend import make_generator
 from posttrain.engine import SamplingParams
 from posttrain.fake_openai import FakeOpenAI
@@ -114,8 +114,8 @@ def test_the_judge_rates_conversations_in_both_orders(tiny_registry, tmp_path):
 
 def test_the_side_by_side_demo_continues_both_conversations(tiny_registry, tmp_path):
     """The demo's follow-up: each model answers it after its own first answer (the requests show it)."""
-    from evals.ui import demo
-    from evals.ui.common import services
+    from blindarena.ui import demo
+    from blindarena.ui.common import services
 
     room = demo.DemoRoom(*[f"component-{i}" for i in range(14)])  # callbacks return updates keyed by component
     with FakeOpenAI(served=["tiny", "ad-a", "ad-b"]) as server:
@@ -150,7 +150,7 @@ def open_zebra_campaign(tiny_registry, tmp_path, name: str) -> Store:
                                      base="tiny", method="sft")
     store = Store(tmp_path / "data" / "arena.sqlite")
     arena.create_campaign(store, Engine(tiny_registry, "tiny", quantize=False), name, ZEBRAS, [],
-                          SamplingParams(max_new_tokens=6, seed=1), plan=CampaignSettings(open=True))
+                          SamplingParams(max_new_tokens=6, seed=1), settings=CampaignSettings(open=True))
     return store
 
 
@@ -210,8 +210,8 @@ def test_open_battles_refuse_what_the_campaign_caps_and_count_it(tiny_registry, 
     store = Store(tmp_path / "arena.sqlite")
     with FakeOpenAI(served=["tiny", "ad-a", "ad-b"]) as server:
         generator = make_generator(tiny_registry, "tiny", backend="openai", base_url=server.url)
-        plan = CampaignSettings(open=True, max_turns=2, max_prompt_chars=40, battles_per_hour=2, max_duplicates=1)
-        arena.create_campaign(store, generator, "capped", ["ad-a", "ad-b"], [], SamplingParams(max_new_tokens=10), plan=plan)
+        settings = CampaignSettings(open=True, max_turns=2, max_prompt_chars=40, battles_per_hour=2, max_duplicates=1)
+        arena.create_campaign(store, generator, "capped", ["ad-a", "ad-b"], [], SamplingParams(max_new_tokens=10), settings=settings)
         rater = arena.join(store, "capped", "ann")
         ask = lambda battle, text: list(open_battles.ask(store, generator, "capped", rater, battle, text))[-1]
         with pytest.raises(StoreError, match="at most 40"):
@@ -235,13 +235,13 @@ def test_open_battles_refuse_what_the_campaign_caps_and_count_it(tiny_registry, 
 
 
 def test_the_closed_loop_trains_on_an_open_campaigns_pairs(tiny_registry, tmp_path):
-    from evals.loop import next_round
+    from blindarena.loop import next_round
     from posttrain.engine import Engine
 
     engine = Engine(tiny_registry, "tiny", quantize=False)
     store = Store(tmp_path / "arena.sqlite")
     arena.create_campaign(store, engine, "open-loop", ["ad-a", "ad-b"], [], SamplingParams(max_new_tokens=6, seed=1),
-                          plan=CampaignSettings(open=True))
+                          settings=CampaignSettings(open=True))
     for rater in ("ann", "bob"):
         rid = arena.join(store, "open-loop", rater)
         for topic in ("rivers", "hills"):

@@ -52,12 +52,13 @@ def test_a_data_file_that_is_not_utf8_is_named_by_file_and_line(tmp_path):
 
 def test_every_project_error_is_a_workbench_error():
     """Found by walking the packages, not a hand-kept list: every exception class defined in
-    posttrain/ and evals/ is a WorkbenchError (the command lines print those in one line), except
+    posttrain/, blindarena/ and evals/ is a WorkbenchError (the command lines print those in one line), except
     control flow that never reaches a user."""
     import importlib
     import inspect
     import pkgutil
 
+    import blindarena
     import evals
     import posttrain
 
@@ -65,7 +66,7 @@ def test_every_project_error_is_a_workbench_error():
     # the reader turns into a DataError (or a skipped row) with its file:line before anyone sees it.
     internal = {"_RowsDone", "RowError"}
     found = []
-    for package in (posttrain, evals):
+    for package in (posttrain, blindarena, evals):
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             module = importlib.import_module(info.name)
             for name, value in vars(module).items():

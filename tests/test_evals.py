@@ -11,10 +11,10 @@ import pytest
 
 from arena_fixtures import MODELS, make_arena
 from conftest import ROOT
-from evals import arena, stats
+from blindarena import operations as arena, stats
 from evals.judge import OpenAIJudge, both_orders, judge_campaign
 from evals.metrics import measure
-from evals.prompts import DEFAULT_PROMPTS, load_prompts
+from blindarena.prompts import DEFAULT_PROMPTS, load_prompts
 from posttrain.data import read_jsonl
 from posttrain.engine import BASE, Engine
 
@@ -102,12 +102,12 @@ def test_evaluate_writes_a_report_whose_numbers_recompute(tmp_path, tiny_dir):
         again = measure(engine, BASE if name == "tiny" else name, read_jsonl(DATA / "sft" / "heldout.jsonl"), general,
                         read_jsonl(DATA / "preference" / "heldout.jsonl"), read_jsonl(DATA / "tasks_heldout.jsonl"))
         assert again == pytest.approx(saved["metrics"][name], rel=1e-3)
-    from evals.store import Store
+    from blindarena.store import Store
 
     store = Store(config.data_dir / "arena.sqlite")
     answers = store.answers(saved["campaign"])
     assert len(answers) == 3 * 3 and saved["judge_votes"] == 0
-    assert saved["win_rates"] == stats.win_rates([v for v in store.votes(saved["campaign"]) if v["rater_kind"] == "judge"])
+    assert saved["win_rates"] == stats.win_rates([v for v in store.votes(saved["campaign"]) if v["rater_role"] == "judge"])
 
 
 def test_stored_eval_answers_are_keyed_by_weights_not_names(tiny_registry, tiny_dir, tmp_path):

@@ -255,7 +255,8 @@ def test_every_training_field_but_the_named_few_is_in_the_fingerprint(config_cla
     import trl
     from trl import ModelConfig
 
-    from posttrain.train import NOT_FINGERPRINTED, RunArguments, fingerprint_of
+    from posttrain.fingerprint import NOT_FINGERPRINTED, fingerprint_of
+    from posttrain.recipe import RunArguments
 
     def other(value):
         if isinstance(value, bool):

@@ -4,10 +4,10 @@ and the pairs."""
 
 import json
 
-from evals import arena, hygiene
-from evals.export import export_pairs
-from evals.records import CampaignSettings
-from evals.store import Store
+from blindarena import operations as arena, hygiene
+from blindarena.export import export_pairs
+from blindarena.records import CampaignSettings
+from blindarena.store import Store
 from posttrain.backend import make_generator
 from posttrain.engine import SamplingParams
 from posttrain.fake_openai import FakeOpenAI
@@ -34,10 +34,10 @@ def test_a_battle_whose_answer_names_a_model_is_flagged_and_left_out(tiny_regist
     system = "Answer directly. Do not introduce yourself."
     with FakeOpenAI(served=["tiny", "ad-a", "ad-b"], reply=reply) as server:
         generator = make_generator(tiny_registry, "tiny", backend="openai", base_url=server.url)
-        plan = CampaignSettings(system=system, identity_words=tuple(hygiene.identity_words(
+        settings = CampaignSettings(system=system, identity_words=tuple(hygiene.identity_words(
             ["ad-a", "ad-b"], "HuggingFaceTB/SmolLM2-135M-Instruct")))
         made = arena.create_campaign(store, generator, "hygiene", ["ad-a", "ad-b"], prompts,
-                                     SamplingParams(max_new_tokens=20, temperature=0), plan=plan)
+                                     SamplingParams(max_new_tokens=20, temperature=0), settings=settings)
         assert all(body["messages"][0] == {"role": "system", "content": system} for _, _, body in server.requests)
     assert made["identity_flagged_battles"] == 1
     for rater in ("ann", "bob"):
@@ -59,8 +59,8 @@ def test_the_apps_new_campaign_form_makes_fixed_and_open_campaigns(tiny_registry
     a target, a system prompt and extra identity words, and an open one."""
     import dataclasses
 
-    from evals.ui import campaigns
-    from evals.ui.common import ArenaConfig, services
+    from blindarena.ui import campaigns
+    from blindarena.ui.common import ArenaConfig, services
 
     config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", quantize=False)
     svc = services(config)

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ROOT
 from evals import ifeval
+from posttrain import checkers
 
 FOLLOWS = [  # (instruction id, kwargs, an answer that follows it, one that does not)
     ("keywords:existence", {"keywords": ["river", "bridge"]}, "The bridge spans the River.", "The bridge is old."),
@@ -62,13 +63,13 @@ FOLLOWS = [  # (instruction id, kwargs, an answer that follows it, one that does
 
 
 def test_every_instruction_type_has_a_case():
-    assert {case[0] for case in FOLLOWS} == set(ifeval.CHECKERS) and len(ifeval.CHECKERS) == 25
+    assert {case[0] for case in FOLLOWS} == set(checkers.CHECKERS) and len(checkers.CHECKERS) == 25
 
 
 @pytest.mark.parametrize("instruction, kwargs, good, bad", FOLLOWS, ids=[f"{c[0]}-{i}" for i, c in enumerate(FOLLOWS)])
 def test_each_checker_on_hand_made_answers(instruction, kwargs, good, bad):
-    assert ifeval.follows(instruction, good, kwargs)
-    assert not ifeval.follows(instruction, bad, kwargs)
+    assert checkers.follows(instruction, good, kwargs)
+    assert not checkers.follows(instruction, bad, kwargs)
 
 
 def test_loose_accepts_what_a_first_line_a_last_line_or_asterisks_break():
@@ -94,15 +95,15 @@ def test_loose_accepts_what_a_first_line_a_last_line_or_asterisks_break():
     assert result["n"] == 4 and result["instructions"] == 5
     assert result["ci95"]["prompt_loose"][0] < 0.75 < result["ci95"]["prompt_loose"][1]
     assert result["by_instruction"]["punctuation:no_comma"] == {"strict": 0.0, "loose": 0.0, "n": 1}
-    assert ifeval.loose_variants("**a**\nb\nc") == ["**a**\nb\nc", "b\nc", "**a**\nb", "b", "a\nb\nc", "b\nc", "a\nb", "b"]
+    assert checkers.loose_variants("**a**\nb\nc") == ["**a**\nb\nc", "b\nc", "**a**\nb", "b", "a\nb\nc", "b\nc", "a\nb", "b"]
 
 
 def test_an_empty_response_follows_nothing_and_ifeval_kwargs_padding_is_dropped():
-    assert not ifeval.follows("punctuation:no_comma", "   ")
+    assert not checkers.follows("punctuation:no_comma", "   ")
     # IFEval's input_data.jsonl pads every kwargs dict with the other instructions' arguments as None
-    assert ifeval.follows("keywords:existence", "a river", {"keywords": ["river"], "num_words": None, "relation": None})
-    with pytest.raises(ifeval.IFEvalError, match="unknown instruction id"):
-        ifeval.follows("keywords:nonsense", "text")
+    assert checkers.follows("keywords:existence", "a river", {"keywords": ["river"], "num_words": None, "relation": None})
+    with pytest.raises(checkers.IFEvalError, match="unknown instruction id"):
+        checkers.follows("keywords:nonsense", "text")
 
 
 def test_evaluate_responses_on_ifeval_schema_rows(tmp_path):
@@ -133,11 +134,11 @@ def test_the_held_out_set_covers_every_instruction_type_and_is_reproducible():
     from collections import Counter
 
     path = ROOT / "data" / "ifeval_heldout.jsonl"
-    rows = ifeval.read_rows(path)
+    rows = checkers.read_rows(path)
     counts = Counter(i for row in rows for i in row["instruction_id_list"])
-    assert len(rows) >= 150 and set(counts) == set(ifeval.CHECKERS) and min(counts.values()) >= 6
+    assert len(rows) >= 150 and set(counts) == set(checkers.CHECKERS) and min(counts.values()) >= 6
     for row in rows:  # every row's kwargs fit its checkers
-        ifeval.check_row({**row, "response": "an answer"})
+        checkers.check_row({**row, "response": "an answer"})
     spec = importlib.util.spec_from_file_location("make_ifeval_heldout", ROOT / "data" / "make_ifeval_heldout.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -9,9 +9,9 @@ import json
 import pytest
 
 from conftest import ROOT, make_lora
-from evals import arena
-from evals.prompts import DEFAULT_PROMPTS, load_prompts
-from evals.store import Store
+from blindarena import operations as arena
+from blindarena.prompts import DEFAULT_PROMPTS, load_prompts
+from blindarena.store import Store
 from posttrain.engine import Engine, SamplingParams
 
 
@@ -65,7 +65,7 @@ def test_next_round_trains_publishes_and_opens_a_campaign_on_unseen_prompts(real
 def voted_campaign(tiny_registry, tmp_path, texts: list[str]):
     """The app's services over the tiny registry with campaign "tasting" (ad-a vs ad-b on `texts`),
     every battle voted "right" by kim, and a file of two new prompts for the next round."""
-    from evals.ui import ArenaConfig, services
+    from blindarena.ui import ArenaConfig, services
 
     config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", admin_password="pw",
                          quantize=False)
@@ -81,7 +81,7 @@ def voted_campaign(tiny_registry, tmp_path, texts: list[str]):
 
 
 def test_next_round_from_the_app_admin_action(tiny_registry, tmp_path):
-    from evals.ui import run_next_round
+    from blindarena.ui import run_next_round
 
     svc, new = voted_campaign(tiny_registry, tmp_path, ["two plus two", "hello world", "write a poem about the sea",
                                                         "python code please"])
@@ -96,7 +96,7 @@ def test_next_round_from_the_app_admin_action(tiny_registry, tmp_path):
 def test_next_round_grpo_trains_a_reward_model_on_the_votes_then_a_grpo_round_against_it(tiny_registry, tmp_path):
     """--method grpo: the campaign's human pairs -> a reward model (lineage: the campaign) -> a GRPO
     round on the pairs' prompts rewarded by it -> the child in a new campaign vs its parent."""
-    from evals.ui import run_next_round
+    from blindarena.ui import run_next_round
 
     svc, new = voted_campaign(tiny_registry, tmp_path, ["two plus two", "hello world", "write a poem about the sea",
                                                         "python code please", "name a fruit"])

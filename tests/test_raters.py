@@ -9,40 +9,30 @@ import random
 import sqlite3
 import threading
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 from gradio_client import Client
 
-from arena_fixtures import launch
-from evals import arena
-from evals.export import export_pairs
-from evals.prompts import DEFAULT_PROMPTS
-from evals.records import CampaignSettings
-from evals.store import GOLD_CHOSEN, Store
-from evals.style import style_ladder
-from evals.ui import ArenaConfig
+from arena_fixtures import launch, ready_campaign
+from blindarena import operations as arena
+from blindarena.export import export_pairs
+from blindarena.prompts import DEFAULT_PROMPTS
+from blindarena.records import CampaignSettings
+from blindarena.service import Arena
+from blindarena.store import GOLD_CHOSEN, Store
+from blindarena.style import style_ladder
+from blindarena.ui import ArenaConfig
 
 MODELS = ["m-one", "m-two", "m-three"]
 GOLD = [{"prompt": f"gold question {i}", "chosen": f"GOOD answer {i}", "rejected": f"bad answer {i}"} for i in range(4)]
-
-
-def ready_campaign(store: Store, name: str, models: list[str], prompts: int, plan: CampaignSettings | None = None,
-                   answer=lambda model, prompt: f"answer of {model} to {prompt}") -> None:
-    plan = plan or CampaignSettings()
-    plan = replace(plan, votes_per_minute=10_000)  # simulated raters vote faster than people may
-    rows = [{"question_id": i, "category": "misc", "prompt": f"prompt number {i}"} for i in range(prompts)]
-    store.create_campaign(name, models, rows, {}, settings=plan, gold=list(plan.gold))
-    store.save_answers([(pid, m, answer(m, prompt), 5, "") for pid, prompt, m in store.missing_answers(name)])
-    store.set_status(name, "ready")
 
 
 def test_target_holds_under_many_api_raters_and_gold_looks_like_any_battle(tmp_path, tiny_registry):
     config = ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny", admin_password="pw",
                          quantize=False)
     store = Store(config.data_dir / "arena.sqlite")
-    plan = CampaignSettings(votes_per_battle=2, gold=tuple(GOLD), gold_rate=0.25, guidelines="Prefer **correct** answers.")
-    ready_campaign(store, "panel", MODELS, prompts=4, plan=plan)  # 12 battles x 2 votes = 24 places
+    settings = CampaignSettings(votes_per_battle=2, gold=tuple(GOLD), gold_rate=0.25, guidelines="Prefer **correct** answers.")
+    ready_campaign(store, "panel", MODELS, prompts=4, settings=settings)  # 12 battles x 2 votes = 24 places
     site = launch(config, store)
     shapes, shown_gold, problems = {}, Counter(), []
 
@@ -117,7 +107,7 @@ def test_random_and_always_left_raters_are_flagged_and_left_out_honest_ones_are_
     store = Store(tmp_path / "arena.sqlite")
     gold = [{"prompt": f"gold question {i}", "chosen": f"GOOD answer {i}", "rejected": f"bad answer {i}"} for i in range(8)]
     ready_campaign(store, "study", ["strong", "weak"], prompts=30,
-                   plan=CampaignSettings(gold=tuple(gold), gold_rate=0.2))
+                   settings=CampaignSettings(gold=tuple(gold), gold_rate=0.2))
     # The strong model's answer is better on 4 prompts in 5; the truth is read off the answer text.
     better = lambda text: "GOOD" in text or ("strong" in text and int(text.rsplit(" ", 1)[1]) % 5) or \
         ("weak" in text and not int(text.rsplit(" ", 1)[1]) % 5)
@@ -165,7 +155,7 @@ def test_style_control_puts_length_only_preferences_together():
         winner = "a" if rng.random() < p_a else "b"
         votes.append({"battle_id": prompt, "question_id": prompt, "model_a": a, "model_b": b, "winner": winner,
                       "text_a": text[a], "text_b": text[b]})
-    from evals.stats import bt_ladder
+    from blindarena.stats import bt_ladder
 
     raw = {r["model"]: r for r in bt_ladder(votes, list(mean_words), rounds=50)}
     styled = style_ladder(votes, list(mean_words), rounds=50)
@@ -269,7 +259,7 @@ def test_cli_creates_a_checked_campaign_and_results_show_the_raters(tmp_path, ti
 
 
 def test_gold_share_is_exact_per_block_and_balanced_allocation_fills_the_least_covered():
-    from evals.allocation import choose, gold_due, with_gold
+    from blindarena.allocation import choose, gold_due, with_gold
 
     for seed in ("a", "b", "c"):
         due = [gold_due(k, 0.1, seed) for k in range(100)]
@@ -289,9 +279,9 @@ def test_gold_share_is_exact_per_block_and_balanced_allocation_fills_the_least_c
 @pytest.mark.parametrize("attack, reason, recall", [("target", "voted for model-c", 0.9), ("always_left", "left answer", 0.9),
                                                     ("contrarian", "", 0.75)])
 def test_each_attack_is_caught_on_simulated_votes_and_honest_raters_are_not(attack, reason, recall):
-    from evals.quality import rater_quality
-    from evals.simulate import rigged_votes
-    from evals.stats import bradley_terry
+    from blindarena.quality import rater_quality
+    from blindarena.simulate import rigged_votes
+    from blindarena.stats import bradley_terry
 
     caught = attackers_total = honest_flagged = 0
     for seed in range(5):  # 40 raters, 4 of them attackers, 40 votes each
@@ -310,16 +300,16 @@ def test_each_attack_is_caught_on_simulated_votes_and_honest_raters_are_not(atta
 
 
 def test_a_target_attack_changes_nothing_when_every_rater_is_honest():
-    from evals.quality import rater_quality
-    from evals.simulate import rigged_votes
+    from blindarena.quality import rater_quality
+    from blindarena.simulate import rigged_votes
 
     votes, attackers = rigged_votes("target", 0.0, per_rater=40, seed=5)
     assert not attackers and not any(r["flagged"] for r in rater_quality(votes, []))
 
 
 def test_rater_checks_are_cached_on_the_vote_stamp_so_a_click_costs_the_same_at_any_size(tmp_path, monkeypatch):
-    from evals import quality
-    from evals.simulate import prefill
+    from blindarena import quality
+    from blindarena.simulate import prefill
 
     store = Store(tmp_path / "arena.sqlite")
     rows = [{"question_id": i, "category": "misc", "prompt": f"prompt number {i}"} for i in range(800)]
@@ -330,13 +320,15 @@ def test_rater_checks_are_cached_on_the_vote_stamp_so_a_click_costs_the_same_at_
     runs = []
     real = quality.rater_quality
     monkeypatch.setattr(quality, "rater_quality", lambda *a, **k: runs.append(1) or real(*a, **k))
-    rid = arena.join(store, "big", "ann")
+    front = Arena(store)  # the cache is the arena object's own state
+    rid = front.join("big", "ann")
     for _ in range(40):  # 40 votes with their hand-outs and progress: the checks rerun every 2000 / 100 = 20 votes
-        battle = arena.next_battle(store, "big", rid)
-        arena.cast_vote(store, "big", rid, battle.battle_id, "left")
-        arena.progress(store, "big", rid)
+        battle = front.next_battle("big", rid)
+        front.vote("big", rid, battle.battle_id, "left")
+        front.progress("big", rid)
     assert len(runs) <= 3, len(runs)  # the first click computes; then once per 20 new votes
     store.set_review("big", "prefill-1", "exclude")  # a review is taken at once
-    assert "prefill-1" in arena.excluded_raters(store, "big")[0]
+    assert "prefill-1" in front.excluded_raters("big")[0]
     store.set_review("big", "prefill-1", None)
-    assert "prefill-1" not in arena.excluded_raters(store, "big")[0]
+    assert "prefill-1" not in front.excluded_raters("big")[0]
+    assert len(Arena(store).checks._cache) == 0  # another arena object has a cache of its own

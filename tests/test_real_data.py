@@ -13,7 +13,8 @@ from random import Random
 import pytest
 
 from conftest import ROOT
-from evals import ifeval, onpolicy, rewrites, verified
+from posttrain import checkers
+from posttrain.synth import onpolicy, rewrites, verified
 from posttrain.data import DataError, read
 
 
@@ -133,8 +134,8 @@ def test_the_sharegpt_builder_filters_dedups_splits_and_writes_a_card(tmp_path):
 def test_each_rewrite_passes_its_checker_and_its_original_fails_it(instruction):
     made = rewrites.CONSTRUCTED[instruction](REQUEST, ANSWER, Random(1))
     assert made is not None and made.instruction_id == instruction
-    assert ifeval.follows(instruction, made.answer, made.kwargs), made.answer
-    assert not ifeval.follows(instruction, ANSWER, made.kwargs)
+    assert checkers.follows(instruction, made.answer, made.kwargs), made.answer
+    assert not checkers.follows(instruction, ANSWER, made.kwargs)
     assert made.phrase and made.phrase not in REQUEST
 
 
@@ -144,7 +145,7 @@ def test_each_hindsight_relabel_passes_on_the_answer_it_was_read_from(instructio
     for seed in range(5):
         made = rewrites.RELABELED[instruction](REQUEST, answer, Random(seed))
         assert made is not None and made.answer == answer
-        assert ifeval.follows(instruction, answer, made.kwargs), (made.kwargs, answer)
+        assert checkers.follows(instruction, answer, made.kwargs), (made.kwargs, answer)
 
 
 def test_rewritten_rows_carry_ifevals_schema_and_pairs_differ_only_in_the_answer():
@@ -153,11 +154,11 @@ def test_rewritten_rows_carry_ifevals_schema_and_pairs_differ_only_in_the_answer
     assert len(built["sft"]) == 40 and built["pairs"]
     for row in built["sft"]:
         assert row["prompt"].startswith(REQUEST) and row["messages"][0]["content"] == row["prompt"]
-        assert ifeval.check_row({**row, "response": row["messages"][1]["content"]})["follow_all_instructions"]
-        assert ifeval.row_problem(row) is None
+        assert checkers.check_row({**row, "response": row["messages"][1]["content"]})["follow_all_instructions"]
+        assert checkers.row_problem(row) is None
     for pair in built["pairs"]:
         assert pair["rejected"] == ANSWER and pair["chosen"] != ANSWER
-        assert not ifeval.check_row({**pair, "response": pair["rejected"]})["follow_all_instructions"]
+        assert not checkers.check_row({**pair, "response": pair["rejected"]})["follow_all_instructions"]
     assert set(rewrites.NOT_COVERED) == {"language:response_language", "detectable_format:constrained_response"}
 
 
@@ -173,7 +174,7 @@ def test_an_onpolicy_round_on_the_tiny_model_writes_rows_and_pairs(tiny_registry
         {"key": 3, "prompt": "Tell me something."}]))
     checked, free = onpolicy.read_prompts(prompts)
     assert len(checked) == 2 and len(free) == 1
-    with pytest.raises(ifeval.IFEvalError, match="pass --judge NAME"):
+    with pytest.raises(checkers.IFEvalError, match="pass --judge NAME"):
         onpolicy.round_data(None, checked, free, verified.VerifiedConfig())
     teacher = LocalTeacher(Engine(tiny_registry, "tiny", quantize=False), "ad-a", max_new_tokens=6, temperature=1.0)
     teacher.name = "policy:ad-a"

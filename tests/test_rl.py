@@ -14,7 +14,7 @@ from posttrain.errors import RecipeError
 
 def toy_reward(prompts, completions, **columns):
     """A user's own function: longer is better (a reward that is easy to hack)."""
-    return [float(len(rl.completion_text(c))) for c in completions]
+    return [float(len(rl.reply_text(c))) for c in completions]
 
 
 def test_prompts_come_from_every_project_format(tmp_path):
@@ -35,7 +35,7 @@ def test_prompts_come_from_every_project_format(tmp_path):
 
 
 def test_reward_specs_resolve_or_are_refused_by_name():
-    from evals import rewards
+    from posttrain import rewards
 
     check = json.dumps({"instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"], "kwargs": [{}, {}]})
     completions = [[{"role": "assistant", "content": "there are no commas in this plain english sentence about the weather"}], [{"role": "assistant", "content": "Yes, Capitals"}],
@@ -85,7 +85,7 @@ def test_an_online_rl_round_trains_logs_reward_gold_length_kl_and_publishes_line
     log = json.loads((entry.path / "training_log.json").read_text())
     steps = [h for h in log if "rewards/ifeval/mean" in h and "reward" in h]
     assert len(steps) == 2 and all("completions/mean_length" in h and "kl" in h for h in steps)
-    from evals import plots  # the Models tab draws them: proxy and gold, length, KL
+    from blindarena import plots  # the Models tab draws them: proxy and gold, length, KL
 
     drawn = {trace.name for trace in plots.rl_curves(log).data}
     assert drawn == {"python_test_rl_toy_reward", "ifeval", "length (tokens)", "KL"}
@@ -104,9 +104,9 @@ def test_reward_model_and_openai_judge_rewards_score_a_round(tiny_registry, tmp_
     with FakeOpenAI(reply=lambda body: next(grades)) as server:
         monkeypatch.setenv("JUDGE_BASE_URL", server.url)
         monkeypatch.setenv("JUDGE_MODEL", "grader")
-        import evals.rewards
+        import posttrain.rewards
 
-        monkeypatch.setattr(evals.rewards, "_GRADER", None)
+        monkeypatch.setattr(posttrain.rewards, "_GRADER", None)
         entry = grpo("grpo", tiny_registry, tmp_path, "reward_model:rm,judge:openai", gold=None, steps=1)
         asked = len(server.requests)
     assert entry.card["reward"] == ["reward_model:rm", "judge:openai"] and entry.card["reward_versions"]["reward_model:rm"]

@@ -15,10 +15,10 @@ import gradio as gr
 import pytest
 
 from conftest import ROOT
-from evals import arena
-from evals.export import export, spreadsheet_safe, write_votes_csv
-from evals.records import StoreError
-from evals.store import Store
+from blindarena import operations as arena
+from blindarena.export import export, spreadsheet_safe, write_votes_csv
+from blindarena.records import StoreError
+from blindarena.store import Store
 from test_robustness import arena_cli, one_line
 
 BEACON = "<img src=//203.0.113.9/beacon>"
@@ -42,7 +42,7 @@ def voted_campaign(tmp_path, raters: dict[str, dict]) -> Store:
 
 # ---- 1. markup shows as text -----------------------------------------------------------------
 def test_toasts_tables_and_markdown_show_what_raters_typed_as_text():
-    from evals.ui.common import as_text, refusal, safe_markdown
+    from blindarena.ui.common import as_text, refusal, safe_markdown
 
     toast = refusal(f"campaign 'c' has no rater 'x' (raters: {BEACON}, {LINK})")
     assert "<img" not in toast.message and "<a " not in toast.message and "&lt;img src=//203.0.113.9/beacon&gt;" in toast.message
@@ -53,8 +53,8 @@ def test_toasts_tables_and_markdown_show_what_raters_typed_as_text():
 
 
 def test_the_review_of_an_unknown_rater_lists_hostile_names_as_text(tmp_path):
-    from evals.ui.common import ArenaConfig, services
-    from evals.ui.results import review_rater
+    from blindarena.ui.common import ArenaConfig, services
+    from blindarena.ui.results import review_rater
 
     voted_campaign(tmp_path, {BEACON: {}, LINK: {}})
     svc = services(ArenaConfig(registry_dir=tmp_path / "registry", data_dir=tmp_path / "data", base="none",
@@ -75,8 +75,8 @@ def test_a_formula_cell_is_neutralised_the_owasp_way(cell):
 
 
 def test_the_results_votes_csv_holds_no_formula_a_rater_typed(tmp_path):
-    from evals.ui.common import ArenaConfig, services
-    from evals.ui.results import build, show_results
+    from blindarena.ui.common import ArenaConfig, services
+    from blindarena.ui.results import build, show_results
 
     evil = {FORMULAS[0]: {"comment": FORMULAS[1], "edited": "@SUM(A1:A9)"}}
     voted_campaign(tmp_path, evil)
@@ -111,8 +111,8 @@ def test_a_campaign_name_outside_the_naming_rule_is_refused_everywhere(tmp_path,
 
 
 def test_the_cli_and_the_admin_form_refuse_a_path_as_a_campaign_name_before_any_model_loads(tmp_path, tiny_registry):
-    from evals.ui.campaigns import create
-    from evals.ui.common import ArenaConfig, services
+    from blindarena.ui.campaigns import create
+    from blindarena.ui.common import ArenaConfig, services
 
     out = subprocess.run(arena_cli(tmp_path, tiny_registry, "campaign", "create", "../evil", "--models", "ad-a", "ad-b"),
                          capture_output=True, text=True, timeout=300)
@@ -128,8 +128,8 @@ def test_the_cli_and_the_admin_form_refuse_a_path_as_a_campaign_name_before_any_
 
 # ---- 4. private events tell a stranger nothing -------------------------------------------------
 def test_the_deep_link_answers_the_same_for_a_name_that_exists_and_one_that_does_not(tmp_path, tiny_registry):
-    from evals.ui.common import ArenaConfig, services
-    from evals.ui.demo import DemoRoom, deep_link
+    from blindarena.ui.common import ArenaConfig, services
+    from blindarena.ui.demo import DemoRoom, deep_link
 
     svc = services(ArenaConfig(registry_dir=tiny_registry.root, data_dir=tmp_path / "data", base="tiny",
                                admin_password="pw", quantize=False))
@@ -143,8 +143,8 @@ def test_the_deep_link_answers_the_same_for_a_name_that_exists_and_one_that_does
 
 
 def test_a_public_rater_asking_for_an_unknown_campaign_learns_no_campaign_names(tmp_path):
-    from evals.ui.common import ArenaConfig, services
-    from evals.ui.rating import begin
+    from blindarena.ui.common import ArenaConfig, services
+    from blindarena.ui.rating import begin
 
     store = voted_campaign(tmp_path, {})
     store.create_campaign("secret-plans", ["m-a", "m-b"], [{"prompt": "q?"}], {})  # still generating: not listed
@@ -196,7 +196,7 @@ def test_a_killed_datasets_export_leaves_nothing_in_the_way_of_a_rerun(tmp_path,
 
 
 def test_next_round_rerun_after_an_interrupted_campaign_points_to_resume(tmp_path, tiny_registry):
-    from evals.loop import earlier_round
+    from blindarena.loop import earlier_round
 
     store = voted_campaign(tmp_path, {})
     tiny_registry.annotate("ad-b", source_campaign="c", votes=3, pairs=3)
@@ -311,12 +311,12 @@ def test_a_prompt_cut_to_the_context_is_said(tmp_path):
 
 
 def test_a_malformed_api_call_is_one_log_line_and_a_plain_toast(caplog):
-    from evals.ui.common import bind
+    from blindarena.ui.common import bind
 
     def vote(session, choice):
         return session.get("battle_id")  # a string session has no .get
 
-    with caplog.at_level(logging.INFO, logger="evals.ui"):
+    with caplog.at_level(logging.INFO, logger="blindarena.ui"):
         with pytest.raises(gr.Error, match="could not be handled"):
             bind(vote)("not-a-session", "A")
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -330,7 +330,7 @@ def test_the_public_endpoints_are_exactly_the_ones_docs_arena_lists(tmp_path, pu
     sees nothing else), and the side-by-side one only on a public demo."""
     import re
 
-    from evals.ui import ArenaConfig, build_ui
+    from blindarena.ui import ArenaConfig, build_ui
 
     text = (ROOT / "docs" / "arena.md").read_text()
     line = re.search(r"Only (.+?) are public API endpoints \(plus\s+`/(\w+)` with `PUBLIC_DEMO=1`\)", text, re.S)

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from evals import stats
+from blindarena import stats
 
 
 def vote(a, b, winner, a_on_left=1, battle_id=0, category=None, rater=None):
@@ -150,7 +150,7 @@ def test_one_fitter_equals_fastchats_compute_mle_elo():
     for model in oracle:
         assert abs(ours[model] - oracle[model]) < 1.0, (model, ours[model], oracle[model])
     # and the style-controlled ladder is the same regression: covariates that are all zero change nothing
-    from evals.style import style_ladder
+    from blindarena.style import style_ladder
 
     styled = style_ladder([{**v, "text_a": "", "text_b": ""} for v in votes], sorted(truth), rounds=0)["ladder"]
     assert {r["model"]: r["rating"] for r in styled} == pytest.approx(ours, abs=1e-3)

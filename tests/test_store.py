@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from evals import arena
-from evals.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError
+from blindarena import operations as arena
+from blindarena.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError
 
 PROMPTS = [{"prompt": f"question {i}", "category": "math" if i % 2 else "writing"} for i in range(4)]
 
@@ -109,9 +109,10 @@ SCHEMAS = sorted((Path(__file__).parent / "fixtures" / "arena_schemas").glob("*.
 
 
 def test_every_earlier_schema_is_in_the_fixtures():
-    """One fixture per layout evals/store.py ever wrote (tests/fixtures/arena_schemas/make.py made
-    them from the history): eight before this version, the last at user_version 1."""
-    assert len(SCHEMAS) == 8 and SCHEMAS[-1].name.endswith("-v1.sql")
+    """One fixture per layout blindarena/store.py ever wrote (tests/fixtures/arena_schemas/make.py made
+    them from the history, up to version 1; the version-2 one was written by that version's own
+    migrations): nine before this version, the last at user_version 2."""
+    assert len(SCHEMAS) == 9 and SCHEMAS[-1].name.endswith("-v2.sql")
     assert SCHEMA_VERSION == MIGRATIONS[-1][0] == len(MIGRATIONS)  # numbered 1, 2, ... with none skipped
 
 
@@ -159,7 +160,7 @@ def test_a_second_process_opening_an_old_database_at_the_same_time_migrates_it_o
     path = tmp_path / "arena.sqlite"
     with sqlite3.connect(path) as con:
         con.executescript(SCHEMAS[0].read_text())
-    code = "import sys; from evals.store import Store; Store(sys.argv[1])"
+    code = "import sys; from blindarena.store import Store; Store(sys.argv[1])"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=Path(__file__).parents[1]) for _ in range(3)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     with sqlite3.connect(path) as con:

@@ -188,11 +188,11 @@ def test_merge_checks_logits_then_publishes(tiny_registry, tmp_path):
 def test_every_recipe_parses_into_its_configs(recipe):
     from trl import ModelConfig, TrlParser
 
-    from posttrain.methods import KINDS
-    from posttrain.train import trainer_config_class
+    from posttrain.methods import METHOD_NAMES
+    from posttrain.recipe import trainer_config_class
 
-    kind = next(k for k in KINDS if recipe.name.startswith(k) or (k == "sft" and recipe.name.startswith("qlora")))
-    run_args, config, model_args = TrlParser((RunArguments, trainer_config_class(kind), ModelConfig)).parse_args_and_config(
+    method_name = next(k for k in METHOD_NAMES if recipe.name.startswith(k) or (k == "sft" and recipe.name.startswith("qlora")))
+    run_args, config, model_args = TrlParser((RunArguments, trainer_config_class(method_name), ModelConfig)).parse_args_and_config(
         args=["--config", str(recipe), "--bf16", "false"])  # GPU recipes: bf16 is checked against this CPU
     assert run_args.name and run_args.base and run_args.data
     if recipe.name.startswith("qlora"):

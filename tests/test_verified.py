@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from evals import ifeval, verified
-from evals.records import CampaignSettings
+from posttrain import checkers
+from posttrain.synth import verified
+from blindarena.records import CampaignSettings
 from posttrain.data import read, read_jsonl
 
 DOLLY = {"open_qa", "general_qa", "closed_qa", "information_extraction", "summarization", "classification",
@@ -35,10 +36,10 @@ def test_general_set_covers_dollys_categories_in_trls_format():
 
 
 def test_training_prompts_cover_every_instruction_in_other_words_than_the_heldout_set():
-    train = ifeval.read_rows(ROOT / "data" / "ifeval_train.jsonl")
-    loop = ifeval.read_rows(ROOT / "data" / "ifeval_loop.jsonl")
-    held = ifeval.read_rows(ROOT / "data" / "ifeval_heldout.jsonl")
-    assert {i for r in train for i in r["instruction_id_list"]} == set(ifeval.CHECKERS)
+    train = checkers.read_rows(ROOT / "data" / "ifeval_train.jsonl")
+    loop = checkers.read_rows(ROOT / "data" / "ifeval_loop.jsonl")
+    held = checkers.read_rows(ROOT / "data" / "ifeval_heldout.jsonl")
+    assert {i for r in train for i in r["instruction_id_list"]} == set(checkers.CHECKERS)
     assert len(train) == 200 and len(loop) == 50
     assert not {r["prompt"] for r in train + loop} & {r["prompt"] for r in held}
     assert len({r["key"] for r in train + loop + held}) == len(train + loop + held)
@@ -134,8 +135,8 @@ def test_general_set_does_not_overlap_any_heldout_prompt():
 
 
 def test_checker_raters_vote_for_the_answer_that_follows_through_the_store(tmp_path):
-    from evals import arena, simulate
-    from evals.store import Store
+    from blindarena import operations as arena, simulate
+    from blindarena.store import Store
     from posttrain.engine import Answer, SamplingParams
 
     rows = [{"key": i, "prompt": f"Tell me about item {i}. Answer in English using only lowercase letters.",
@@ -152,7 +153,7 @@ def test_checker_raters_vote_for_the_answer_that_follows_through_the_store(tmp_p
     store = Store(tmp_path / "arena.sqlite")
     prompts = [{"question_id": r["key"], "category": None, "prompt": r["prompt"]} for r in rows]
     arena.create_campaign(store, Writer(), "taste", ["good", "bad"], prompts, SamplingParams(max_new_tokens=4),
-                          plan=CampaignSettings(votes_per_minute=10_000))
+                          settings=CampaignSettings(votes_per_minute=10_000))
     cast = simulate.checker_raters(store, "taste", rows, raters=2, per_rater=10, noise=0.0)
     votes = store.votes("taste")
     assert cast == len(votes) == 12  # each rater every battle once

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from posttrain.registry import (ADAPTER_CONFIG, HUB_ID, METHODS, Entry, Registry, RegistryError, base_hub_id,
+from posttrain.registry import (ADAPTER_CONFIG, HUB_ID, CARD_METHODS, Entry, Registry, RegistryError, base_hub_id,
                                 is_hub_id, read_card, write_card)
 
 LINEAGE = ("method", "parent", "recipe", "config", "dataset", "dataset_format", "dataset_hash", "eval_dataset",
@@ -91,6 +91,6 @@ def pull(registry: Registry, repo: str, name: str, base: str | None = None, down
         base = next((b.name for b in registry.bases() if b.card.get("base_model") == card["base_model"]), None)
     lineage = {k: card[k] for k in LINEAGE if k in card}
     method = lineage.pop("method", "imported")
-    if method not in METHODS or method == "base":
+    if method not in CARD_METHODS or method == "base":
         method = "imported"
     return registry.import_adapter(folder, name, base=base, method=method, hub_repo=repo, **lineage)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # What the app imports at run time; training, the data builder and the tests stay out.
 RUNTIME = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "safetensors", "huggingface_hub",
            "gradio", "pandas", "plotly", "numpy", "pyyaml", "tqdm", "scikit_learn", "scipy", "krippendorff")
-CODE = ("app.py", "posttrain", "evals")
+CODE = ("app.py", "posttrain", "blindarena", "evals")
 DATA = ("data/heldout_prompts.jsonl",)
 
 

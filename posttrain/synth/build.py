@@ -57,7 +57,6 @@ def build(config: BuildConfig, teacher, embedder=None, progress: Callable[[str, 
     raw = generate.generate(teacher, seeds, config.n, out / "raw.jsonl", config.evol_share, config.batch, config.seed,
                             progress=(lambda done, total: progress("generate", done, total)) if progress else None)
     gen_seconds = time.time() - started
-    t = config.thresholds
     dropped: list[dict] = []
 
     def drop(row: dict, stage: str, reason: str) -> None:
@@ -70,42 +69,20 @@ def build(config: BuildConfig, teacher, embedder=None, progress: Callable[[str, 
             drop({"id": row["id"], "reply": row["reply"][:300]}, "parse", "malformed: no Instruction/Output block")
         else:
             candidates.append({"id": row["id"], "kind": row["kind"], **parsed})
-    parsed_count = len(candidates)
     passed = []
     for row in candidates:
-        reason = clean.filter_reason(row, t)
+        reason = clean.filter_reason(row, config.thresholds)
         drop(row, "filter", reason) if reason else passed.append(row)
     pool = ([{"id": f"seed-{i}", "kind": "seed", **s} for i, s in enumerate(seeds)] if config.include_seeds else []) + passed
-    minhash = clean.minhash_dedup(pool, t)
-    for i, reason in minhash.dropped.items():
-        drop(pool[i], "dedup-minhash", reason)
-    pool_m = [pool[i] for i in minhash.kept]
-    embedder = embedder or clean.Embedder()
-    vectors = embedder([clean.text_of(r) for r in pool_m])
-    semantic = clean.embedding_dedup(pool_m, vectors, t)
-    for i, reason in semantic.dropped.items():
-        drop(pool_m[i], "dedup-embedding", reason)
-    pool_e = [pool_m[i] for i in semantic.kept]
-    vectors_e = vectors[semantic.kept] if len(semantic.kept) else vectors[:0]
-    evals = eval_prompts(config.eval_files)
-    contaminated = clean.contamination(pool_e, vectors_e, evals, embedder(evals), t)
-    for i, reason in contaminated.items():
-        drop(pool_e[i], "contamination", reason)
-    final = [r for i, r in enumerate(pool_e) if i not in contaminated]
-
+    final, sizes, clusters = cleaned(pool, config, embedder or clean.Embedder(), drop)
     data_path = out / "data.jsonl"
     data_path.write_text("".join(json.dumps({k: r[k] for k in ("instruction", "input", "output")}, ensure_ascii=False) + "\n"
                                  for r in final), encoding="utf-8")
     (out / "dropped.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in dropped), encoding="utf-8")
     stage_counts = {stage: sum(d["stage"] == stage for d in dropped)
                     for stage in ("parse", "filter", "dedup-minhash", "dedup-embedding", "contamination")}
-    funnel = {
-        "generated": len(raw), "seeds": len(seeds) if config.include_seeds else 0, "parsed": parsed_count,
-        "after_filters": len(passed), "after_minhash": len(pool_m), "after_embedding": len(pool_e), "final": len(final),
-        "dropped": stage_counts,
-    }
-    clusters = [{"kept": pool[k], "duplicates": [pool[i] for i in dups]} for k, dups in minhash.clusters.items()]
-    clusters += [{"kept": pool_m[k], "duplicates": [pool_m[i] for i in dups]} for k, dups in semantic.clusters.items()]
+    funnel = {"generated": len(raw), "seeds": len(seeds) if config.include_seeds else 0, "parsed": len(candidates),
+              "after_filters": len(passed), **sizes, "final": len(final), "dropped": stage_counts}
     summary = {
         "config": {**asdict(config), "teacher": teacher.name},
         "hashes": {"seeds": sha256_file(config.seeds), "data": sha256_file(data_path),
@@ -118,3 +95,28 @@ def build(config: BuildConfig, teacher, embedder=None, progress: Callable[[str, 
     report.write(out / "report.html", summary, final, dropped, clusters, seed=config.seed,
                  min_english_share=config.thresholds.min_english_share)
     return summary
+
+
+def cleaned(pool: list[dict], config: BuildConfig, embedder, drop: Callable[[dict, str, str], None]):
+    """The pool after MinHash dedup, MiniLM dedup and the contamination check against the eval
+    files (each dropped row handed to `drop` with its stage): (rows kept, pool sizes after each
+    dedup, the duplicate clusters for the report)."""
+    t = config.thresholds
+    minhash = clean.minhash_dedup(pool, t)
+    for i, reason in minhash.dropped.items():
+        drop(pool[i], "dedup-minhash", reason)
+    pool_m = [pool[i] for i in minhash.kept]
+    vectors = embedder([clean.text_of(r) for r in pool_m])
+    semantic = clean.embedding_dedup(pool_m, vectors, t)
+    for i, reason in semantic.dropped.items():
+        drop(pool_m[i], "dedup-embedding", reason)
+    pool_e = [pool_m[i] for i in semantic.kept]
+    vectors_e = vectors[semantic.kept] if len(semantic.kept) else vectors[:0]
+    evals = eval_prompts(config.eval_files)
+    contaminated = clean.contamination(pool_e, vectors_e, evals, embedder(evals), t)
+    for i, reason in contaminated.items():
+        drop(pool_e[i], "contamination", reason)
+    clusters = [{"kept": pool[k], "duplicates": [pool[i] for i in dups]} for k, dups in minhash.clusters.items()]
+    clusters += [{"kept": pool_m[k], "duplicates": [pool_m[i] for i in dups]} for k, dups in semantic.clusters.items()]
+    final = [r for i, r in enumerate(pool_e) if i not in contaminated]
+    return final, {"after_minhash": len(pool_m), "after_embedding": len(pool_e)}, clusters

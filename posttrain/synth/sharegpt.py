@@ -124,12 +124,12 @@ def build(source: Path, max_rows: int | None = None, max_tokens: int = 512, held
     prompts, held, train = rows[:real_prompts], rows[real_prompts:real_prompts + heldout_rows], rows[real_prompts + heldout_rows:]
     train = train[:max_rows] if max_rows else train
     card = card_of(source, result, dropped, train, held, prompts, max_tokens)
-    return Built([conversation(r) for r in train], [conversation(r) for r in held],
+    return Built([training_row(r) for r in train], [training_row(r) for r in held],
                  [{"question_id": f"sharegpt-{i + 1}", "category": "real", "prompt": r["instruction"]}
                   for i, r in enumerate(prompts)], card)
 
 
-def conversation(row: dict) -> dict:
+def training_row(row: dict) -> dict:
     system = [{"role": "system", "content": row["system"]}] if row.get("system") else []
     return {"messages": system + [{"role": "user", "content": row["instruction"]},
                                   {"role": "assistant", "content": row["output"]}]}

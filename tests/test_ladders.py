@@ -1,0 +1,124 @@
+"""Ladders past LMArena's: ties modelled (Rao-Kupper, Davidson) and measured on held-out votes,
+provisional rows that get no rank, style coefficients that say "not enough votes", and where the
+battles and votes went (battle_share)."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from arena_fixtures import ready_campaign
+from blindarena import operations, stats, ties
+from blindarena.records import CampaignSettings
+from blindarena.service import Arena
+from blindarena.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+STRENGTHS = {"a": 0.6, "b": 0.2, "c": -0.1, "d": -0.7}
+
+
+def two_model_votes(wins: int, losses: int, draws: int) -> list[dict]:
+    outcomes = ["a"] * wins + ["b"] * losses + ["tie"] * draws
+    return [{"model_a": "x", "model_b": "y", "winner": w, "question_id": i, "battle_id": i} for i, w in enumerate(outcomes)]
+
+
+@pytest.mark.parametrize("method", ["rao-kupper", "davidson"])
+def test_with_two_models_each_tie_model_reproduces_the_observed_shares_by_hand(method):
+    """Two models: both tie models are saturated (a strength ratio and a tie parameter for three
+    shares that sum to one), so the maximum-likelihood fit reproduces the observed shares exactly;
+    for Davidson the parameters have a closed form: p_x / p_y = W / L and nu = T / sqrt(W L)."""
+    wins, losses, draws = 30, 10, 20
+    table = ties.counts(two_model_votes(wins, losses, draws), ["x", "y"])
+    beta, eta = ties.fit(method, table, l2=0.0)
+    prob = ties.probabilities(method, beta, eta)[0, 1]
+    assert prob == pytest.approx([wins / 60, losses / 60, draws / 60], abs=1e-4)
+    if method == "davidson":
+        assert beta[0] - beta[1] == pytest.approx(math.log(wins / losses), abs=1e-3)
+        assert math.exp(eta) == pytest.approx(draws / math.sqrt(wins * losses), abs=1e-3)
+
+
+def test_simulated_votes_of_known_strengths_and_tie_rate_are_recovered_and_ties_predicted_better():
+    votes = ties.simulate(STRENGTHS, 4000, tie_rate=0.3, seed=3)
+    assert ties.rates(votes)["tie_rate"] == pytest.approx(0.3, abs=0.04)
+    beta, eta = ties.fit("davidson", ties.counts(votes, list(STRENGTHS)))
+    assert np.abs(beta - np.array(list(STRENGTHS.values()))).max() < 0.12
+    assert math.exp(eta) == pytest.approx(2 * 0.3 / 0.7, rel=0.15)  # nu that ties evenly matched models 30% of the time
+    ladder = ties.tie_ladder(votes, list(STRENGTHS), "rao-kupper", rounds=20)
+    assert [row["model"] for row in ladder["ladder"]] == ["a", "b", "c", "d"] and ladder["tie_parameter"]["theta"] > 1
+    held = ties.heldout(votes, list(STRENGTHS))
+    assert held["heldout"] == 800 and set(held["by_model"]) == set(STRENGTHS)
+    assert all(set(scores) == set(ties.TIE_MODELS) for scores in held["by_model"].values())
+    # A tie model knows that evenly matched models tie more often; "half" ties everyone at one rate.
+    # On held-out votes of models far apart that shows in the log-loss (mean of four seeded draws).
+    wide = {"a": 1.2, "b": 0.4, "c": -0.2, "d": -1.4}
+    losses = [ties.heldout(ties.simulate(wide, 4000, 0.3, seed=k), list(wide), seed=k)["log_loss"] for k in range(4)]
+    mean = {m: np.mean([loss[m] for loss in losses]) for m in ties.TIE_MODELS}
+    assert mean["davidson"] < mean["half"] - 0.005 and mean["rao-kupper"] < mean["half"] - 0.005, mean
+
+
+def test_a_campaign_of_twelve_votes_ranks_nobody_and_says_how_many_votes_each_row_needs(tmp_path):
+    store = Store(tmp_path / "arena.sqlite")
+    ready_campaign(store, "tiny-vote", ["m1", "m2", "m3"], prompts=4)
+    arena = Arena(store)
+    for k in range(3):  # each rater gets each of the 4 prompts once: 12 votes
+        rater = arena.join("tiny-vote", f"rater{k}")
+        while (battle := arena.next_battle("tiny-vote", rater)) is not None:
+            arena.vote("tiny-vote", rater, battle.battle_id, "left")
+    res = arena.results("tiny-vote", rounds=20)
+    assert res["human_votes"] == 12 and res["provisional_rule"] == {"min_decisive_games": 10, "max_interval_elo": 400.0}
+    for ladder in [res["bradley_terry"], res["bradley_terry_style"]["ladder"], res["ties"]["ladder"],
+                   *res["bradley_terry_by_category"].values()]:
+        assert all(row["provisional"] and row["rank"] is None and "more decisive votes for a rank" in row["needs"]
+                   and row["more_votes"] >= 1 for row in ladder), ladder
+    assert not any(c["enough_votes"] for c in res["bradley_terry_style"]["coefficients"].values())
+    shares = res["battle_share"]
+    assert sum(s["battle_share"] for s in shares) == pytest.approx(1.0, abs=1e-3) and sum(s["vote_share"] for s in shares) == pytest.approx(1.0, abs=1e-3)
+    assert {s["model"]: s["battles"] for s in shares} == {"m1": 8, "m2": 8, "m3": 8}  # 12 battles, each of two models
+    assert res["allocation_policy"]["allocation"] == CampaignSettings().allocation
+
+
+def test_enough_decisive_games_rank_every_row_and_a_thin_model_alone_stays_provisional():
+    votes = ties.simulate(STRENGTHS, 600, tie_rate=0.2, seed=1)
+    votes += [{"model_a": "newcomer", "model_b": "a", "winner": "a", "question_id": 10_000, "battle_id": 10_000}]
+    ladder = stats.provisional(stats.bt_ladder(votes, rounds=50), votes)
+    rows = {row["model"]: row for row in ladder}
+    assert rows["newcomer"]["provisional"] and rows["newcomer"]["rank"] is None and rows["newcomer"]["decisive_games"] == 1
+    assert rows["newcomer"]["more_votes"] >= 9
+    assert all(not rows[m]["provisional"] and rows[m]["rank"] >= 1 for m in STRENGTHS)
+    assert rows["a"]["rank"] == 1  # ranked among the settled rows only
+    loose = stats.provisional(stats.bt_ladder(votes, rounds=50), votes, min_games=0, max_width=1e9)
+    assert not any(row["provisional"] for row in loose)
+
+
+def test_results_command_takes_the_tie_model_and_the_provisional_rule_as_flags(tmp_path):
+    store = Store(tmp_path / "data" / "arena.sqlite")
+    ready_campaign(store, "flags", ["m1", "m2"], prompts=3)
+    arena = Arena(store)
+    rater = arena.join("flags", "ann")
+    for choice in ("left", "tie", "both_bad"):
+        arena.vote("flags", rater, arena.next_battle("flags", rater).battle_id, choice)
+    run = lambda *flags: subprocess.run([sys.executable, str(ROOT / "scripts" / "arena.py"), "--data-dir", str(tmp_path / "data"),
+                                         "--registry", str(tmp_path / "registry"), "results", "flags", *flags],
+                                        capture_output=True, text=True)
+    out = run("--ties", "davidson", "--min-games", "0", "--max-interval", "100000", "--json")
+    res = json.loads(out.stdout)
+    assert res["ties"]["model"] == "davidson" and res["ties"]["tie_rate"] == pytest.approx(2 / 3, abs=1e-3)
+    assert res["ties"]["both_bad_rate"] == pytest.approx(1 / 3, abs=1e-3) and "nu" in res["ties"]["tie_parameter"]
+    assert not any(row["provisional"] for row in res["bradley_terry"])
+    text = run().stdout
+    assert "prov" in text and "more decisive votes for a rank" in text and "ties 67% of 3 votes" in text
+    refused = run("--max-interval", "0")
+    assert refused.returncode == 2 and refused.stderr.startswith("error: --min-games") and "Traceback" not in refused.stderr
+
+
+def test_results_with_ties_modelled_keep_the_half_ladder_as_the_main_one(tmp_path):
+    store = Store(tmp_path / "arena.sqlite")
+    ready_campaign(store, "same", ["m1", "m2"], prompts=2)
+    half = operations.results(store, "same", rounds=0)
+    modelled = operations.results(store, "same", rounds=0, ties="rao-kupper")
+    assert half["bradley_terry"] == modelled["bradley_terry"] and half["ties"]["model"] == "half"
+    assert modelled["ties"]["model"] == "rao-kupper"

@@ -1,0 +1,129 @@
+"""A dataset people can release (arena.py release): only consenting raters' votes, salted rater
+hashes, personal data redacted by kind, LMSYS's arena-conversations columns, a dataset card."""
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from blindarena import release
+from blindarena.records import CampaignSettings
+from blindarena.service import Arena
+from blindarena.store import Store
+from posttrain.engine import Answer, SamplingParams
+
+ROOT = Path(__file__).resolve().parents[1]
+PERSONAL = {  # one piece of each kind, and the text around it that must stay
+    "email": "write to jane.doe+arena@example.co.uk today",
+    "phone": "call me on +1 415-555-0134 tonight",
+    "ip": "the server at 192.168.10.42 answered",
+    "card": "my card 4111 1111 1111 1111 expired",
+    "url": "see https://example.com/reset?user=7&token=abc123SECRET for it",
+}
+
+
+class Echo:
+    """The Generator protocol: each model repeats the question with its name (no model loads)."""
+
+    def ensure_model(self, model):
+        pass
+
+    def answer(self, conversation, model):
+        question = conversation[-1]["content"] if isinstance(conversation, list) else conversation
+        return Answer(model=model, text=f"{model} says: {question}", new_tokens=3, finish_reason="stop", prompt_tokens=3)
+
+    def generate(self, prompts, models, params):
+        return [self.answer(p, m) for p, m in zip(prompts, models)]
+
+    def stream(self, conversations, models, params):
+        yield [self.answer(c, m) for c, m in zip(conversations, models)]
+
+
+def open_campaign(tmp_path) -> Arena:
+    store = Store(tmp_path / "data" / "arena.sqlite")
+    arena = Arena(store, generator=Echo)
+    from blindarena import operations
+
+    operations.create_campaign(store, Echo(), "open-talk", ["m-one", "m-two"], [], SamplingParams(max_new_tokens=4),
+                               settings=CampaignSettings(open=True, votes_per_minute=1000))
+    return arena
+
+
+def ask_and_vote(arena: Arena, rater: int, question: str, choice: str = "left", comment: str | None = None) -> None:
+    *_, last = arena.ask("open-talk", rater, None, question)
+    arena.vote("open-talk", rater, last["battle_id"], choice, comment=comment)
+
+
+@pytest.mark.parametrize("kind", sorted(PERSONAL))
+def test_each_kind_of_personal_data_is_caught_and_the_rest_kept(kind):
+    counts = Counter()
+    text = PERSONAL[kind]
+    cleaned = release.redact(text, counts)
+    assert counts == Counter({kind: 1}) and release.TAGS[kind] in cleaned
+    before, after = text.split(" ", 1)[0], text.rsplit(" ", 1)[1]
+    assert cleaned.startswith(before) and cleaned.endswith(after)
+
+
+def test_what_only_looks_like_personal_data_is_kept():
+    counts = Counter()
+    text = "order 1234 5678 9012 3456 costs 3.50, version 1.2.3.4.5, at 10:30 on 2026-12-06, call 911"
+    assert release.redact(text, counts) == text and not counts  # not Luhn-valid, not an IP, not a phone
+
+
+def test_only_consenting_raters_are_released_with_salted_ids_in_lmsys_columns(tmp_path):
+    arena = open_campaign(tmp_path)
+    alice, bob = arena.join("open-talk", "alice-smith"), arena.join("open-talk", "bob-jones")
+    arena.set_consent(alice, True)
+    for kind, text in PERSONAL.items():
+        ask_and_vote(arena, alice, f"alice asks: {text}", "left" if kind != "ip" else "both_bad")
+    ask_and_vote(arena, bob, "bob's private question about zanzibar", comment="bob-comment-xyz")
+    arena.set_consent(bob, False)
+    figures = arena.release("open-talk", tmp_path / "release", license="cc-by-4.0")
+    assert figures["votes"] == 5 and figures["not_released"] == {"no consent": 1} and figures["raters"] == 1
+    # each question shows four times: the user turn and the model's echo of it, in both conversations
+    assert figures["redacted"] == {kind: 4 for kind in ("url", "email", "card", "ip", "phone")}
+
+    from datasets import load_from_disk
+
+    rows = load_from_disk(str(tmp_path / "release")).to_list()
+    assert list(rows[0]) == list(release.COLUMNS)
+    everything = json.dumps(rows) + (tmp_path / "release" / "README.md").read_text()
+    for secret in ("zanzibar", "bob-comment-xyz", "bob-jones", "alice-smith", "jane.doe", "415-555-0134", "192.168.10.42",
+                   "4111 1111", "abc123SECRET"):
+        assert secret not in everything, secret
+    assert {r["judge"] for r in rows} == {rows[0]["judge"]} and rows[0]["judge"].startswith("arena_user_")
+    winners = [r["winner"] for r in rows]  # "left" is model_a or model_b, as the sides fell
+    assert winners.count("tie (bothbad)") == 1 and set(winners) <= {"model_a", "model_b", "tie (bothbad)"}
+    assert all(r["anony"] and r["turn"] == 1 for r in rows)
+    first = rows[0]["conversation_a"]
+    assert [m["role"] for m in first] == ["user", "assistant"] and first[0]["content"].startswith("alice asks: ")
+    assert any(tag in first[0]["content"] for tag in release.TAGS.values())
+    assert rows[0]["language"] == "English" and rows[0]["tstamp"] > 1.7e9
+    card = (tmp_path / "release" / "README.md").read_text()
+    assert card.startswith("---\nlicense: cc-by-4.0") and "5 votes of 1 raters" in card and "1 (no consent)" in card
+    again = arena.release("open-talk", tmp_path / "release-2")  # a new salt: the same rater, another code
+    assert load_from_disk(str(tmp_path / "release-2"))[0]["judge"] != rows[0]["judge"]
+    assert again["votes"] == 5
+
+
+def test_the_release_command_refuses_what_it_cannot_write_and_says_what_it_did(tmp_path):
+    arena = open_campaign(tmp_path)
+    carol = arena.join("open-talk", "carol")
+    ask_and_vote(arena, carol, "what is a good name for a cat?")
+    cli = lambda *args: subprocess.run([sys.executable, str(ROOT / "scripts" / "arena.py"), "--data-dir", str(tmp_path / "data"),
+                                        "--registry", str(tmp_path / "registry"), "release", "open-talk", *args],
+                                       capture_output=True, text=True)
+    nobody = cli("--out", str(tmp_path / "out-none"))
+    assert nobody.returncode == 2 and "no votes to release: 0 raters agreed" in nobody.stderr and "Traceback" not in nobody.stderr
+    arena.set_consent(carol, True)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    taken = cli("--out", str(tmp_path / "taken"))
+    assert taken.returncode == 2 and "not an empty folder" in taken.stderr and (tmp_path / "taken" / "keep.txt").read_text() == "mine"
+    done = cli("--out", str(tmp_path / "out"), "--license", "cc0-1.0", "--json")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["votes"] == 1 and figures["license"] == "cc0-1.0" and (tmp_path / "out" / "README.md").is_file()
