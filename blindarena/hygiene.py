@@ -50,3 +50,57 @@ def flags(battles: list[dict], words: list[str]) -> dict[int, str]:
                 out[battle["battle_id"]] = f"{battle[f'model_{side}']}'s answer names {word!r}"
                 break
     return out
+
+
+# ---- prompt hygiene for open battles: what a few raters' repeated questions may not weigh ----------
+# FastChat caps the most frequent prompts of a release; here a question (normalised: lower case,
+# letters and digits) counts for at most REPEAT_SHARE of an open campaign's votes (at least one
+# vote), and one rater's near-duplicate questions within a day (MiniLM cosine >= NEAR_DUPLICATE)
+# count once: the first vote stands, the rest are set aside (kept, not counted), and Results says
+# how many each rule set aside.
+REPEAT_SHARE = 0.05
+NEAR_DUPLICATE = 0.9
+DAY_S = 24 * 3600
+
+
+def question_key(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", (text or "").lower()))
+
+
+def set_aside(votes: list, repeat_share: float = REPEAT_SHARE, similarity: float = NEAR_DUPLICATE,
+              embed=None) -> dict[int, str]:
+    """Vote id -> why it is set aside, for an open campaign's votes (each with its battle's first
+    question as `prompt`, its rater and its time), in the order cast. `embed`: texts -> unit
+    vectors (default: the data builder's MiniLM)."""
+    from datetime import datetime
+
+    ordered = sorted(votes, key=lambda v: v["id"])
+    out: dict[int, str] = {}
+    cap = max(1, int(repeat_share * len(ordered)))
+    seen: dict[str, int] = {}
+    for vote in ordered:
+        key = question_key(vote.get("prompt") or "")
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > cap:
+            out[vote["id"]] = f"repeated question: over {cap} votes ({repeat_share:.0%} of the campaign) on it"
+    by_rater: dict[str, list] = {}
+    for vote in ordered:
+        if vote["id"] not in out:
+            by_rater.setdefault(vote["rater"], []).append(vote)
+    mine = [group for group in by_rater.values() if len(group) > 1]
+    if not mine:
+        return out
+    if embed is None:
+        from posttrain.synth.clean import Embedder
+
+        embed = Embedder()
+    for group in mine:
+        vectors = embed([v.get("prompt") or "" for v in group])
+        times = [datetime.fromisoformat(v["created_at"]).timestamp() for v in group]
+        for j in range(1, len(group)):
+            for i in range(j):
+                if group[i]["id"] not in out and times[j] - times[i] <= DAY_S and float(vectors[i] @ vectors[j]) >= similarity:
+                    out[group[j]["id"]] = (f"near-duplicate: of this rater's question of vote {group[i]['id']} within a day "
+                                           f"(cosine {float(vectors[i] @ vectors[j]):.2f})")
+                    break
+    return out

@@ -6,7 +6,7 @@ out by blindarena.export. Knows nothing of Gradio."""
 from __future__ import annotations
 
 import threading
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta, timezone
 from random import Random
@@ -283,17 +283,21 @@ def reveal_names(names: dict) -> dict:
 
 # ---- results and pairs ----------------------------------------------------------------------------
 def results(store: Store, name: str, rounds: int = 200, ties: str = "half", min_games: int = stats.MIN_DECISIVE_GAMES,
-            max_width: float = stats.MAX_INTERVAL_ELO) -> dict:
+            max_width: float = stats.MAX_INTERVAL_ELO, embed=None, topics: bool | None = False) -> dict:
     """Everything the Results tab and `arena.py results --json` show. The people's votes count
     only from raters who are not left out (see blindarena.quality); those left out are counted.
     `ties`: the tie model of the `ties` ladder (half, rao-kupper, davidson); `min_games` and
-    `max_width`: the provisional rule of every ladder (stats.provisional)."""
+    `max_width`: the provisional rule of every ladder (stats.provisional); `embed`: texts -> unit
+    vectors for an open campaign's near-duplicate rule and the topics (default: MiniLM, loaded when
+    needed); `topics`: find topics and ladder per topic (None: when no vote has a category)."""
     campaign = store.campaign(name)
     votes = store.votes(name, answers=True)  # the style ladder and the judge's audit read the answers
     raters = rater_quality(store, name)
     left_out = quality.excluded_names(raters)
     people = [v for v in votes if v.rater_role == "human" and not v.flag]
     human = [v for v in people if v.rater not in left_out]
+    aside = prompt_hygiene(human, campaign.settings, embed) if campaign.settings.open else {}
+    human = [v for v in human if v.id not in aside]
     judge = [v for v in votes if v.rater_role == "judge" and not v.flag]
     flagged = [b for b in store.battle_answers(name) if b.flag]
     agreement = stats.rater_agreement(human)
@@ -320,10 +324,44 @@ def results(store: Store, name: str, rounds: int = 200, ties: str = "half", min_
         "votes_per_battle": settings.votes_per_battle,
         "open": settings.open,
         "refused": store.refusal_counts(name),  # open battles: too long, too many turns, hourly cap, duplicate questions
+        "prompt_hygiene": {"repeat_share": settings.repeat_share, "near_duplicate": settings.near_duplicate,
+                           "set_aside": dict(Counter(why.split(":")[0] for why in aside.values()))} if settings.open else None,
         "allocation": settings.allocation,
         **participation(store, name, human),
+        "topics": topic_ladders(human, rounds, min_games, max_width, embed)
+        if (topics if topics is not None else not any(v.category for v in human)) else None,
         "complete": is_complete(store, name, left_out),
     }
+
+
+def prompt_hygiene(human: list, settings: CampaignSettings, embed=None) -> dict[int, str]:
+    """An open campaign's votes that its repeat and near-duplicate rules set aside (hygiene.set_aside)."""
+    rows = [{"id": v.id, "rater": v.rater, "created_at": v.created_at, "prompt": v.battle.prompt if v.battle else ""}
+            for v in human]
+    return hygiene.set_aside(rows, settings.repeat_share, settings.near_duplicate, embed)
+
+
+def topic_ladders(human: list, rounds: int, min_games: int, max_width: float, embed=None) -> dict:
+    """Topics of the voted prompts (blindarena.topics: MiniLM, HDBSCAN, class-based TF-IDF names), a
+    provisional-marked ladder per topic, and the prompts' 2-D map."""
+    from blindarena import topics as topic_finder
+
+    if embed is None:
+        from posttrain.synth.clean import Embedder
+
+        embed = Embedder()
+    texts = sorted({v.battle.prompt for v in human if v.battle})
+    found = topic_finder.topics(texts, embed)
+    topic_of = dict(zip(texts, found["labels"]))
+    grouped = defaultdict(list)
+    for vote in human:
+        if vote.battle and topic_of.get(vote.battle.prompt, topic_finder.UNCLUSTERED) != topic_finder.UNCLUSTERED:
+            grouped[topic_of[vote.battle.prompt]].append(vote)
+    return {"topics": found["topics"], "unclustered": found["unclustered"],
+            "ladders": {t: stats.provisional(stats.bt_ladder(vs, rounds=rounds), vs, min_games, max_width)
+                        for t, vs in sorted(grouped.items())},
+            "map": [{"prompt": text[:120], "topic": label, "x": xy[0], "y": xy[1]}
+                    for text, label, xy in zip(texts, found["labels"], found["map"])]}
 
 
 def ladders(human: list, models: list[str], open_campaign: bool, rounds: int, tie_model: str, min_games: int,

@@ -55,6 +55,20 @@ def by_category(results: dict) -> go.Figure:
     return fig
 
 
+def topic_map(results: dict) -> go.Figure:
+    """The voted prompts on a 2-D map (PCA of their MiniLM embeddings), coloured by found topic."""
+    points = (results.get("topics") or {}).get("map") or []
+    if not points:
+        return _empty("Topics (shown for campaigns whose prompts carry no category)")
+    fig = go.Figure()
+    for topic in sorted({p["topic"] for p in points}):
+        mine = [p for p in points if p["topic"] == topic]
+        fig.add_scatter(name=topic, x=[p["x"] for p in mine], y=[p["y"] for p in mine], mode="markers",
+                        text=[p["prompt"] for p in mine], hoverinfo="text+name")
+    fig.update_layout(title="Prompts by found topic (MiniLM embeddings, HDBSCAN, 2-D PCA map)")
+    return fig
+
+
 def position_bias(results: dict) -> go.Figure:
     bias = results["position_bias"]
     if not bias["decisive"]:

@@ -24,6 +24,9 @@ CONTESTED = 0.8  # a battle is contested for a model whose ladder chance of winn
 SLIP = 0.02  # an attacker's share of votes against their target (a slip of the hand)
 FAVOURITISM_POSTERIOR = 0.95  # posterior of being an attacker before the favouritism test can flag
 FAVOURITISM_ALPHA = 0.002  # ... and the Poisson-binomial tail of the votes for the model below this
+EVALUE_ALPHA = 0.01  # the sequential test flags when a rater's e-process reaches 1 / alpha (family-wise, see family_alpha)
+EVALUE_BET = 0.5  # the share of its wealth the test stakes on each vote being one the consensus finds unlikely
+MIN_SEQUENTIAL = 10  # votes before the sequential test can flag
 
 
 def chose_left(vote: dict) -> bool | None:
@@ -81,25 +84,76 @@ def rater_quality(votes: list[dict], gold_votes: list[dict], min_gold_accuracy: 
     position_tested = sum(row["decisive"] >= MIN_DECISIVE for row in rows.values())
     fixed = {name: _fixed_reasons(row, min_gold_accuracy, position_tested) for name, row in rows.items()}
     flagged = {name for name, reasons in fixed.items() if reasons}
+    sequential = _sequential(human)
     for _ in range(10):  # to a fixed point; a handful of rounds in practice
         agreement = _agreement(human, set(names) - flagged)
         outliers = {name: _agreement_reason(name, agreement, flagged) for name in names}
         favoured = _favouritism(human, set(names) - flagged)
-        now_flagged = {name for name in names if fixed[name] or outliers[name] or favoured.get(name)}
+        now_flagged = {name for name in names if fixed[name] or outliers[name] or favoured.get(name) or sequential.get(name)}
         if now_flagged == flagged:
             break
         flagged = now_flagged
     out = []
     for name, row in rows.items():
         agree, shared = agreement.get(name, (0, 0))
-        reasons = fixed[name] + [r for r in (outliers[name], favoured.get(name)) if r]
+        reasons = fixed[name] + [r for r in (outliers[name], favoured.get(name), sequential.get(name)) if r]
         review = reviews.get(name)
         out.append({"name": name, "votes": row["votes"], "gold_seen": row["gold_seen"], "gold_correct": row["gold_correct"],
                     "gold_accuracy": row["gold_correct"] / row["gold_seen"] if row["gold_seen"] else None,
                     "agreement": agree / shared if shared else None, "shared": shared,
                     "left_share": row["left"] / row["decisive"] if row["decisive"] else None,
-                    "flagged": bool(reasons), "reasons": reasons, "review": review,
+                    "flagged": bool(reasons), "reasons": reasons, "checks": [check_of(r) for r in reasons], "review": review,
                     "excluded": review == "exclude" or (bool(reasons) and review != "include")})
+    return out
+
+
+CHECKS = {"gold accuracy": "gold", "chose the left": "position", "agreed with": "agreement", "voted for": "favouritism",
+          "sequential test": "sequential"}
+
+
+def check_of(reason: str) -> str:
+    """Which check a reason comes from (gold, position, agreement, favouritism, sequential)."""
+    return next(check for start, check in CHECKS.items() if reason.startswith(start))
+
+
+def _sequential(human: list[dict]) -> dict[str, str]:
+    """FastChat's sequential outlier test, as an e-process: each rater's votes in the order cast,
+    each scored against the consensus of the OTHER raters (their Bradley-Terry ladder for the
+    winner, their tie rate for a tie). A vote multiplies the rater's wealth by
+    (1 - b) + b q(verdict) / p(verdict), where p is the consensus's chance of that verdict and q
+    an alternative: half "the consensus reversed" (a contrarian or a rigger voting for the weaker
+    side), half a coin over the three verdicts (a careless rater). For a rater who votes like the
+    consensus each factor averages 1 (q sums to 1), so by Ville's inequality their wealth ever
+    reaches 1 / alpha with chance at most alpha: the test may watch every vote as it comes. A
+    rater is flagged at 1 / family_alpha(EVALUE_ALPHA, raters tested)."""
+    by_rater = defaultdict(list)
+    for vote in sorted(human, key=lambda v: v.get("id") or 0):
+        by_rater[vote["rater"]].append(vote)
+    models = sorted({m for v in human for m in (v["model_a"], v["model_b"])})
+    tested = [name for name, mine in by_rater.items() if len(mine) >= MIN_SEQUENTIAL]
+    if len(models) < 2 or len(by_rater) < 3:
+        return {}
+    d = design(human, models)  # every human vote has a winner, so rows align with `human`
+    rater = np.array([v["rater"] for v in human])
+    threshold = 1 / family_alpha(EVALUE_ALPHA, len(tested))
+    out = {}
+    for name in tested:
+        others = rater != name
+        beta = bt_fit(d, others.astype(float))[0]
+        tie = float(np.mean(d.score[others] == 0.5)) if others.any() else 0.0
+        wealth = peak = 1.0
+        for vote in by_rater[name]:
+            i, j = models.index(vote["model_a"]), models.index(vote["model_b"])
+            win = (1 - tie) * float(expit(beta[i] - beta[j]))
+            chance = {"a": win, "b": 1 - tie - win, "tie": tie, "both_bad": tie}
+            reversed_ = {"a": chance["b"], "b": chance["a"], "tie": chance["tie"], "both_bad": chance["tie"]}
+            verdict = vote["winner"]
+            q = 0.5 * reversed_[verdict] + 0.5 / 3
+            wealth *= (1 - EVALUE_BET) + EVALUE_BET * q / max(chance[verdict], 1e-3)
+            peak = max(peak, wealth)
+        if peak >= threshold:
+            out[name] = (f"sequential test: e-value {peak:.3g} >= {threshold:.3g} over {len(by_rater[name])} votes "
+                         "(verdicts the other raters' consensus finds unlikely)")
     return out
 
 

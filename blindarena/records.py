@@ -184,6 +184,8 @@ class CampaignSettings(Row):
     gold_count: int = 0  # gold checks stored with the campaign
     base_prompt: str | None = None  # how a base without a chat template is prompted (see Engine.base_prompting)
     release_note: str = RELEASE_NOTE  # what a rater who ticks "release my votes" agrees to (arena.py release)
+    repeat_share: float = 0.05  # open battles: one question counts for at most this share of the votes (hygiene)
+    near_duplicate: float = 0.9  # open battles: one rater's questions this similar within a day count once
 
     def __post_init__(self):
         if self.votes_per_battle is not None and not (isinstance(self.votes_per_battle, int) and self.votes_per_battle >= 1):
@@ -200,6 +202,9 @@ class CampaignSettings(Row):
             if not (value is None and limit in ("max_text_chars", "votes_per_minute")) \
                     and not (isinstance(value, int) and value >= 1):
                 raise StoreError(f"{limit.replace('_', ' ')} must be a whole number of at least 1, got {value!r}")
+        if not (0 < self.repeat_share <= 1 and 0 < self.near_duplicate <= 1):
+            raise StoreError(f"repeat share and near-duplicate similarity must be above 0 and at most 1, got "
+                             f"{self.repeat_share!r} and {self.near_duplicate!r}")
         if self.open and (self.gold or self.votes_per_battle):
             raise StoreError("an open campaign has no fixed battles: gold checks and votes per battle need a prompt file")
 

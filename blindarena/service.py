@@ -69,7 +69,17 @@ class Arena:
         self._generator = generator
         self.checks = operations.RaterChecks()
         self._results: dict = {}  # campaign -> (vote stamp, (results, votes)): cached_results
+        self._embedder = None
         self._lock = threading.Lock()
+
+    def embed(self, texts: list[str]):
+        """MiniLM unit vectors (open campaigns' near-duplicate rule), loaded on first use."""
+        with self._lock:
+            if self._embedder is None:
+                from posttrain.synth.clean import Embedder
+
+                self._embedder = Embedder()
+        return self._embedder(texts)
 
     def generator(self) -> Generator:
         if self._generator is None:
@@ -160,13 +170,13 @@ class Arena:
         """Everything the Results tab and `results --json` show, read from one snapshot; `rules`:
         ties (half, rao-kupper, davidson), min_games and max_width (the provisional rule)."""
         with self.store.one_snapshot():
-            return operations.results(self.store, name, rounds, **rules)
+            return operations.results(self.store, name, rounds, embed=self.embed, **rules)
 
     def results_with_votes(self, name: str, rounds: int = 200, **rules) -> tuple[dict, list[dict]]:
         """The results and every vote as a row (the Results tab's CSV and timeline), one snapshot."""
         with self.store.one_snapshot():
             votes = [{**dict(v), "rater_kind": v.rater_role} for v in self.store.votes(name)]  # the CSV's earlier column too
-            return operations.results(self.store, name, rounds, **rules), votes
+            return operations.results(self.store, name, rounds, embed=self.embed, **rules), votes
 
     def cached_results(self, name: str) -> tuple[dict, list[dict]]:
         """results_with_votes, kept per campaign until its vote stamp (votes, the last vote, the
@@ -176,7 +186,7 @@ class Arena:
             hit = self._results.get(name)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-        shown = self.results_with_votes(name)
+        shown = self.results_with_votes(name, topics=None)  # topics where no prompt has a category
         with self._lock:
             self._results[name] = (stamp, shown)
             while len(self._results) > 16:

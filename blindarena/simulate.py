@@ -133,6 +133,7 @@ def rigging(shares=(0.05, 0.10, 0.20), seeds: int = 10, per_rater: int = 40,
     from blindarena.quality import rater_quality
     from blindarena.stats import bradley_terry
 
+    checks = ("agreement", "position", "favouritism", "sequential")  # each check's own catch (no gold in these runs)
     truth = sorted(strengths, key=lambda m: -strengths[m])
     misplaced = lambda vs: sum(x != y for x, y in zip(sorted(truth, key=lambda m, s=bradley_terry(vs, truth): -s[m]), truth))
     rows = []
@@ -140,9 +141,15 @@ def rigging(shares=(0.05, 0.10, 0.20), seeds: int = 10, per_rater: int = 40,
         for share in shares:
             caught = flagged = attackers_total = honest_runs = 0
             raw_top = kept_top = raw_misplaced = kept_misplaced = 0
+            by_check = {check: [0, 0] for check in checks}  # (attackers caught, raters flagged) by each check alone
             for seed in range(1000, 1000 + seeds):  # the checks' thresholds were set on seeds 0-19; these are fresh
                 votes, attackers = rigged_votes(attack, share, per_rater=per_rater, strengths=strengths, seed=seed)
-                out = {r["name"] for r in rater_quality(votes, []) if r["flagged"]}
+                rows_q = rater_quality(votes, [])
+                out = {r["name"] for r in rows_q if r["flagged"]}
+                for check in checks:
+                    alone = {r["name"] for r in rows_q if check in r["checks"]}
+                    by_check[check][0] += len(alone & attackers)
+                    by_check[check][1] += len(alone)
                 kept = [v for v in votes if v["rater"] not in out]
                 caught, flagged, attackers_total = caught + len(out & attackers), flagged + len(out), attackers_total + len(attackers)
                 honest_runs += bool(out - attackers)
@@ -154,7 +161,9 @@ def rigging(shares=(0.05, 0.10, 0.20), seeds: int = 10, per_rater: int = 40,
                          "recall": round(caught / attackers_total, 3), "honest_flagged_runs": round(honest_runs / seeds, 3),
                          "top_model_honest": kept_top == seeds, "top_model_honest_unfiltered": raw_top == seeds,
                          "misplaced_models": round(kept_misplaced / seeds, 2),
-                         "misplaced_models_unfiltered": round(raw_misplaced / seeds, 2)})
+                         "misplaced_models_unfiltered": round(raw_misplaced / seeds, 2),
+                         **{f"recall_{check}": round(hit / attackers_total, 3) for check, (hit, _) in by_check.items()},
+                         **{f"precision_{check}": round(hit / n, 3) if n else None for check, (hit, n) in by_check.items()}})
     return rows
 
 

@@ -140,13 +140,47 @@ def cluster_weights(d: Design, rounds: int, seed: int = 0):
         yield drawn[d.cluster].astype(float)
 
 
+def bt_fit_batch(x: np.ndarray, total: np.ndarray, won: np.ndarray, m: int, l2: float = L2) -> np.ndarray:
+    """bt_fit for many resamples at once: `x` holds one row per cell or vote (+1 for model a, -1 for
+    model b, then its covariates), `total` / `won` one row per resample (weights and a's score).
+    Newton's method on the same penalised likelihood (the ridge makes it strictly convex, so this
+    is the optimum L-BFGS finds, to 1e-8). Returns (resamples x parameters), betas centred at 0."""
+    theta = np.zeros((total.shape[0], x.shape[1]))
+    ridge = 2 * l2 * np.eye(x.shape[1])
+    for _ in range(100):
+        p = expit(theta @ x.T)
+        grad = (total * p - won) @ x + 2 * l2 * theta
+        curvature = np.einsum("rc,ci,cj->rij", total * p * (1 - p), x, x) + ridge
+        step = np.linalg.solve(curvature, grad[..., None])[..., 0]
+        theta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    theta[:, :m] -= theta[:, :m].mean(axis=1, keepdims=True)
+    return theta
+
+
 def bt_bootstrap(d: Design, rounds: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The point fit and `rounds` cluster-bootstrap refits: (beta, gamma, beta samples, gamma samples)."""
+    """The point fit and `rounds` cluster-bootstrap refits: (beta, gamma, beta samples, gamma samples).
+    The refits are solved together (bt_fit_batch): a few hundred in well under a second."""
     beta, gamma = bt_fit(d)
-    start = np.concatenate([beta, gamma])
-    fits = [bt_fit(d, w, start=start) for w in cluster_weights(d, rounds, seed)]
-    return (beta, gamma, np.array([f[0] for f in fits]).reshape(len(fits), len(beta)),
-            np.array([f[1] for f in fits]).reshape(len(fits), len(gamma)))
+    m, k = len(d.models), 0 if d.z is None else d.z.shape[1]
+    if not rounds or not len(d.score):
+        return beta, gamma, np.zeros((0, m)), np.zeros((0, k))
+    weights = np.array(list(cluster_weights(d, rounds, seed)))  # rounds x votes
+    if d.z is None:  # votes of the same pair summed into cells (a, b), as bt_fit does
+        cell = d.a * m + d.b
+        used = np.unique(cell)
+        onehot = (cell[:, None] == used[None, :]).astype(float)  # votes x used cells
+        x = np.zeros((len(used), m))
+        x[np.arange(len(used)), used // m] += 1
+        x[np.arange(len(used)), used % m] -= 1
+        fits = bt_fit_batch(x, weights @ onehot, (weights * d.score) @ onehot, m)
+    else:
+        x = np.zeros((len(d.score), m))
+        x[np.arange(len(d.score)), d.a] += 1
+        x[np.arange(len(d.score)), d.b] -= 1
+        fits = bt_fit_batch(np.hstack([x, d.z]), weights, weights * d.score, m)
+    return beta, gamma, fits[:, :m], fits[:, m:]
 
 
 def bradley_terry(votes: list[dict], models: list[str] | None = None) -> dict[str, float]:

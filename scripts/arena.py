@@ -83,6 +83,10 @@ def add_campaign_commands(campaign) -> None:
                         help="a rater's edited answer or comment, at most this many characters")
     create.add_argument("--votes-per-minute", type=int, default=CampaignSettings.votes_per_minute,
                         help="a rater's votes in any minute, at most")
+    create.add_argument("--repeat-share", type=float, default=CampaignSettings.repeat_share,
+                        help="open battles: one question counts for at most this share of the votes")
+    create.add_argument("--near-duplicate", type=float, default=CampaignSettings.near_duplicate,
+                        help="open battles: one rater's questions at least this similar (MiniLM cosine) within a day count once")
     create.add_argument("--identity-words", nargs="*", default=[],
                         help="more words that give a model away (its name, its base's family and lab are always checked)")
     backend.add_flags(create)
@@ -106,6 +110,8 @@ def add_output_commands(sub) -> None:
                               "rao-kupper or davidson (a tie parameter; held-out scores of all three are always reported)")
     results.add_argument("--min-games", type=int, default=MIN_DECISIVE_GAMES,
                          help="a ladder row with fewer decisive games is provisional (no rank)")
+    results.add_argument("--topics", action="store_true",
+                         help="find topics in the prompts (MiniLM, HDBSCAN, named by class-based TF-IDF) and ladder per topic")
     results.add_argument("--max-interval", type=float, default=MAX_INTERVAL_ELO,
                          help="a ladder row whose 95%% interval is wider than this many Elo points is provisional")
     export = sub.add_parser("export-pairs")
@@ -198,7 +204,7 @@ def backup(args, arena: Arena) -> None:
 def results(args, arena: Arena) -> None:
     if args.min_games < 0 or args.max_interval <= 0:
         raise StoreError("--min-games must be 0 or more and --max-interval above 0")
-    res = arena.results(args.name, ties=args.ties, min_games=args.min_games, max_width=args.max_interval)
+    res = arena.results(args.name, ties=args.ties, min_games=args.min_games, max_width=args.max_interval, topics=args.topics)
     if args.json:
         print(json.dumps(res))
         return
@@ -226,6 +232,12 @@ def results_lines(res: dict) -> list[str]:
     lines.append("battles / votes per model: " + ", ".join(
         f"{s['model']} {s['battle_share'] or 0:.0%} / {s['vote_share'] or 0:.0%}" for s in res["battle_share"]) +
         f" (allocation {res['allocation_policy']['allocation']})")
+    for topic, rows in ((res.get("topics") or {}).get("ladders") or {}).items():
+        lines.append(f"topic {topic}: " + ", ".join(f"{r['model']} {r['rating']:.0f}" + (" (prov)" if r.get("provisional") else "")
+                                                   for r in rows))
+    aside = (res.get("prompt_hygiene") or {}).get("set_aside") or {}
+    if aside:
+        lines.append("set aside by open-battle hygiene: " + ", ".join(f"{n} {why}" for why, n in sorted(aside.items())))
     lines += [f"left out: {r['name']} ({r['votes']} votes): {'; '.join(r['reasons']) or 'admin'}" for r in res["raters"]
               if r["excluded"]]
     return lines
@@ -296,7 +308,8 @@ def new_campaign(args) -> NewCampaign:
         votes_per_battle=args.votes_per_battle, allocation=args.allocation, gold_rate=args.gold_rate,
         min_gold_accuracy=args.min_gold_accuracy, system=args.system, open=args.open, max_turns=args.max_turns,
         max_prompt_chars=args.max_prompt_chars, battles_per_hour=args.battles_per_hour,
-        max_duplicates=args.max_duplicates, max_text_chars=args.max_text_chars, votes_per_minute=args.votes_per_minute)
+        max_duplicates=args.max_duplicates, max_text_chars=args.max_text_chars, votes_per_minute=args.votes_per_minute,
+        repeat_share=args.repeat_share, near_duplicate=args.near_duplicate)
     return NewCampaign(args.name, tuple(args.models), None if args.open else args.prompts,
                        {k: getattr(args, k) for k in SAMPLING}, settings, args.gold, args.guidelines,
                        tuple(args.identity_words), args.max_answers)

@@ -1,6 +1,6 @@
 """Benchmarks, each ratio measured side by side in one run.
 
-    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging|ties|provisional|train] [--json] [--tokens 64] [--repeats 5]
+    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging|ties|provisional|results|train] [--json] [--tokens 64] [--repeats 5]
     python scripts/bench.py --only train [--method sft|dpo] [--base NAME] [--train-tokens 6000] [--json]
 
 battle: time of a battle (two adapters' answers in ONE batched call) / time of one adapter's
@@ -25,11 +25,15 @@ allocation: simulated raters (4 models of known Bradley-Terry strengths, one vot
 rigging: 40 simulated raters (4 models of known strengths, 3 votes per battle, 40 votes each) of whom
         5%, 10% or 20% attack: `target` (votes for the runner-up whenever it plays, honestly
         otherwise), `random`, `always_left`, `contrarian`; 10 campaigns each: the rater checks'
-        precision and recall, campaigns with an honest rater flagged, the ladder's top and misplaced
-        models with and without the flagged raters; then target recall at 20 / 30 / 40 votes per rater.
+        precision and recall (all checks together, and each check alone: agreement, position,
+        favouritism, the sequential e-value test), campaigns with an honest rater flagged, the
+        ladder's top and misplaced models with and without the flagged raters; then target recall
+        at 20 / 30 / 40 votes per rater.
 ties:   votes of 4 models of known strengths (Elo 1000 +- 240) with a 30% tie rate, drawn from the
         Davidson and from the Rao-Kupper model, 4 seeds x 4,000 votes each: held-out log-loss (20%
         of the votes) and tie-probability error of "a tie is half a win" vs Rao-Kupper vs Davidson.
+results: the Results tab's work for a campaign of 300 votes (4 models, 3 categories): the first
+        showing (every ladder with its bootstrap, tie models, plots) and the same results again.
 provisional: 4 models 50 Elo apart, votes by Bradley-Terry, 30 campaigns per size: how often the
         ladder's 95% interval covers a model's true rating and how wide it is, by decisive games
         per model (the evidence behind stats.MIN_DECISIVE_GAMES and MAX_INTERVAL_ELO).
@@ -354,6 +358,35 @@ def bench_rigging(seeds: int = 10) -> dict:
     return {"rigging": rows, "rigging_target_10pct_by_votes": curve}
 
 
+def bench_results(votes: int = 300) -> dict:
+    """The Results tab's work for a campaign of `votes` votes (4 models, 120 prompts with categories,
+    simulated raters through the real store): the first showing (every ladder with its bootstrap,
+    the tie models, the plots) and the same results shown again (cached on the vote stamp)."""
+    from blindarena import plots
+    from blindarena.records import CampaignSettings
+    from blindarena.service import Arena
+    from blindarena.simulate import prefill
+    from blindarena.store import Store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "arena.sqlite")
+        rows = [{"prompt": f"question {i}", "category": ("writing", "coding", "math")[i % 3]} for i in range(120)]
+        store.create_campaign("shown", ["m1", "m2", "m3", "m4"], rows, {},
+                              settings=CampaignSettings(votes_per_battle=3, votes_per_minute=None))
+        store.save_answers([(pid, m, f"{m} answers {p} " * 5, 10, "") for pid, p, m in store.missing_answers("shown")])
+        store.set_status("shown", "ready")
+        cast = prefill(store, "shown", votes)
+        arena, times = Arena(store), []
+        for _ in range(2):
+            started = time.perf_counter()
+            res, rows_shown = arena.cached_results("shown")
+            for draw in (plots.ladder, plots.win_rates, plots.by_category, plots.position_bias, plots.style_ladder):
+                draw(res)
+            plots.votes_over_time(rows_shown)
+            times.append(time.perf_counter() - started)
+    return {"results_votes": cast, "results_show_s_first": round(times[0], 2), "results_show_s_again": round(times[1], 3)}
+
+
 def bench_ties(seeds: int = 4, games: int = 4000) -> dict:
     from blindarena import ties
 
@@ -396,7 +429,7 @@ def bench_provisional(repeats: int = 30) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena", "allocation", "rigging", "ties",
-                                           "provisional", "train"])
+                                           "provisional", "results", "train"])
     parser.add_argument("--method", choices=["sft", "dpo"], default="sft", help="train: which method's recipe")
     parser.add_argument("--base", help="train: the registry base (default: the embedded one; gemma-3-270m: the real base)")
     parser.add_argument("--train-tokens", type=int, default=6000, help="train: real tokens each lane trains on")
@@ -412,12 +445,12 @@ def main(argv=None) -> int:
     results: dict = {"device": "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} threads"}
     if args.only == "train":
         return report({**results, **bench_train(args)}, args.json)
-    if args.only in ("api", "dedup", "arena", "allocation", "rigging", "ties", "provisional"):
+    if args.only in ("api", "dedup", "arena", "allocation", "rigging", "ties", "provisional", "results"):
         if args.prefill < 0:
             parser.error(f"--prefill must be 0 or more, got {args.prefill}")
         results.update({"api": bench_api, "dedup": bench_dedup, "arena": lambda: bench_arena(prefill=args.prefill),
                         "allocation": bench_allocation, "rigging": bench_rigging, "ties": bench_ties,
-                        "provisional": bench_provisional}[args.only]())
+                        "provisional": bench_provisional, "results": bench_results}[args.only]())
         return report(results, args.json)
     with tempfile.TemporaryDirectory() as tmp:
         registry, base = bench_registry(Registry(args.registry), 8 if args.only != "battle" else 2, Path(tmp))

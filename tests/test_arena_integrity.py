@@ -295,4 +295,4 @@ def test_results_carry_ranks_per_category_ladders_and_the_fragility_sentence(tmp
     top = res["robustness"]["top"]
     assert (top["higher"], top["lower"], top["votes_to_flip"], res["robustness"]["votes"]) == ("x", "y", 5, 40)
     assert "The top spot (x over y) rests on 5 of 40 votes" in results_summary_text(res)
-    assert [row[:3] for row in ladder_table(res)][:2] == [["all", 1, "x"], ["all", 1, "y"]]
+    assert [row[:3] for row in ladder_table(res)][:2] == [["all votes", 1, "x"], ["all votes", 1, "y"]]

@@ -295,3 +295,38 @@ def test_a_hostile_raters_markup_never_renders_on_the_admins_page(tmp_path, tiny
         finally:
             site.ui.close()
     assert hits == ["/control"], f"the admin's browser called the rater's beacon: {hits}"
+
+
+def test_the_locked_results_tab_says_where_to_unlock_and_the_unlocked_one_opens_on_the_leaderboard(tmp_path, tiny_dir):
+    """Before the password: one line, and pressing Show results fails no component (no "Error"
+    badge, no toast). Unlocked: the leaderboard (ranks or "provisional") is the first thing the
+    results show, above the plots."""
+    from playwright.sync_api import expect
+
+    from blindarena.service import Arena
+
+    config, store = make_arena(tmp_path, tiny_dir, prompts=3)
+    arena = Arena(store)
+    for name in ("ann", "bo"):
+        rater = arena.join("tasting", name)
+        while (battle := arena.next_battle("tasting", rater)) is not None:
+            arena.vote("tasting", rater, battle.battle_id, "left" if name == "ann" else "right")
+    site = launch(config, store)
+    try:
+        with page_at(site.url) as page:
+            page.get_by_role("tab", name="Results").click()
+            expect(page.locator("#results-locked")).to_contain_text("behind the admin password", timeout=30_000)
+            page.locator("#show-results").click()
+            expect(page.locator("#results-locked")).to_contain_text("Locked.", timeout=30_000)  # the event has answered
+            assert page.get_by_text("Error", exact=True).count() == 0
+            assert page.get_by_test_id("toast-body").count() == 0
+            show_results_as_admin(page)
+            expect(page.locator("#results-summary")).to_contain_text("human votes counted", timeout=60_000)
+            expect(page.locator("#ladders")).to_contain_text(MODELS[0])
+            assert page.locator("#ladders td", has_text="provisional").count() >= len(MODELS)  # 6 votes: nobody ranked yet
+            ladder_top = page.locator("#ladders").bounding_box()["y"]
+            plot_tops = [page.locator(f"#plot-{name}").bounding_box()["y"] for name in ("ladder", "win-rates", "over-time")]
+            assert ladder_top < min(plot_tops)  # the leaderboard first, the plots after
+            assert page.get_by_text("Error", exact=True).count() == 0
+    finally:
+        site.ui.close()

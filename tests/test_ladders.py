@@ -122,3 +122,54 @@ def test_results_with_ties_modelled_keep_the_half_ladder_as_the_main_one(tmp_pat
     modelled = operations.results(store, "same", rounds=0, ties="rao-kupper")
     assert half["bradley_terry"] == modelled["bradley_terry"] and half["ties"]["model"] == "half"
     assert modelled["ties"]["model"] == "rao-kupper"
+
+
+def test_the_sequential_e_value_test_catches_contrarians_and_spares_honest_raters():
+    from blindarena import quality, simulate
+
+    votes, attackers = simulate.rigged_votes("contrarian", 0.10, per_rater=40, seed=1000)
+    rows = {r["name"]: r for r in quality.rater_quality(votes, [])}
+    caught = {name for name, r in rows.items() if "sequential" in r["checks"]}
+    assert caught == attackers and len(attackers) == 4
+    assert all(reason.startswith("sequential test: e-value") for name in caught for reason in rows[name]["reasons"]
+               if quality.check_of(reason) == "sequential")
+    honest, _ = simulate.rigged_votes("contrarian", 0.0, per_rater=40, seed=1001)
+    assert not any("sequential" in r["checks"] for r in quality.rater_quality(honest, []))
+
+
+def test_topics_are_found_named_and_laddered_for_prompts_without_a_category(tmp_path):
+    from blindarena import plots
+
+    groups = {"recipe": ["How do I bake sourdough bread with a crisp crust?", "What spices go into a curry sauce?",
+                         "How long should I roast a chicken in the oven?", "Give me a recipe for tomato soup with basil.",
+                         "How do I make fresh pasta dough by hand?", "What is the best way to caramelize onions?",
+                         "How do I bake chocolate chip cookies that stay soft?", "Suggest a vegetarian lasagna recipe."],
+              "python": ["How do I reverse a list in Python?", "Explain Python decorators with an example.",
+                         "How do I read a CSV file in Python with pandas?", "What is a Python generator and yield?",
+                         "How do I fix a Python ImportError for a local module?", "Write a Python function to sort a dict by value.",
+                         "How do Python virtual environments work?", "What does the Python GIL do to threads?"],
+              "football": ["Who won the football World Cup in 2010?", "Explain the offside rule in football.",
+                           "How many players are on a football team on the pitch?", "What is a hat-trick in football?",
+                           "Which football club has won the most Champions League titles?", "How long is a football match?",
+                           "What does a football goalkeeper do?", "Why do football teams use a 4-4-2 formation?"]}
+    store = Store(tmp_path / "arena.sqlite")
+    prompts = [{"prompt": p} for texts in groups.values() for p in texts]  # no category
+    store.create_campaign("topical", ["m1", "m2"], prompts, {}, settings=CampaignSettings(votes_per_minute=10_000))
+    store.save_answers([(pid, m, f"{m} on {p}", 3, "") for pid, p, m in store.missing_answers("topical")])
+    store.set_status("topical", "ready")
+    arena, rng = Arena(store), np.random.default_rng(0)
+    for k in range(3):
+        rater = arena.join("topical", f"rater{k}")
+        while (battle := arena.next_battle("topical", rater)) is not None:
+            arena.vote("topical", rater, battle.battle_id, str(rng.choice(["left", "right", "tie"])))
+    res = arena.results("topical", rounds=10, topics=True)
+    assert res["human_votes"] == 72
+    found = res["topics"]
+    assert len(found["topics"]) == 3 and found["unclustered"] <= 3, found["topics"]
+    named = " | ".join(t["name"] for t in found["topics"])
+    assert all(any(word in named for word in words) for words in (("bake", "recipe", "sauce", "roast", "pasta"),
+                                                                  ("python",), ("football",))), named
+    assert len(found["map"]) == 24 and set(found["ladders"]) <= {t["name"] for t in found["topics"]}
+    assert all(row.get("provisional") is not None for rows in found["ladders"].values() for row in rows)
+    assert len(plots.topic_map(res).data) >= 3
+    assert arena.results("topical", rounds=0)["topics"] is None  # only when asked (the Results tab asks for uncategorised prompts)

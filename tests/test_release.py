@@ -42,13 +42,13 @@ class Echo:
         yield [self.answer(c, m) for c, m in zip(conversations, models)]
 
 
-def open_campaign(tmp_path) -> Arena:
+def open_campaign(tmp_path, **settings) -> Arena:
     store = Store(tmp_path / "data" / "arena.sqlite")
     arena = Arena(store, generator=Echo)
     from blindarena import operations
 
     operations.create_campaign(store, Echo(), "open-talk", ["m-one", "m-two"], [], SamplingParams(max_new_tokens=4),
-                               settings=CampaignSettings(open=True, votes_per_minute=1000))
+                               settings=CampaignSettings(open=True, votes_per_minute=1000, **settings))
     return arena
 
 
@@ -127,3 +127,23 @@ def test_the_release_command_refuses_what_it_cannot_write_and_says_what_it_did(t
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["votes"] == 1 and figures["license"] == "cc0-1.0" and (tmp_path / "out" / "README.md").is_file()
+
+
+def test_open_battle_hygiene_caps_repeated_questions_and_counts_a_raters_near_duplicates_once(tmp_path):
+    """FastChat caps its most frequent prompts; here one question counts for at most 5% of an open
+    campaign's votes, and one rater's paraphrases within a day (MiniLM cosine >= 0.9) count once.
+    Results says how many votes each rule set aside; the votes themselves stay in the store."""
+    arena = open_campaign(tmp_path, max_duplicates=10, battles_per_hour=100)  # the ask-time cap lets these through
+    raters = [arena.join("open-talk", f"r{k}") for k in range(3)]
+    for k in range(20):  # 20 distinct questions across three raters: the campaign's ordinary votes
+        ask_and_vote(arena, raters[k % 3], f"question number {k} about topic {k * 7}?")
+    for rater in raters:  # the same question from everyone, twice each: 6 votes on one question
+        ask_and_vote(arena, rater, "What is the capital of France?")
+        ask_and_vote(arena, rater, "what is the capital of france")
+    ask_and_vote(arena, raters[0], "Tell me the capital of France please")  # a paraphrase of r0's own question
+    res = arena.results("open-talk", rounds=0)
+    assert res["votes"] == 27
+    aside = res["prompt_hygiene"]["set_aside"]
+    assert aside["repeated question"] == 5  # 27 votes: at most int(0.05 * 27) = 1 on one question
+    assert aside["near-duplicate"] == 1  # r0's paraphrase (cosine 0.94 to its own question); its repeats are capped already
+    assert res["human_votes"] == 27 - sum(aside.values()) and len(Store(tmp_path / "data" / "arena.sqlite").votes("open-talk")) == 27

@@ -39,6 +39,7 @@ class ResultsRoom:
     ladders: gr.Dataframe
     votes_csv: gr.File
     style_ladder: gr.Plot
+    topic_map: gr.Plot
     raters: gr.Dataframe
     review_name: gr.Textbox
     review_choice: gr.Radio
@@ -59,10 +60,12 @@ def build() -> ResultsRoom:
                            label="Leaderboard: all votes, style-controlled, then per category (rank: 1 + models whose "
                                  "interval lies wholly above; provisional rows are not ranked)")
     summary = gr.Markdown(elem_id="results-summary")
-    ladder, win_rates, by_category, position_bias, over_time = (gr.Plot() for _ in range(5))
+    ladder, win_rates, by_category, position_bias, over_time = (
+        gr.Plot(elem_id=f"plot-{name}") for name in ("ladder", "win-rates", "by-category", "position-bias", "over-time"))
     table = gr.Dataframe(headers=WIN_RATE_COLUMNS)
     votes_csv = gr.File(label="Votes (CSV)")
     style_ladder = gr.Plot()
+    topic_map = gr.Plot(elem_id="topic-map")
     raters = gr.Dataframe(headers=list(RATER_COLUMNS), elem_id="raters",
                           label="Raters (left-out raters' votes are kept, not counted)")
     with gr.Row():
@@ -77,14 +80,15 @@ def build() -> ResultsRoom:
             show_report = gr.Button("Show report")
         report = gr.Markdown()
     return ResultsRoom(campaign, show, locked, summary, ladder, win_rates, by_category, position_bias, over_time, table,
-                       ladders, votes_csv, style_ladder, raters, review_name, review_choice, review, reviewed, report_name,
+                       ladders, votes_csv, style_ladder, topic_map, raters, review_name, review_choice, review, reviewed, report_name,
                        list_reports, show_report, report)
 
 
 def wire(svc: Services, room: ResultsRoom, password: gr.Textbox) -> None:
     room.show.click(bind(show_results, svc, room), [password, room.campaign],
                     [room.locked, room.ladder, room.win_rates, room.by_category, room.position_bias, room.over_time,
-                     room.table, room.ladders, room.votes_csv, room.summary, room.style_ladder, room.raters], **PRIVATE)
+                     room.table, room.ladders, room.votes_csv, room.summary, room.style_ladder, room.topic_map, room.raters],
+                    **PRIVATE)
     room.review.click(bind(review_rater, svc), [password, room.campaign, room.review_name, room.review_choice],
                       [room.reviewed], **PRIVATE)
     room.list_reports.click(bind(list_reports, svc), [password], [room.report_name], **PRIVATE)
@@ -95,7 +99,8 @@ def show_results(svc: Services, room: ResultsRoom, password, campaign) -> dict:
     """The campaign's results, leaderboard first. Locked (no or a wrong password) it answers with
     one line where to unlock, and touches nothing else: no component fails."""
     if not admin_unlocked(svc, password):
-        return {room.locked: gr.update(value=LOCKED if not password else "Wrong admin password. " + LOCKED, visible=True)}
+        return {room.locked: gr.update(value=("**Locked.** " if not password else "**Wrong admin password.** ") + LOCKED,
+                                       visible=True)}
     if not campaign:
         return {room.locked: gr.update(value="Pick a campaign above, then **Show results**.", visible=True)}
     with shown_to_user():
@@ -106,7 +111,8 @@ def show_results(svc: Services, room: ResultsRoom, password, campaign) -> dict:
     return {room.locked: gr.update(visible=False), room.ladders: ladder_table(res), room.summary: results_summary_text(res),
             room.ladder: plots.ladder(res), room.win_rates: plots.win_rates(res), room.by_category: plots.by_category(res),
             room.position_bias: plots.position_bias(res), room.over_time: plots.votes_over_time(votes), room.table: table,
-            room.votes_csv: str(path), room.style_ladder: plots.style_ladder(res), room.raters: rater_table(res)}
+            room.votes_csv: str(path), room.style_ladder: plots.style_ladder(res), room.topic_map: plots.topic_map(res),
+            room.raters: rater_table(res)}
 
 
 def review_rater(svc: Services, password, campaign, rater_name, decision) -> str:
@@ -138,6 +144,7 @@ def ladder_table(res: dict) -> list[list]:
     provisional row shows "provisional" and what it still needs."""
     ladders = [("all votes", res["bradley_terry"]), ("style-controlled", res["bradley_terry_style"]["ladder"])]
     ladders += [(f"category: {c}", rows) for c, rows in sorted(res.get("bradley_terry_by_category", {}).items())]
+    ladders += [(f"topic: {t}", rows) for t, rows in sorted(((res.get("topics") or {}).get("ladders") or {}).items())]
     return [[name, "provisional" if r.get("provisional") else r["rank"], r["model"], round(r["rating"]),
              f"[{r['ci_low']:.0f}, {r['ci_high']:.0f}]", r["games"], r.get("decisive_games", ""), r.get("needs", "")]
             for name, rows in ladders for r in rows]
@@ -179,6 +186,10 @@ def results_summary_text(res: dict) -> str:
     if res.get("identity_flagged_battles"):
         left_out += (f" {res['identity_flagged_battles']} battles flagged (an answer names a model, its family or its "
                      f"lab; {res['identity_flagged_votes']} votes on them not counted).")
+    aside = (res.get("prompt_hygiene") or {}).get("set_aside") or {}
+    if aside:
+        left_out += (f" Open-battle hygiene set aside {sum(aside.values())} votes (" +
+                     ", ".join(f"{n} {why}" for why, n in sorted(aside.items())) + ").")
     if res.get("refused"):
         left_out += " Refused in open battles: " + ", ".join(f"{n} {reason.replace('_', ' ')}"
                                                            for reason, n in sorted(res["refused"].items())) + "."
