@@ -80,6 +80,7 @@ def run(method_name: str, run_args: RunArguments, config, model_args=None) -> En
     log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     started = time.time()
     measure, trainer = build(method_name, model, tokenizer, splits, config, run_args, registry)
+    config = trainer.args  # the config the trainer runs with (build derives an RL round's reward weights)
     measure = with_general_perplexity(measure, method_name, tokenizer, run_args)
     if run_args.loraplus_lr_ratio is not None:
         trainer.optimizer = loraplus_optimizer(trainer, run_args.loraplus_lr_ratio)
