@@ -289,7 +289,9 @@ def closed_loop(run: Run, ifeval: dict) -> dict:
         store = Store(store_path)
         if not store.votes(campaign):
             started = time.time()
-            simulate.checker_raters(store, campaign, loop_rows, raters=4, per_rater=(4 if run.quick else LOOP_VOTES // 4), seed=r)
+            battles = len(store.battle_ids(campaign))  # one battle per prompt: enough raters for LOOP_VOTES votes
+            raters = 4 if run.quick else -(-LOOP_VOTES // max(1, battles))
+            simulate.checker_raters(store, campaign, loop_rows, raters=raters, per_rater=(4 if run.quick else battles), seed=r)
             record(f"closed loop round {r}: checker raters vote", time.time() - started)
         votes_total += len(store.votes(campaign))
         child = f"{CHILD}-{r}"
@@ -312,12 +314,17 @@ def closed_loop(run: Run, ifeval: dict) -> dict:
 
 
 def split_by_instruction(rows: list[dict]) -> tuple[list[dict], list[dict]]:
-    """The loop prompts in two halves with no instruction type in both: prompts of one type share
-    their instruction's wording, which the next round's contamination check (a shared 8-gram with
-    a pair's prompt) rightly refuses in the child's campaign."""
+    """The loop prompts in two halves that share no instruction type and no task (a prompt's first
+    sentence): prompts of one type share their instruction's wording, prompts of one task its
+    words, and the next round's contamination check (a shared 8-gram or a close embedding with a
+    pair's prompt) rightly refuses either in the child's campaign. A task found in both halves is
+    dropped from both."""
     types = sorted({r["instruction_id_list"][0] for r in rows})
     first = set(types[: len(types) // 2])
-    return [r for r in rows if r["instruction_id_list"][0] in first], [r for r in rows if r["instruction_id_list"][0] not in first]
+    task = lambda r: r["prompt"].split(". ")[0].strip().lower()
+    halves = [r for r in rows if r["instruction_id_list"][0] in first], [r for r in rows if r["instruction_id_list"][0] not in first]
+    shared = {task(r) for r in halves[0]} & {task(r) for r in halves[1]}
+    return tuple([r for r in half if task(r) not in shared] for half in halves)
 
 
 def win_rate(judged: dict, model: str, opponent: str) -> dict | None:
