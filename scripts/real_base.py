@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -169,7 +170,9 @@ def run_all(run: Run) -> dict:
     ifeval = ifeval_of(run, [BASE, SFT, SFT_GENERAL, DPO], "IFEval: base, SFT, SFT (without rewrites), DPO")
 
     # Judged win rates on the 50 held-out real prompts, perplexity, preference accuracy.
-    judged_dir = run.out / "judged"
+    # Made in WORK (a fresh clone carries the last published report in OUT, which must not stand
+    # in for this run's), then published to OUT/judged beside metrics.json.
+    judged_dir = run.work / "judged"
     if not (judged_dir / "metrics.json").is_file():
         step(["scripts/evaluate.py", "--base", BASE, "--models", BASE, SFT, DPO, "--judge", "reward", "--reward", JUDGE,
               "--prompts", run.limited(str(w / "sharegpt" / "real_prompts.jsonl"), 6, "real_prompts.jsonl"),
@@ -177,6 +180,7 @@ def run_all(run: Run) -> dict:
               "--max-new-tokens", "48" if run.quick else "128", "--batch-rows", "32", "--data-dir", run.arena, "--out", str(judged_dir), *run.reg()],
              "judged win rates on the 50 real prompts (reward-model judge, both orders), perplexity, preference accuracy")
     judged = json.loads((judged_dir / "metrics.json").read_text())
+    shutil.copytree(judged_dir, run.out / "judged", dirs_exist_ok=True)
     real_perplexity = perplexity_on(run, w / "sharegpt" / "heldout.jsonl")
 
     loop = closed_loop(run, ifeval)
