@@ -64,14 +64,14 @@ DAY_S = 24 * 3600
 
 
 def question_key(text: str) -> str:
+    """A question as the repeat caps compare it (here and at ask time): lower case, letters and digits only."""
     return " ".join(re.findall(r"[a-z0-9]+", (text or "").lower()))
 
 
-def set_aside(votes: list, repeat_share: float = REPEAT_SHARE, similarity: float = NEAR_DUPLICATE,
-              embed=None) -> dict[int, str]:
+def set_aside(votes: list, embed, repeat_share: float = REPEAT_SHARE, similarity: float = NEAR_DUPLICATE) -> dict[int, str]:
     """Vote id -> why it is set aside, for an open campaign's votes (each with its battle's first
     question as `prompt`, its rater and its time), in the order cast. `embed`: texts -> unit
-    vectors (default: the data builder's MiniLM)."""
+    vectors (the data builder's MiniLM), called only when one rater asked more than one question."""
     from datetime import datetime
 
     ordered = sorted(votes, key=lambda v: v["id"])
@@ -88,12 +88,6 @@ def set_aside(votes: list, repeat_share: float = REPEAT_SHARE, similarity: float
         if vote["id"] not in out:
             by_rater.setdefault(vote["rater"], []).append(vote)
     mine = [group for group in by_rater.values() if len(group) > 1]
-    if not mine:
-        return out
-    if embed is None:
-        from posttrain.synth.clean import Embedder
-
-        embed = Embedder()
     for group in mine:
         vectors = embed([v.get("prompt") or "" for v in group])
         times = [datetime.fromisoformat(v["created_at"]).timestamp() for v in group]

@@ -5,7 +5,6 @@ refuse with a message and are counted. Knows nothing of Gradio."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from itertools import combinations
@@ -17,11 +16,6 @@ from blindarena.store import Store
 from blindarena.vocab import conversation
 from posttrain.backend import Generator
 from posttrain.engine import SamplingParams
-
-def normalised(text: str) -> str:
-    """A question as the near-duplicate cap compares it: lower case, letters and digits only."""
-    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
-
 
 def least_covered(models: list[str], counts: dict[tuple[str, str], int], rng: Random) -> tuple[str, str]:
     """The model pair with the fewest battles so far (every pair covered evenly), ties at random."""
@@ -98,7 +92,7 @@ def new_battle(store: Store, campaign, rater_id: int, text: str):
         store.refuse(name, rater_id, "hourly_cap")
         raise StoreError(f"you started {settings.battles_per_hour} battles in the last hour, this campaign's cap; "
                          "please come back later")
-    if sum(normalised(q) == normalised(text) for q in store.open_prompts(name)) >= settings.max_duplicates:
+    if sum(hygiene.question_key(q) == hygiene.question_key(text) for q in store.open_prompts(name)) >= settings.max_duplicates:
         store.refuse(name, rater_id, "duplicate_prompt", text)
         raise StoreError("this question was already asked often in this campaign; please ask another one")
     rng = Random(f"{name}:{rater_id}:{store.progress(rater_id)[1]}")

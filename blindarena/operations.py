@@ -289,9 +289,11 @@ def results(store: Store, name: str, rounds: int = 200, ties: str = "half", min_
     `ties`: the tie model of the `ties` ladder (half, rao-kupper, davidson); `min_games` and
     `max_width`: the provisional rule of every ladder (stats.provisional); `embed`: texts -> unit
     vectors for an open campaign's near-duplicate rule and the topics (default: MiniLM, loaded when
-    needed); `topics`: find topics and ladder per topic (None: when no vote has a category)."""
+    needed, once); `topics`: find topics and ladder per topic (None: when no vote has a category)."""
     campaign = store.campaign(name)
     votes = store.votes(name, answers=True)  # the style ladder and the judge's audit read the answers
+    battles = store.battle_answers(name)
+    embed = embed or minilm()
     raters = rater_quality(store, name)
     left_out = quality.excluded_names(raters)
     people = [v for v in votes if v.rater_role == "human" and not v.flag]
@@ -299,7 +301,7 @@ def results(store: Store, name: str, rounds: int = 200, ties: str = "half", min_
     aside = prompt_hygiene(human, campaign.settings, embed) if campaign.settings.open else {}
     human = [v for v in human if v.id not in aside]
     judge = [v for v in votes if v.rater_role == "judge" and not v.flag]
-    flagged = [b for b in store.battle_answers(name) if b.flag]
+    flagged = [b for b in battles if b.flag]
     agreement = stats.rater_agreement(human)
     settings = campaign.settings
     return {
@@ -327,29 +329,41 @@ def results(store: Store, name: str, rounds: int = 200, ties: str = "half", min_
         "prompt_hygiene": {"repeat_share": settings.repeat_share, "near_duplicate": settings.near_duplicate,
                            "set_aside": dict(Counter(why.split(":")[0] for why in aside.values()))} if settings.open else None,
         "allocation": settings.allocation,
-        **participation(store, name, human),
+        **participation(campaign, battles, human),
         "topics": topic_ladders(human, rounds, min_games, max_width, embed)
         if (topics if topics is not None else not any(v.category for v in human)) else None,
         "complete": is_complete(store, name, left_out),
     }
 
 
-def prompt_hygiene(human: list, settings: CampaignSettings, embed=None) -> dict[int, str]:
+def minilm() -> Callable[[list[str]], object]:
+    """texts -> MiniLM unit vectors, the model loaded on the first call, once, whatever the threads
+    (a results call that needs no embedding loads nothing; an Arena keeps one for all its calls)."""
+    loaded, lock = [], threading.Lock()
+
+    def embed(texts: list[str]):
+        with lock:
+            if not loaded:
+                from posttrain.synth.clean import Embedder
+
+                loaded.append(Embedder())
+        return loaded[0](texts)
+
+    return embed
+
+
+def prompt_hygiene(human: list, settings: CampaignSettings, embed) -> dict[int, str]:
     """An open campaign's votes that its repeat and near-duplicate rules set aside (hygiene.set_aside)."""
     rows = [{"id": v.id, "rater": v.rater, "created_at": v.created_at, "prompt": v.battle.prompt if v.battle else ""}
             for v in human]
-    return hygiene.set_aside(rows, settings.repeat_share, settings.near_duplicate, embed)
+    return hygiene.set_aside(rows, embed, settings.repeat_share, settings.near_duplicate)
 
 
-def topic_ladders(human: list, rounds: int, min_games: int, max_width: float, embed=None) -> dict:
+def topic_ladders(human: list, rounds: int, min_games: int, max_width: float, embed) -> dict:
     """Topics of the voted prompts (blindarena.topics: MiniLM, HDBSCAN, class-based TF-IDF names), a
     provisional-marked ladder per topic, and the prompts' 2-D map."""
     from blindarena import topics as topic_finder
 
-    if embed is None:
-        from posttrain.synth.clean import Embedder
-
-        embed = Embedder()
     texts = sorted({v.battle.prompt for v in human if v.battle})
     found = topic_finder.topics(texts, embed)
     topic_of = dict(zip(texts, found["labels"]))
@@ -371,25 +385,23 @@ def ladders(human: list, models: list[str], open_campaign: bool, rounds: int, ti
     tie models' held-out scores."""
     mark = lambda ladder, votes: stats.provisional(ladder, votes, min_games, max_width)
     styled = style_ladder(human, models, rounds=rounds)
-    by_category = {} if open_campaign else stats.bt_by_category(human, rounds=rounds)
-    in_category = lambda category: [v for v in human if v.get("category") == category]
+    categories = {} if open_campaign else stats.by_category_votes(human)
     raw = mark(stats.bt_ladder(human, models, rounds=rounds), human)
     tie_fit = None if tie_model == "half" else tie_models.tie_ladder(human, sorted(models), tie_model, rounds)
     return {
         "bradley_terry": raw,
         "bradley_terry_style": {**styled, "ladder": mark(styled["ladder"], human)},
-        "bradley_terry_by_category": {c: mark(ladder, in_category(c)) for c, ladder in by_category.items()},
+        "bradley_terry_by_category": {c: mark(stats.bt_ladder(vs, rounds=rounds), vs) for c, vs in categories.items()},
         "ties": {"model": tie_model, **tie_models.rates(human), "ladder": raw if tie_fit is None else mark(tie_fit["ladder"], human),
                  "tie_parameter": tie_fit and tie_fit["tie_parameter"], "heldout": tie_models.heldout(human, sorted(models))},
         "provisional_rule": {"min_decisive_games": min_games, "max_interval_elo": max_width},
     }
 
 
-def participation(store: Store, name: str, human: list) -> dict:
+def participation(campaign, battles: list, human: list) -> dict:
     """Where the battles and the people's votes went, per model, and the allocation policy in
     force (LMArena publishes its sampling since "The Leaderboard Illusion", Singh et al. 2025)."""
-    campaign = store.campaign(name)
-    battles = [b for b in store.battle_answers(name) if not b.gold]  # gold checks pit no campaign models
+    battles = [b for b in battles if not b.gold]  # gold checks pit no campaign models
     settings = campaign.settings
     shares = []
     for model in campaign.models:

@@ -23,6 +23,7 @@ from blindarena import quality
 from blindarena.operations import rater_quality
 from blindarena.records import StoreError
 from blindarena.store import Store
+from blindarena.vocab import conversation
 
 WINNER = {"a": "model_a", "b": "model_b", "tie": "tie", "both_bad": "tie (bothbad)"}  # LMSYS's spellings
 COLUMNS = ("question_id", "model_a", "model_b", "winner", "judge", "conversation_a", "conversation_b", "turn", "anony",
@@ -79,13 +80,9 @@ def language_of(text: str) -> str:
     return LANGUAGES.get(code, code)
 
 
-def conversation(turns: list[str], answers: list[str], counts: Counter) -> list[dict]:
-    messages = []
-    for k, user in enumerate(turns):
-        messages.append({"role": "user", "content": redact(user, counts)})
-        if k < len(answers):
-            messages.append({"role": "assistant", "content": redact(answers[k], counts)})
-    return messages
+def redacted_conversation(turns: list[str], answers: list[str], counts: Counter) -> list[dict]:
+    """The arena's one message layout (vocab.conversation) of texts with personal data redacted."""
+    return conversation([redact(t, counts) for t in turns], [redact(a, counts) for a in answers])
 
 
 def released_rows(store: Store, campaign: str, salt: str) -> tuple[list[dict], dict]:
@@ -105,8 +102,8 @@ def released_rows(store: Store, campaign: str, salt: str) -> tuple[list[dict], d
         rows.append({"question_id": battle.question_id or str(battle.prompt_id), "model_a": vote.model_a,
                      "model_b": vote.model_b, "winner": WINNER[vote.winner],
                      "judge": "arena_user_" + hashlib.sha256(f"{salt}:{campaign}:{vote.rater}".encode()).hexdigest()[:16],
-                     "conversation_a": conversation(turns, answers_a, counts),
-                     "conversation_b": conversation(turns, answers_b, counts), "turn": len(turns), "anony": True,
+                     "conversation_a": redacted_conversation(turns, answers_a, counts),
+                     "conversation_b": redacted_conversation(turns, answers_b, counts), "turn": len(turns), "anony": True,
                      "language": language_of(turns[0]), "tstamp": datetime.fromisoformat(vote.created_at).timestamp()})
     return rows, {"redacted": {kind: counts[kind] for kind in PATTERNS}, "not_released": dict(skipped),
                   "raters": len({r["judge"] for r in rows}), "consenting_raters": len(consenting)}

@@ -69,17 +69,8 @@ class Arena:
         self._generator = generator
         self.checks = operations.RaterChecks()
         self._results: dict = {}  # campaign -> (vote stamp, (results, votes)): cached_results
-        self._embedder = None
+        self.embed = operations.minilm()  # open campaigns' near-duplicate rule and the topics, loaded on first use
         self._lock = threading.Lock()
-
-    def embed(self, texts: list[str]):
-        """MiniLM unit vectors (open campaigns' near-duplicate rule), loaded on first use."""
-        with self._lock:
-            if self._embedder is None:
-                from posttrain.synth.clean import Embedder
-
-                self._embedder = Embedder()
-        return self._embedder(texts)
 
     def generator(self) -> Generator:
         if self._generator is None:

@@ -274,13 +274,18 @@ def provisional(ladder: list[dict], votes: list[dict], min_games: int = MIN_DECI
     return out
 
 
-def bt_by_category(votes: list[dict], rounds: int = 200, seed: int = 0) -> dict[str, list[dict]]:
-    """One raw ladder (with ranks) per prompt category, over the models that played in it."""
+def by_category_votes(votes: list[dict]) -> dict[str, list[dict]]:
+    """The votes of each prompt category (votes without one are in none), categories in order."""
     grouped = defaultdict(list)
     for vote in votes:
         if vote.get("category"):
             grouped[vote["category"]].append(vote)
-    return {category: bt_ladder(group, rounds=rounds, seed=seed) for category, group in sorted(grouped.items())}
+    return dict(sorted(grouped.items()))
+
+
+def bt_by_category(votes: list[dict], rounds: int = 200, seed: int = 0) -> dict[str, list[dict]]:
+    """One raw ladder (with ranks) per prompt category, over the models that played in it."""
+    return {category: bt_ladder(group, rounds=rounds, seed=seed) for category, group in by_category_votes(votes).items()}
 
 
 # ---- fragility: how many votes stand between two neighbours on the ladder ------------------------

@@ -19,7 +19,7 @@ from collections import defaultdict
 import numpy as np
 from scipy.optimize import minimize
 
-from blindarena.stats import L2, cluster_weights, design, elo, percentile_interval, ranked
+from blindarena.stats import L2, Design, bt_fit, cluster_weights, design, elo, percentile_interval, ranked
 
 TIE_MODELS = ("half", "rao-kupper", "davidson")
 OUTCOMES = {"a": 0, "b": 1, "tie": 2, "both_bad": 2}  # a wins, b wins, a tie (both bad is one)
@@ -61,9 +61,7 @@ def fit(method: str, table: np.ndarray, l2: float = L2, start: tuple[np.ndarray,
     keeps a model that won every game finite, as in the raw ladder); `start`: a fit to begin from."""
     m = table.shape[0]
     if method == "half":
-        from blindarena.stats import bt_fit
-
-        return half_fit(table, bt_fit), 0.0
+        return half_fit(table), 0.0
 
     def loss(theta):
         beta, eta = theta[:m] - theta[:m].mean(), theta[m]
@@ -74,10 +72,8 @@ def fit(method: str, table: np.ndarray, l2: float = L2, start: tuple[np.ndarray,
     return theta[:m] - theta[:m].mean(), float(theta[m])
 
 
-def half_fit(table: np.ndarray, bt_fit) -> np.ndarray:
+def half_fit(table: np.ndarray) -> np.ndarray:
     """The raw ladder's fit (a tie is half a win each way) from a count table."""
-    from blindarena.stats import Design
-
     a, b, k = np.nonzero(table)
     weight = table[a, b, k]
     score = np.where(k == 0, 1.0, np.where(k == 1, 0.0, 0.5))

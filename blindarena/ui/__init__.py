@@ -2,7 +2,7 @@
 (campaigns), pairs and models (behind the admin password). Each room builds its own components
 (`build`) and wires its own events (`wire`) to module-level callbacks that take the services
 and the room explicitly and return updates by component. Callbacks only translate events into
-calls of blindarena.operations / blindarena.store and back; per-user state lives in gr.State and the database;
+calls of the arena's front door (blindarena.service.Arena) and back; per-user state lives in gr.State and the database;
 model identities never reach a rater's browser before a vote."""
 
 from __future__ import annotations
