@@ -18,6 +18,7 @@ from posttrain import templates
 from posttrain.card import card_of, hardware, peak_memory_mb, run_metrics
 from posttrain.errors import RecipeError
 from posttrain.fingerprint import check_fingerprint, last_complete_checkpoint, write_fingerprint
+from posttrain.fused_head import cpu_fast_head
 from posttrain.heldout import perplexity, preference_accuracy, text_perplexity
 from posttrain.loading import load_trainable, resolve_entries, run_tokenizer, save_adapter, trainable_parameters
 from posttrain.methods import METHODS, Method, method
@@ -92,8 +93,9 @@ def run(method_name: str, run_args: RunArguments, config, model_args=None) -> En
         log.info("resuming from %s", last)
     if main:
         write_fingerprint(Path(config.output_dir), fingerprint)
-    train_output = trainer.train(resume_from_checkpoint=last)
-    eval_metrics = trainer.evaluate()
+    with cpu_fast_head():  # TRL's fused LM head scores only labelled positions on a CPU too
+        train_output = trainer.train(resume_from_checkpoint=last)
+        eval_metrics = trainer.evaluate()
     if not main:
         trainer.accelerator.wait_for_everyone()  # the main process publishes; then the entry exists
         return registry.get(run_args.name)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from posttrain.fused_head import cpu_fast_head
 from posttrain.models import DEFAULT_BASE_NAME, GEMMA_BASE_NAME
 from posttrain.train import build, load_splits, load_trainable, parse_run, resolve_entries, run_tokenizer
 
@@ -109,9 +110,10 @@ def train_step(lane: Lane) -> None:
     reset_peak_rss()
     started = time.perf_counter()
     lane.model.train()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=lane.bf16):  # what accelerate does on a CPU
-        loss = lane.trainer.compute_loss(lane.model, batch)
-    loss.backward()
+    with cpu_fast_head(lane.name == "fast"):  # the plain lane: TRL's stock fused head (every position scored)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=lane.bf16):  # what accelerate does on a CPU
+            loss = lane.trainer.compute_loss(lane.model, batch)
+        loss.backward()
     lane.optimizer.step()
     lane.scheduler.step()
     lane.optimizer.zero_grad(set_to_none=True)

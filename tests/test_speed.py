@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from posttrain import precision
+from posttrain import fused_head, precision
 from posttrain.train import parse_run, run
 
 SFT_RECIPE = ROOT / "posttrain" / "recipes" / "sft_default.yaml"
@@ -152,3 +152,75 @@ def test_pair_methods_train_with_batches_grouped_by_length(kind, tiny_registry, 
     entry = run(kind, *parse_run(kind, args))
     assert made and len(made[0]) >= 9 and all(n > 0 for n in made[0]) and len(set(made[0])) > 1
     assert entry.card["precision"].startswith("bf16 mixed") and entry.card["steps"] == 1
+
+
+def fused_step(model, input_ids, labels, bf16: bool, fast: bool):
+    """One fused-head forward and backward (TRL's, as its trainers call it): the per-token
+    log-probabilities, the loss, the gradient of every trainable weight, and how many positions
+    the head scored."""
+    from trl.trainer import utils as trl_utils
+
+    scored = []
+    stock = trl_utils._ChunkedLogProbFunction
+
+    class Spy(stock):
+        @staticmethod
+        def forward(ctx, hidden, *args):
+            scored.append(hidden.shape[0])
+            return stock.forward(ctx, hidden, *args)
+
+    model.zero_grad(set_to_none=True)
+    trl_utils._ChunkedLogProbFunction = Spy
+    try:
+        with fused_head.cpu_fast_head(fast), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(input_ids=input_ids, labels=labels, fused_lm_head=True)
+            out.loss.backward()
+    finally:
+        trl_utils._ChunkedLogProbFunction = stock
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out.log_probs.detach(), float(out.loss.detach()), grads, scored[0]
+
+
+def test_the_fused_head_scores_only_labelled_positions_on_a_cpu_with_the_same_numbers(tmp_path):
+    """TRL scores every position on a device without Triton; under cpu_fast_head it scores only
+    the labelled ones (prompt and padding skipped) and every log-probability, the loss and the
+    gradients stay exactly what they were. Outside the context TRL's own behaviour is back."""
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from posttrain.tiny import make_tiny_model
+
+    model = AutoModelForCausalLM.from_pretrained(str(make_tiny_model(tmp_path / "tiny")))
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "mean_logits", "is_top1"))  # what DPO asks for
+    torch.manual_seed(0)
+    input_ids = torch.randint(3, model.config.vocab_size, (3, 12))
+    labels = input_ids.clone()
+    labels[:, :5] = -100  # the prompt
+    labels[1, 9:] = -100  # padding
+    stock = fused_step(model, input_ids, labels, bf16=False, fast=False)
+    fast = fused_step(model, input_ids, labels, bf16=False, fast=True)
+    assert stock[3] == 3 * 11 and fast[3] == int((labels[:, 1:] != -100).sum()) == 3 * 7 - 3  # 4 prompt positions per row after the shift, 3 of padding
+    assert torch.equal(stock[0], fast[0]) and stock[1] == fast[1]
+    assert stock[2].keys() == fast[2].keys() and all(torch.allclose(stock[2][n], fast[2][n], atol=1e-7) for n in stock[2])
+    assert fused_step(model, input_ids, labels, bf16=False, fast=False)[3] == 3 * 11  # restored after the context
+
+
+def test_the_fused_heads_bf16_gradient_stays_within_bf16_noise(tmp_path):
+    """Under bf16 autocast the CPU path multiplies the head's gradient in bf16 (added into fp32):
+    the gradient stays as close to the fp32 step's as TRL's stock bf16 step is."""
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from posttrain.tiny import make_tiny_model
+
+    model = AutoModelForCausalLM.from_pretrained(str(make_tiny_model(tmp_path / "tiny", hidden=64)))
+    add_fused_lm_head(model)
+    torch.manual_seed(0)
+    input_ids = torch.randint(3, model.config.vocab_size, (4, 32))
+    labels = input_ids.clone()
+    labels[:, :8] = -100
+    exact = fused_step(model, input_ids, labels, bf16=False, fast=False)[2]
+    distance = lambda grads: (sum(float((grads[n] - exact[n]).norm() ** 2) for n in exact)
+                              / sum(float(exact[n].norm() ** 2) for n in exact)) ** 0.5
+    stock, fast = (distance(fused_step(model, input_ids, labels, bf16=True, fast=f)[2]) for f in (False, True))
+    assert 0 < fast < max(2 * stock, 0.02), (stock, fast)
