@@ -1,9 +1,12 @@
 """Training throughput, side by side: the path every run took until December 2026 ("plain": fp32,
 batches padded to their longest row, random order) against today's ("fast": bf16 autocast where
-the hardware has it natively, packed SFT rows, length-grouped pairs). Same recipe, base, data and
-LoRA initialisation; the two lanes step in turn in one process on the same cores until each has
-trained on the same number of real (non-padding) tokens, then both are scored on the same
-held-out batches in fp32. Used by `scripts/bench.py --only train`; never publishes anything."""
+the hardware has it natively, packed SFT rows, length-grouped pairs, the fused LM head on labelled
+positions only). Same recipe, base, data and LoRA initialisation; the two lanes step in turn in
+one process on the same cores until each has trained on one epoch of the same rows (or on a
+given number of real, non-padding tokens), then both are scored on the same held-out batches in
+fp32. A whole epoch is the fair default: BFD packs rows of similar length together (a pack of
+short-answer rows holds few labelled tokens), so the first dozen steps of the two lanes see
+differently composed batches; over an epoch both have seen every row once under the same schedule. Used by `scripts/bench.py --only train`; never publishes anything."""
 
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ class Lane:
     optimizer: torch.optim.Optimizer
     scheduler: object
     bf16: bool
+    target_tokens: int  # real tokens to train on: the count asked for, or the lane's whole epoch
+    target_steps: int | None = None  # one epoch: exactly the loader's batches
     batches: object = None
     real_tokens: int = 0
     computed_tokens: int = 0
@@ -64,7 +69,8 @@ def plain_overrides(method_name: str, base: str) -> list[str]:
     return common
 
 
-def make_lane(name: str, method_name: str, args: list[str], registry_dir: str, workdir: Path, tokens: int) -> Lane:
+def make_lane(name: str, method_name: str, args: list[str], registry_dir: str, workdir: Path, tokens: int | None) -> Lane:
+    """A lane ready to step: `tokens` real tokens, or (None) one epoch of the recipe's data."""
     run_args, config, model_args = parse_run(method_name, args + ["--name", f"bench-{name}", "--registry", registry_dir,
                                                           "--output_dir", str(workdir / name)])
     registry, base, parent = resolve_entries(run_args)
@@ -75,9 +81,15 @@ def make_lane(name: str, method_name: str, args: list[str], registry_dir: str, w
     _, trainer = build(method_name, model, tokenizer, splits, config, run_args, registry)
     # The recipe's own optimizer and schedule (warmup, cosine) over the steps this lane will take.
     loader = trainer.get_train_dataloader()
-    per_step = sum(real_tokens(batch) for batch in loader) / len(loader)
-    trainer.create_optimizer_and_scheduler(num_training_steps=max(1, math.ceil(tokens / per_step)))
-    return Lane(name, trainer, model, trainer.optimizer, trainer.lr_scheduler, bool(config.bf16))
+    epoch_tokens = sum(real_tokens(batch) for batch in loader)
+    steps = len(loader) if tokens is None else max(1, math.ceil(tokens * len(loader) / epoch_tokens))
+    trainer.create_optimizer_and_scheduler(num_training_steps=steps)
+    return Lane(name, trainer, model, trainer.optimizer, trainer.lr_scheduler, bool(config.bf16),
+                target_tokens=epoch_tokens if tokens is None else tokens, target_steps=steps if tokens is None else None)
+
+
+def done(lane: Lane) -> bool:
+    return lane.steps >= lane.target_steps if lane.target_steps else lane.real_tokens >= lane.target_tokens
 
 
 def batches(lane: Lane):
@@ -133,8 +145,9 @@ def heldout_loss(lane: Lane, held: list[dict]) -> float:
     return sum(losses) / len(losses)
 
 
-def compare(method_name: str, base: str | None, registry_dir: str, workdir: Path, tokens: int, say=None) -> dict:
-    """Both lanes trained on `tokens` real tokens, stepping in turn (the lane behind goes next).
+def compare(method_name: str, base: str | None, registry_dir: str, workdir: Path, tokens: int | None, say=None) -> dict:
+    """Both lanes trained on `tokens` real tokens, or (None) on one epoch of the same rows each,
+    stepping in turn (the lane behind goes next).
     Returns tokens per second of each, the speed-up, peak resident memory during each lane's steps
     (both models stay loaded: the difference is the activations), and the held-out loss each reaches."""
     say = say or (lambda message: print(message, file=sys.stderr, flush=True))
@@ -144,14 +157,14 @@ def compare(method_name: str, base: str | None, registry_dir: str, workdir: Path
     fast = make_lane("fast", method_name, args, registry_dir, workdir, tokens)
     for lane in (plain, fast):
         lane.batches = batches(lane)
-    while min(plain.real_tokens, fast.real_tokens) < tokens:
-        lane = min((plain, fast), key=lambda l: (l.real_tokens >= tokens, l.real_tokens))
+    while not (done(plain) and done(fast)):
+        lane = min((plain, fast), key=lambda l: (done(l), l.real_tokens / l.target_tokens))
         train_step(lane)
-        say(f"{lane.name:5} step {lane.steps:3}: {lane.real_tokens:6} / {tokens} real tokens, loss {lane.losses[-1]:.3f}, "
+        say(f"{lane.name:5} step {lane.steps:3}: {lane.real_tokens:6} / {lane.target_tokens} real tokens, loss {lane.losses[-1]:.3f}, "
             f"{lane.real_tokens / lane.seconds:.0f} tokens/s")
     held = list(plain.trainer.get_eval_dataloader())
     prefix = "train" if method_name == "sft" else method_name
-    out = {"method": method_name, "base": base, f"{prefix}_real_tokens": tokens}
+    out = {"method": method_name, "base": base, f"{prefix}_real_tokens": tokens or "one epoch"}
     for lane in (plain, fast):
         out.update({f"{prefix}_tokens_per_s_{lane.name}": round(lane.real_tokens / lane.seconds, 1),
                     f"{prefix}_heldout_loss_{lane.name}": round(heldout_loss(lane, held), 4),

@@ -1,7 +1,7 @@
 """Benchmarks, each ratio measured side by side in one run.
 
     python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging|ties|provisional|results|train] [--json] [--tokens 64] [--repeats 5]
-    python scripts/bench.py --only train [--method sft|dpo] [--base NAME] [--train-tokens 6000] [--json]
+    python scripts/bench.py --only train [--method sft|dpo] [--base NAME] [--train-tokens N] [--json]
 
 battle: time of a battle (two adapters' answers in ONE batched call) / time of one adapter's
         answer alone, both through the same engine path: same prompt, greedy, the same number
@@ -39,8 +39,9 @@ provisional: 4 models 50 Elo apart, votes by Bradley-Terry, 30 campaigns per siz
         per model (the evidence behind stats.MIN_DECISIVE_GAMES and MAX_INTERVAL_ELO).
 train:  the same recipe trained twice, interleaved step by step in one process: the path every run
         took until 2026-12 (fp32, padded batches in random order) and today's (bf16 autocast where the
-        CPU or GPU has it natively, packed SFT rows, DPO pairs grouped by length), each for the same
-        number of real (non-padding) tokens: real tokens per second of each and their ratio, peak
+        CPU or GPU has it natively, packed SFT rows, DPO pairs grouped by length, the fused LM head
+        on labelled positions only), each for one epoch of the same rows (or --train-tokens real,
+        non-padding tokens): real tokens per second of each and their ratio, peak
         resident memory during each lane's steps, and the held-out loss each reaches (fp32, the
         same held-out batches). --method dpo: the same for DPO (keys dpo_*). Default base: the
         embedded one; --base gemma-3-270m for the real base (posttrain/trainbench.py).
@@ -432,7 +433,8 @@ def main(argv=None) -> int:
                                            "provisional", "results", "train"])
     parser.add_argument("--method", choices=["sft", "dpo"], default="sft", help="train: which method's recipe")
     parser.add_argument("--base", help="train: the registry base (default: the embedded one; gemma-3-270m: the real base)")
-    parser.add_argument("--train-tokens", type=int, default=6000, help="train: real tokens each lane trains on")
+    parser.add_argument("--train-tokens", type=int,
+                        help="train: real tokens each lane trains on (default: one epoch of the recipe's data, the same rows in both lanes)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
@@ -473,7 +475,7 @@ def bench_train(args) -> dict:
     from posttrain import trainbench
     from posttrain.models import EMBEDDED_BASES
 
-    if args.train_tokens < 1:
+    if args.train_tokens is not None and args.train_tokens < 1:
         raise SystemExit(f"error: --train-tokens must be at least 1, got {args.train_tokens}")
     registry = Registry(args.registry)
     if args.base and args.base not in registry and args.base not in EMBEDDED_BASES:

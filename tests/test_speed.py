@@ -224,3 +224,20 @@ def test_the_fused_heads_bf16_gradient_stays_within_bf16_noise(tmp_path):
                               / sum(float(exact[n].norm() ** 2) for n in exact)) ** 0.5
     stock, fast = (distance(fused_step(model, input_ids, labels, bf16=True, fast=f)[2]) for f in (False, True))
     assert 0 < fast < max(2 * stock, 0.02), (stock, fast)
+
+
+@pytest.mark.parametrize("method_name", ["sft", "dpo"])
+def test_the_training_bench_trains_both_lanes_on_the_same_epoch(method_name, tiny_registry, tmp_path):
+    """`bench.py --only train` on the tiny base: by default each lane trains exactly one epoch of the
+    same rows (the same real tokens), and the report carries the issue's keys for both lanes."""
+    from posttrain import trainbench
+
+    out = trainbench.compare(method_name, "tiny", str(tiny_registry.root), tmp_path, None, say=lambda _: None)
+    prefix = "train" if method_name == "sft" else method_name
+    assert out[f"{prefix}_trained_tokens_plain"] == out[f"{prefix}_trained_tokens_fast"] > 0
+    for key in ("tokens_per_s_plain", "tokens_per_s_fast", "speedup", "heldout_loss_plain", "heldout_loss_fast",
+                "peak_rss_mb_plain", "peak_rss_mb_fast"):
+        assert out[f"{prefix}_{key}"] > 0, key
+    assert out[f"{prefix}_bf16_plain"] is False
+    if method_name == "sft":
+        assert out["train_padding_share_fast"] == 0.0 < out["train_padding_share_plain"]
