@@ -386,7 +386,7 @@ def markdown(m: dict) -> str:
              "| measure | base | SFT | DPO | target |", "|---|---|---|---|---|",
              "| IFEval prompt-level loose (95% CI) | " + " | ".join(
                  f"{fmt(m['ifeval'][k]['prompt_loose'])} {ci(m['ifeval'][k]['ci95'])}" for k in ("base", "sft", "dpo"))
-             + " | SFT >= base + 0.15, DPO > SFT |",
+             + " | SFT >= base + 0.15, DPO >= SFT + 0.03 |",
              "| IFEval prompt-level strict | " + " | ".join(fmt(m["ifeval"][k]["prompt_strict"]) for k in ("base", "sft", "dpo")) + " | |",
              "| IFEval loose, an answer that echoes its prompt counted as failing | " + " | ".join(
                  f"{fmt(m['ifeval'][k].get('prompt_loose_no_echo'))} ({m['ifeval'][k].get('echoed')} echoed)"
@@ -400,7 +400,7 @@ def markdown(m: dict) -> str:
                                                          f"-{w['ties']}, both orders, ties half)" if w else "n/a"))
     s, loop, a = m["synthetic_lift"], m["closed_loop"], m["adapter"]
     lines += [f"  (judge: reward model `{m['win_rate']['judge']}` on `{m['win_rate']['prompts']}`, each pair in both orders; "
-              "target SFT vs base > 0.6)",
+              "target SFT vs base > 0.8)",
               f"- synthetic data: SFT on general + verified rows {fmt(s['sft_with_verified'])} vs general only "
               f"{fmt(s['sft_general_only'])} IFEval loose: lift {s['lift']:+.3f}",
               f"- closed loop: {loop['votes']} checker-rater votes -> {loop['pairs']} pairs -> `{loop['child']}`: IFEval loose "
