@@ -5,6 +5,7 @@ similar length for the methods that cannot pack, and the card saying which preci
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -241,3 +242,36 @@ def test_the_training_bench_trains_both_lanes_on_the_same_epoch(method_name, tin
     assert out[f"{prefix}_bf16_plain"] is False
     if method_name == "sft":
         assert out["train_padding_share_fast"] == 0.0 < out["train_padding_share_plain"]
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_the_cpu_folds_of_the_fused_head_match_trls_own(scale):
+    """The leaner CPU folds of a bf16 logit tile give TRL's statistics and gradient (fp32 math in
+    both; only the order of a few products differs), targets inside the tile and outside it."""
+    torch.manual_seed(0)
+    n, cols, start = 6, 512, 1024
+    tile = (torch.randn(n, cols) * 4).bfloat16()
+    targets = torch.tensor([1024, 1100, 1535, 3, 5000, 1300])  # two rows' targets lie in other tiles
+    flags = dict(HAS_SOFTCAP=False, HAS_ENTROPY=True, HAS_LOG_SUM_SQ_PROBS=False, HAS_MEAN_LOGITS=True, HAS_IS_TOP1=True,
+                 BLOCK_SIZE=1024)
+
+    def fold(function):
+        torch.manual_seed(1)  # the same running statistics for both folds
+        stats = [torch.full((n,), -math.inf), torch.rand(n) + 1, torch.rand(n), torch.zeros(n), torch.zeros(n),
+                 torch.full((n,), -math.inf), torch.zeros(n)]
+        stats[0][:] = 2.0  # a running maximum from an earlier tile
+        function(tile.clone(), cols, targets, *stats, start, cols, scale, 1.0, 0.8, **flags)
+        return stats
+
+    for ours, theirs in zip(fold(fused_head.forward_tile), fold(fused_head._stock_forward_tile)):
+        assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-5), (ours, theirs)
+
+    log_z, grad_logprobs = torch.randn(n) + 8, torch.randn(n)
+    grads = []
+    for function in (fused_head.backward_tile, fused_head._stock_backward_tile):
+        out = tile.clone()
+        function(out, cols, targets, log_z, log_z, grad_logprobs, None, start, cols, scale, 1.0, 0.8,
+                 HAS_SOFTCAP=False, HAS_LOGPROB_GRAD=True, HAS_ENTROPY_GRAD=False, BLOCK_SIZE=1024)
+        grads.append(out.float())
+    assert torch.allclose(grads[0], grads[1], rtol=1e-2, atol=1e-6)  # both rounded to the bf16 tile
+    assert (grads[0] != 0).any()
