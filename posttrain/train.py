@@ -177,6 +177,8 @@ def build(method_name: str, model, tokenizer, splits: Splits, config, run_args: 
                                         registry, device=getattr(model, "device", None))
         config = derived(config, reward_weights=weights)  # the recipe's, plus the gold measure's 0
         extra["reward_funcs"] = functions
+    if getattr(config, "padding_free", False) and not getattr(config, "packing", False):
+        config = derived(config, max_length=None)  # our rows are already cut to max_length; TRL refuses to cut them again
     trainer = how.trainer_class()(model=model, args=config, processing_class=tokenizer, train_dataset=train,
                                   eval_dataset=held, **extra)
     if "length" in getattr(train, "column_names", ()):  # keep it past the Trainer's unused-column removal: the sampler reads it

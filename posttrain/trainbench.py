@@ -1,7 +1,7 @@
 """Training throughput, side by side: the path every run took until December 2026 ("plain": fp32,
 batches padded to their longest row, random order) against today's ("fast": bf16 autocast where
-the hardware has it natively, packed SFT rows, length-grouped pairs, the fused LM head on labelled
-positions only). Same recipe, base, data and LoRA initialisation; the two lanes step in turn in
+the hardware has it natively, padding-free SFT batches, length-grouped pairs, the fused LM head on
+labelled positions only). Same recipe, base, data and LoRA initialisation; the two lanes step in turn in
 one process on the same cores until each has trained on one epoch of the same rows (or on a
 given number of real, non-padding tokens), then both are scored on the same held-out batches in
 fp32. A whole epoch is the fair default: BFD packs rows of similar length together (a pack of
@@ -64,7 +64,7 @@ def plain_overrides(method_name: str, base: str) -> list[str]:
     to their longest row (SFT: batch 8, max_length 384 on Gemma, 256 on the default base)."""
     common = ["--bf16", "false", "--train_sampling_strategy", "random"]
     if method_name == "sft":
-        return common + ["--packing", "false", "--per_device_train_batch_size", "8",
+        return common + ["--packing", "false", "--padding_free", "false", "--per_device_train_batch_size", "8",
                          "--max_length", "384" if base == GEMMA_BASE_NAME else "256"]
     return common
 

@@ -96,34 +96,40 @@ def test_packed_rows_keep_apart_their_loss_equals_each_row_alone(tiny_dir):
     packed = token_losses(packed_batch)
     assert packed.shape == alone.shape == (9,)
     torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
+    # the recipes' padding-free batches: the collator flattens separate rows the same way
+    flattened = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(rows)
+    assert torch.equal(flattened["position_ids"], packed_batch["position_ids"])
+    torch.testing.assert_close(token_losses(flattened), alone, rtol=1e-5, atol=1e-5)
     # and the check can fail: the same tokens as ONE sequence (rows attending to each other) differ
     joined = token_losses(DataCollatorForLanguageModeling(pad_token_id=0)([{
         "input_ids": packed_batch["input_ids"][0].tolist(), "labels": packed_batch["labels"][0].tolist()}]))
     assert not torch.allclose(joined, alone, atol=1e-3)
 
 
-def test_the_project_recipes_pack_sft_and_group_the_rest_by_length(monkeypatch):
+def test_the_project_recipes_train_sft_padding_free_and_group_the_rest_by_length(monkeypatch):
     monkeypatch.setattr(precision, "native_bf16", lambda: True)
     for recipe in ("sft_default", "sft_gemma3_270m"):
         _, config, _ = parse_run("sft", ["--config", str(ROOT / "posttrain" / "recipes" / f"{recipe}.yaml")])
-        assert config.packing and config.packing_strategy == "bfd" and config.bf16
+        assert config.padding_free and not config.packing and config.bf16
     for kind, recipe in (("dpo", "dpo_default"), ("dpo", "dpo_gemma3_270m"), ("reward", "reward_default"),
                          ("orpo", "orpo_default"), ("simpo", "simpo_default")):
         _, config, _ = parse_run(kind, ["--config", str(ROOT / "posttrain" / "recipes" / f"{recipe}.yaml")])
         assert config.train_sampling_strategy == "group_by_length" and config.bf16, recipe
 
 
-def test_a_packed_sft_run_trains_on_every_real_token_once(tiny_registry, tmp_path, monkeypatch):
-    """An SFT step on packed rows: the card records the packing and the precision, and the
-    training log's token count is the real tokens only (no padding computed)."""
+@pytest.mark.parametrize("layout", ["padding_free", "packing"])
+def test_an_sft_run_without_padding_trains_and_says_how(layout, tiny_registry, tmp_path, monkeypatch):
+    """An SFT step on padding-free batches (the recipes' way) and on BFD-packed rows: the card
+    records the layout and the precision; the training log has its losses."""
     monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    flags = ["--packing", "true", "--packing_strategy", "bfd", "--padding_free", "false"] if layout == "packing" else []
     run_args, config, model_args = parse_run("sft", [
-        "--config", str(SFT_RECIPE), "--name", "packed", "--base", "tiny", "--registry", str(tiny_registry.root),
+        "--config", str(SFT_RECIPE), "--name", layout.replace("_", "-"), "--base", "tiny", "--registry", str(tiny_registry.root),
         "--max_steps", "2", "--max_rows", "16", "--output_dir", str(tmp_path / "run"), "--lora_r", "4", "--lora_alpha", "8",
-        "--save_strategy", "no", "--eval_strategy", "no", "--logging_steps", "1"])
+        "--save_strategy", "no", "--eval_strategy", "no", "--logging_steps", "1", *flags])
     entry = run("sft", run_args, config, model_args)
     card = entry.card
-    assert card["config"]["packing"] is True and card["precision"].startswith("bf16 mixed")
+    assert card["config"][layout] is True and card["precision"].startswith("bf16 mixed")
     history = json.loads((entry.path / "training_log.json").read_text())
     assert sum("loss" in h for h in history) == 2 and all(h["loss"] > 0 for h in history if "loss" in h)
 
