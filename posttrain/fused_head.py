@@ -2,7 +2,7 @@
 
 TRL 1.16 computes the training log-probabilities without materialising the logits
 (`trl.kernels.chunked_logprob.ChunkedLogProbFunction`, used by SFT, DPO and its family, KTO, GRPO
-and RLOO). Two of its choices are made for GPUs and cost a CPU most of a step:
+and RLOO). Three of its choices are made for GPUs and cost a CPU most of a step:
 
 - it scores only the positions that carry a label (`labels != -100`) on Triton devices alone;
   elsewhere it scores every position, the prompt's and the padding's too, so that the tile
@@ -16,7 +16,6 @@ and RLOO). Two of its choices are made for GPUs and cost a CPU most of a step:
   one rounding per 32,768-token vocabulary chunk (8 on Gemma), the precision every bf16 step has
   anyway (measured: the adapter's gradient moves by 1.1% relative, against 2.8% between bf16 and
   fp32 steps).
-
 - its CPU fold of each [tokens, 32,768] logit tile (TRL's Triton kernel, written in torch ops for
   devices without Triton) makes a dozen passes over the tile; the backward's turns one read into
   the gradient in five (in place, the target's term added at one index per row), the forward's

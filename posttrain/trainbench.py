@@ -4,9 +4,10 @@ the hardware has it natively, padding-free SFT batches, length-grouped pairs, th
 labelled positions only). Same recipe, base, data and LoRA initialisation; the two lanes step in turn in
 one process on the same cores until each has trained on one epoch of the same rows (or on a
 given number of real, non-padding tokens), then both are scored on the same held-out batches in
-fp32. A whole epoch is the fair default: BFD packs rows of similar length together (a pack of
-short-answer rows holds few labelled tokens), so the first dozen steps of the two lanes see
-differently composed batches; over an epoch both have seen every row once under the same schedule. Used by `scripts/bench.py --only train`; never publishes anything."""
+fp32. A whole epoch is the fair default: both lanes have then seen every row once under the same
+schedule, where a dozen steps compare batches of different rows (and once compared BFD packs,
+which group rows by length, with random batches). Used by `scripts/bench.py --only train`; never
+publishes anything."""
 
 from __future__ import annotations
 
@@ -35,7 +36,6 @@ class Lane:
     scheduler: object
     bf16: bool
     target_tokens: int  # real tokens to train on: the count asked for, or the lane's whole epoch
-    target_steps: int | None = None  # one epoch: exactly the loader's batches
     batches: object = None
     real_tokens: int = 0
     computed_tokens: int = 0
@@ -85,11 +85,13 @@ def make_lane(name: str, method_name: str, args: list[str], registry_dir: str, w
     steps = len(loader) if tokens is None else max(1, math.ceil(tokens * len(loader) / epoch_tokens))
     trainer.create_optimizer_and_scheduler(num_training_steps=steps)
     return Lane(name, trainer, model, trainer.optimizer, trainer.lr_scheduler, bool(config.bf16),
-                target_tokens=epoch_tokens if tokens is None else tokens, target_steps=steps if tokens is None else None)
+                target_tokens=epoch_tokens if tokens is None else tokens)
 
 
 def done(lane: Lane) -> bool:
-    return lane.steps >= lane.target_steps if lane.target_steps else lane.real_tokens >= lane.target_tokens
+    """Whether the lane has trained on its real tokens (one epoch: exactly its loader's batches,
+    whatever order the sampler draws them in)."""
+    return lane.real_tokens >= lane.target_tokens
 
 
 def batches(lane: Lane):

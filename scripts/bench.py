@@ -39,7 +39,7 @@ provisional: 4 models 50 Elo apart, votes by Bradley-Terry, 30 campaigns per siz
         per model (the evidence behind stats.MIN_DECISIVE_GAMES and MAX_INTERVAL_ELO).
 train:  the same recipe trained twice, interleaved step by step in one process: the path every run
         took until 2026-12 (fp32, padded batches in random order) and today's (bf16 autocast where the
-        CPU or GPU has it natively, packed SFT rows, DPO pairs grouped by length, the fused LM head
+        CPU or GPU has it natively, SFT rows without padding, DPO pairs grouped by length, the fused LM head
         on labelled positions only), each for one epoch of the same rows (or --train-tokens real,
         non-padding tokens): real tokens per second of each and their ratio, peak
         resident memory during each lane's steps, and the held-out loss each reaches (fp32, the
