@@ -51,14 +51,21 @@ class SamplingParams:
             raise EngineError(f"top_p must be in (0, 1], got {self.top_p}")
 
     def generate_kwargs(self) -> dict:
+        """`generate` runs greedy: with a temperature, the last logits processor samples (see
+        posttrain/sampling.py: transformers' sampler sorts the whole vocabulary every token)."""
+        from transformers import LogitsProcessorList
+
+        from posttrain.sampling import NucleusSampler
+
         kwargs = dict(
             max_new_tokens=self.max_new_tokens,
             min_new_tokens=min(self.min_new_tokens, self.max_new_tokens),
             repetition_penalty=self.repetition_penalty,
-            do_sample=self.temperature > 0,
+            do_sample=False,
         )
         if self.temperature > 0:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k or None)
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [NucleusSampler(self.temperature, self.top_p, self.top_k, seed=self.seed)])
         return kwargs
 
 

@@ -1,6 +1,6 @@
 """Benchmarks, each ratio measured side by side in one run.
 
-    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging|ties|provisional|results|train] [--json] [--tokens 64] [--repeats 5]
+    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging|ties|provisional|results|sampling|train] [--json] [--tokens 64] [--repeats 5]
     python scripts/bench.py --only train [--method sft|dpo] [--base NAME] [--train-tokens N] [--json]
 
 battle: time of a battle (two adapters' answers in ONE batched call) / time of one adapter's
@@ -37,6 +37,10 @@ results: the Results tab's work for a campaign of 300 votes (4 models, 3 categor
 provisional: 4 models 50 Elo apart, votes by Bradley-Terry, 30 campaigns per size: how often the
         ladder's 95% interval covers a model's true rating and how wide it is, by decisive games
         per model (the evidence behind stats.MIN_DECISIVE_GAMES and MAX_INTERVAL_ELO).
+sampling: one decode step's sampling (temperature 0.9, top-p 0.95) for 32 rows of real next-token
+        logits (the base reading held-out answers; --base gemma-3-270m: Gemma 3's 262,144-token
+        vocabulary): transformers' warpers + multinomial (a sort of the whole vocabulary) vs the
+        engine's sampler (posttrain/sampling.py: top candidates, the nucleus cut there), ms each.
 train:  the same recipe trained twice, interleaved step by step in one process: the path every run
         took until 2026-12 (fp32, padded batches in random order) and today's (bf16 autocast where the
         CPU or GPU has it natively, SFT rows without padding, DPO pairs grouped by length, the fused LM head
@@ -429,10 +433,10 @@ def bench_provisional(repeats: int = 30) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena", "allocation", "rigging", "ties",
+    parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena", "allocation", "rigging", "ties", "sampling",
                                            "provisional", "results", "train"])
     parser.add_argument("--method", choices=["sft", "dpo"], default="sft", help="train: which method's recipe")
-    parser.add_argument("--base", help="train: the registry base (default: the embedded one; gemma-3-270m: the real base)")
+    parser.add_argument("--base", help="train, sampling: the registry base (default: the embedded one; gemma-3-270m: the real base)")
     parser.add_argument("--train-tokens", type=int,
                         help="train: real tokens each lane trains on (default: one epoch of the recipe's data, the same rows in both lanes)")
     parser.add_argument("--json", action="store_true")
@@ -447,6 +451,8 @@ def main(argv=None) -> int:
     results: dict = {"device": "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} threads"}
     if args.only == "train":
         return report({**results, **bench_train(args)}, args.json)
+    if args.only == "sampling":
+        return report({**results, **bench_sampling(Registry(args.registry), args.base)}, args.json)
     if args.only in ("api", "dedup", "arena", "allocation", "rigging", "ties", "provisional", "results"):
         if args.prefill < 0:
             parser.error(f"--prefill must be 0 or more, got {args.prefill}")
@@ -469,6 +475,41 @@ def main(argv=None) -> int:
         if args.only in (None, "battle"):
             results["battle"] = bench_battle(engine, args.tokens, args.repeats)
     return report(results, args.json)
+
+
+def bench_sampling(registry: Registry, base: str | None, rows: int = 32, repeats: int = 10) -> dict:
+    from transformers import AutoModelForCausalLM, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+    from posttrain.data import read_jsonl
+    from posttrain.models import load_tokenizer
+    from posttrain.sampling import NucleusSampler
+
+    entry = registry.ensure_base(base or "smollm2-135m-instruct")
+    tokenizer = load_tokenizer(entry.path)
+    model = AutoModelForCausalLM.from_pretrained(str(entry.path), dtype=torch.float32).eval()
+    logits = []  # real next-token distributions: the base reading held-out answers
+    with torch.inference_mode():
+        for row in read_jsonl(Path(__file__).resolve().parents[1] / "data" / "general" / "heldout.jsonl")[:24]:
+            prompt, answer = row["messages"][0]["content"], row["messages"][-1]["content"]
+            start = len(tokenizer(prompt + "\n\n")["input_ids"])
+            ids = tokenizer(prompt + "\n\n" + answer, return_tensors="pt")["input_ids"][:, :256]
+            logits.append(model(ids).logits[0, start - 1:])
+    pool = torch.cat(logits)
+    warpers = LogitsProcessorList([TemperatureLogitsWarper(0.9), TopPLogitsWarper(0.95)])
+    sampler = NucleusSampler(0.9, 0.95)
+    times = {"transformers": [], "engine": []}
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(repeats):  # interleaved, each lane on the same 32 rows
+        scores = pool[torch.randint(len(pool), (rows,), generator=generator)]
+        for lane, call in (("transformers", lambda: torch.multinomial(torch.softmax(warpers(None, scores.clone()), -1), 1)),
+                           ("engine", lambda: sampler(None, scores).argmax(-1))):
+            start = time.perf_counter()
+            call()
+            times[lane].append(time.perf_counter() - start)
+    t, e = statistics.median(times["transformers"]), statistics.median(times["engine"])
+    return {"sampling_model": entry.name, "sampling_vocab": pool.shape[-1], "sampling_rows": rows,
+            "sampling_transformers_ms": round(1000 * t, 1), "sampling_engine_ms": round(1000 * e, 1),
+            "sampling_speedup": round(t / e, 2)}
 
 
 def bench_train(args) -> dict:

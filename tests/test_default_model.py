@@ -64,6 +64,16 @@ def test_bench_prints_the_battle_ratio_as_json(default_base):
     assert figures["battle_over_single"] == pytest.approx(figures["battle_s"] / figures["single_s"], rel=0.02)
 
 
+def test_bench_times_the_sampler_against_transformers_on_real_logits(default_base):
+    registry, _ = default_base
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--only", "sampling", "--json", "--registry",
+                          str(registry.root)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["sampling_vocab"] == 49152 and figures["sampling_rows"] == 32
+    assert figures["sampling_speedup"] == pytest.approx(figures["sampling_transformers_ms"] / figures["sampling_engine_ms"], rel=0.05)
+
+
 @pytest.mark.slow
 def test_reward_recipe_through_trls_reward_trainer_keeps_its_heldout_accuracy(real_registry, tmp_path):
     """The project's reward recipe on the real base and the demo pairs, trained by TRL's

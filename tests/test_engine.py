@@ -86,11 +86,12 @@ def test_stream_grows_and_ends_with_the_generate_result(engine):
     assert all(final[row].text.startswith(s[row].text) for s in snapshots for row in (0, 1))  # each one grows the last
 
 
-def test_seeded_sampling_is_reproducible(engine):
-    params = SamplingParams(max_new_tokens=10, temperature=1.5, top_p=1.0, seed=7)
+@pytest.mark.parametrize("top_p", [1.0, 0.9])
+def test_seeded_sampling_is_reproducible(engine, top_p):
+    params = SamplingParams(max_new_tokens=10, temperature=1.5, top_p=top_p, seed=7)
     first = engine.generate(["hello", "hello"], ["ad-a", "ad-b"], params)
     again = engine.generate(["hello", "hello"], ["ad-a", "ad-b"], params)
-    other = engine.generate(["hello", "hello"], ["ad-a", "ad-b"], SamplingParams(max_new_tokens=10, temperature=1.5, top_p=1.0, seed=8))
+    other = engine.generate(["hello", "hello"], ["ad-a", "ad-b"], SamplingParams(max_new_tokens=10, temperature=1.5, top_p=top_p, seed=8))
     assert [a.text for a in first] == [a.text for a in again]
     assert [a.text for a in first] != [a.text for a in other]
 
