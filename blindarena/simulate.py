@@ -172,8 +172,9 @@ def checker_raters(store: Store, name: str, rows: list[dict], raters: int = 6, p
     """Raters whose taste is IFEval's checker, plus noise, voting through the real store and the
     campaign's own hand-out (`arena.next_battle` / `arena.cast_vote`, blind: they see only the
     prompt and the two answers). An answer's worth is the share of its prompt's instructions it
-    follows (loose) plus N(0, noise); a tie when the two are within `tie_margin`. `rows`: the
-    campaign's prompts in IFEval's schema (matched by prompt text). Returns the votes cast."""
+    follows (loose; none when it only repeats the prompt) plus N(0, noise); a tie when the two are
+    within `tie_margin`. `rows`: the campaign's prompts in IFEval's schema (matched by prompt
+    text). Returns the votes cast."""
     from posttrain import checkers
 
     by_prompt = {r["prompt"]: r for r in rows}
@@ -181,7 +182,8 @@ def checker_raters(store: Store, name: str, rows: list[dict], raters: int = 6, p
 
     def worth(row: dict, text: str) -> float:
         verdict = checkers.check_row({**row, "response": text})["follow_instruction_list_loose"]
-        return sum(verdict) / len(verdict) + rng.gauss(0.0, noise)
+        followed = 0.0 if checkers.parrots(row, text) else sum(verdict) / len(verdict)  # nobody credits a parroted request
+        return followed + rng.gauss(0.0, noise)
 
     cast = 0
     for r in range(raters):

@@ -5,17 +5,7 @@
 from __future__ import annotations
 
 from blindarena.stats import wilson
-from posttrain.checkers import check_row, words
-
-
-def echoes(prompt: str, response: str, n: int = 6, share: float = 0.5) -> bool:
-    """Whether the response repeats its prompt: at least `share` of the prompt's word n-grams occur
-    in it. A pretrained base that continues its prompt passes the checkers that look for words the
-    prompt itself contains (keywords, "P.S.", "<<title>>", "[address]", "My answer is yes."), which
-    IFEval cannot tell from following them; IFEval's own scores count such answers as it does."""
-    grams = lambda text: {" ".join(t[i : i + n]) for t in [words(text.lower())] for i in range(max(0, len(t) - n + 1))}
-    mine = grams(prompt)
-    return bool(mine) and len(mine & grams(response)) / len(mine) >= share
+from posttrain.checkers import check_row, echoes  # noqa: F401  (echoes: the ifeval module's name for it too)
 
 
 def score(rows: list[dict]) -> dict:

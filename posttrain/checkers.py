@@ -48,6 +48,24 @@ def sentences(text: str) -> list[str]:
     return [s for s in out if re.search(r"\w", s)]
 
 
+def echoes(prompt: str, response: str, n: int = 6, share: float = 0.5) -> bool:
+    """Whether the response repeats its prompt: at least `share` of the prompt's word n-grams occur
+    in it. A pretrained base that continues its prompt passes the checkers that look for words the
+    prompt itself contains (keywords, "P.S.", "<<title>>", "[address]", "My answer is yes."), which
+    IFEval cannot tell from following them; IFEval's own scores count such answers as it does."""
+    grams = lambda text: {" ".join(t[i : i + n]) for t in [words(text.lower())] for i in range(max(0, len(t) - n + 1))}
+    mine = grams(prompt)
+    return bool(mine) and len(mine & grams(response)) / len(mine) >= share
+
+
+def parrots(row: dict, response: str) -> bool:
+    """An answer that passes by repeating its prompt rather than following it: it echoes the prompt,
+    and the row does not ask for the request to be repeated (combination:repeat_prompt). Training
+    data and simulated raters treat it as failing: picked as "passing", such answers teach a model to
+    parrot (on-policy pairs of 2026-12-06: a DPO model that echoed 29 of 175 held-out prompts)."""
+    return "combination:repeat_prompt" not in row.get("instruction_id_list", ()) and echoes(row.get("prompt") or "", response)
+
+
 def _compare(count: int, relation: str, n: int) -> bool:
     if relation not in RELATIONS:
         raise IFEvalError(f"relation must be one of {RELATIONS}, got {relation!r}")

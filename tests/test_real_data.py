@@ -128,6 +128,15 @@ def test_the_sharegpt_builder_filters_dedups_splits_and_writes_a_card(tmp_path):
     card = (tmp_path / "out" / "README.md").read_text()
     assert "OpenAI's terms of use" in card and "research only" in card
     assert len((tmp_path / "out" / "real_prompts.jsonl").read_text().splitlines()) == 5
+    assert built.card["examined"]["examined"] == built.card["examined"]["candidates"] == 81  # no --max-rows: all of them
+
+    # --max-rows 10: the costly filters see only what 5 + 10 + 10 rows need (and half again)
+    some = sharegpt.build(path, max_rows=10, heldout_rows=10, real_prompts=5, embedder=DistinctEmbedder(), say=lambda m: None)
+    assert (len(some.train), len(some.heldout), len(some.real_prompts)) == (10, 10, 5)
+    assert some.card["examined"] == {**some.card["examined"], "candidates": 81, "examined": 37}
+    assert sum(some.card["dropped"][k] for k in ("language", "near duplicate (MinHash)")) <= 2
+    texts = [r["messages"][0]["content"] for r in some.train + some.heldout] + [p["prompt"] for p in some.real_prompts]
+    assert len(set(texts)) == 25  # no row twice across the splits
 
 
 @pytest.mark.parametrize("instruction", sorted(rewrites.CONSTRUCTED))

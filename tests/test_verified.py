@@ -134,6 +134,28 @@ def test_general_set_does_not_overlap_any_heldout_prompt():
     assert found == {}, list(found.values())[:3]
 
 
+def test_an_answer_that_passes_by_parroting_its_prompt_is_no_training_row(tmp_path):
+    """"Use the words 'island' and 'calm'": an answer that repeats the request contains both, and the
+    checker passes it; picked as chosen, such answers taught DPO to echo. Unless the row asks for
+    its request repeated (combination:repeat_prompt)."""
+    keywords = {"key": 1, "prompt": "Write a short advert for a bookshop by the sea. Use the words 'island' and 'calm' somewhere in your answer.",
+                "instruction_id_list": ["keywords:existence"], "kwargs": [{"keywords": ["island", "calm"]}]}
+    repeat = {"key": 2, "prompt": "Write a short advert for a shop that sells old maps to sailors and walkers.",
+              "instruction_id_list": ["combination:repeat_prompt"],
+              "kwargs": [{"prompt_to_repeat": "Write a short advert for a shop that sells old maps to sailors and walkers."}]}
+    parrot = keywords["prompt"] + " Write a short advert."
+    honest = "A calm corner of the island: secondhand books, sea air and tea."
+    samples = [[parrot, honest, "Books for sale by the harbour."],
+               [repeat["prompt"] + " Old maps for every road and every tide, sold by people who walked them."]]
+    config = verified.VerifiedConfig(out=str(tmp_path / "out"), eval_files=[], check_files=[])
+    built = verified.build([keywords, repeat], samples, config, embedder=FakeEmbedder())
+    assert {r["key"]: r["messages"][1]["content"] for r in built["sft"]} == {1: honest, 2: samples[1][0]}
+    assert [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in built["pairs"] + built["pairs_heldout"]] == [
+        (honest, "Books for sale by the harbour.")]
+    assert [(d["key"], d["reason"], d["response"][:40]) for d in built["dropped"]] == [(1, "echoes its prompt", parrot[:40])]
+    assert checkers.check_row({**keywords, "response": parrot})["follow_all_instructions"]  # what the checker alone says
+
+
 def test_checker_raters_vote_for_the_answer_that_follows_through_the_store(tmp_path):
     from blindarena import operations as arena, simulate
     from blindarena.store import Store
@@ -160,3 +182,13 @@ def test_checker_raters_vote_for_the_answer_that_follows_through_the_store(tmp_p
     assert all((v["model_a"] if v["winner"] == "a" else v["model_b"]) == "good" for v in votes)
     with pytest.raises(KeyError, match="not among the IFEval rows"):
         simulate.checker_raters(store, "taste", rows[:1], raters=1, per_rater=10, noise=0.0, seed=1)
+
+    class Parrot(Writer):  # "parrot" repeats the request (in lowercase: it passes the checker); "bad" breaks it
+        def generate(self, prompts, models, params, **kwargs):
+            return [Answer(model=m, text=p.lower() if m == "parrot" else "Capitals Here.", new_tokens=3, finish_reason="stop",
+                           prompt_tokens=5) for p, m in zip(prompts, models)]
+
+    arena.create_campaign(store, Parrot(), "parrots", ["parrot", "bad"], prompts, SamplingParams(max_new_tokens=4),
+                          settings=CampaignSettings(votes_per_minute=10_000))
+    simulate.checker_raters(store, "parrots", rows, raters=1, per_rater=10, noise=0.0, seed=2)
+    assert {v["winner"] for v in store.votes("parrots")} == {"tie"}  # neither follows: a parroted request earns nothing

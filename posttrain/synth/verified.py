@@ -141,7 +141,8 @@ def checked_samples(rows: list[dict], samples: list[list[str]], t) -> tuple[list
         for text in texts:
             text = text.strip()
             why = ("empty" if not text else "repetitive" if repetitive(text, t)
-                   else "duplicate sample" if text.lower() in seen else None)
+                   else "duplicate sample" if text.lower() in seen
+                   else "echoes its prompt" if checkers.parrots(row, text) else None)
             if why:
                 dropped.append({"key": row["key"], "stage": "filter", "reason": why, "response": text[:200]})
                 continue
