@@ -157,8 +157,7 @@ def run_all(run: Run) -> dict:
               "--eval_data", str(w / "judge_pairs_heldout.jsonl"), *([] if run.quick else ["--max_steps", "40"]))
     train_prompts = run.limited("data/ifeval_train.jsonl", 8, "ifeval_train.jsonl")
     if not (w / "onpolicy" / "summary.json").is_file():
-        step(["scripts/synth.py", "onpolicy", "--model", SFT, "--prompts", train_prompts if run.quick else every_nth(
-              "data/ifeval_train.jsonl", w, 2), "--samples", "4", "--max-new-tokens", "48" if run.quick else "128",
+        step(["scripts/synth.py", "onpolicy", "--model", SFT, "--prompts", train_prompts, "--samples", "4", "--max-new-tokens", "48" if run.quick else "128",
               "--batch", "32", "--temperature", "0.9", "--base", BASE, "--out", str(w / "onpolicy"), *run.reg(), "--json"],
              "on-policy pairs: the SFT model answers its own training prompts 4 times, the checkers pick")
     onpolicy_pairs = [json.loads(l) for l in (w / "onpolicy" / "pairs.jsonl").read_text().splitlines() if l.strip()]
@@ -194,13 +193,6 @@ def run_all(run: Run) -> dict:
 def onpolicy_pairs_heldout(work: Path) -> bool:
     path = work / "onpolicy" / "pairs_heldout.jsonl"
     return path.is_file() and bool(path.read_text().strip())
-
-
-def every_nth(path: str, work: Path, n: int) -> str:
-    lines = [l for l in (ROOT / path).read_text(encoding="utf-8").splitlines() if l.strip()][::n]
-    target = work / f"every_{n}_{Path(path).name}"
-    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return str(target)
 
 
 def ifeval_of(run: Run, models: list[str], what: str) -> dict:
