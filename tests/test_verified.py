@@ -110,6 +110,49 @@ def test_sampling_reuses_the_teachers_answers_on_a_rerun(tmp_path):
     assert len(calls) == 5  # other settings: generated again
 
 
+def test_an_answer_cut_at_the_token_limit_is_never_chosen_even_read_back_from_the_cache(tmp_path):
+    """"At least 12 words": an answer that ran to the token limit passes by running on; it is no
+    training row and no chosen answer, and the mark survives the sample cache."""
+    from posttrain.synth.clean import Cut
+
+    row = {"key": 1, "prompt": "Describe a quiet morning at the harbour in at least 12 words.",
+           "instruction_id_list": ["length_constraints:number_words"], "kwargs": [{"num_words": 12, "relation": "at least"}]}
+    ran_on = "the boats rock and the boats rock and the gulls cry over the water and the boats"
+    finished = "Grey water, still boats, a gull calling once, and the smell of tar and rope."
+
+    class Teacher:
+        name = "cutting"
+
+        def complete(self, prompts, seed):
+            return [Cut(ran_on) if seed == 0 else finished if seed == 10_000 else "Quiet."]
+
+    config = verified.VerifiedConfig(out=str(tmp_path / "out"), samples=3, eval_files=[], check_files=[])
+    first = verified.sample(Teacher(), [row], config)
+
+    class Gone(Teacher):
+        def complete(self, prompts, seed):
+            raise AssertionError("the cache should answer")
+
+    again = verified.sample(Gone(), [row], config)  # read back
+    assert [isinstance(t, Cut) for t in again[0]] == [True, False, False] and again == first
+    assert checkers.check_row({**row, "response": ran_on})["follow_all_instructions"]  # the checker alone passes it
+    built = verified.build([row], again, config, embedder=FakeEmbedder())
+    assert [r["messages"][1]["content"] for r in built["sft"]] == [finished]
+    assert [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in built["pairs"] + built["pairs_heldout"]] == [
+        (finished, "Quiet.")]
+    assert [d["reason"] for d in built["dropped"]] == ["cut off at the token limit"]
+
+
+def test_the_local_teacher_marks_answers_cut_at_the_token_limit(tiny_registry):
+    from posttrain.engine import Engine
+    from posttrain.synth.clean import Cut
+    from posttrain.synth.teacher import LocalTeacher
+
+    teacher = LocalTeacher(Engine(tiny_registry, "tiny", quantize=False), "ad-a", max_new_tokens=3, temperature=0.0)
+    answers = teacher.complete(["hello there", "tell me a story"], seed=0)
+    assert all(isinstance(a, Cut) for a in answers)  # the tiny model never ends within 3 tokens
+
+
 def test_contrast_pairs_reject_off_topic_run_on_and_cut_off_answers():
     rows = [{"messages": [{"role": "user", "content": f"Question {i}?"},
                           {"role": "assistant", "content": f"Answer number {i} is a full sentence here."}]} for i in range(6)]

@@ -30,6 +30,13 @@ class Thresholds:
     contamination_embedding: float = 0.85
 
 
+class Cut(str):
+    """A teacher's answer that stopped at its token limit, not at its end: text like any other, but no
+    training row and never a chosen answer (a cut answer that passes "at least 300 words" teaches a
+    model to run on: the on-policy pairs of 2026-12-06 chose 11 such answers out of 31, and DPO
+    then ran every held-out answer to the token limit)."""
+
+
 def text_of(row: dict) -> str:
     return f"{row['instruction']} {row.get('input', '')}".strip()
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from posttrain import checkers
-from posttrain.synth import verified
+from posttrain.synth import clean, verified
 from posttrain.data import jsonl_objects
 
 
@@ -42,7 +42,7 @@ def judged(rows: list[dict], samples: list[list[str]], score) -> tuple[list[dict
     replies) -> scores`); a prompt whose answers all score alike gives no pair."""
     sft, pairs = [], []
     for row, texts in zip(rows, samples):
-        texts = [t.strip() for t in dict.fromkeys(texts) if t.strip()]
+        texts = [t.strip() for t in dict.fromkeys(texts) if t.strip() and not isinstance(t, clean.Cut)]  # finished answers only
         if not texts:
             continue
         scores = score(row["prompt"], texts)

@@ -11,10 +11,12 @@ from posttrain.chat_api import ChatClient
 from posttrain.errors import SettingsError
 from posttrain.backend import Generator
 from posttrain.engine import SamplingParams
+from posttrain.synth.clean import Cut
 
 
 class LocalTeacher:
-    """A registry entry (or the plain base) on the shared engine, rows batched per call."""
+    """A registry entry (or the plain base) on the shared engine, rows batched per call. `complete`
+    returns each answer as text, a `Cut` where it stopped at max_new_tokens (both teachers)."""
 
     def __init__(self, engine: Generator, model: str, max_new_tokens: int = 160, temperature: float = 0.9,
                  batch_size: int = 8):
@@ -28,7 +30,8 @@ class LocalTeacher:
         for start in range(0, len(prompts), self.batch_size):
             chunk = prompts[start : start + self.batch_size]
             params = SamplingParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=seed + start)
-            out += [a.text for a in self.engine.generate(chunk, [self.model] * len(chunk), params)]
+            out += [Cut(a.text) if a.finish_reason == "length" else a.text
+                    for a in self.engine.generate(chunk, [self.model] * len(chunk), params)]
         return out
 
 
@@ -54,4 +57,5 @@ class OpenAITeacher:
     def complete(self, prompts: list[str], seed: int) -> list[str]:
         bodies = [{"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens, "seed": seed + i,
                    "messages": [{"role": "user", "content": prompt}]} for i, prompt in enumerate(prompts)]
-        return [reply["text"] for reply in self.client.complete_many(bodies)]
+        return [Cut(reply["text"]) if reply.get("finish_reason") == "length" else reply["text"]
+                for reply in self.client.complete_many(bodies)]

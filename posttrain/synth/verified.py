@@ -70,8 +70,8 @@ def sample(teacher, rows: list[dict], config: VerifiedConfig, progress: Callable
         lines = raw.read_text(encoding="utf-8").splitlines()
         if lines and json.loads(lines[0]).get("key") == key:
             got = [json.loads(line) for line in lines[1:]]
-            if len(got) == len(rows):
-                return [g["samples"] for g in got]
+            if len(got) == len(rows) and all("cut" in g for g in got):  # (a cache from before cut answers were marked: resampled)
+                return [[clean.Cut(t) if i in g["cut"] else t for i, t in enumerate(g["samples"])] for g in got]
     prompts = [r["prompt"] for r in rows]
     out: list[list[str]] = [[] for _ in rows]
     for s in range(config.samples):  # one pass over every prompt per sample: whole batches, a seed per pass
@@ -81,7 +81,8 @@ def sample(teacher, rows: list[dict], config: VerifiedConfig, progress: Callable
             progress(s + 1, config.samples)
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps({"key": key}) + "\n" + "".join(
-        json.dumps({"key": r["key"], "samples": texts}, ensure_ascii=False) + "\n" for r, texts in zip(rows, out)), encoding="utf-8")
+        json.dumps({"key": r["key"], "samples": texts, "cut": [i for i, t in enumerate(texts) if isinstance(t, clean.Cut)]},
+                   ensure_ascii=False) + "\n" for r, texts in zip(rows, out)), encoding="utf-8")
     return out
 
 
@@ -133,14 +134,15 @@ def build(rows: list[dict], samples: list[list[str]], config: VerifiedConfig, em
 
 
 def checked_samples(rows: list[dict], samples: list[list[str]], t) -> tuple[list[tuple[dict, list]], list[dict]]:
-    """Each row with its samples that pass the filters (not empty, repetitive or repeated), each
-    with its checker verdict; and the dropped samples."""
+    """Each row with its samples that pass the filters (not empty, cut off, repetitive, repeated or a
+    parroted prompt), each with its checker verdict; and the dropped samples."""
     dropped, kept = [], []
     for row, texts in zip(rows, samples):
         seen, good = set(), []
-        for text in texts:
-            text = text.strip()
-            why = ("empty" if not text else "repetitive" if repetitive(text, t)
+        for sample in texts:
+            text = sample.strip()
+            why = ("empty" if not text else "cut off at the token limit" if isinstance(sample, clean.Cut)
+                   else "repetitive" if repetitive(text, t)
                    else "duplicate sample" if text.lower() in seen
                    else "echoes its prompt" if checkers.parrots(row, text) else None)
             if why:
