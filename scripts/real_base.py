@@ -111,6 +111,12 @@ SHAREGPT_ROWS, SHAREGPT_TOKENS = 60, 256  # real conversations in the SFT mix (t
 LOOP_ROUNDS, LOOP_VOTES = 4, 100  # the closed loop: rounds of 100 checker votes, a DPO round after each
 
 
+def as_chat(pair: dict) -> dict:
+    """A rewrite pair (prompt, chosen, rejected as text) in TRL's conversational form."""
+    return {"prompt": [{"role": "user", "content": pair["prompt"]}], "chosen": [{"role": "assistant", "content": pair["chosen"]}],
+            "rejected": [{"role": "assistant", "content": pair["rejected"]}]}
+
+
 def build_data(run: Run) -> dict:
     """Real conversations (ShareGPT), verifiable rewrites of them and of the general set, the SFT
     mixes (with and without the rewrites: lab 3's comparison) and the judge's pairs."""
@@ -132,8 +138,6 @@ def build_data(run: Run) -> dict:
     write_jsonl(w / "sft_mix.jsonl", [{"messages": r["messages"]} for r in general + sharegpt + rewrites])
     general_held = read_jsonl(ROOT / "data" / "general" / "heldout.jsonl")
     rewrite_pairs = read_jsonl(w / "rewrites" / "pairs.jsonl")
-    as_chat = lambda p: {"prompt": [{"role": "user", "content": p["prompt"]}], "chosen": [{"role": "assistant", "content": p["chosen"]}],
-                         "rejected": [{"role": "assistant", "content": p["rejected"]}]}
     write_jsonl(w / "judge_pairs.jsonl", verified.contrast_pairs(general, seed=0) + [as_chat(p) for p in rewrite_pairs[:150]])
     write_jsonl(w / "judge_pairs_heldout.jsonl", verified.contrast_pairs(general_held, seed=1) +
                 [as_chat(p) for p in read_jsonl(w / "rewrites" / "pairs_heldout.jsonl")])
@@ -145,6 +149,8 @@ def build_data(run: Run) -> dict:
 
 
 def run_all(run: Run) -> dict:
+    from posttrain.data import read_jsonl
+
     w = run.work
     step(["scripts/registry.py", *run.reg(), "import-default"], "import the teacher and judge base (SmolLM2-135M-Instruct)")
     step(["scripts/registry.py", *run.reg(), "import-default", "--model", BASE], "import the real base (Gemma 3 270M)")
@@ -161,6 +167,10 @@ def run_all(run: Run) -> dict:
               "--batch", "32", "--temperature", "0.9", "--base", BASE, "--out", str(w / "onpolicy"), *run.reg(), "--json"],
              "on-policy pairs: the SFT model answers its own training prompts 4 times, the checkers pick")
     onpolicy_pairs = [json.loads(l) for l in (w / "onpolicy" / "pairs.jsonl").read_text().splitlines() if l.strip()]
+    if not onpolicy_pairs:  # (--quick's 48-token answers are mostly cut off, and a cut answer is never chosen)
+        print("\n== no on-policy pair (no prompt had a finished passing answer and a failing one): DPO trains on the "
+              "rewrite pairs", file=sys.stderr)
+        onpolicy_pairs = [as_chat(p) for p in read_jsonl(w / "rewrites" / "pairs.jsonl")]
     write_jsonl(w / "dpo_pairs.jsonl", onpolicy_pairs)
     run.train("dpo", "posttrain/recipes/dpo_gemma3_270m.yaml", DPO, "--parent", SFT, "--data", str(w / "dpo_pairs.jsonl"),
               "--eval_data", str(w / "onpolicy" / "pairs_heldout.jsonl" if onpolicy_pairs_heldout(w) else w / "rewrites" / "pairs_heldout.jsonl"),
