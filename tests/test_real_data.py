@@ -185,7 +185,11 @@ def test_an_onpolicy_round_on_the_tiny_model_writes_rows_and_pairs(tiny_registry
     assert len(checked) == 2 and len(free) == 1
     with pytest.raises(checkers.IFEvalError, match="pass --judge NAME"):
         onpolicy.round_data(None, checked, free, verified.VerifiedConfig())
-    teacher = LocalTeacher(Engine(tiny_registry, "tiny", quantize=False), "ad-a", max_new_tokens=6, temperature=1.0)
+    class Finished(LocalTeacher):  # the tiny model never ends within 6 tokens: its answers stand in for finished ones
+        def complete(self, prompts, seed):
+            return [str(text) for text in super().complete(prompts, seed)]
+
+    teacher = Finished(Engine(tiny_registry, "tiny", quantize=False), "ad-a", max_new_tokens=6, temperature=1.0)
     teacher.name = "policy:ad-a"
     config = verified.VerifiedConfig(prompts=str(prompts), out=str(tmp_path / "round"), samples=3, max_new_tokens=6,
                                      eval_files=[], check_files=[])
@@ -199,3 +203,8 @@ def test_an_onpolicy_round_on_the_tiny_model_writes_rows_and_pairs(tiny_registry
     summary = json.loads((out / "summary.json").read_text())
     assert summary["judged_prompts"] == 1 and summary["sft_rows"] == len(sft) and summary["policy"] == "policy:ad-a"
     assert "On-policy round data" in (out / "README.md").read_text()
+    # as they come (cut at 6 tokens), no answer is a row or a pair's chosen one
+    raw = LocalTeacher(teacher.engine, "ad-a", max_new_tokens=6, temperature=1.0)
+    cut = onpolicy.round_data(raw, checked, free, verified.VerifiedConfig(out=str(tmp_path / "cut"), samples=3, max_new_tokens=6,
+                                                                       eval_files=[], check_files=[]), score, embedder=DistinctEmbedder())
+    assert cut["sft"] == cut["pairs"] == [] and {d["reason"] for d in cut["dropped"]} == {"cut off at the token limit"}
