@@ -46,31 +46,33 @@ class NucleusSampler(LogitsProcessor):
         vocab = scores.shape[-1]
         if self.top_p >= 1.0 and not self.top_k:  # the whole vocabulary
             return torch.arange(vocab, device=scores.device).expand_as(scores), torch.softmax(scores, dim=-1)
-        k = min(self.top_k, vocab) if self.top_k else min(self.candidates, vocab)
-        values, ids = torch.topk(scores, k, dim=-1)  # sorted, highest first
-        # top-k renormalises within its k; otherwise the k are a window on the whole vocabulary
-        log_z = torch.logsumexp(values if self.top_k else scores, dim=-1, keepdim=True)
-        probs = (values - log_z).exp()
+        ids, probs = self._window(scores, min(self.top_k or self.candidates, vocab))
         if self.top_p < 1.0:
             above = probs.cumsum(-1) - probs  # the mass ranked strictly above each token
             short = above[:, -1] + probs[:, -1] < self.top_p  # the nucleus may reach past the k
+            probs = probs.masked_fill(above >= self.top_p, 0.0)  # transformers: keep while mass above < top_p
             if short.any():  # never with top-k: its k hold all the mass
                 return self._full(scores, short, ids, probs)
-            probs = probs.masked_fill(above >= self.top_p, 0.0)  # transformers: keep while mass above < top_p
         return ids, probs
+
+    def _window(self, scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k highest-scoring tokens per row, highest first, and their probabilities: renormalised
+        within the k under top-k, else against the whole vocabulary (the k are a window on it)."""
+        values, ids = torch.topk(scores, k, dim=-1)
+        log_z = torch.logsumexp(values if self.top_k else scores, dim=-1, keepdim=True)
+        return ids, (values - log_z).exp()
 
     def _full(self, scores, short, ids, probs):
         """Rows whose nucleus reaches past the candidates, cut on the whole sorted vocabulary;
-        returned padded to the widest nucleus."""
+        returned padded to the widest nucleus beside the other rows' (already cut) candidates."""
         order = torch.argsort(scores[short], dim=-1, descending=True)
         full = torch.softmax(scores[short], dim=-1).gather(-1, order)
         keep = (full.cumsum(-1) - full) < self.top_p
         width = max(int(keep.sum(-1).max()), ids.shape[-1])
         wide_ids = torch.zeros(scores.shape[0], width, dtype=ids.dtype, device=ids.device)
         wide_probs = torch.zeros(scores.shape[0], width, dtype=probs.dtype, device=probs.device)
-        above = probs.cumsum(-1) - probs
         wide_ids[~short, : ids.shape[-1]] = ids[~short]
-        wide_probs[~short, : ids.shape[-1]] = probs[~short].masked_fill(above[~short] >= self.top_p, 0.0)
+        wide_probs[~short, : ids.shape[-1]] = probs[~short]
         wide_ids[short] = order[:, :width]
         wide_probs[short] = full[:, :width].masked_fill(~keep[:, :width], 0.0)
         return wide_ids, wide_probs
@@ -90,12 +92,10 @@ class NucleusSampler(LogitsProcessor):
         """A draw from the whole vocabulary in two stages: the candidates with their mass m, the
         rest (the full softmax, candidates removed) with 1 - m; only the rows that land in the
         rest pay for the whole vocabulary."""
-        values, ids = torch.topk(scores, min(self.candidates, scores.shape[-1]), dim=-1)
-        probs = (values - torch.logsumexp(scores, dim=-1, keepdim=True)).exp()
+        ids, probs = self._window(scores, min(self.candidates, scores.shape[-1]))
         chosen = ids.gather(-1, torch.multinomial(probs, 1, generator=self._generator))
         tail = torch.rand(scores.shape[0], device=scores.device, generator=self._generator) >= probs.sum(-1)
         if tail.any():
             rest = torch.softmax(scores[tail], dim=-1).scatter(-1, ids[tail], 0.0)
             chosen[tail] = torch.multinomial(rest, 1, generator=self._generator)
         return chosen
-

@@ -477,6 +477,18 @@ def main(argv=None) -> int:
     return report(results, args.json)
 
 
+def base_entry(registry: Registry, base: str | None):
+    """--base as a base entry of the registry (an embedded one imported first), or one error line."""
+    from posttrain.models import DEFAULT_BASE_NAME, EMBEDDED_BASES
+
+    if base and base not in registry and base not in EMBEDDED_BASES:
+        raise SystemExit(f"error: no base {base!r} in registry {registry.root} (embedded: {', '.join(EMBEDDED_BASES)})")
+    entry = registry.ensure_base(base or DEFAULT_BASE_NAME)
+    if entry.is_adapter:
+        raise SystemExit(f"error: {entry.name!r} is an adapter (on base {entry.base!r}); --base takes a base entry")
+    return entry
+
+
 def bench_sampling(registry: Registry, base: str | None, rows: int = 32, repeats: int = 10) -> dict:
     from transformers import AutoModelForCausalLM, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
@@ -484,7 +496,7 @@ def bench_sampling(registry: Registry, base: str | None, rows: int = 32, repeats
     from posttrain.models import load_tokenizer
     from posttrain.sampling import NucleusSampler
 
-    entry = registry.ensure_base(base or "smollm2-135m-instruct")
+    entry = base_entry(registry, base)
     tokenizer = load_tokenizer(entry.path)
     model = AutoModelForCausalLM.from_pretrained(str(entry.path), dtype=torch.float32).eval()
     logits = []  # real next-token distributions: the base reading held-out answers
@@ -514,14 +526,11 @@ def bench_sampling(registry: Registry, base: str | None, rows: int = 32, repeats
 
 def bench_train(args) -> dict:
     from posttrain import trainbench
-    from posttrain.models import EMBEDDED_BASES
 
     if args.train_tokens is not None and args.train_tokens < 1:
         raise SystemExit(f"error: --train-tokens must be at least 1, got {args.train_tokens}")
     registry = Registry(args.registry)
-    if args.base and args.base not in registry and args.base not in EMBEDDED_BASES:
-        raise SystemExit(f"error: no base {args.base!r} in registry {registry.root} (embedded: {', '.join(EMBEDDED_BASES)})")
-    registry.ensure_base(args.base or trainbench.DEFAULT_BASE_NAME)
+    base_entry(registry, args.base or trainbench.DEFAULT_BASE_NAME)
     with tempfile.TemporaryDirectory() as tmp:
         return trainbench.compare(args.method, args.base, str(registry.root), Path(tmp), args.train_tokens)
 

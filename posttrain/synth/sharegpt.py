@@ -86,7 +86,7 @@ def build(source: Path, max_rows: int | None = None, max_tokens: int = 512, held
     question and answer together, in approximate tokens (characters / 4).
 
     The cheap filters (length, refusals) see every conversation; the costly ones (langdetect,
-    MinHash, MiniLM against the held-out sets: ~110 s for all 3,700 that pass the cheap ones) see
+    MinHash, MiniLM against the held-out sets: ~2 minutes for all 3,921 that pass the cheap ones) see
     the candidates in a seeded random order, only as many as the rows asked for need (all of
     them without --max-rows). The card says how many were examined."""
     result = read(source, format="sharegpt", on_error="skip")
