@@ -50,6 +50,23 @@ class SamplingParams:
         if not 0 < self.top_p <= 1:
             raise EngineError(f"top_p must be in (0, 1], got {self.top_p}")
 
+    def logits_processors(self, prompt_length: int, eos_ids: list[int], device) -> "LogitsProcessorList":
+        """The processors `generate` would build from generate_kwargs: repetition penalty, minimum
+        length, then the sampler (none of them when greedy and plain)."""
+        from transformers import LogitsProcessorList, MinNewTokensLengthLogitsProcessor, RepetitionPenaltyLogitsProcessor
+
+        from posttrain.sampling import NucleusSampler
+
+        processors = LogitsProcessorList()
+        if self.repetition_penalty != 1.0:
+            processors.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty))
+        if self.min_new_tokens > 0:
+            processors.append(MinNewTokensLengthLogitsProcessor(
+                prompt_length, min(self.min_new_tokens, self.max_new_tokens), eos_ids, device=device))
+        if self.temperature > 0:
+            processors.append(NucleusSampler(self.temperature, self.top_p, self.top_k, seed=self.seed))
+        return processors
+
     def generate_kwargs(self) -> dict:
         """`generate` runs greedy: with a temperature, the last logits processor samples (see
         posttrain/sampling.py: transformers' sampler sorts the whole vocabulary every token)."""
@@ -308,7 +325,11 @@ class _BatchStreamer:
         if not self._prompt_seen:  # generate() first hands over the prompt ids
             self._prompt_seen = True
             return
-        for row, token in enumerate(value.reshape(len(self.tokens), -1)[:, -1].tolist()):
+        self.take(range(len(self.tokens)), value.reshape(len(self.tokens), -1)[:, -1].tolist())
+
+    def take(self, rows: Sequence[int], tokens: Sequence[int]) -> None:
+        """The next token of each of `rows` (the batch's row numbers)."""
+        for row, token in zip(rows, tokens):
             if self.done[row]:
                 continue
             if token in self.eos_ids:
@@ -342,6 +363,7 @@ class Engine:
     torch.compile'd, CUDA-graphed step; adapters stay routed per row through fixed buffers."""
 
     scores = True  # teacher-forced likelihoods for held-out metrics (backend.Generator)
+    drop_finished_rows = True  # decode with _decode_shrinking (False: transformers' generate, the reference)
 
     def __init__(self, registry: Registry, base: str, quantize: bool = True, compile: bool | None = None,
                  base_prompt: str = "template"):
@@ -558,7 +580,9 @@ class Engine:
         return [self.prepare(p, params.max_new_tokens, m) for p, m in zip(prompts, models)], slots
 
     def _run(self, prepared, slots, params: SamplingParams, streamer: "_BatchStreamer") -> None:
-        """One batched generate call; row i uses adapter slot slots[i]."""
+        """One batched generation; row i uses adapter slot slots[i]. The compiled decode (a static
+        cache) runs transformers' generate; otherwise `_decode_shrinking` drops each row from the
+        batch as it ends."""
         batch = self.tokenizer.pad(
             {"input_ids": [ids for ids, _ in prepared]}, padding=True, return_tensors="pt"
         ).to(self.device)
@@ -566,15 +590,53 @@ class Engine:
             torch.manual_seed(params.seed)
             self._route(torch.tensor(slots, device=self.device))
             try:
-                from transformers import StoppingCriteriaList
+                if self.compile or not self.drop_finished_rows:
+                    from transformers import StoppingCriteriaList
 
-                self.model.generate(
-                    **batch, streamer=streamer, pad_token_id=self.tokenizer.pad_token_id,
-                    eos_token_id=sorted(self.eos_ids), stopping_criteria=StoppingCriteriaList([_RowsDone(streamer)]),
-                    **params.generate_kwargs(),
-                )
+                    self.model.generate(
+                        **batch, streamer=streamer, pad_token_id=self.tokenizer.pad_token_id,
+                        eos_token_id=sorted(self.eos_ids), stopping_criteria=StoppingCriteriaList([_RowsDone(streamer)]),
+                        **params.generate_kwargs(),
+                    )
+                else:
+                    self._decode_shrinking(batch["input_ids"], batch["attention_mask"], slots, params, streamer)
             finally:
                 self._route(None)
+
+    def _decode_shrinking(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, slots: list[int],
+                          params: SamplingParams, streamer: "_BatchStreamer") -> None:
+        """Greedy or sampled decoding that drops a row from the batch (its KV cache, mask and
+        adapter route) as soon as it ends. transformers' generate keeps every row until the last
+        one ends, and on a CPU a decode step costs in proportion to its rows (the LM head over the
+        vocabulary dominates): a batch whose answers mostly end early pays for its longest one on
+        every row. Same tokens as generate's greedy search with the same logits processors (a
+        test compares them)."""
+        from transformers import DynamicCache
+
+        processors = params.logits_processors(input_ids.shape[1], sorted(self.eos_ids), self.device)
+        alive = torch.arange(input_ids.shape[0], device=self.device)  # batch row -> streamer row
+        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        step_ids, step_positions = input_ids, positions
+        for _ in range(params.max_new_tokens):
+            out = self.model(input_ids=step_ids, attention_mask=attention_mask, position_ids=step_positions,
+                             cache=cache, use_cache=True, logits_to_keep=1)
+            scores = processors(input_ids, out.logits[:, -1].float())
+            chosen = scores.argmax(-1)
+            streamer.take(alive.tolist(), chosen.tolist())
+            keep = torch.tensor([not streamer.done[row] for row in alive.tolist()], device=self.device)
+            if not bool(keep.any()):
+                break
+            if not bool(keep.all()):
+                kept = keep.nonzero().squeeze(-1)
+                cache.batch_select_indices(kept)
+                alive, chosen = alive[kept], chosen[kept]
+                input_ids, attention_mask, positions = input_ids[kept], attention_mask[kept], positions[kept]
+                self._route(torch.tensor(slots, device=self.device)[alive])
+            input_ids = torch.cat([input_ids, chosen[:, None]], dim=-1)
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(alive), 1)], dim=-1)
+            positions = torch.cat([positions, positions[:, -1:] + 1], dim=-1)
+            step_ids, step_positions = chosen[:, None], positions[:, -1:]
 
     def _answers(self, models, prepared, streamer: "_BatchStreamer") -> list[Answer]:
         return [

@@ -27,19 +27,23 @@ def _decoder_and_head(model):
 def label_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
                    max_elements: int = 1 << 25) -> torch.Tensor:
     """log p(labels[t] | tokens < t) per position (0 where a label is IGNORE_INDEX). The head runs
-    over a few positions at a time, so the fp32 logits never exceed `max_elements` values
-    (128 MB) instead of [batch, seq, vocab] (GBs at a 128k vocabulary)."""
+    only over the labelled positions (a held-out answer is often half of its padded batch, and on
+    Gemma's 262,144-token vocabulary the head costs more than the rest of the model), a few at a
+    time, so the fp32 logits never exceed `max_elements` values (128 MB) instead of
+    [batch, seq, vocab] (GBs at a 128k vocabulary)."""
     decoder, head = _decoder_and_head(model)
     hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]
     target = labels[:, 1:]  # token t is predicted from position t-1
     out = torch.zeros(target.shape, dtype=torch.float32, device=hidden.device)
+    where = (target != IGNORE_INDEX).nonzero(as_tuple=True)
+    states, wanted = hidden[where], target[where]
     vocab = head.out_features if hasattr(head, "out_features") else head.weight.shape[0]
-    step = max(1, max_elements // max(1, hidden.shape[0] * vocab))
-    for start in range(0, hidden.shape[1], step):
-        logits = head(hidden[:, start : start + step]).float()
-        chunk = target[:, start : start + step]
-        picked = logits.gather(-1, chunk.clamp(min=0).unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-        out[:, start : start + step] = torch.where(chunk != IGNORE_INDEX, picked, 0.0)
+    step = max(1, max_elements // max(1, vocab))
+    picked = torch.empty(wanted.shape, dtype=torch.float32, device=hidden.device)
+    for start in range(0, len(wanted), step):
+        logits = head(states[start : start + step]).float()
+        picked[start : start + step] = logits.gather(-1, wanted[start : start + step, None]).squeeze(-1) - logits.logsumexp(-1)
+    out[where] = picked
     return out
 
 
@@ -51,10 +55,12 @@ def token_logprobs(model, examples: list[Example], pad_id: int, batch_size: int 
     if score is None:
         device = next(model.parameters()).device
         score = lambda ids, mask, labels: label_logprobs(model, ids.to(device), mask.to(device), labels.to(device))
-    out = []
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(examples)
     was_training = model.training
     model.eval()
-    for batch in _batches(examples, batch_size):
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids), reverse=True)
+    for indices in _batches(order, batch_size):  # rows of like length together: little padding
+        batch = [examples[i] for i in indices]
         width = max(len(e.input_ids) for e in batch)
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
@@ -65,8 +71,8 @@ def token_logprobs(model, examples: list[Example], pad_id: int, batch_size: int 
                 torch.tensor(example.input_ids), torch.tensor(example.labels), 1)
         picked = score(ids, mask, labels).cpu()
         keep = labels[:, 1:] != IGNORE_INDEX
-        for row in range(len(batch)):
-            out.append((picked[row][keep[row]].sum().item(), int(keep[row].sum().item())))
+        for row, i in enumerate(indices):
+            out[i] = (picked[row][keep[row]].sum().item(), int(keep[row].sum().item()))
     model.train(was_training)
     return out
 

@@ -1,6 +1,6 @@
 """Benchmarks, each ratio measured side by side in one run.
 
-    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging|ties|provisional|results|sampling|train] [--json] [--tokens 64] [--repeats 5]
+    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging|ties|provisional|results|sampling|decode|train] [--json] [--tokens 64] [--repeats 5]
     python scripts/bench.py --only train [--method sft|dpo] [--base NAME] [--train-tokens N] [--json]
 
 battle: time of a battle (two adapters' answers in ONE batched call) / time of one adapter's
@@ -41,6 +41,12 @@ sampling: one decode step's sampling (temperature 0.9, top-p 0.95) for 32 rows o
         logits (the base reading held-out answers; --base gemma-3-270m: Gemma 3's 262,144-token
         vocabulary): transformers' warpers + multinomial (a sort of the whole vocabulary) vs the
         engine's sampler (posttrain/sampling.py: top candidates, the nucleus cut there), ms each.
+decode: 32 training prompts (data/ifeval_train.jsonl) answered greedily, up to 128 new tokens, in one
+        batch, interleaved in one process (the faster of two runs each): transformers' generate
+        (every row decoded until the batch's longest answer ends) vs the engine's decode (a row
+        leaves the batch when its answer ends); seconds each, the ratio, and how many of the 32
+        answers are the same. --base as for sampling (a plain base without a chat template answers
+        as a completion); --model NAME: an adapter of that base answers.
 train:  the same recipe trained twice, interleaved step by step in one process: the path every run
         took until 2026-12 (fp32, padded batches in random order) and today's (bf16 autocast where the
         CPU or GPU has it natively, SFT rows without padding, DPO pairs grouped by length, the fused LM head
@@ -67,6 +73,7 @@ import numpy as np
 import torch
 
 from posttrain.engine import Engine, SamplingParams
+from posttrain.errors import WorkbenchError
 from posttrain.registry import Registry, default_registry_dir
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -434,9 +441,10 @@ def bench_provisional(repeats: int = 30) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena", "allocation", "rigging", "ties", "sampling",
-                                           "provisional", "results", "train"])
+                                           "decode", "provisional", "results", "train"])
     parser.add_argument("--method", choices=["sft", "dpo"], default="sft", help="train: which method's recipe")
-    parser.add_argument("--base", help="train, sampling: the registry base (default: the embedded one; gemma-3-270m: the real base)")
+    parser.add_argument("--base", help="train, sampling, decode: the registry base (default: the embedded one; gemma-3-270m: the real base)")
+    parser.add_argument("--model", help="decode: the registry entry that answers (default: the base)")
     parser.add_argument("--train-tokens", type=int,
                         help="train: real tokens each lane trains on (default: one epoch of the recipe's data, the same rows in both lanes)")
     parser.add_argument("--json", action="store_true")
@@ -453,6 +461,8 @@ def main(argv=None) -> int:
         return report({**results, **bench_train(args)}, args.json)
     if args.only == "sampling":
         return report({**results, **bench_sampling(Registry(args.registry), args.base)}, args.json)
+    if args.only == "decode":
+        return report({**results, **bench_decode(Registry(args.registry), args.base, not args.no_4bit, args.model)}, args.json)
     if args.only in ("api", "dedup", "arena", "allocation", "rigging", "ties", "provisional", "results"):
         if args.prefill < 0:
             parser.error(f"--prefill must be 0 or more, got {args.prefill}")
@@ -522,6 +532,36 @@ def bench_sampling(registry: Registry, base: str | None, rows: int = 32, repeats
     return {"sampling_model": entry.name, "sampling_vocab": pool.shape[-1], "sampling_rows": rows,
             "sampling_transformers_ms": round(1000 * t, 1), "sampling_engine_ms": round(1000 * e, 1),
             "sampling_speedup": round(t / e, 2)}
+
+
+def bench_decode(registry: Registry, base: str | None, quantize: bool, model: str | None = None, rows: int = 32,
+                 tokens: int = 128) -> dict:
+    from posttrain import checkers
+    from posttrain.models import load_tokenizer
+
+    entry = base_entry(registry, base)
+    plain = not getattr(load_tokenizer(entry.path), "chat_template", None)
+    engine = Engine(registry, entry.name, quantize=quantize, base_prompt="completion" if plain and not model else "template")
+    model = model or entry.name
+    try:
+        engine.ensure_model(model)
+    except WorkbenchError as exc:
+        raise SystemExit(f"error: --model: {exc}")
+    prompts = [r["prompt"] for r in checkers.read_rows(Path(__file__).resolve().parents[1] / "data" / "ifeval_train.jsonl")[:rows]]
+    params = SamplingParams(max_new_tokens=tokens, temperature=0)
+    lanes: dict = {"generate": [], "engine": []}
+    for _ in range(2):  # interleaved, the faster of two each: a cold process builds its kernels per batch shape
+        for lane, drop in (("generate", False), ("engine", True)):
+            engine.drop_finished_rows = drop
+            start = time.perf_counter()
+            answers = engine.generate(prompts, [model] * len(prompts), params)
+            lanes[lane].append((time.perf_counter() - start, answers))
+    (g, by_generate), (e, by_engine) = min(lanes["generate"], key=lambda t: t[0]), min(lanes["engine"], key=lambda t: t[0])
+    return {"decode_model": model, "decode_rows": len(prompts), "decode_max_new_tokens": tokens,
+            "decode_new_tokens": sum(a.new_tokens for a in by_engine),
+            "decode_at_limit": sum(a.finish_reason == "length" for a in by_engine),
+            "decode_generate_s": round(g, 2), "decode_engine_s": round(e, 2), "decode_speedup": round(g / e, 2),
+            "decode_same_answers": sum(a.text == b.text for a, b in zip(by_generate, by_engine))}
 
 
 def bench_train(args) -> dict:

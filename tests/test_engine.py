@@ -215,3 +215,37 @@ def test_the_engine_refuses_an_unknown_base_prompt(tiny_registry):
 
     with pytest.raises(EngineError, match="base prompt must be one of template, completion"):
         Engine(tiny_registry, "tiny", quantize=False, base_prompt="chat")
+
+
+def _reference(engine: Engine, prompts, models, params):
+    """transformers' generate over the same batch (every row kept to the end): the reference."""
+    engine.drop_finished_rows = False
+    try:
+        return engine.generate(prompts, models, params)
+    finally:
+        engine.drop_finished_rows = True
+
+
+@pytest.mark.parametrize("params", [
+    SamplingParams(max_new_tokens=12, temperature=0),
+    SamplingParams(max_new_tokens=12, temperature=0, repetition_penalty=1.3, min_new_tokens=3),
+    SamplingParams(max_new_tokens=12, temperature=1.2, top_p=0.9, seed=3),
+])
+def test_rows_leave_the_batch_as_they_end_with_generates_answers(engine, params):
+    prompts = ["hello world", "write a poem", "two plus two", "the quick brown fox jumps", "hello"]
+    models = ["ad-a", "ad-b", BASE, "ad-a", "ad-b"]
+    free = engine.generate(prompts, models, SamplingParams(max_new_tokens=12, temperature=0))
+    # End of turn: tokens that some rows say early, so rows end at different steps (one never does).
+    ends = {engine.tokenizer(free[0].text, add_special_tokens=False)["input_ids"][2],
+            engine.tokenizer(free[2].text, add_special_tokens=False)["input_ids"][5]}
+    engine.eos_ids |= ends
+    answers, reference = engine.generate(prompts, models, params), _reference(engine, prompts, models, params)
+    if params.temperature == 0:  # (a sampled row's draws depend on which rows share its step)
+        assert [(a.text, a.new_tokens, a.finish_reason) for a in answers] == \
+               [(r.text, r.new_tokens, r.finish_reason) for r in reference]
+        assert {a.finish_reason for a in answers} == {"stop", "length"}
+        assert len({a.new_tokens for a in answers}) >= 2
+    again = engine.generate(prompts, models, params)
+    assert [a.text for a in again] == [a.text for a in answers]
+    alone = [engine.generate([p], [m], params)[0] for p, m in zip(prompts, models)] if params.temperature == 0 else answers
+    assert [a.text for a in alone] == [a.text for a in answers]
