@@ -445,6 +445,7 @@ def main(argv=None) -> int:
     parser.add_argument("--method", choices=["sft", "dpo"], default="sft", help="train: which method's recipe")
     parser.add_argument("--base", help="train, sampling, decode: the registry base (default: the embedded one; gemma-3-270m: the real base)")
     parser.add_argument("--model", help="decode: the registry entry that answers (default: the base)")
+    parser.add_argument("--rows", type=int, default=32, help="decode: prompts in the batch (default 32)")
     parser.add_argument("--train-tokens", type=int,
                         help="train: real tokens each lane trains on (default: one epoch of the recipe's data, the same rows in both lanes)")
     parser.add_argument("--json", action="store_true")
@@ -462,7 +463,7 @@ def main(argv=None) -> int:
     if args.only == "sampling":
         return report({**results, **bench_sampling(Registry(args.registry), args.base)}, args.json)
     if args.only == "decode":
-        return report({**results, **bench_decode(Registry(args.registry), args.base, not args.no_4bit, args.model)}, args.json)
+        return report({**results, **bench_decode(Registry(args.registry), args.base, not args.no_4bit, args.model, args.rows)}, args.json)
     if args.only in ("api", "dedup", "arena", "allocation", "rigging", "ties", "provisional", "results"):
         if args.prefill < 0:
             parser.error(f"--prefill must be 0 or more, got {args.prefill}")
@@ -539,6 +540,8 @@ def bench_decode(registry: Registry, base: str | None, quantize: bool, model: st
     from posttrain import checkers
     from posttrain.models import load_tokenizer
 
+    if not 1 <= rows <= 200:
+        raise SystemExit(f"error: --rows must be 1 to 200 (the training prompts), got {rows}")
     entry = base_entry(registry, base)
     plain = not getattr(load_tokenizer(entry.path), "chat_template", None)
     engine = Engine(registry, entry.name, quantize=quantize, base_prompt="completion" if plain and not model else "template")

@@ -74,6 +74,21 @@ def test_bench_times_the_sampler_against_transformers_on_real_logits(default_bas
     assert figures["sampling_speedup"] == pytest.approx(figures["sampling_transformers_ms"] / figures["sampling_engine_ms"], rel=0.05)
 
 
+def test_bench_times_the_shrinking_decode_against_generate_with_the_same_answers(default_base):
+    registry, _ = default_base
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--only", "decode", "--rows", "6", "--json",
+                          "--registry", str(registry.root)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["decode_rows"] == 6 and figures["decode_same_answers"] == 6
+    assert 6 <= figures["decode_new_tokens"] <= 6 * 128
+    assert figures["decode_speedup"] == pytest.approx(figures["decode_generate_s"] / figures["decode_engine_s"], rel=0.02)
+    refused = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--only", "decode", "--model", "no-such-model",
+                              "--registry", str(registry.root)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert refused.returncode != 0 and "no-such-model" in refused.stderr.splitlines()[-1]
+    assert "Traceback" not in refused.stderr
+
+
 @pytest.mark.slow
 def test_reward_recipe_through_trls_reward_trainer_keeps_its_heldout_accuracy(real_registry, tmp_path):
     """The project's reward recipe on the real base and the demo pairs, trained by TRL's
