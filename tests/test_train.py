@@ -121,6 +121,23 @@ def test_reward_scorer_ranks_like_training(tiny_registry, tmp_path):
         RewardScorer(tiny_registry, "ad-a")
 
 
+def test_an_evaluation_at_the_final_step_is_not_run_again_for_the_card(tiny_registry, tmp_path):
+    from trl import RewardConfig
+
+    pref = dict(base="tiny", data=str(PREF_DATA / "train.jsonl"), eval_data=str(PREF_DATA / "heldout.jsonl"),
+                registry=str(tiny_registry.root), max_rows=16)
+    ends_on_one = run("reward", RunArguments(name="t-rm-steps", **pref), RewardConfig(**common(
+        tmp_path / "steps", max_steps=4, eval_strategy="steps", eval_steps=2, learning_rate=1e-2)))
+    evals = [h for h in json.loads((ends_on_one.path / "training_log.json").read_text()) if "eval_loss" in h]
+    assert [h["step"] for h in evals] == [2, 4]  # not [2, 4, 4]
+    assert ends_on_one.card["metrics"]["eval_loss"] == round(evals[-1]["eval_loss"], 4)
+    assert "epoch" not in ends_on_one.card["metrics"]
+    without = run("reward", RunArguments(name="t-rm-no", **pref), RewardConfig(**common(
+        tmp_path / "no", max_steps=3, eval_strategy="no", learning_rate=1e-2)))
+    evals = [h for h in json.loads((without.path / "training_log.json").read_text()) if "eval_loss" in h]
+    assert [h["step"] for h in evals] == [3] and without.card["metrics"]["eval_loss"] == round(evals[0]["eval_loss"], 4)
+
+
 def test_bad_runs_are_refused_before_training(tiny_registry, tmp_path):
     from trl import DPOConfig
 
