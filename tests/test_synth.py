@@ -3,6 +3,7 @@ the funnel adds up, and the result trains with train.py sft unchanged."""
 
 import json
 import random
+import zlib
 
 import numpy as np
 
@@ -49,14 +50,15 @@ class CannedTeacher:
 
 class HashEmbedder:
     """Deterministic stand-in for MiniLM in unit tests: bag of content words (longer than three
-    letters), normalised. Paraphrases with the same content words land together."""
+    letters), normalised. Paraphrases with the same content words land together. (A stable hash:
+    Python's hash() is salted per process.)"""
 
     def __call__(self, texts):
         out = np.zeros((len(texts), 512), dtype=np.float32)
         for i, text in enumerate(texts):
             for word in clean.words(text):
                 if len(word) > 3:
-                    out[i, hash(word.rstrip("s")) % 512] += 1
+                    out[i, zlib.crc32(word.rstrip("s").encode()) % 512] += 1
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
 
 

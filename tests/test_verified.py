@@ -3,6 +3,7 @@ format), the training-side IFEval prompts, the rejection-sampling builder with t
 as its filter (SFT rows, pairs, dedup, contamination, data card), the judge's contrast pairs, and
 raters whose taste is the checker voting through the real store."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -46,12 +47,13 @@ def test_training_prompts_cover_every_instruction_in_other_words_than_the_heldou
 
 
 class FakeEmbedder:
-    """Unit vectors from a hash of the text: equal texts have cosine 1, others about 0."""
+    """Unit vectors from a stable hash of the text: equal texts have cosine 1, others 0. (Python's
+    own hash() is salted per process: two texts in one of 64 buckets made the test fail at random.)"""
 
     def __call__(self, texts):
-        out = np.zeros((len(texts), 64), dtype=np.float32)
+        out = np.zeros((len(texts), 1 << 16), dtype=np.float32)
         for i, text in enumerate(texts):
-            out[i, hash(text) % 64] = 1.0
+            out[i, int.from_bytes(hashlib.sha1(text.encode()).digest()[:4], "big") % (1 << 16)] = 1.0
         return out
 
 
