@@ -50,12 +50,17 @@ class SamplingParams:
         if not 0 < self.top_p <= 1:
             raise EngineError(f"top_p must be in (0, 1], got {self.top_p}")
 
+    def sampler(self) -> "LogitsProcessor | None":
+        """The last logits processor, which samples (None when greedy): see posttrain/sampling.py,
+        transformers' sampler sorts the whole vocabulary every token."""
+        from posttrain.sampling import NucleusSampler
+
+        return NucleusSampler(self.temperature, self.top_p, self.top_k, seed=self.seed) if self.temperature > 0 else None
+
     def logits_processors(self, prompt_length: int, eos_ids: list[int], device) -> "LogitsProcessorList":
         """The processors `generate` would build from generate_kwargs: repetition penalty, minimum
         length, then the sampler (none of them when greedy and plain)."""
         from transformers import LogitsProcessorList, MinNewTokensLengthLogitsProcessor, RepetitionPenaltyLogitsProcessor
-
-        from posttrain.sampling import NucleusSampler
 
         processors = LogitsProcessorList()
         if self.repetition_penalty != 1.0:
@@ -63,16 +68,13 @@ class SamplingParams:
         if self.min_new_tokens > 0:
             processors.append(MinNewTokensLengthLogitsProcessor(
                 prompt_length, min(self.min_new_tokens, self.max_new_tokens), eos_ids, device=device))
-        if self.temperature > 0:
-            processors.append(NucleusSampler(self.temperature, self.top_p, self.top_k, seed=self.seed))
+        if (sampler := self.sampler()) is not None:
+            processors.append(sampler)
         return processors
 
     def generate_kwargs(self) -> dict:
-        """`generate` runs greedy: with a temperature, the last logits processor samples (see
-        posttrain/sampling.py: transformers' sampler sorts the whole vocabulary every token)."""
+        """`generate` runs greedy: with a temperature, the last logits processor samples."""
         from transformers import LogitsProcessorList
-
-        from posttrain.sampling import NucleusSampler
 
         kwargs = dict(
             max_new_tokens=self.max_new_tokens,
@@ -80,9 +82,8 @@ class SamplingParams:
             repetition_penalty=self.repetition_penalty,
             do_sample=False,
         )
-        if self.temperature > 0:
-            kwargs["logits_processor"] = LogitsProcessorList(
-                [NucleusSampler(self.temperature, self.top_p, self.top_k, seed=self.seed)])
+        if (sampler := self.sampler()) is not None:
+            kwargs["logits_processor"] = LogitsProcessorList([sampler])
         return kwargs
 
 
@@ -615,28 +616,29 @@ class Engine:
 
         processors = params.logits_processors(input_ids.shape[1], sorted(self.eos_ids), self.device)
         alive = torch.arange(input_ids.shape[0], device=self.device)  # batch row -> streamer row
-        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        route = torch.tensor(slots, device=self.device)
         cache = DynamicCache(config=self.model.config)
-        step_ids, step_positions = input_ids, positions
+        step_ids = input_ids
+        step_positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # the prompt's; then each new token's
         for _ in range(params.max_new_tokens):
             out = self.model(input_ids=step_ids, attention_mask=attention_mask, position_ids=step_positions,
                              cache=cache, use_cache=True, logits_to_keep=1)
-            scores = processors(input_ids, out.logits[:, -1].float())
-            chosen = scores.argmax(-1)
-            streamer.take(alive.tolist(), chosen.tolist())
-            keep = torch.tensor([not streamer.done[row] for row in alive.tolist()], device=self.device)
+            chosen = processors(input_ids, out.logits[:, -1].float()).argmax(-1)
+            rows = alive.tolist()
+            streamer.take(rows, chosen.tolist())
+            keep = torch.tensor([not streamer.done[row] for row in rows], device=self.device)
             if not bool(keep.any()):
                 break
+            next_positions = step_positions[:, -1:] + 1
             if not bool(keep.all()):
                 kept = keep.nonzero().squeeze(-1)
                 cache.batch_select_indices(kept)
-                alive, chosen = alive[kept], chosen[kept]
-                input_ids, attention_mask, positions = input_ids[kept], attention_mask[kept], positions[kept]
-                self._route(torch.tensor(slots, device=self.device)[alive])
+                alive, route, chosen = alive[kept], route[kept], chosen[kept]
+                input_ids, attention_mask, next_positions = input_ids[kept], attention_mask[kept], next_positions[kept]
+                self._route(route)
             input_ids = torch.cat([input_ids, chosen[:, None]], dim=-1)
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(alive), 1)], dim=-1)
-            positions = torch.cat([positions, positions[:, -1:] + 1], dim=-1)
-            step_ids, step_positions = chosen[:, None], positions[:, -1:]
+            step_ids, step_positions = chosen[:, None], next_positions
 
     def _answers(self, models, prepared, streamer: "_BatchStreamer") -> list[Answer]:
         return [
