@@ -57,9 +57,10 @@ class SamplingParams:
 
         return NucleusSampler(self.temperature, self.top_p, self.top_k, seed=self.seed) if self.temperature > 0 else None
 
-    def logits_processors(self, prompt_length: int, eos_ids: list[int], device) -> "LogitsProcessorList":
+    def logits_processors(self, prompt_length: int, eos_ids: list[int], device, sample: bool = True) -> "LogitsProcessorList":
         """The processors `generate` would build from generate_kwargs: repetition penalty, minimum
-        length, then the sampler (none of them when greedy and plain)."""
+        length, then the sampler (none of them when greedy and plain; `sample=False` leaves the
+        sampler out, for a loop that calls its `choose` itself)."""
         from transformers import LogitsProcessorList, MinNewTokensLengthLogitsProcessor, RepetitionPenaltyLogitsProcessor
 
         processors = LogitsProcessorList()
@@ -68,7 +69,7 @@ class SamplingParams:
         if self.min_new_tokens > 0:
             processors.append(MinNewTokensLengthLogitsProcessor(
                 prompt_length, min(self.min_new_tokens, self.max_new_tokens), eos_ids, device=device))
-        if (sampler := self.sampler()) is not None:
+        if sample and (sampler := self.sampler()) is not None:
             processors.append(sampler)
         return processors
 
@@ -108,9 +109,9 @@ class MultiLoraLinear(nn.Module):
 
     Slot 0 is the plain base (zeros). The scaling factor is folded into B, and ranks are padded
     with zeros to the largest one, which leaves every product exact. `route` gathers each batch
-    row's weights once per generate call into buffers that keep their address for a given batch
-    size (a compiled, CUDA-graphed decode step reads them in place); per token the cost is two
-    batched matmuls.
+    row's weights once per generate call (into buffers that keep their address for a given batch
+    size when a compiled, CUDA-graphed decode step reads them in place); per token the cost is two
+    batched matmuls, or two plain ones when every row shares one adapter.
 
     DoRA (Liu et al. 2024) rows also scale each output feature by f = m / ||W + s·BA|| (the
     learned magnitude over the column norm of the adapted weight, fixed at inference, computed
@@ -130,9 +131,21 @@ class MultiLoraLinear(nn.Module):
         self._routed_scale: torch.Tensor | None = None  # per-row f, [batch, 1, out]
         self._buffers_by_rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def route(self, index: torch.Tensor | None) -> None:
+    def route(self, index: torch.Tensor | None, fixed_buffers: bool = False) -> None:
+        """Choose each batch row's adapter slot (None: the plain base for every row). A compiled,
+        CUDA-graphed decode reads the rows' weights in place: `fixed_buffers` keeps one buffer per
+        batch size for it."""
         if index is None or self.lora_A is None:
             self._routed = None
+            return
+        if not fixed_buffers:
+            slot = index[:1]
+            if bool((index == slot).all()):  # one adapter for every row: its weights as they are, no per-row copy
+                self._routed = (self.lora_A[slot[0]], self.lora_B[slot[0]])
+                self._routed_scale = None if self.dora_scale is None else self.dora_scale[slot[0]]
+            else:  # rows leave a shrinking batch at every size: fresh gathers, nothing kept per size
+                self._routed = (self.lora_A.index_select(0, index), self.lora_B.index_select(0, index))
+                self._routed_scale = None if self.dora_scale is None else self.dora_scale.index_select(0, index).unsqueeze(1)
             return
         rows = index.shape[0]
         buffers = self._buffers_by_rows.get(rows)
@@ -179,10 +192,13 @@ class MultiLoraLinear(nn.Module):
         y = self.base_layer(x)
         if self._routed is None:
             return y
-        a_t, b_t = self._routed  # [batch, in, r], [batch, r, out]
-        if a_t.shape[0] != x.shape[0]:
+        a_t, b_t = self._routed  # [batch, in, r], [batch, r, out]; [in, r], [r, out] when every row shares one
+        if a_t.dim() == 2:
+            delta = x.to(a_t.dtype) @ a_t @ b_t
+        elif a_t.shape[0] != x.shape[0]:
             raise EngineError(f"batch has {x.shape[0]} rows but {a_t.shape[0]} adapter choices")
-        delta = torch.bmm(torch.bmm(x.to(a_t.dtype), a_t), b_t)
+        else:
+            delta = torch.bmm(torch.bmm(x.to(a_t.dtype), a_t), b_t)
         if self._routed_scale is None:
             return y + delta.to(y.dtype)
         f = self._routed_scale  # DoRA: f·(W x) + f·delta; the bias is not scaled
@@ -203,8 +219,8 @@ class MultiTokenEmbedding(nn.Module):
         self.slots: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # slot -> (ids [k], rows [k, hidden])
         self._index: torch.Tensor | None = None
 
-    def route(self, index: torch.Tensor | None) -> None:
-        self._index = index
+    def route(self, index: torch.Tensor | None, fixed_buffers: bool = False) -> None:
+        self._index = index  # (no per-row copy to keep: the rows' slots are compared at each step)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)
@@ -512,7 +528,7 @@ class Engine:
         if index is not None and not bool(index.any()):
             index = None
         for layer in self._layers.values():
-            layer.route(index)
+            layer.route(index, fixed_buffers=self.compile)
 
     # ---- prompts -------------------------------------------------------------------------
     def _render(self, messages: list[dict], tokenizer) -> list[int]:
@@ -614,7 +630,8 @@ class Engine:
         test compares them)."""
         from transformers import DynamicCache
 
-        processors = params.logits_processors(input_ids.shape[1], sorted(self.eos_ids), self.device)
+        processors = params.logits_processors(input_ids.shape[1], sorted(self.eos_ids), self.device, sample=False)
+        sampler = params.sampler()  # draws the ids itself: no [rows, vocab] of -inf around each one
         alive = torch.arange(input_ids.shape[0], device=self.device)  # batch row -> streamer row
         route = torch.tensor(slots, device=self.device)
         cache = DynamicCache(config=self.model.config)
@@ -623,7 +640,8 @@ class Engine:
         for _ in range(params.max_new_tokens):
             out = self.model(input_ids=step_ids, attention_mask=attention_mask, position_ids=step_positions,
                              cache=cache, use_cache=True, logits_to_keep=1)
-            chosen = processors(input_ids, out.logits[:, -1].float()).argmax(-1)
+            scores = processors(input_ids, out.logits[:, -1].float())
+            chosen = sampler.choose(scores) if sampler is not None else scores.argmax(-1)
             rows = alive.tolist()
             streamer.take(rows, chosen.tolist())
             keep = torch.tensor([not streamer.done[row] for row in rows], device=self.device)

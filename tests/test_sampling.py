@@ -28,10 +28,11 @@ def rows(vocab: int = 5000) -> torch.Tensor:
     return torch.cat([peaked, flat, suppressed])
 
 
+@pytest.mark.parametrize("wide", [8192, 512])  # the flat rows' nucleus: within the wide window, past it (a full sort)
 @pytest.mark.parametrize("temperature,top_p,top_k", [(0.9, 0.95, 0), (1.5, 0.9, 0), (0.7, 1.0, 0), (1.0, 0.8, 50), (0.9, 0.95, 3000), (1.2, 1.0, 40)])
-def test_same_distribution_as_transformers_warpers(temperature, top_p, top_k):
+def test_same_distribution_as_transformers_warpers(temperature, top_p, top_k, wide):
     scores = rows()
-    sampler = NucleusSampler(temperature, top_p, top_k, candidates=64)
+    sampler = NucleusSampler(temperature, top_p, top_k, candidates=64, wide=wide)
     ours, theirs = dense(sampler, scores), reference(scores, temperature, top_p, top_k)
     kept = theirs > 0
     for row, token in ((ours > 0) != kept).nonzero().tolist():  # the same tokens kept, but for float rounding at the cut:
@@ -42,7 +43,7 @@ def test_same_distribution_as_transformers_warpers(temperature, top_p, top_k):
     same = ((ours > 0) == kept).all(-1)
     assert torch.allclose((ours / ours.sum(-1, keepdim=True))[same], theirs[same], atol=1e-6)
     if top_p < 1 and not top_k:
-        assert (kept[3:5].sum(-1) > 64).all()  # the flat rows did need the full sort
+        assert (kept[3:5].sum(-1) > 512).all()  # the flat rows did need the wide window (and at 512, the full sort)
 
 
 def test_draws_follow_the_distribution_and_the_seed():
@@ -57,6 +58,19 @@ def test_draws_follow_the_distribution_and_the_seed():
     assert torch.allclose(counts, expected, atol=0.03)
     again = NucleusSampler(1.0, 0.9, seed=3, candidates=3)(None, scores)
     assert torch.equal(again, out)  # one seed, one draw
+    assert torch.equal(NucleusSampler(1.0, 0.9, seed=3, candidates=3).choose(scores), picks)  # the engine's ids: the same draw
+
+
+def test_the_scratch_buffer_follows_a_shrinking_batch():
+    """The decode loop hands the sampler fewer rows as answers end: the log-partition's buffer is
+    reused for them, and each row's distribution is the one it has alone."""
+    scores = rows()
+    sampler = NucleusSampler(0.9, 0.95, candidates=64)
+    full = dense(sampler, scores)
+    for keep in ([0, 3, 5], [4], [1, 2]):
+        alone = torch.cat([dense(NucleusSampler(0.9, 0.95, candidates=64), scores[i : i + 1]) for i in keep])
+        assert torch.allclose(dense(sampler, scores[keep]), alone, atol=1e-7)
+        assert torch.allclose(full[keep], alone, atol=1e-7)
 
 
 def test_without_top_p_the_whole_vocabulary_is_drawn_from():
