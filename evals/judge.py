@@ -5,9 +5,10 @@ and judge agreement can be compared. Never trains and never generates answers it
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from blindarena import operations as arena
@@ -67,20 +68,31 @@ def judged_both_orders(judge, prompt, left: str, right: str) -> tuple[Verdict, d
 
 @dataclass
 class RewardJudge:
-    """Our trained reward model as a judge: the higher-scored answer wins."""
+    """Our trained reward model as a judge: the higher-scored answer wins. A reward scores each
+    answer on its own, so the swapped order of a pair reads its two scores back instead of running
+    the model again (half the forward passes of a both-orders evaluation)."""
 
     scorer: object  # posttrain.reward.RewardScorer
     name: str = "reward-model"
+    _scores: dict = field(default_factory=dict, init=False, repr=False)
 
     def __call__(self, prompt, left, right) -> Verdict:
         """`prompt` a user text and `left` / `right` answers, or, for a conversation, the user turns
         and each side's answers to them (each side is scored on its own whole conversation)."""
         if isinstance(prompt, (list, tuple)):
-            scores = [self.scorer.score(conversation(prompt, side)[:-1], [side[-1]])[0] for side in (left, right)]
+            scores = [self._score(conversation(prompt, side)[:-1], [side[-1]])[0] for side in (left, right)]
         else:
-            scores = self.scorer.score(prompt, [left, right])
+            scores = self._score(prompt, [left, right])
         score_left, score_right = scores
         return "left" if score_left > score_right else "right" if score_right > score_left else "tie"
+
+    def _score(self, prompt, replies: list[str]) -> list[float]:
+        """The scorer's score of each reply to `prompt` (a text or a message list), each once."""
+        context = json.dumps(prompt, sort_keys=True, ensure_ascii=False)
+        missing = [r for r in dict.fromkeys(replies) if (context, r) not in self._scores]
+        if missing:
+            self._scores.update({(context, r): s for r, s in zip(missing, self.scorer.score(prompt, missing))})
+        return [self._scores[(context, r)] for r in replies]
 
 
 @dataclass

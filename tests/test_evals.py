@@ -12,7 +12,7 @@ import pytest
 from arena_fixtures import MODELS, make_arena
 from conftest import ROOT
 from blindarena import operations as arena, stats
-from evals.judge import OpenAIJudge, both_orders, judge_campaign
+from evals.judge import OpenAIJudge, RewardJudge, both_orders, judge_campaign
 from evals.metrics import measure
 from blindarena.prompts import DEFAULT_PROMPTS, load_prompts
 from posttrain.data import read_jsonl
@@ -56,6 +56,26 @@ class FakeEndpoint(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def test_a_reward_judge_scores_each_answer_once_in_both_orders():
+    """A reward scores each answer on its own: the swapped order reads its scores back."""
+    calls = []
+
+    class Scorer:
+        def score(self, prompt, replies):
+            calls.append((json.dumps(prompt), list(replies)))
+            return [float(len(r)) for r in replies]  # the longer answer wins
+
+    judge = RewardJudge(Scorer())
+    assert both_orders(judge, "q", "Four.", "Four, surely.") == "right"
+    assert both_orders(judge, "q", "Four, surely.", "Four.") == "left"
+    assert both_orders(judge, "another q", "Four.", "Four, surely.") == "right"  # another prompt: scored again
+    assert calls == [('"q"', ["Four.", "Four, surely."]), ('"another q"', ["Four.", "Four, surely."])]
+    calls.clear()  # a conversation: each side scored on its own whole conversation, once
+    assert both_orders(judge, ["hi", "q"], ["Hello.", "Four."], ["Hello.", "Four, surely."]) == "right"
+    assert [replies for _, replies in calls] == [["Four."], ["Four, surely."]]
+    assert both_orders(judge, "q", "Same.", "Same.") == "tie"
 
 
 def test_openai_compatible_judge_in_both_orders():
