@@ -139,10 +139,10 @@ class MultiLoraLinear(nn.Module):
             self._routed = None
             return
         if not fixed_buffers:
-            slot = index[:1]
-            if bool((index == slot).all()):  # one adapter for every row: its weights as they are, no per-row copy
-                self._routed = (self.lora_A[slot[0]], self.lora_B[slot[0]])
-                self._routed_scale = None if self.dora_scale is None else self.dora_scale[slot[0]]
+            first = int(index[0])
+            if bool((index == first).all()):  # one adapter for every row: its weights as they are, no per-row copy
+                self._routed = (self.lora_A[first], self.lora_B[first])
+                self._routed_scale = None if self.dora_scale is None else self.dora_scale[first]
             else:  # rows leave a shrinking batch at every size: fresh gathers, nothing kept per size
                 self._routed = (self.lora_A.index_select(0, index), self.lora_B.index_select(0, index))
                 self._routed_scale = None if self.dora_scale is None else self.dora_scale.index_select(0, index).unsqueeze(1)

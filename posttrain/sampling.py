@@ -89,24 +89,24 @@ class NucleusSampler(LogitsProcessor):
         """Rows whose nucleus reaches past the candidates, cut in their top `wide` tokens (and a row
         flatter still in its whole sorted vocabulary); returned padded to the widest nucleus
         beside the other rows' (already cut) candidates."""
-        flat = scores[short]
+        flat, flat_log_z = scores[short], log_z[short]
         values, wide_ids = torch.topk(flat, min(self.wide, scores.shape[-1]), dim=-1)
-        wide_probs, still = self._cut(self._probs(values, log_z[short]))
+        wide_probs, still = self._cut(self._probs(values, flat_log_z))
         if still.any():
-            order = torch.argsort(flat[still], dim=-1, descending=True)
-            full, _ = self._cut(self._probs(flat[still].gather(-1, order), log_z[short][still]))
+            values, order = torch.sort(flat[still], dim=-1, descending=True)
+            full, _ = self._cut(self._probs(values, flat_log_z[still]))
             width = max(int((full > 0).sum(-1).max()), wide_ids.shape[-1])
-            wide_ids, wide_probs = self._pad(wide_ids, wide_probs, width), self._pad(wide_probs, wide_probs, width)
+            wide_ids, wide_probs = self._pad(wide_ids, width), self._pad(wide_probs, width)
             wide_ids[still], wide_probs[still] = order[:, :width], full[:, :width]
         width = max(int((wide_probs > 0).sum(-1).max()), ids.shape[-1])
-        out_ids, out_probs = self._pad(ids, probs, width), self._pad(probs, probs, width)
+        out_ids, out_probs = self._pad(ids, width), self._pad(probs, width)
         out_ids[short], out_probs[short] = wide_ids[:, :width], wide_probs[:, :width]
         return out_ids, out_probs
 
     @staticmethod
-    def _pad(x: torch.Tensor, like: torch.Tensor, width: int) -> torch.Tensor:
+    def _pad(x: torch.Tensor, width: int) -> torch.Tensor:
         """x's first `width` columns, zero-padded on the right to `width` (a new tensor)."""
-        out = torch.zeros(like.shape[0], width, dtype=x.dtype, device=x.device)
+        out = x.new_zeros(x.shape[0], width)
         out[:, : min(width, x.shape[-1])] = x[:, :width]
         return out
 
