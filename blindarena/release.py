@@ -5,15 +5,16 @@ language, tstamp), as a `datasets` folder with a dataset card.
 
 Cleaning: gold checks, flagged battles (an answer names a model) and raters left out by the
 quality checks are not released; a rater's name becomes a salted hash (the salt is random per
-release and never written, so a hash cannot be traced back by hashing names); personal data is
-replaced in every text by a tag ([EMAIL], [PHONE], [IP], [CARD], [URL]), counted per kind.
-Comments and edited answers are never released."""
+release and never written, so a hash cannot be traced back by hashing names); personal data and
+secrets are replaced in every text that leaves by a tag ([EMAIL], [PERSON], [ADDRESS], [SECRET], ...;
+blindarena.redaction: Presidio and detect-secrets), counted per kind. Comments and edited answers
+are never released. A dry run shows what would go and records the campaign state it showed; a push
+to the Hub needs one of the same state."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import secrets
 from collections import Counter
 from datetime import datetime
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from blindarena import quality
 from blindarena.operations import rater_quality
+from blindarena.redaction import TAGS, redact, to_review
 from blindarena.records import StoreError
 from blindarena.store import Store
 from blindarena.vocab import conversation
@@ -33,40 +35,7 @@ LANGUAGES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish", "
              "pl": "Polish", "tr": "Turkish", "ar": "Arabic", "hi": "Hindi", "vi": "Vietnamese", "sv": "Swedish"}
 LICENSES = ("cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc0-1.0", "odc-by", "other")
 
-# Personal data, in the order the patterns run (a URL with a key first: it may hold an email or digits).
-_SECRET_PARAMS = r"(?:token|key|api_key|apikey|access_token|secret|password|passwd|pwd|auth|session|sid|sig|signature|code)"
-PATTERNS = {
-    "url": re.compile(rf"https?://[^\s?#]+\?[^\s#]*\b{_SECRET_PARAMS}=[^\s&#]+[^\s]*", re.I),
-    "email": re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
-    "card": re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"),
-    "ip": re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"
-                     r"|(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![\w:])"),
-    "phone": re.compile(r"(?<![\w+])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])\d{3,4}[ .-]?\d{3,4}"
-                        r"(?![\w])(?![ .-]?\d)"),
-}
-TAGS = {"url": "[URL]", "email": "[EMAIL]", "card": "[CARD]", "ip": "[IP]", "phone": "[PHONE]"}
-
-
-def luhn(digits: str) -> bool:
-    """The check digit card numbers carry (so a long order number is not taken for a card)."""
-    total, parity = 0, len(digits) % 2
-    for i, d in enumerate(int(c) for c in digits):
-        d = d * 2 if i % 2 == parity else d
-        total += d - 9 if d > 9 else d
-    return total % 10 == 0
-
-
-def redact(text: str, counts: Counter) -> str:
-    """`text` with every piece of personal data replaced by its tag, each counted by kind."""
-    for kind, pattern in PATTERNS.items():
-        def replace(match, kind=kind):
-            if kind == "card" and not luhn(re.sub(r"\D", "", match.group(0))):
-                return match.group(0)
-            counts[kind] += 1
-            return TAGS[kind]
-
-        text = pattern.sub(replace, text)
-    return text
+SAMPLE_ROWS = 5  # redacted texts a dry run shows beside their originals
 
 
 def language_of(text: str) -> str:
@@ -85,28 +54,79 @@ def redacted_conversation(turns: list[str], answers: list[str], counts: Counter)
     return conversation([redact(t, counts) for t in turns], [redact(a, counts) for a in answers])
 
 
-def released_rows(store: Store, campaign: str, salt: str) -> tuple[list[dict], dict]:
-    """The release's rows and what was left out, counted."""
+def releasable_votes(store: Store, campaign: str) -> tuple[list, Counter, set]:
+    """The votes a release carries (consenting humans, kept by the quality checks, unflagged battles),
+    what was left out and why (counted), and the consenting raters' names."""
     left_out = quality.excluded_names(rater_quality(store, campaign))
     consenting = {r.name for r in store.raters(campaign) if r.role == "human" and r.consent}
-    counts, skipped, rows = Counter(), Counter(), []
+    kept, skipped = [], Counter()
     for vote in store.votes(campaign, answers=True):
         why = ("judge" if vote.rater_role != "human" else "no consent" if vote.rater not in consenting
                else "rater left out" if vote.rater in left_out else "flagged battle" if vote.flag else None)
         if why:
             skipped[why] += 1
-            continue
+        else:
+            kept.append(vote)
+    return kept, skipped, consenting
+
+
+def texts_of(vote) -> tuple[list[str], list[str], list[str]]:
+    """A vote's user turns and each side's answers: every text of it that a release carries."""
+    battle = vote.battle
+    return (list(battle.turns) or [battle.prompt], list(battle.turns_a) or [battle.text_a],
+            list(battle.turns_b) or [battle.text_b])
+
+
+def fingerprint(votes: list, skipped: Counter, release_note: str) -> str:
+    """The campaign state a release would carry: every released vote with its texts, what was left
+    out, the card's note. A dry run records it; a push needs the same one."""
+    state = [[v.id, v.rater, v.winner, v.created_at, *texts_of(v)] for v in votes]
+    return hashlib.sha256(json.dumps([state, sorted(skipped.items()), release_note]).encode()).hexdigest()
+
+
+def released_rows(store: Store, campaign: str, salt: str) -> tuple[list[dict], dict]:
+    """The release's rows and what was left out, counted; figures["fingerprint"] names the state."""
+    votes, skipped, consenting = releasable_votes(store, campaign)
+    counts, rows = Counter(), []
+    for vote in votes:
+        turns, answers_a, answers_b = texts_of(vote)
         battle = vote.battle
-        turns = list(battle.turns) or [battle.prompt]
-        answers_a, answers_b = list(battle.turns_a) or [battle.text_a], list(battle.turns_b) or [battle.text_b]
         rows.append({"question_id": battle.question_id or str(battle.prompt_id), "model_a": vote.model_a,
                      "model_b": vote.model_b, "winner": WINNER[vote.winner],
                      "judge": "arena_user_" + hashlib.sha256(f"{salt}:{campaign}:{vote.rater}".encode()).hexdigest()[:16],
                      "conversation_a": redacted_conversation(turns, answers_a, counts),
                      "conversation_b": redacted_conversation(turns, answers_b, counts), "turn": len(turns), "anony": True,
                      "language": language_of(turns[0]), "tstamp": datetime.fromisoformat(vote.created_at).timestamp()})
-    return rows, {"redacted": {kind: counts[kind] for kind in PATTERNS}, "not_released": dict(skipped),
-                  "raters": len({r["judge"] for r in rows}), "consenting_raters": len(consenting)}
+    note = store.campaign(campaign).settings.release_note
+    return rows, {"redacted": {kind: counts[kind] for kind in TAGS if counts[kind]}, "not_released": dict(skipped),
+                  "raters": len({r["judge"] for r in rows}), "consenting_raters": len(consenting),
+                  "fingerprint": fingerprint(votes, skipped, note)}
+
+
+def dry_run(store: Store, campaign: str, sample: int = SAMPLE_ROWS) -> dict:
+    """What a release would carry, for the admin's eyes only (nothing is written but the record that
+    this state was seen): counts per kind, `sample` redacted texts beside their originals, and every
+    text with a hit too weak to redact (a one-word name, a key-shaped token) for a person to check."""
+    rows, figures = released_rows(store, campaign, secrets.token_hex(16))
+    votes, _, _ = releasable_votes(store, campaign)
+    seen, changed, to_check = set(), [], []
+    for vote in votes:
+        for text in (t for texts in texts_of(vote) for t in texts):
+            if text in seen:
+                continue
+            seen.add(text)
+            cleaned = redact(text, Counter())
+            if cleaned != text:
+                changed.append({"question_id": vote.battle.question_id or str(vote.battle.prompt_id),
+                                "original": text, "redacted": cleaned})
+            weak = to_review(text)
+            if weak:
+                to_check.append({"question_id": vote.battle.question_id or str(vote.battle.prompt_id), "redacted": cleaned,
+                                 "hits": [{"kind": f.kind, "value": text[f.start:f.end], "found_by": f.source,
+                                           "score": round(f.score, 2)} for f in weak]})
+    store.record_release_review(campaign, figures["fingerprint"])
+    return {"campaign": campaign, "dry_run": True, "votes": len(rows), **figures, "texts": len(seen),
+            "texts_redacted": len(changed), "sample": changed[:sample], "to_check": to_check}
 
 
 def release(store: Store, campaign: str, out: str | Path, license: str = "cc-by-4.0", push: str | None = None) -> dict:
@@ -124,10 +144,13 @@ def release(store: Store, campaign: str, out: str | Path, license: str = "cc-by-
     if not rows:
         raise StoreError(f"campaign {campaign!r} has no votes to release: {figures['consenting_raters']} raters agreed "
                          f"({json.dumps(figures['not_released'])} votes not released)")
+    if push and not store.release_reviewed(campaign, figures["fingerprint"]):
+        raise StoreError(f"--push refused: no dry run of campaign {campaign!r} in its current state; run "
+                         f"`arena.py release {campaign} --dry-run`, look at what would go, then push")
     dataset = Dataset.from_list(rows)
     dataset.save_to_disk(str(out))
     figures = {"campaign": campaign, "votes": len(rows), "license": license, "columns": list(COLUMNS), **figures}
-    (out / "README.md").write_text(card(figures, settings.release_note), encoding="utf-8")
+    (out / "README.md").write_text(card(figures, redact(settings.release_note, Counter())), encoding="utf-8")
     if push:
         dataset.push_to_hub(push)
         figures["pushed_to"] = push
@@ -160,8 +183,11 @@ kept); each conversation is a list of `{{"role", "content"}}` messages.
 - Raters compared two anonymous answers and voted; a vote is released only when its rater ticked
   the release box, which said: "{release_note}"
 - Not released: {left}. Gold checks, comments and edited answers are never released.
-- Personal data replaced by a tag in every text: {redacted} (emails, phone numbers, IP addresses,
-  card numbers that pass the Luhn check, links carrying keys or tokens).
+- Personal data and secrets replaced by a tag in every text (questions, follow-ups and answers):
+  {redacted}. Found by Microsoft Presidio (spaCy's English NER; checksums for cards, IBANs and
+  national ids), Yelp's detect-secrets and a few named patterns of the workbench (written-out emails,
+  street addresses, dates of birth, stated passwords, providers' key formats); the dry run that
+  preceded this release was looked at by the campaign's admin.
 
 License: {figures['license']}. The models' answers fall under their own licenses and terms.
 """

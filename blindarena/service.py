@@ -208,6 +208,13 @@ class Arena:
         with self.store.one_snapshot():
             return release(self.store, name, out, license, push)
 
+    def release_dry_run(self, name: str) -> dict:
+        """What a release of the campaign would carry, for the admin only (blindarena.release.dry_run)."""
+        from blindarena.release import dry_run
+
+        with self.store.one_snapshot():
+            return dry_run(self.store, name)
+
     def next_round(self, campaign: str, parent: str, child: str, prompts_file: str | Path, out_dir: str | Path,
                    progress: Callable[[str], None] | None = None, **round_settings) -> dict:
         """The closed loop's round (blindarena.loop.next_round: pairs -> training -> child -> its

@@ -107,12 +107,18 @@ def _to_v3(con: sqlite3.Connection) -> None:
         con.execute("ALTER TABLE raters ADD COLUMN consent INTEGER NOT NULL DEFAULT 0")
 
 
+def _to_v4(con: sqlite3.Connection) -> None:
+    con.execute("CREATE TABLE IF NOT EXISTS release_reviews (campaign_id INTEGER NOT NULL REFERENCES campaigns(id) "
+                "ON DELETE CASCADE, fingerprint TEXT NOT NULL, reviewed_at TEXT NOT NULL, PRIMARY KEY (campaign_id, fingerprint))")
+
+
 # (version, what it changes, the change). A database at version v runs every migration above v, each
 # in the write transaction that records its number; append new ones, never edit old ones.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], None]], ...] = (
     (1, "every table and column of the releases before versions (a database written then gains what it lacks)", _to_v1),
     (2, "the battle_answers view: a battle with its prompt and both answers", _to_v2),
     (3, "raters.consent: the rater agreed to have their votes released (off for every earlier rater)", _to_v3),
+    (4, "release_reviews: the campaign states an admin saw in a release's dry run (a push needs one)", _to_v4),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]  # PRAGMA user_version of a database this version wrote (0: before versions)
 OUR_TABLES = {"campaigns", "prompts", "answers", "battles", "raters", "assignments", "votes"}
@@ -464,6 +470,18 @@ class Store:
         with self.connect() as con:
             if not con.execute("UPDATE raters SET consent = ? WHERE id = ?", (int(bool(consent)), rater_id)).rowcount:
                 raise StoreError(f"no rater {rater_id}")
+
+    def record_release_review(self, name: str, fingerprint: str) -> None:
+        """An admin saw the dry run of the campaign's release in the state `fingerprint` names."""
+        with self.connect() as con:
+            con.execute("INSERT OR REPLACE INTO release_reviews (campaign_id, fingerprint, reviewed_at) VALUES (?, ?, ?)",
+                        (_campaign(con, name).id, fingerprint, now()))
+
+    def release_reviewed(self, name: str, fingerprint: str) -> bool:
+        """Whether a dry run of the campaign's release was made in the state `fingerprint` names."""
+        with self.read() as con:
+            return con.execute("SELECT 1 FROM release_reviews WHERE campaign_id = ? AND fingerprint = ?",
+                               (_campaign(con, name).id, fingerprint)).fetchone() is not None
 
     # ---- hand-outs one at a time (campaigns with a target) -------------------------------------
     def claimable_battles(self, rater_id: int, cap: int | None, left_out_ids: frozenset = frozenset()) -> list[dict]:

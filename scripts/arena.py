@@ -15,6 +15,7 @@
     python scripts/arena.py export-pairs NAME --out FILE.jsonl [--include-judge]   (or a folder: a `datasets` dataset)
     python scripts/arena.py release NAME --out DIR [--license cc-by-4.0] [--push REPO_ID] [--json]
                                              (consenting raters' votes, cleaned, in LMSYS's arena-conversations layout)
+    python scripts/arena.py release NAME --dry-run [--json]   (what would go, for the admin's eyes; --push needs one)
     python scripts/arena.py invite NAME [--n 10] [--url http://HOST/] [--json]   (per-rater links; typed names then refused)
     python scripts/arena.py access NAME name|invite|hf
     python scripts/arena.py review NAME RATER include|exclude|auto   (the admin's word on a flagged rater)
@@ -121,7 +122,10 @@ def add_output_commands(sub) -> None:
     releasing = sub.add_parser("release", help="the votes of raters who agreed, cleaned of personal data, as a `datasets` "
                                                "folder in the column layout of lmsys/chatbot_arena_conversations")
     releasing.add_argument("name")
-    releasing.add_argument("--out", required=True, help="a new or empty folder")
+    releasing.add_argument("--out", help="a new or empty folder (not needed with --dry-run)")
+    releasing.add_argument("--dry-run", action="store_true",
+                           help="write nothing; print what would go (counts per kind, redacted texts beside their "
+                                "originals, texts for a person to check) and record that this state was seen")
     releasing.add_argument("--license", choices=list(LICENSES), default="cc-by-4.0", help="the dataset card's license")
     releasing.add_argument("--push", metavar="REPO_ID", help="also upload it as a Hub dataset repo (HF_TOKEN)")
     releasing.add_argument("--json", action="store_true")
@@ -251,12 +255,34 @@ def export_pairs(args, arena: Arena) -> None:
 
 
 def release(args, arena: Arena) -> None:
+    if args.dry_run:
+        return print_dry_run(arena.release_dry_run(args.name), args.json)
+    if not args.out:
+        raise StoreError("release needs --out DIR (or --dry-run to see what would go)")
     figures = arena.release(args.name, args.out, license=args.license, push=args.push)
     print(json.dumps(figures) if args.json else
           f"released {figures['votes']} votes of {figures['raters']} consenting raters to {args.out} "
           f"(redacted: {', '.join(f'{n} {k}' for k, n in figures['redacted'].items() if n) or 'nothing'}; "
           f"not released: {', '.join(f'{n} {why}' for why, n in figures['not_released'].items()) or 'none'})" +
           (f"; pushed to {figures['pushed_to']}" if figures.get("pushed_to") else ""))
+
+
+def print_dry_run(run: dict, as_json: bool) -> None:
+    """A release's dry run on the terminal: for the admin's eyes, it shows originals."""
+    if as_json:
+        return print(json.dumps(run))
+    print(f"dry run of {run['campaign']!r}: {run['votes']} votes of {run['raters']} consenting raters would go; "
+          f"{run['texts_redacted']} of {run['texts']} texts redacted "
+          f"({', '.join(f'{n} {k}' for k, n in run['redacted'].items()) or 'nothing'}); not released: "
+          f"{', '.join(f'{n} {why}' for why, n in run['not_released'].items()) or 'none'}")
+    for row in run["sample"]:
+        print(f"\n[{row['question_id']}] original: {row['original']}\n{' ' * len(row['question_id'])}   released: {row['redacted']}")
+    print(f"\n{len(run['to_check'])} texts for a person to check (hits too weak to redact):")
+    for row in run["to_check"]:
+        hits = "; ".join(f"{h['kind']} {h['value']!r} ({h['found_by']}, {h['score']})" for h in row["hits"])
+        print(f"[{row['question_id']}] {row['redacted']}\n    {hits}")
+    print(f"\nstate {run['fingerprint'][:12]} recorded: `release {run['campaign']} --out DIR --push REPO` may now go "
+          "while the campaign stays as shown")
 
 
 def invite(args, arena: Arena) -> None:

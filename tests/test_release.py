@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from blindarena import release
-from blindarena.records import CampaignSettings
+from blindarena.records import CampaignSettings, StoreError
 from blindarena.service import Arena
 from blindarena.store import Store
 from posttrain.engine import Answer, SamplingParams
@@ -147,3 +147,90 @@ def test_open_battle_hygiene_caps_repeated_questions_and_counts_a_raters_near_du
     assert aside["repeated question"] == 5  # 27 votes: at most int(0.05 * 27) = 1 on one question
     assert aside["near-duplicate"] == 1  # r0's paraphrase (cosine 0.94 to its own question); its repeats are capped already
     assert res["human_votes"] == 27 - sum(aside.values()) and len(Store(tmp_path / "data" / "arena.sqlite").votes("open-talk")) == 27
+
+
+def one_question_per_kind() -> dict[str, tuple[str, list[str]]]:
+    """From the labelled set: the first text carrying each kind, with its labelled values."""
+    from blindarena.redaction import read_labelled
+
+    chosen = {}
+    for row in read_labelled(ROOT / "tests" / "fixtures" / "redaction" / "labelled.txt"):
+        for kind, _ in row["values"]:
+            chosen.setdefault(kind, (row["text"], [v for _, v in row["values"]]))
+    return chosen
+
+
+def test_a_release_of_questions_carrying_every_kind_holds_none_of_them_in_any_file(tmp_path):
+    """Open battles whose questions (and follow-ups, and the models' echoes of them) carry every kind
+    of personal data and secret: no original string is anywhere in the release folder."""
+    arena = open_campaign(tmp_path, max_turns=2)
+    rater = arena.join("open-talk", "dana")
+    arena.set_consent(rater, True)
+    chosen = one_question_per_kind()
+    assert len(chosen) >= 16
+    kinds = sorted(chosen)
+    for i, kind in enumerate(kinds):
+        follow_up = chosen[kinds[(i + 1) % len(kinds)]][0]  # a second turn with another kind in it
+        *_, first = arena.ask("open-talk", rater, None, chosen[kind][0])
+        *_, last = arena.ask("open-talk", rater, first["battle_id"], follow_up)
+        assert last["battle_id"] == first["battle_id"]
+        arena.vote("open-talk", rater, last["battle_id"], ("left", "right", "tie")[i % 3])  # no one-sided rater to leave out
+    run = arena.release_dry_run("open-talk")
+    assert run["votes"] == len(kinds) and not (tmp_path / "release").exists()
+    assert set(run["redacted"]) == set(kinds) and run["sample"][0]["original"] != run["sample"][0]["redacted"]
+    figures = arena.release("open-talk", tmp_path / "release")
+    assert figures["votes"] == len(kinds) and set(figures["redacted"]) == set(run["redacted"])
+    files = [p for p in (tmp_path / "release").rglob("*") if p.is_file()]
+    assert any(p.name == "README.md" for p in files) and any(p.suffix == ".arrow" for p in files)
+    everything = b"".join(p.read_bytes() for p in files)
+    for kind, (_, values) in chosen.items():
+        for value in values:
+            assert value.encode() not in everything, (kind, value)
+    card = (tmp_path / "release" / "README.md").read_text()
+    assert "Presidio" in card and all(f"{n} {kind}" in card for kind, n in figures["redacted"].items())
+
+
+def test_a_push_goes_only_after_a_dry_run_of_the_same_state(tmp_path, monkeypatch):
+    from datasets import Dataset
+
+    pushed = []
+    monkeypatch.setattr(Dataset, "push_to_hub", lambda self, repo, **kw: pushed.append((repo, len(self))))
+    arena = open_campaign(tmp_path)
+    erin = arena.join("open-talk", "erin")
+    arena.set_consent(erin, True)
+    ask_and_vote(arena, erin, "my SSN is 512-43-7789, is that safe?")
+    with pytest.raises(StoreError, match="--push refused: no dry run of campaign 'open-talk' in its current state"):
+        arena.release("open-talk", tmp_path / "r1", push="me/votes")
+    assert not pushed and not (tmp_path / "r1").exists()
+    run = arena.release_dry_run("open-talk")
+    assert run["redacted"] == {"ssn": 4}
+    assert arena.release("open-talk", tmp_path / "r2", push="me/votes")["pushed_to"] == "me/votes" and pushed == [("me/votes", 1)]
+    ask_and_vote(arena, erin, "and my passport number 340020013?")  # the state moved on: the dry run no longer covers it
+    with pytest.raises(StoreError, match="no dry run"):
+        arena.release("open-talk", tmp_path / "r3", push="me/votes")
+    arena.release_dry_run("open-talk")
+    arena.release("open-talk", tmp_path / "r4", push="me/votes")
+    assert pushed == [("me/votes", 1), ("me/votes", 2)]
+
+
+def test_the_dry_run_command_writes_nothing_and_push_without_one_is_one_line(tmp_path):
+    arena = open_campaign(tmp_path)
+    fred = arena.join("open-talk", "fred")
+    arena.set_consent(fred, True)
+    ask_and_vote(arena, fred, "my neighbour Margaret Chen and ask Marguerite about 7fGh2KqLm9ZpXw4RtYv8")  # two names, a token
+    cli = lambda *args: subprocess.run([sys.executable, str(ROOT / "scripts" / "arena.py"), "--data-dir", str(tmp_path / "data"),
+                                        "--registry", str(tmp_path / "registry"), "release", "open-talk", *args],
+                                       capture_output=True, text=True)
+    refused = cli("--out", str(tmp_path / "out"), "--push", "me/votes")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1 and "--dry-run" in refused.stderr
+    assert not (tmp_path / "out").exists()
+    no_out = cli()
+    assert no_out.returncode == 2 and "release needs --out DIR (or --dry-run" in no_out.stderr
+    shown = cli("--dry-run", "--out", str(tmp_path / "out"))
+    assert shown.returncode == 0, shown.stderr
+    assert "1 votes of 1 consenting raters would go" in shown.stdout and "person" in shown.stdout
+    assert "original: my neighbour Margaret Chen" in shown.stdout and "released: my neighbour [PERSON]" in shown.stdout
+    assert "7fGh2KqLm9ZpXw4RtYv8" in shown.stdout.split("for a person to check")[1]  # the weak hit, for a person
+    assert not (tmp_path / "out").exists()
+    as_json = json.loads(cli("--dry-run", "--json").stdout.strip().splitlines()[-1])
+    assert as_json["dry_run"] and as_json["redacted"] == {"person": 8} and as_json["to_check"][0]["hits"][0]["kind"] == "secret"

@@ -111,8 +111,9 @@ SCHEMAS = sorted((Path(__file__).parent / "fixtures" / "arena_schemas").glob("*.
 def test_every_earlier_schema_is_in_the_fixtures():
     """One fixture per layout blindarena/store.py ever wrote (tests/fixtures/arena_schemas/make.py made
     them from the history, up to version 1; the version-2 one was written by that version's own
-    migrations): nine before this version, the last at user_version 2."""
-    assert len(SCHEMAS) == 9 and SCHEMAS[-1].name.endswith("-v2.sql")
+    migrations; the version-3 one from the version-2 one by e8e27f3's _to_v3): ten before this
+    version, the last at user_version 3."""
+    assert len(SCHEMAS) == 10 and SCHEMAS[-1].name.endswith("-v3.sql")
     assert SCHEMA_VERSION == MIGRATIONS[-1][0] == len(MIGRATIONS)  # numbered 1, 2, ... with none skipped
 
 
