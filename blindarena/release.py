@@ -129,9 +129,12 @@ def dry_run(store: Store, campaign: str, sample: int = SAMPLE_ROWS) -> dict:
             "texts_redacted": len(changed), "sample": changed[:sample], "to_check": to_check}
 
 
-def release(store: Store, campaign: str, out: str | Path, license: str = "cc-by-4.0", push: str | None = None) -> dict:
+def release(store: Store, campaign: str, out: str | Path, license: str = "cc-by-4.0", push: str | None = None,
+            reviewed: str | None = None) -> dict:
     """Write the release (a `datasets` folder and README.md, its card) into `out`, a new or empty
-    folder; with `push`, upload it as a Hub dataset repo. Returns the card's figures."""
+    folder; with `push`, upload it as a Hub dataset repo, which needs a dry run of this very state.
+    `reviewed`: the fingerprint of the dry run a person is looking at (the Admin tab), which must
+    still be the campaign's state. Returns the card's figures."""
     from datasets import Dataset
 
     if license not in LICENSES:
@@ -144,6 +147,9 @@ def release(store: Store, campaign: str, out: str | Path, license: str = "cc-by-
     if not rows:
         raise StoreError(f"campaign {campaign!r} has no votes to release: {figures['consenting_raters']} raters agreed "
                          f"({json.dumps(figures['not_released'])} votes not released)")
+    if reviewed is not None and reviewed != figures["fingerprint"]:
+        raise StoreError(f"campaign {campaign!r} changed since the dry run shown (new votes, consent or reviews); "
+                         "make a dry run again and look at it before releasing")
     if push and not store.release_reviewed(campaign, figures["fingerprint"]):
         raise StoreError(f"--push refused: no dry run of campaign {campaign!r} in its current state; run "
                          f"`arena.py release {campaign} --dry-run`, look at what would go, then push")

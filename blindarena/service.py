@@ -201,12 +201,13 @@ class Arena:
     def set_consent(self, rater_id: int, consent: bool) -> None:
         self.store.set_consent(rater_id, consent)
 
-    def release(self, name: str, out: str | Path, license: str = "cc-by-4.0", push: str | None = None) -> dict:
+    def release(self, name: str, out: str | Path, license: str = "cc-by-4.0", push: str | None = None,
+                reviewed: str | None = None) -> dict:
         """The consenting raters' votes as a releasable dataset (blindarena.release), one snapshot."""
         from blindarena.release import release
 
         with self.store.one_snapshot():
-            return release(self.store, name, out, license, push)
+            return release(self.store, name, out, license, push, reviewed)
 
     def release_dry_run(self, name: str) -> dict:
         """What a release of the campaign would carry, for the admin only (blindarena.release.dry_run)."""

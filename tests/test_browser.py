@@ -330,3 +330,43 @@ def test_the_locked_results_tab_says_where_to_unlock_and_the_unlocked_one_opens_
             assert page.get_by_text("Error", exact=True).count() == 0
     finally:
         site.ui.close()
+
+
+def test_the_admin_sees_a_releases_dry_run_before_its_release_button_opens(tmp_path, tiny_dir):
+    from playwright.sync_api import expect
+
+    from blindarena import operations as arena
+    from posttrain.engine import Engine, SamplingParams
+    from posttrain.registry import Registry
+
+    config, store = make_arena(tmp_path, tiny_dir, prompts=2)
+    questions = [{"prompt": "my SSN is 512-43-7789, is that safe?"}, {"prompt": "ask Margaret Chen about 221B Baker Street"}]
+    arena.create_campaign(store, Engine(Registry(config.registry_dir), "tiny", quantize=False), "to-share", MODELS,
+                          questions, SamplingParams(max_new_tokens=4, seed=1))
+    rater = arena.join(store, "to-share", "gina")
+    store.set_consent(rater, True)
+    while (battle := arena.next_battle(store, "to-share", rater)) is not None:
+        arena.cast_vote(store, "to-share", rater, battle.battle_id, "left")
+    site = launch(config, store)
+    try:
+        with page_at(site.url) as page:
+            page.get_by_role("tab", name="Admin").click()
+            page.locator("#admin-password input").fill(PASSWORD)
+            page.get_by_role("button", name="Unlock").click()
+            page.get_by_text("Release: the consenting raters").click()
+            expect(page.locator("#release")).to_be_disabled(timeout=30_000)  # nothing seen yet, nothing to release
+            page.locator("#release-dry-run").click()
+            out = page.locator("#release-dry-run-out")
+            expect(out).to_contain_text("votes of 1 consenting raters would go", timeout=60_000)
+            expect(out).to_contain_text("512-43-7789")  # the original, for the admin's eyes
+            expect(out).to_contain_text("my SSN is [SSN], is that safe?")
+            expect(page.locator("#release")).to_be_enabled()
+            page.screenshot(path=str(tmp_path / "release.png"), full_page=True)
+            page.locator("#release").click()
+            expect(page.locator("#released")).to_contain_text("released", timeout=60_000)
+            expect(page.locator("#release")).to_be_disabled()  # the next release needs its own dry run
+    finally:
+        site.ui.close()
+    (folder,) = (config.data_dir / "releases").iterdir()
+    everything = b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+    assert b"512-43-7789" not in everything and b"Margaret Chen" not in everything and b"[SSN]" in everything

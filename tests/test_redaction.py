@@ -98,3 +98,12 @@ def test_a_labelled_line_without_a_label_is_one_clear_error(tmp_path):
     bad.write_text("{shoe_size|44}\n")
     with pytest.raises(ValueError, match="set.txt:1: unknown kind 'shoe_size'"):
         redaction.read_labelled(bad)
+
+
+def test_the_bench_reports_recall_and_precision_per_kind():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--only", "redaction", "--json"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr
+    figures = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    assert figures["redaction_recall"] >= 0.95 and figures["redaction_precision"] >= 0.9
+    assert figures["redaction_per_kind"]["secret"]["recall"] == 1.0 and len(figures["redaction_per_kind"]) >= 16

@@ -1,5 +1,5 @@
 """The arena's Gradio app, one module per room: rating (public), side by side, results, admin
-(campaigns), pairs and models (behind the admin password). Each room builds its own components
+(campaigns, release), pairs and models (behind the admin password). Each room builds its own components
 (`build`) and wires its own events (`wire`) to module-level callbacks that take the services
 and the room explicitly and return updates by component. Callbacks only translate events into
 calls of the arena's front door (blindarena.service.Arena) and back; per-user state lives in gr.State and the database;
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from blindarena.ui import campaigns, demo, models, pairs, rating, results
+from blindarena.ui import campaigns, demo, models, pairs, rating, release, results
 from blindarena.ui.campaigns import run_next_round
 from blindarena.ui.common import PRIVATE, ArenaConfig, Services, bind, check_admin, log, services
 from blindarena.ui.results import results_summary_text
@@ -36,6 +36,7 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
                 campaign = gr.Dropdown(label="Campaign", choices=[])
                 pair_room = pairs.build()
             tools = campaigns.build_campaign_tools()
+            release_room = release.build()
             admin = campaigns.AdminRoom(password=password, unlock=unlock_button, unlocked=unlocked, campaign=campaign,
                                         **form, **tools)
         with gr.Tab("Models"):
@@ -46,6 +47,7 @@ def build_ui(config: ArenaConfig) -> gr.Blocks:
         campaign_lists = [res.campaign, admin.campaign]
         campaigns.wire(svc, admin, campaign_lists)
         pairs.wire(svc, pair_room, password, admin.campaign)
+        release.wire(svc, release_room, password, admin.campaign)
         models.wire(svc, model_room, password)
         unlock_button.click(bind(unlock, svc, admin, side, res, campaign_lists), [password],
                             [admin.models, side.left, side.right, *campaign_lists, admin.unlocked, admin.round_parent,
