@@ -17,7 +17,15 @@ PROMPT_KEYS = ("prompt", "instruction", "question", "text")
 def load_prompts(path: str | Path) -> list[dict]:
     """Prompts from JSONL or CSV: MT-Bench question.jsonl (question_id, category, turns; the first
     turn is the prompt) or rows with a prompt/instruction/question/text field and an optional
-    category. Bad rows stop the load with file:line and reason."""
+    category. Bad rows stop the load with file:line and reason. A benchmark set's name
+    (posttrain.benchmarks: "ifeval", "arena-hard:40", "alpaca-eval:100") stands for its prompts."""
+    from posttrain import benchmarks
+
+    if benchmarks.is_named(path):
+        try:
+            return benchmarks.prompt_rows(*benchmarks.parse(path))
+        except benchmarks.BenchmarkError as exc:
+            raise StoreError(str(exc)) from None
     path = Path(path)
     if not path.is_file():
         raise StoreError(f"{path}: no such prompt file")

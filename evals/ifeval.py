@@ -1,6 +1,8 @@
 """The IFEval benchmark (Zhou et al., 2023): each model answers the held-out prompts, the checkers
 (posttrain/checkers.py) score the answers, prompt- and instruction-level, strict and loose, with
-95% Wilson intervals and per-prompt verdicts."""
+95% Wilson intervals and per-prompt verdicts, and the field's one figure, `avg_strict`: the mean of
+prompt- and instruction-level strict accuracy in points (0-100), as the Open LLM Leaderboard and
+model cards quote IFEval (SmolLM2-135M-Instruct 29.9, Gemma 3 270M IT 51.2, on IFEval's 541)."""
 
 from __future__ import annotations
 
@@ -29,10 +31,18 @@ def score(rows: list[dict]) -> dict:
         mine = [(s, l) for i, s, l in flat if i == instruction]
         by_instruction[instruction] = {"strict": sum(s for s, _ in mine) / len(mine),
                                        "loose": sum(l for _, l in mine) / len(mine), "n": len(mine)}
-    return {**{k: (hit / total if total else None) for k, (hit, total) in counts.items()}, "n": n,
+    accuracy = {k: (hit / total if total else None) for k, (hit, total) in counts.items()}
+    return {**accuracy, "avg_strict": avg_strict(accuracy), "n": n,
             "echoed": sum(c["echoes_prompt"] for c in checked),
             "instructions": len(flat), "ci95": {k: list(wilson(hit, total)) for k, (hit, total) in counts.items()},
             "by_instruction": by_instruction, "rows": checked}
+
+
+def avg_strict(result: dict) -> float | None:
+    """The field's IFEval figure: (prompt-level strict + instruction-level strict) / 2, in points."""
+    if result.get("prompt_strict") is None or result.get("instruction_strict") is None:
+        return None
+    return round(50 * (result["prompt_strict"] + result["instruction_strict"]), 2)
 
 
 def answer(generator, models: list[str], rows: list[dict], params, batch_rows: int = 8, progress=None) -> dict[str, list[str]]:

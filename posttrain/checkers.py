@@ -112,7 +112,8 @@ def letter_frequency(r, letter, let_frequency, let_relation):
 
 
 def response_language(r, language):
-    return _language(r) == language
+    found = _language(r)
+    return found is None or found == language  # no letters to judge by: the reference counts it as followed
 
 
 def number_sentences(r, num_sentences, relation):
@@ -125,15 +126,23 @@ def number_paragraphs(r, num_paragraphs):
 
 
 def number_words(r, num_words, relation):
-    return _compare(len(words(r)), relation, num_words)
+    """Words as the reference counts them (NLTK's RegexpTokenizer(r"\w+")): "state-of-the-art" is four."""
+    return _compare(len(re.findall(r"\w+", r)), relation, num_words)
 
 
 def nth_paragraph_first_word(r, num_paragraphs, nth_paragraph, first_word):
-    parts = [p for p in re.split(r"\n\s*\n", r) if p.strip()]
-    if len(parts) != num_paragraphs or not 1 <= nth_paragraph <= len(parts):
+    """As the reference reads it: paragraphs split at exactly two newlines (the empty ones not
+    counted, yet indexed), the paragraph's first whitespace token with ' and " stripped on the left,
+    cut at the first . , ? ! ' or ", lowercased ("P.S." reads "p", "[your" stays "[your")."""
+    parts = r.split("\n\n")
+    if nth_paragraph > len([p for p in parts if p.strip()]) or len([p for p in parts if p.strip()]) != num_paragraphs:
         return False
-    first = re.sub(r"^[^\w]+", "", parts[nth_paragraph - 1].strip()).split()
-    return bool(first) and re.sub(r"[^\w'-]", "", first[0]).lower() == first_word.lower()
+    paragraph = parts[nth_paragraph - 1].strip()
+    if not paragraph:
+        return False
+    word = paragraph.split()[0].strip().lstrip("'").lstrip('"')
+    first = re.split(r"[.,?!'\"]", word, maxsplit=1)[0].lower()
+    return first == first_word.lower()
 
 
 def number_placeholders(r, num_placeholders):
@@ -210,11 +219,11 @@ def capital_word_frequency(r, capital_frequency, capital_relation):
 
 
 def english_capital(r):
-    return r.isupper() and _language(r) == "en"
+    return r.isupper() and _language(r) in ("en", None)  # None: as the reference, an undetectable text passes
 
 
 def english_lowercase(r):
-    return r.islower() and _language(r) == "en"
+    return r.islower() and _language(r) in ("en", None)
 
 
 def no_comma(r):
@@ -265,11 +274,13 @@ def follows(instruction_id: str, response: str, kwargs: dict | None = None) -> b
 
 
 def loose_variants(response: str) -> list[str]:
-    """The paper's loose responses: as is, without its first line, without its last, without both,
-    and each of these with every `*` removed; the empty ones do not count."""
+    """The paper's loose responses, as the reference builds them: as is, with every `*` removed,
+    without its first line, its last, both (stripped), and those three with every `*` removed;
+    the empty ones do not count."""
     lines = response.split("\n")
-    cut = ["\n".join(lines), "\n".join(lines[1:]), "\n".join(lines[:-1]), "\n".join(lines[1:-1])]
-    return [v for v in cut + [c.replace("*", "") for c in cut] if v.strip()]
+    cut = ["\n".join(lines[1:]).strip(), "\n".join(lines[:-1]).strip(), "\n".join(lines[1:-1]).strip()]
+    variants = [response, response.replace("*", ""), *cut, *(c.replace("*", "") for c in cut)]
+    return [v for v in variants if v.strip()]
 
 
 def check_row(row: dict) -> dict:
@@ -346,8 +357,17 @@ def row_problem(row: dict, responses: bool = False) -> str | None:
 
 def read_rows(path, responses: bool = False) -> list[dict]:
     """IFEval-schema rows from a JSONL file (`key`, `prompt`, `instruction_id_list`, `kwargs`, and,
-    with `responses`, the `response` to check); a bad line is named by file:line and the reason."""
+    with `responses`, the `response` to check); a bad line is named by file:line and the reason.
+    "ifeval" (or "ifeval:N") stands for IFEval's own 541 rows (posttrain.benchmarks)."""
+    from posttrain import benchmarks
     from posttrain.data import jsonl_objects
+
+    if benchmarks.is_named(path):
+        benchmark, n = benchmarks.parse(path)
+        if benchmark.schema != "ifeval" or responses:
+            raise IFEvalError(f"{path}: not IFEval-schema rows{' with responses' if responses else ''} "
+                              f"(the IFEval set is 'ifeval'; {benchmark.name} is prompts for the arena)")
+        return benchmarks.ifeval_rows(n)
 
     rows = []
     for where, row in jsonl_objects(path, IFEvalError):

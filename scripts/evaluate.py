@@ -5,8 +5,9 @@
 
     python scripts/evaluate.py mtbench --models A B ... [--questions FILE] [--judge openai|reward] [--json]
     python scripts/evaluate.py overoptimization --policy NAME --proxy REWARD --gold JUDGE [--n 1 2 4 8 16] [--json]
-    python scripts/evaluate.py ifeval --models A B ... [--prompts data/ifeval_heldout.jsonl] [--max-new-tokens 256] [--json]
+    python scripts/evaluate.py ifeval --models A B ... [--prompts data/ifeval_heldout.jsonl | ifeval] [--max-new-tokens N] [--json]
     python scripts/evaluate.py ifeval --responses FILE [--json]    (IFEval's input_data.jsonl rows plus `response`)
+    python scripts/evaluate.py benchmarks [--json]    (the named sets: ifeval, arena-hard[:N], alpaca-eval[:N], with cards)
 
 Metrics on held-out data (domain and general-text perplexity, preference accuracy, task
 accuracy); then each model answers the held-out prompts once (a campaign in the arena store)
@@ -27,7 +28,7 @@ from evals import evaluation
 from evals.judge import OpenAIJudge
 from blindarena.prompts import load_prompts
 from blindarena.store import Store, default_data_dir
-from posttrain import backend
+from posttrain import backend, benchmarks
 from posttrain.engine import BASE, SamplingParams
 from posttrain.models import DEFAULT_BASE_NAME
 from posttrain.registry import Registry, RegistryError, check_models, default_registry_dir
@@ -35,6 +36,7 @@ from posttrain.reward import RewardScorer
 from posttrain.errors import cli
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+IFEVAL_541_TOKENS = 1280  # lm-evaluation-harness's IFEval max_gen_toks (the Open LLM Leaderboard's setting)
 
 
 def common_flags(parser) -> None:
@@ -150,15 +152,22 @@ def run_ifeval(argv: list[str]) -> int:
     source.add_argument("--models", nargs="+", help="registry entries to answer the prompts (the base's name: the plain base)")
     source.add_argument("--responses", help="IFEval-schema rows with a `response` each: check these answers")
     parser.add_argument("--prompts", help="IFEval-schema prompts (key, prompt, instruction_id_list, kwargs) for --models: "
-                                          "the project's 175 held-out prompts by default, or IFEval's own input_data.jsonl (541)")
+                                          "the project's 175 held-out prompts by default; `ifeval` (or `ifeval:N`): IFEval's "
+                                          "own 541 (posttrain.benchmarks), or a path")
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))
     parser.add_argument("--registry", default=str(default_registry_dir()))
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--max-new-tokens", type=int,
+                        help=f"default {IFEVAL_541_TOKENS} for IFEval's own set (the Open LLM Leaderboard's length: its "
+                             f"'300+ words' prompts fit), 256 for the project's")
     parser.add_argument("--batch-rows", type=int, default=8, help="answers generated per batched call (more: faster on a CPU)")
     parser.add_argument("--no-4bit", action="store_true")
     parser.add_argument("--json", action="store_true")
     backend.add_flags(parser)
     args = parser.parse_args(argv)
+    if args.max_new_tokens is None:
+        args.max_new_tokens = IFEVAL_541_TOKENS if benchmarks.is_named(args.prompts) else 256
+    if args.max_new_tokens < 1:
+        parser.error("--max-new-tokens must be at least 1")
     if args.batch_rows < 1:
         parser.error("--batch-rows must be at least 1")
     if args.responses and args.prompts:
@@ -177,6 +186,8 @@ def run_ifeval(argv: list[str]) -> int:
             answers = ifeval.answer(engine, models, rows, SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0),
                                     batch_rows=args.batch_rows, progress=lambda done, total: bar.update(done - bar.n))
         result = ifeval.evaluate(rows, {(args.base if m == BASE else m): texts for m, texts in answers.items()})
+        result["settings"] = {"prompts": str(args.prompts or DATA / "ifeval_heldout.jsonl"), "max_new_tokens": args.max_new_tokens,
+                              "decoding": "greedy", "shots": 0, "4bit": not args.no_4bit, "backend": args.generation_backend}
     if args.json:
         print(json.dumps(result))
     else:
@@ -185,7 +196,20 @@ def run_ifeval(argv: list[str]) -> int:
             print(f"{name}: prompt-level strict {res['prompt_strict']:.3f} [{ci['prompt_strict'][0]:.3f}, "
                   f"{ci['prompt_strict'][1]:.3f}], loose {res['prompt_loose']:.3f} [{ci['prompt_loose'][0]:.3f}, "
                   f"{ci['prompt_loose'][1]:.3f}]; instruction-level strict {res['instruction_strict']:.3f}, loose "
-                  f"{res['instruction_loose']:.3f} ({res['n']} prompts, {res['instructions']} instructions)")
+                  f"{res['instruction_loose']:.3f} ({res['n']} prompts, {res['instructions']} instructions); "
+                  f"avg_strict {res['avg_strict']:.1f} (the field's figure: mean of prompt- and instruction-level strict, "
+                  f"in points" + (f", {result['settings']['max_new_tokens']} new tokens)" if "settings" in result else ")"))
+    return 0
+
+
+def run_benchmarks(argv: list[str]) -> int:
+    """The benchmark sets a name stands for (`--prompts ifeval`, `arena-hard:40`, `alpaca-eval:N`), each with its card."""
+    parser = argparse.ArgumentParser(prog="evaluate.py benchmarks", description=run_benchmarks.__doc__)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    sets = {name: {"count": b.count, "source": b.source, "license": b.license, "file": str(benchmarks.path_of(b)),
+                   "sha256": benchmarks.sha256_of(name), "held_out": True} for name, b in benchmarks.SETS.items()}
+    print(json.dumps(sets) if args.json else "\n".join(b.card() for b in benchmarks.SETS.values()))
     return 0
 
 
@@ -197,6 +221,8 @@ def run(argv=None) -> int:
         return run_overoptimization(argv[1:])
     if argv and argv[0] == "ifeval":
         return run_ifeval(argv[1:])
+    if argv and argv[0] == "benchmarks":
+        return run_benchmarks(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True, help="registry entries; the base's name = the plain base")
     parser.add_argument("--base", default=os.environ.get("BASE_MODEL", DEFAULT_BASE_NAME))

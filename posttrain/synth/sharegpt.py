@@ -13,12 +13,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from posttrain.benchmarks import NAMES as BENCHMARKS
 from posttrain.data import read, write_jsonl
 from posttrain.synth.clean import REFUSAL, Embedder, Thresholds, contamination, filter_reason, minhash_dedup
 
 ROOT = Path(__file__).resolve().parents[2]
 HELDOUT_SETS = ("data/ifeval_heldout.jsonl", "data/heldout_prompts.jsonl", "data/mtbench_lite.jsonl",
-                "data/general/heldout.jsonl", "data/tasks_heldout.jsonl")
+                "data/general/heldout.jsonl", "data/tasks_heldout.jsonl", *BENCHMARKS)  # the benchmark sets by name
 LICENSE = ("The conversations were shared by ShareGPT users in 2023 and carry no license; the answers were written "
            "by ChatGPT, so OpenAI's terms of use apply to them (they restrict using outputs to build competing "
            "models). Vicuna's authors released this split for research; use these rows for research only, and "
@@ -66,8 +67,13 @@ def heldout_prompts(root: Path = ROOT) -> list[str]:
     """Every prompt of the project's held-out sets: nothing in training may overlap them."""
     from posttrain.data import jsonl_objects
 
+    from posttrain import benchmarks
+
     prompts = []
     for name in HELDOUT_SETS:
+        if benchmarks.is_named(name):
+            prompts += benchmarks.texts(name)
+            continue
         path = root / name
         if not path.is_file():
             continue

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from posttrain import checkers
+from posttrain.benchmarks import NAMES as BENCHMARKS, is_named
 from posttrain.data import read_jsonl
 from posttrain.synth import clean
 
@@ -34,13 +35,17 @@ class VerifiedConfig:
     heldout_pair_share: float = 0.15  # of the prompts with a pair: their pairs are held out (DPO's preference accuracy)
     eval_files: list[str] = field(default_factory=lambda: [
         "data/ifeval_heldout.jsonl", "data/heldout_prompts.jsonl", "data/mtbench_lite.jsonl", "data/tasks_heldout.jsonl",
-        "data/sft/heldout.jsonl", "data/preference/heldout.jsonl"])
+        "data/sft/heldout.jsonl", "data/preference/heldout.jsonl", *BENCHMARKS])
     check_files: list[str] = field(default_factory=lambda: ["data/general/train.jsonl"])
 
 
 def prompt_texts(path: str | Path) -> list[str]:
     """The prompts of any of the project's files: IFEval's `prompt`, MT-Bench `turns`, chat
     `messages` / preference `prompt` turns (the user's), or `instruction`."""
+    from posttrain import benchmarks
+
+    if benchmarks.is_named(path):  # a benchmark set held out by name ("ifeval", "arena-hard", "alpaca-eval")
+        return benchmarks.texts(path)
     texts = []
     for row in read_jsonl(path):
         if isinstance(row.get("prompt"), str):
@@ -95,7 +100,7 @@ def build(rows: list[dict], samples: list[list[str]], config: VerifiedConfig, em
     embedder of the contamination check; pass one in tests)."""
     t = clean.Thresholds()
     kept, dropped = checked_samples(rows, samples, t)  # kept: (row, [(text, verdict)])
-    evals = [p for path in config.eval_files if Path(path).is_file() for p in prompt_texts(path)]
+    evals = [p for path in config.eval_files if is_named(path) or Path(path).is_file() for p in prompt_texts(path)]
     embed = embedder or clean.Embedder()
     candidates = [{"instruction": row["prompt"]} for row, _ in kept]
     hits = clean.contamination(candidates, embed([c["instruction"] for c in candidates]), evals, embed(evals), t)
@@ -126,7 +131,7 @@ def build(rows: list[dict], samples: list[list[str]], config: VerifiedConfig, em
         "summary": {"prompts": len(rows), "samples": sampled,
                     "dropped_by_filter": sum(d["stage"] == "filter" for d in dropped),
                     "contaminated_prompts": len(hits), "eval_prompts_checked": len(evals),
-                    "eval_files": [p for p in config.eval_files if Path(p).is_file()],
+                    "eval_files": [p for p in config.eval_files if is_named(p) or Path(p).is_file()],
                     "sft_rows": len(sft), "pairs": len(pairs) - len(held), "pairs_heldout": len(held),
                     "pass_rate": round(sum(v["follow_all_instructions"] for _, g in kept for _, v in g) / max(1, sampled), 4),
                     "by_instruction": by_instruction, "other_files": checked_elsewhere},
