@@ -66,7 +66,9 @@ def parse(spec: str | Path) -> tuple[Benchmark, int | None] | None:
 
 
 def is_named(spec) -> bool:
-    return spec is not None and parse(spec) is not None
+    """Whether `spec` names a set (its count may still be wrong: parse says so)."""
+    match = _SPEC.match(str(spec)) if spec is not None else None
+    return bool(match) and match["name"] in SETS
 
 
 def path_of(benchmark: Benchmark) -> Path:

@@ -363,7 +363,10 @@ def read_rows(path, responses: bool = False) -> list[dict]:
     from posttrain.data import jsonl_objects
 
     if benchmarks.is_named(path):
-        benchmark, n = benchmarks.parse(path)
+        try:
+            benchmark, n = benchmarks.parse(path)
+        except benchmarks.BenchmarkError as exc:
+            raise IFEvalError(str(exc)) from None
         if benchmark.schema != "ifeval" or responses:
             raise IFEvalError(f"{path}: not IFEval-schema rows{' with responses' if responses else ''} "
                               f"(the IFEval set is 'ifeval'; {benchmark.name} is prompts for the arena)")
