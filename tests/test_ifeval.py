@@ -95,7 +95,8 @@ def test_loose_accepts_what_a_first_line_a_last_line_or_asterisks_break():
     assert result["n"] == 4 and result["instructions"] == 5
     assert result["ci95"]["prompt_loose"][0] < 0.75 < result["ci95"]["prompt_loose"][1]
     assert result["by_instruction"]["punctuation:no_comma"] == {"strict": 0.0, "loose": 0.0, "n": 1}
-    assert checkers.loose_variants("**a**\nb\nc") == ["**a**\nb\nc", "b\nc", "**a**\nb", "b", "a\nb\nc", "b\nc", "a\nb", "b"]
+    # in the reference's order: as is, without *, then without the first / last / both lines, each without * too
+    assert checkers.loose_variants("**a**\nb\nc") == ["**a**\nb\nc", "a\nb\nc", "b\nc", "**a**\nb", "b", "b\nc", "a\nb", "b"]
 
 
 def test_an_empty_response_follows_nothing_and_ifeval_kwargs_padding_is_dropped():
