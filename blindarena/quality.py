@@ -12,6 +12,7 @@ from scipy.special import expit, logsumexp
 from scipy.stats import binomtest
 
 from blindarena.stats import LABELS, bt_fit, design, majority
+from blindarena.ties import half_win
 
 MIN_GOLD = 3  # gold battles seen before gold accuracy can flag a rater
 MIN_SHARED = 5  # battles shared with other raters before the agreement test can flag
@@ -24,9 +25,16 @@ CONTESTED = 0.8  # a battle is contested for a model whose ladder chance of winn
 SLIP = 0.02  # an attacker's share of votes against their target (a slip of the hand)
 FAVOURITISM_POSTERIOR = 0.95  # posterior of being an attacker before the favouritism test can flag
 FAVOURITISM_ALPHA = 0.002  # ... and the Poisson-binomial tail of the votes for the model below this
-EVALUE_ALPHA = 0.01  # the sequential test flags when a rater's e-process reaches 1 / alpha (family-wise, see family_alpha)
-EVALUE_BET = 0.5  # the share of its wealth the test stakes on each vote being one the consensus finds unlikely
-MIN_SEQUENTIAL = 10  # votes before the sequential test can flag
+# The sequential test at FastChat's operating point (fastchat/serve/monitor/elo_analysis.py, outlier_detect):
+# at least 5 votes, at most the first 100 of each rater, a flag at e-value 1 / 0.05 = 20 per rater. The
+# stake per vote was measured (6 models 0.5 apart, 30% ties, 200 honest raters with 30 votes, 5 of each
+# bad kind, 4 campaigns): staking half the wealth flagged 3.5% of honest raters in honest-only campaigns
+# (Ville's bound is 5%), a quarter 0.75%, while catching 20 of 20 contrarians at 40 votes (14 at 20).
+# `bench.py --only outliers` gives the whole table (docs/arena.md).
+EVALUE_ALPHA = 0.05  # the sequential test flags when a rater's e-process reaches 1 / alpha (per rater, as FastChat)
+EVALUE_BET = 0.25  # the share of its wealth the test stakes on each vote being one the consensus finds unlikely
+MIN_SEQUENTIAL = 5  # votes before the sequential test can flag (FastChat's minimum)
+MAX_SEQUENTIAL = 100  # the first votes of a rater the test reads (FastChat's cap)
 
 
 def chose_left(vote: dict) -> bool | None:
@@ -84,9 +92,10 @@ def rater_quality(votes: list[dict], gold_votes: list[dict], min_gold_accuracy: 
     position_tested = sum(row["decisive"] >= MIN_DECISIVE for row in rows.values())
     fixed = {name: _fixed_reasons(row, min_gold_accuracy, position_tested) for name, row in rows.items()}
     flagged = {name for name, reasons in fixed.items() if reasons}
-    sequential = _sequential(human)
+    sequential = _sequential(human, flagged)
     for _ in range(10):  # to a fixed point; a handful of rounds in practice
         agreement = _agreement(human, set(names) - flagged)
+        sequential = _sequential(human, flagged)  # each rater against the consensus of the raters not flagged
         outliers = {name: _agreement_reason(name, agreement, flagged) for name in names}
         favoured = _favouritism(human, set(names) - flagged)
         now_flagged = {name for name in names if fixed[name] or outliers[name] or favoured.get(name) or sequential.get(name)}
@@ -116,7 +125,7 @@ def check_of(reason: str) -> str:
     return next(check for start, check in CHECKS.items() if reason.startswith(start))
 
 
-def _sequential(human: list[dict]) -> dict[str, str]:
+def _sequential(human: list[dict], flagged: set[str] = frozenset()) -> dict[str, str]:
     """FastChat's sequential outlier test, as an e-process: each rater's votes in the order cast,
     each scored against the consensus of the OTHER raters (their Bradley-Terry ladder for the
     winner, their tie rate for a tie). A vote multiplies the rater's wealth by
@@ -124,8 +133,10 @@ def _sequential(human: list[dict]) -> dict[str, str]:
     an alternative: half "the consensus reversed" (a contrarian or a rigger voting for the weaker
     side), half a coin over the three verdicts (a careless rater). For a rater who votes like the
     consensus each factor averages 1 (q sums to 1), so by Ville's inequality their wealth ever
-    reaches 1 / alpha with chance at most alpha: the test may watch every vote as it comes. A
-    rater is flagged at 1 / family_alpha(EVALUE_ALPHA, raters tested)."""
+    reaches 1 / alpha with chance at most alpha: the test may watch every vote as it comes. As
+    FastChat's outlier test: raters with MIN_SEQUENTIAL votes are tested, their first MAX_SEQUENTIAL
+    read, a flag at 1 / EVALUE_ALPHA per rater. The consensus leaves out the raters already
+    `flagged`, and its win chance is the half-tie model's, sigma(d) - t / 2 (ties.half_win)."""
     by_rater = defaultdict(list)
     for vote in sorted(human, key=lambda v: v.get("id") or 0):
         by_rater[vote["rater"]].append(vote)
@@ -135,16 +146,21 @@ def _sequential(human: list[dict]) -> dict[str, str]:
         return {}
     d = design(human, models)  # every human vote has a winner, so rows align with `human`
     rater = np.array([v["rater"] for v in human])
-    threshold = 1 / family_alpha(EVALUE_ALPHA, len(tested))
+    left_out = np.isin(rater, list(flagged)) if flagged else np.zeros(len(rater), dtype=bool)
+    threshold = 1 / EVALUE_ALPHA
+    index = {m: i for i, m in enumerate(models)}
+    everyone = bt_fit(d, (~left_out).astype(float))[0]  # each leave-one-rater-out fit starts here: a few steps away
     out = {}
     for name in tested:
-        others = rater != name
-        beta = bt_fit(d, others.astype(float))[0]
-        tie = float(np.mean(d.score[others] == 0.5)) if others.any() else 0.0
+        others = (rater != name) & ~left_out
+        if not others.any():
+            continue
+        beta = bt_fit(d, others.astype(float), start=everyone)[0]
+        tie = float(np.mean(d.score[others] == 0.5))
+        mine = by_rater[name][:MAX_SEQUENTIAL]
         wealth = peak = 1.0
-        for vote in by_rater[name]:
-            i, j = models.index(vote["model_a"]), models.index(vote["model_b"])
-            win = (1 - tie) * float(expit(beta[i] - beta[j]))
+        for vote in mine:
+            win = float(half_win(beta[index[vote["model_a"]]] - beta[index[vote["model_b"]]], tie))
             chance = {"a": win, "b": 1 - tie - win, "tie": tie, "both_bad": tie}
             reversed_ = {"a": chance["b"], "b": chance["a"], "tie": chance["tie"], "both_bad": chance["tie"]}
             verdict = vote["winner"]
@@ -152,7 +168,7 @@ def _sequential(human: list[dict]) -> dict[str, str]:
             wealth *= (1 - EVALUE_BET) + EVALUE_BET * q / max(chance[verdict], 1e-3)
             peak = max(peak, wealth)
         if peak >= threshold:
-            out[name] = (f"sequential test: e-value {peak:.3g} >= {threshold:.3g} over {len(by_rater[name])} votes "
+            out[name] = (f"sequential test: e-value {peak:.3g} >= {threshold:.3g} over {len(mine)} votes "
                          "(verdicts the other raters' consensus finds unlikely)")
     return out
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import random
 import tempfile
+from collections import Counter
 from itertools import combinations
 from pathlib import Path
 
@@ -200,3 +201,61 @@ def checker_raters(store: Store, name: str, rows: list[dict], raters: int = 6, p
             arena.cast_vote(store, name, rid, shown.battle_id, choice)
             cast += 1
     return cast
+
+
+OUTLIER_KINDS = ("contrarian", "careless", "always_left")
+
+
+def outlier_votes(bad_votes: int, honest: int = 200, honest_votes: int = 30, bad_each: int = 5, models: int = 6,
+                  tie_rate: float = 0.3, seed: int = 0) -> tuple[list[dict], dict[str, str]]:
+    """A campaign for the sequential rater test, from the ladder's own model (Bradley-Terry with a
+    constant tie rate, `models` models 0.5 apart in log-strength): `honest` raters with `honest_votes` votes each, and `bad_each` raters of each
+    kind with `bad_votes` votes: a contrarian reverses an honest verdict (a tie stays a tie), a
+    careless rater picks a, b or tie at random, an always-left rater picks the left answer. Every
+    vote on a random pair, a prompt of its own, sides at random, raters interleaved. Returns (votes,
+    {rater: kind}) with kind "honest" or one of OUTLIER_KINDS."""
+    rng = random.Random(seed)
+    strengths = [0.5 * (i - (models - 1) / 2) for i in range(models)]  # 0.5 apart (87 Elo): an arena's usual spread
+    names = [f"model-{i}" for i in range(models)]
+    kinds = {f"honest-{i:03d}": "honest" for i in range(honest)}
+    kinds.update({f"{kind}-{i}": kind for kind in OUTLIER_KINDS for i in range(bad_each)})
+    queue = [name for name, kind in kinds.items() for _ in range(honest_votes if kind == "honest" else bad_votes)]
+    rng.shuffle(queue)
+    votes = []
+    for n, name in enumerate(queue):
+        i, j = rng.sample(range(models), 2)
+        a_on_left = rng.random() < 0.5
+        if rng.random() < tie_rate:
+            honest_verdict = "tie"
+        else:
+            honest_verdict = "a" if rng.random() < 1 / (1 + math.exp(strengths[j] - strengths[i])) else "b"
+        kind = kinds[name]
+        winner = {"honest": honest_verdict, "contrarian": {"a": "b", "b": "a", "tie": "tie"}[honest_verdict],
+                  "careless": rng.choice(("a", "b", "tie")),
+                  "always_left": "a" if a_on_left else "b"}[kind]
+        votes.append({"id": n + 1, "battle_id": n + 1, "question_id": n + 1, "model_a": names[i], "model_b": names[j],
+                      "winner": winner, "a_on_left": int(a_on_left), "rater": name, "rater_role": "human"})
+    return votes, kinds
+
+
+def outliers(bad_votes=(20, 40, 80), seeds: int = 4, **campaign) -> list[dict]:
+    """The sequential test's power on each kind of bad rater and its false alarms on honest raters,
+    pooled over `seeds` campaigns per number of bad votes; also what all the rater checks together flag."""
+    from blindarena.quality import rater_quality
+
+    rows = []
+    for n in bad_votes:
+        seq, every, total = Counter(), Counter(), Counter()
+        for seed in range(seeds):
+            votes, kinds = outlier_votes(n, seed=seed, **campaign)
+            for row in rater_quality(votes, []):
+                kind = kinds[row["name"]]
+                total[kind] += 1
+                seq[kind] += "sequential" in row["checks"]
+                every[kind] += row["flagged"]
+        rows.append({"bad_votes": n, "campaigns": seeds, "honest_raters": total["honest"],
+                     **{f"sequential_{k}": f"{seq[k]}/{total[k]}" for k in OUTLIER_KINDS},
+                     "sequential_honest_flagged": round(seq["honest"] / total["honest"], 4),
+                     **{f"any_check_{k}": f"{every[k]}/{total[k]}" for k in OUTLIER_KINDS},
+                     "any_check_honest_flagged": round(every["honest"] / total["honest"], 4)})
+    return rows

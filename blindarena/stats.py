@@ -4,6 +4,7 @@ bootstrap intervals and ranks, the ladder's fragility, position bias and rater a
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from scipy.optimize import minimize
 from scipy.special import expit
 
 Z95 = 1.959963984540054
+log = logging.getLogger(__name__)
 
 
 def wilson(successes: float, n: float, z: float = Z95) -> tuple[float, float]:
@@ -125,7 +127,11 @@ def bt_fit(d: Design, weight: np.ndarray | None = None, l2: float = L2,
         return nll + l2 * theta @ theta, grad + 2 * l2 * theta
 
     theta0 = np.zeros(m + k) if start is None else start
-    theta = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"gtol": 1e-9, "maxiter": 1000}).x
+    result = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"gtol": 1e-9, "maxiter": 1000})
+    if not result.success and np.abs(result.jac).max() > 1e-4:  # L-BFGS-B also "fails" at a flat optimum it cannot improve
+        log.warning("Bradley-Terry fit did not converge (%s; largest gradient %.2g): ratings are approximate",
+                    result.message, float(np.abs(result.jac).max()))
+    theta = result.x
     return theta[:m] - theta[:m].mean(), theta[m:]
 
 
@@ -155,6 +161,9 @@ def bt_fit_batch(x: np.ndarray, total: np.ndarray, won: np.ndarray, m: int, l2: 
         theta -= step
         if np.abs(step).max() < 1e-10:
             break
+    else:
+        log.warning("Bradley-Terry bootstrap refits did not converge in 100 Newton steps (last step %.2g)",
+                    float(np.abs(step).max()))
     theta[:, :m] -= theta[:, :m].mean(axis=1, keepdims=True)
     return theta
 
@@ -194,14 +203,45 @@ def elo(log_strength: float) -> float:
     return 1000 + 400 * log_strength / math.log(10)
 
 
-def prompt_of(vote: dict):
-    return vote.get("question_id") or vote.get("prompt") or vote["battle_id"]
+def prompt_of(vote: dict) -> tuple:
+    """A vote's bootstrap cluster: its question, else its prompt text, else its battle, each in a key
+    space of its own (a question id 0 is a question, and a question id never equals a battle id)."""
+    if vote.get("question_id") is not None:
+        return ("question", vote["question_id"])
+    if vote.get("prompt") is not None:
+        return ("prompt", vote["prompt"])
+    return ("battle", vote["battle_id"])
 
 
-def percentile_interval(samples, point: float) -> tuple[float, float]:
-    """The 95% percentile interval of bootstrap samples (the point itself when there are none)."""
+def percentile_interval(samples, point: float, level: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of R bootstrap samples as order statistics (no interpolation): the
+    k-th smallest with k = floor((R + 1) a / 2) and the k'-th with k' = ceil((R + 1)(1 - a / 2)),
+    clipped into 1..R (the point itself when there are none)."""
     values = sorted(samples) or [point]
-    return values[int(0.025 * (len(values) - 1))], values[int(0.975 * (len(values) - 1))]
+    r, alpha = len(values), 1 - level
+    low = min(max(math.floor((r + 1) * alpha / 2), 1), r)
+    high = min(max(math.ceil((r + 1) * (1 - alpha / 2)), 1), r)
+    return values[low - 1], values[high - 1]
+
+
+def unbounded(votes: list[dict], models: list[str]) -> dict[str, str]:
+    """Models whose maximum-likelihood rating is infinite: "above" for one that won every decisive game
+    it played (no decisive loss), "below" for one that lost every one (no decisive win). Only the
+    ridge holds their ratings, and every bootstrap resample agrees, so their intervals are narrow for
+    the wrong reason."""
+    games, wins = decisive_games(votes)
+    return {m: "above" if wins[m] == games[m] else "below" for m in models if games[m] and wins[m] in (0, games[m])}
+
+
+def centre_on_identified(beta: np.ndarray, samples: np.ndarray, models: list[str], votes: list[dict]):
+    """The ratings centred on the models whose ratings are finite (a model with a perfect record would
+    drag the mean, and with it every other model, by hundreds of Elo); unchanged when none is."""
+    loose = unbounded(votes, models)
+    keep = np.array([m not in loose for m in models])
+    if not keep.any() or keep.all():
+        return beta, samples
+    shift = beta[keep].mean()
+    return beta - shift, (samples - samples[:, keep].mean(axis=1, keepdims=True) if len(samples) else samples)
 
 
 def bt_ladder(votes: list[dict], models: list[str] | None = None, rounds: int = 200, seed: int = 0) -> list[dict]:
@@ -213,7 +253,9 @@ def bt_ladder(votes: list[dict], models: list[str] | None = None, rounds: int = 
 
 def ladder_rows(votes: list[dict], models: list[str], beta: np.ndarray, samples: np.ndarray) -> list[dict]:
     """A ladder, best first: each model's log-strength on the Elo scale with its 95% bootstrap
-    interval, its rank and its number of games."""
+    interval, its rank and its number of games; centred on the models with finite ratings."""
+    beta, samples = centre_on_identified(np.asarray(beta, dtype=float), np.asarray(samples, dtype=float).reshape(-1, len(models)),
+                                         models, votes)
     ladder = []
     for i, model in enumerate(models):
         low, high = percentile_interval(samples[:, i].tolist(), float(beta[i]))
@@ -251,26 +293,42 @@ def decisive_games(votes: list[dict]) -> tuple[dict[str, int], dict[str, int]]:
 
 def provisional(ladder: list[dict], votes: list[dict], min_games: int = MIN_DECISIVE_GAMES,
                 max_width: float = MAX_INTERVAL_ELO) -> list[dict]:
-    """The ladder with its provisional rows marked: fewer than `min_games` decisive games, or a 95%
-    interval wider than `max_width` Elo. Such a row gets no rank (`rank` None) and a sentence of
-    how many more decisive votes it needs (the win-rate estimate's votes_needed, at least what
-    reaches `min_games`, and what narrows the interval to `max_width`: width falls as 1 / sqrt(n));
-    the others are ranked among themselves, as LMArena ranks (stats.ranked)."""
-    games, wins = decisive_games(votes)
-    settled = [r for r in ladder if games[r["model"]] >= min_games and r["ci_high"] - r["ci_low"] <= max_width]
+    """The ladder with its provisional rows marked: a model that won (or lost) every decisive game
+    it played, whatever its interval (its rating has no upper (lower) bound yet: the row says so and
+    shows its rating as a lower (upper) bound, `bound`); fewer than `min_games` decisive games; or a
+    95% interval wider than `max_width` Elo. Such a row gets no rank (`rank` None) and says what a
+    rank needs: the decisive loss (win) it lacks, the decisive games up to `min_games`, and the
+    votes that narrow the interval to `max_width` (width falls as 1 / sqrt(n)). The others are
+    ranked among themselves, as LMArena ranks (stats.ranked)."""
+    games, _ = decisive_games(votes)
+    loose = unbounded(votes, [r["model"] for r in ladder])
+    settled = [r for r in ladder if r["model"] not in loose and games[r["model"]] >= min_games
+               and r["ci_high"] - r["ci_low"] <= max_width]
     ranks = {r["model"]: r["rank"] for r in ranked(settled)}
     out = []
     for row in ladder:
-        n, width = games[row["model"]], row["ci_high"] - row["ci_low"]
-        if row["model"] in ranks:
-            out.append({**row, "rank": ranks[row["model"]], "provisional": False, "decisive_games": n})
+        model, n, width = row["model"], games[row["model"]], row["ci_high"] - row["ci_low"]
+        if model in ranks:
+            out.append({**row, "rank": ranks[model], "provisional": False, "decisive_games": n})
             continue
-        rate = wins[row["model"]] / n if n else 0.5
-        more = max(min_games - n, votes_needed(rate, n) if n < min_games else 0,
-                   math.ceil(max(n, 1) * ((width / max_width) ** 2 - 1)) if width > max_width else 0, 1)
+        needs, more = [], max(min_games - n, 0)
+        if model in loose:
+            won = loose[model] == "above"
+            needs.append(f"{'won' if won else 'lost'} every decisive game: its rating has no {'upper' if won else 'lower'} "
+                         f"bound yet (shown as a{' lower' if won else 'n upper'} bound); a rank needs one decisive "
+                         f"{'loss' if won else 'win'}")
+            more = max(more, 1)
+        elif n == 0:
+            needs.append("no decisive game yet")
+        if n < min_games:
+            needs.append(f"{n} decisive games of the {min_games} a rank needs: {min_games - n} more")
+        if width > max_width and model not in loose:
+            narrow = math.ceil(max(n, 1) * ((width / max_width) ** 2 - 1))
+            needs.append(f"interval {width:.0f} Elo wide: about {narrow} more decisive votes to narrow it to {max_width:.0f}")
+            more = max(more, narrow)
         out.append({**row, "rank": None, "provisional": True, "decisive_games": n,
-                    "needs": f"provisional: {n} decisive games, interval {width:.0f} Elo wide; about {more} more "
-                             "decisive votes for a rank", "more_votes": more})
+                    **({"bound": "lower" if loose[model] == "above" else "upper"} if model in loose else {}),
+                    "needs": "provisional: " + "; ".join(needs), "more_votes": max(more, 1)})
     return out
 
 

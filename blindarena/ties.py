@@ -19,7 +19,8 @@ from collections import defaultdict
 import numpy as np
 from scipy.optimize import minimize
 
-from blindarena.stats import L2, Design, bt_fit, cluster_weights, design, elo, percentile_interval, ranked
+from blindarena.stats import (L2, Design, bt_fit, centre_on_identified, cluster_weights, design, elo, log,
+                              percentile_interval, ranked)
 
 TIE_MODELS = ("half", "rao-kupper", "davidson")
 OUTCOMES = {"a": 0, "b": 1, "tie": 2, "both_bad": 2}  # a wins, b wins, a tie (both bad is one)
@@ -51,9 +52,16 @@ def probabilities(method: str, beta: np.ndarray, eta: float, tie_rate: float = 0
         total = pi + pj + shared
         win, loss, tie = pi / total, pj / total, shared / total
     else:
-        decided = pi / (pi + pj)
-        win, loss, tie = (1 - tie_rate) * decided, (1 - tie_rate) * (1 - decided), np.full_like(decided, tie_rate)
+        win = half_win(beta[:, None] - beta[None, :], tie_rate)
+        win, loss, tie = win, 1 - tie_rate - win, np.full_like(win, tie_rate)
     return np.clip(np.stack([win, loss, tie], axis=-1), 1e-12, 1.0)
+
+
+def half_win(d, tie_rate: float):
+    """P(i wins) from strengths fitted with a tie as half a win each way: those satisfy
+    sigma(d) = P(i wins) + t / 2, so P(i wins) = sigma(d) - t / 2, clipped into [0, 1 - t]
+    (not (1 - t) sigma(d), which flattens every prediction towards a coin)."""
+    return np.clip(1 / (1 + np.exp(-np.asarray(d, dtype=float))) - tie_rate / 2, 0.0, 1 - tie_rate)
 
 
 def fit(method: str, table: np.ndarray, l2: float = L2, start: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, float]:
@@ -68,7 +76,10 @@ def fit(method: str, table: np.ndarray, l2: float = L2, start: tuple[np.ndarray,
         return -(table * np.log(probabilities(method, beta, eta))).sum() + l2 * beta @ beta
 
     theta0 = np.append(start[0], start[1]) if start is not None else np.append(np.zeros(m), math.log(0.5))
-    theta = minimize(loss, theta0, method="L-BFGS-B", options={"maxiter": 2000}).x
+    result = minimize(loss, theta0, method="L-BFGS-B", options={"maxiter": 2000})
+    if not result.success and result.nit >= 2000:
+        log.warning("%s tie model fit did not converge in %d iterations (%s)", method, result.nit, result.message)
+    theta = result.x
     return theta[:m] - theta[:m].mean(), float(theta[m])
 
 
@@ -107,6 +118,7 @@ def tie_ladder(votes: list[dict], models: list[str], method: str, rounds: int = 
         np.add.at(resampled, cells, weight)
         samples.append(fit(method, resampled, start=(beta, eta))[0])
     samples = np.array(samples).reshape(len(samples), len(models))
+    beta, samples = centre_on_identified(beta, samples, models, votes)
     rows = []
     for i, model in enumerate(models):
         low, high = percentile_interval(samples[:, i].tolist(), float(beta[i]))
@@ -166,15 +178,20 @@ def tie_error(held: np.ndarray, prob: np.ndarray) -> float | None:
 
 def simulate(strengths: dict[str, float], games: int, tie_rate: float, seed: int = 0, method: str = "davidson") -> list[dict]:
     """Votes of known strengths (natural-log scale) and an overall tie rate near `tie_rate`, drawn
-    from the Davidson model (nu chosen so that evenly matched models tie at that rate) or from
-    Rao-Kupper: every pair equally often, each on a prompt of its own."""
+    from the Davidson model (nu chosen so that evenly matched models tie at that rate), from
+    Rao-Kupper, or ("half") from half's own assumption: a tie at the constant rate, the rest decided
+    by Bradley-Terry, P(i wins) = (1 - t) sigma(beta_i - beta_j). Every pair equally often, each on
+    a prompt of its own."""
     rng = np.random.default_rng(seed)
     models = list(strengths)
     beta = np.array([strengths[m] for m in models])
-    # Evenly matched, Davidson ties at nu / (2 + nu) and Rao-Kupper at 1 - 2 / (1 + theta): both give
-    # the rate t at nu = theta - 1 = 2t / (1 - t).
-    eta = math.log(2 * tie_rate / (1 - tie_rate))
-    prob = probabilities(method, beta, eta)
+    if method == "half":
+        decided = 1 / (1 + np.exp(-(beta[:, None] - beta[None, :])))
+        prob = np.stack([(1 - tie_rate) * decided, (1 - tie_rate) * (1 - decided), np.full_like(decided, tie_rate)], axis=-1)
+    else:
+        # Evenly matched, Davidson ties at nu / (2 + nu) and Rao-Kupper at 1 - 2 / (1 + theta): both
+        # give the rate t at nu = theta - 1 = 2t / (1 - t).
+        prob = probabilities(method, beta, math.log(2 * tie_rate / (1 - tie_rate)))
     pairs = [(i, j) for i in range(len(models)) for j in range(len(models)) if i != j]
     votes = []
     for n in range(games):

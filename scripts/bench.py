@@ -1,6 +1,6 @@
 """Benchmarks, each ratio measured side by side in one run.
 
-    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging|ties|provisional|results|sampling|decode|train|redaction] [--json] [--tokens 64] [--repeats 5]
+    python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging|ties|provisional|results|sampling|decode|train|redaction|outliers] [--json] [--tokens 64] [--repeats 5]
     python scripts/bench.py --only train [--method sft|dpo] [--base NAME] [--train-tokens N] [--json]
 
 battle: time of a battle (two adapters' answers in ONE batched call) / time of one adapter's
@@ -15,6 +15,10 @@ arena:  the real app (a subprocess) driven through its public API (/start, /vote
         p50 / p95 latency of a vote at a human pace (each rater votes every 5 s). With --prefill N
         both campaigns have a target of 3 votes per battle (the path that runs the rater checks),
         one holding 100 votes and one N votes of simulated raters; the paced figures for both.
+outliers: the sequential rater test at FastChat's operating point (6 models 0.5 apart, 30% ties, 200
+        honest raters with 30 votes and 5 contrarian, careless and always-left raters each, 4
+        campaigns): its catch per kind at 20 / 40 / 80 votes, its false alarms on honest raters, and
+        what all the rater checks together flag.
 redaction: the release's redaction (blindarena/redaction.py) on its labelled set
         (tests/fixtures/redaction/labelled.txt: 222 texts, 105 with personal data or secrets of 17
         kinds, 117 look-alikes) and on a second set written after the rules (fresh.txt): recall
@@ -408,7 +412,7 @@ def bench_ties(seeds: int = 4, games: int = 4000) -> dict:
 
     strengths = {"a": 1.2, "b": 0.4, "c": -0.2, "d": -1.4}
     out = {}
-    for truth in ("davidson", "rao-kupper"):
+    for truth in ("half", "davidson", "rao-kupper"):
         held = [ties.heldout(ties.simulate(strengths, games, 0.3, seed=k, method=truth), list(strengths), seed=k)
                 for k in range(seeds)]
         for score in ("log_loss", "tie_probability_error"):
@@ -442,6 +446,12 @@ def bench_redaction() -> dict:
             "redaction_s": round(time.perf_counter() - start, 1)}
 
 
+def bench_outliers(seeds: int = 4) -> dict:
+    from blindarena.simulate import outliers
+
+    return {"outliers": outliers(bad_votes=(20, 40, 80), seeds=seeds)}
+
+
 def bench_provisional(repeats: int = 30) -> dict:
     from blindarena import stats
 
@@ -469,7 +479,7 @@ def bench_provisional(repeats: int = 30) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena", "allocation", "rigging", "ties", "sampling",
-                                           "decode", "provisional", "results", "train", "redaction"])
+                                           "decode", "provisional", "results", "train", "redaction", "outliers"])
     parser.add_argument("--method", choices=["sft", "dpo"], default="sft", help="train: which method's recipe")
     parser.add_argument("--base", help="train, sampling, decode: the registry base (default: the embedded one; gemma-3-270m: the real base)")
     parser.add_argument("--model", help="decode: the registry entry that answers (default: the base)")
@@ -494,12 +504,12 @@ def main(argv=None) -> int:
         return report({**results, **bench_decode(Registry(args.registry), args.base, not args.no_4bit, args.model, args.rows)}, args.json)
     if args.only == "redaction":
         return report({**results, **bench_redaction()}, args.json)
-    if args.only in ("api", "dedup", "arena", "allocation", "rigging", "ties", "provisional", "results"):
+    if args.only in ("api", "dedup", "arena", "allocation", "rigging", "ties", "provisional", "results", "outliers"):
         if args.prefill < 0:
             parser.error(f"--prefill must be 0 or more, got {args.prefill}")
         results.update({"api": bench_api, "dedup": bench_dedup, "arena": lambda: bench_arena(prefill=args.prefill),
                         "allocation": bench_allocation, "rigging": bench_rigging, "ties": bench_ties,
-                        "provisional": bench_provisional, "results": bench_results}[args.only]())
+                        "provisional": bench_provisional, "results": bench_results, "outliers": bench_outliers}[args.only]())
         return report(results, args.json)
     with tempfile.TemporaryDirectory() as tmp:
         registry, base = bench_registry(Registry(args.registry), 8 if args.only != "battle" else 2, Path(tmp))
