@@ -31,11 +31,16 @@ def page_at(url: str, width: int = 1280, height: int = 1600):
             browser.close()
 
 
-def show_results_as_admin(page) -> None:
-    """Unlock the admin tabs with the password, then show the selected campaign's results."""
+def unlock_admin(page) -> None:
+    """Open the Admin tab and unlock it with the password."""
     page.get_by_role("tab", name="Admin").click()
     page.locator("#admin-password input").fill(PASSWORD)
     page.get_by_role("button", name="Unlock").click()
+
+
+def show_results_as_admin(page) -> None:
+    """Unlock the admin tabs with the password, then show the selected campaign's results."""
+    unlock_admin(page)
     page.get_by_role("tab", name="Results").click()
     page.get_by_role("button", name="Show results").click()
 
@@ -350,9 +355,7 @@ def test_the_admin_sees_a_releases_dry_run_before_its_release_button_opens(tmp_p
     site = launch(config, store)
     try:
         with page_at(site.url) as page:
-            page.get_by_role("tab", name="Admin").click()
-            page.locator("#admin-password input").fill(PASSWORD)
-            page.get_by_role("button", name="Unlock").click()
+            unlock_admin(page)
             page.get_by_text("Release: the consenting raters").click()
             expect(page.locator("#release")).to_be_disabled(timeout=30_000)  # nothing seen yet, nothing to release
             page.locator("#release-dry-run").click()
