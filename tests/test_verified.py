@@ -171,8 +171,10 @@ def test_contrast_pairs_reject_off_topic_run_on_and_cut_off_answers():
 def test_general_set_does_not_overlap_any_heldout_prompt():
     from posttrain.synth import clean
 
-    config = verified.VerifiedConfig()
-    evals = [p for path in config.eval_files for p in verified.prompt_texts(ROOT / path)]
+    from posttrain import benchmarks
+
+    config = verified.VerifiedConfig()  # the project's held-out files and the benchmark sets by name
+    evals = [p for path in config.eval_files for p in verified.prompt_texts(path if benchmarks.is_named(path) else ROOT / path)]
     rows = [{"instruction": p} for p in verified.prompt_texts(ROOT / "data" / "general" / "train.jsonl")]
     embed = clean.Embedder()
     found = clean.contamination(rows, embed([r["instruction"] for r in rows]), evals, embed(evals), clean.Thresholds())
