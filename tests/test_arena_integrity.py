@@ -290,7 +290,9 @@ def test_results_carry_ranks_per_category_ladders_and_the_fragility_sentence(tmp
     by_category = res["bradley_terry_by_category"]
     assert set(by_category) == {"math", "writing"}
     assert [r["model"] for r in by_category["math"]] == ["x", "y"] and [r["model"] for r in by_category["writing"]] == ["y", "x"]
-    assert by_category["math"][0]["rank"] == 1 and by_category["math"][1]["rank"] == 2
+    # x won every math game: a perfect record is never ranked as settled (its rating has no upper bound)
+    assert [r["rank"] for r in by_category["math"]] == [None, None] and by_category["math"][0]["bound"] == "lower"
+    assert "won every decisive game" in by_category["math"][0]["needs"] and "lost every" in by_category["math"][1]["needs"]
     # 22 votes for x, 18 for y: removing 5 of x's wins reverses them (4 leave them level at 18 each)
     top = res["robustness"]["top"]
     assert (top["higher"], top["lower"], top["votes_to_flip"], res["robustness"]["votes"]) == ("x", "y", 5, 40)
