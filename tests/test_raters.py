@@ -283,20 +283,23 @@ def test_each_attack_is_caught_on_simulated_votes_and_honest_raters_are_not(atta
     from blindarena.simulate import rigged_votes
     from blindarena.stats import bradley_terry
 
-    caught = attackers_total = honest_flagged = 0
+    caught = attackers_total = honest_flagged = honest_total = 0
     for seed in range(5):  # 40 raters, 4 of them attackers, 40 votes each
         votes, attackers = rigged_votes(attack, 0.10, per_rater=40, seed=seed)
         rows = {r["name"]: r for r in rater_quality(votes, [])}
         honest_flagged += sum(rows[n]["flagged"] for n in rows if n not in attackers)
+        honest_total += sum(n not in attackers for n in rows)
         flagged = {n for n in attackers if rows[n]["flagged"]}
         assert all(any(reason in why for why in rows[n]["reasons"]) for n in flagged)
         caught, attackers_total = caught + len(flagged), attackers_total + len(attackers)
         kept = [v for v in votes if not rows[v["rater"]]["flagged"]]
         strength = bradley_terry(kept)
         assert max(strength, key=strength.get) == "model-d"  # the honest top after filtering
-    # an honest rater can look like an attacker by chance (17 of 18 votes for the target happens):
-    # the bench measures that rate (about 1 campaign in 40); 5 campaigns allow one such rater
-    assert caught / attackers_total >= recall and honest_flagged <= 1
+    # an honest rater can look like an attacker by chance (17 of 18 votes for the target happens: about
+    # 1 campaign in 40), and since the sequential test runs at FastChat's per-rater alpha of 0.05 its
+    # e-value reaches 20 for about 1 honest rater in 200 (Ville's bound is 1 in 20): at most 2% of the
+    # honest raters, the bar issue 47 sets (2 of 180 in these 5 campaigns)
+    assert caught / attackers_total >= recall and honest_flagged <= 0.02 * honest_total
 
 
 def test_a_target_attack_changes_nothing_when_every_rater_is_honest():
