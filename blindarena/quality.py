@@ -29,7 +29,8 @@ FAVOURITISM_ALPHA = 0.002  # ... and the Poisson-binomial tail of the votes for 
 # at least 5 votes, at most the first 100 of each rater, a flag at e-value 1 / 0.05 = 20 per rater. The
 # stake per vote was measured (6 models 0.5 apart, 30% ties, 200 honest raters with 30 votes, 5 of each
 # bad kind, 4 campaigns): staking half the wealth flagged 3.5% of honest raters in honest-only campaigns
-# (Ville's bound is 5%), a quarter 0.75%, while catching 20 of 20 contrarians at 40 votes (14 at 20).
+# (Ville's bound is 5%), a quarter 0.75%; at a quarter, with the other checks beside it, 20 of 20 contrarians
+# at 40 votes (16 at 20) and 0.9% of honest raters flagged.
 # `bench.py --only outliers` gives the whole table (docs/arena.md).
 EVALUE_ALPHA = 0.05  # the sequential test flags when a rater's e-process reaches 1 / alpha (per rater, as FastChat)
 EVALUE_BET = 0.25  # the share of its wealth the test stakes on each vote being one the consensus finds unlikely
