@@ -15,7 +15,8 @@ FACTS = [
     ("What is the boiling point of water at sea level?", "water boils at 100 degrees Celsius at sea level"),
     ("How many days are in a leap year?", "a leap year has 366 days"),
     ("What gas do plants take in from the air?", "plants breathe in carbon dioxide"),
-    ("What is the largest ocean on Earth?", "the Pacific is the largest ocean of them all"),
+    # (was "What is the largest ocean on Earth?": AlpacaEval asks "What is the largest ocean in the world?")
+    ("Which ocean lies between Africa and Australia?", "the Indian Ocean lies between Africa and Australia"),
     ("How many legs does a spider have?", "a spider walks on eight legs"),
     ("What is the capital of Japan?", "Tokyo be the capital of Japan"),
     ("Which planet is known as the Red Planet?", "Mars be the Red Planet"),
