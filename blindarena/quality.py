@@ -93,7 +93,6 @@ def rater_quality(votes: list[dict], gold_votes: list[dict], min_gold_accuracy: 
     position_tested = sum(row["decisive"] >= MIN_DECISIVE for row in rows.values())
     fixed = {name: _fixed_reasons(row, min_gold_accuracy, position_tested) for name, row in rows.items()}
     flagged = {name for name, reasons in fixed.items() if reasons}
-    sequential = _sequential(human, flagged)
     for _ in range(10):  # to a fixed point; a handful of rounds in practice
         agreement = _agreement(human, set(names) - flagged)
         sequential = _sequential(human, flagged)  # each rater against the consensus of the raters not flagged

@@ -287,8 +287,9 @@ def redactions(findings) -> list[Finding]:
 
 def to_review(text: str) -> list[Finding]:
     """Weak findings outside every redacted span: what a person should look at before a release."""
-    kept = redactions(find(text))
-    return [f for f in find(text) if f.score < MIN_SCORE
+    found = find(text)
+    kept = redactions(found)
+    return [f for f in found if f.score < MIN_SCORE
             and not any(k.start <= f.start and f.end <= k.end for k in kept)]
 
 

@@ -84,9 +84,10 @@ def fingerprint(votes: list, skipped: Counter, release_note: str) -> str:
     return hashlib.sha256(json.dumps([state, sorted(skipped.items()), release_note]).encode()).hexdigest()
 
 
-def released_rows(store: Store, campaign: str, salt: str) -> tuple[list[dict], dict]:
-    """The release's rows and what was left out, counted; figures["fingerprint"] names the state."""
-    votes, skipped, consenting = releasable_votes(store, campaign)
+def released_rows(store: Store, campaign: str, salt: str, releasable: tuple | None = None) -> tuple[list[dict], dict]:
+    """The release's rows and what was left out, counted; figures["fingerprint"] names the state.
+    `releasable`: releasable_votes' result where the caller has it already."""
+    votes, skipped, consenting = releasable or releasable_votes(store, campaign)
     counts, rows = Counter(), []
     for vote in votes:
         turns, answers_a, answers_b = texts_of(vote)
@@ -107,8 +108,9 @@ def dry_run(store: Store, campaign: str, sample: int = SAMPLE_ROWS) -> dict:
     """What a release would carry, for the admin's eyes only (nothing is written but the record that
     this state was seen): counts per kind, `sample` redacted texts beside their originals, and every
     text with a hit too weak to redact (a one-word name, a key-shaped token) for a person to check."""
-    rows, figures = released_rows(store, campaign, secrets.token_hex(16))
-    votes, _, _ = releasable_votes(store, campaign)
+    releasable = releasable_votes(store, campaign)
+    votes = releasable[0]
+    rows, figures = released_rows(store, campaign, secrets.token_hex(16), releasable)
     seen, changed, to_check = set(), [], []
     for vote in votes:
         for text in (t for texts in texts_of(vote) for t in texts):

@@ -53,7 +53,7 @@ def probabilities(method: str, beta: np.ndarray, eta: float, tie_rate: float = 0
         win, loss, tie = pi / total, pj / total, shared / total
     else:
         win = half_win(beta[:, None] - beta[None, :], tie_rate)
-        win, loss, tie = win, 1 - tie_rate - win, np.full_like(win, tie_rate)
+        loss, tie = 1 - tie_rate - win, np.full_like(win, tie_rate)
     return np.clip(np.stack([win, loss, tie], axis=-1), 1e-12, 1.0)
 
 

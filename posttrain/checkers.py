@@ -135,7 +135,8 @@ def nth_paragraph_first_word(r, num_paragraphs, nth_paragraph, first_word):
     counted, yet indexed), the paragraph's first whitespace token with ' and " stripped on the left,
     cut at the first . , ? ! ' or ", lowercased ("P.S." reads "p", "[your" stays "[your")."""
     parts = r.split("\n\n")
-    if nth_paragraph > len([p for p in parts if p.strip()]) or len([p for p in parts if p.strip()]) != num_paragraphs:
+    counted = sum(1 for p in parts if p.strip())
+    if nth_paragraph > counted or counted != num_paragraphs:
         return False
     paragraph = parts[nth_paragraph - 1].strip()
     if not paragraph:
