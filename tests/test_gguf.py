@@ -1,0 +1,203 @@
+"""registry.py export: an entry as llama.cpp's GGUF, merged or as a GGUF LoRA, checked from outside:
+transformers' own GGUF reader (which mirrors llama.cpp's layout) loads the merged file and gives the
+merged model's logits; the LoRA file's A and B, applied over the base's own GGUF, give the merged
+file's weights; llama.cpp itself, where installed, answers greedily as the engine does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from posttrain import llamacpp
+from posttrain.ship import gguf_file
+from conftest import ROOT, make_lora
+
+PROMPTS = ["What is the capital of France?", "Write a haiku about autumn.", "Name three primary colours.",
+           "How many legs does a spider have?", "Give me a synonym for happy.", "What is 12 times 11?"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, default_base):
+    """The real default base with a random LoRA (and a DoRA) beside it, exported merged in f32."""
+    from posttrain.registry import Registry
+
+    _, base = default_base
+    tmp = tmp_path_factory.mktemp("gguf")
+    registry = Registry(tmp / "registry")
+    registry.root.mkdir()
+    (registry.root / base.name).symlink_to(base.path.resolve())
+    modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    lora = make_lora(base.path, tmp / "lora", seed=3, r=4, alpha=8, target_modules=modules)
+    for name, param_scale in (("lora", 0.02),):
+        from safetensors.torch import load_file, save_file
+
+        weights = load_file(str(lora / "adapter_model.safetensors"))  # a trained-sized update, not noise
+        save_file({k: v * param_scale if "lora_B" in k else v for k, v in weights.items()},
+                  str(lora / "adapter_model.safetensors"))
+        registry.import_adapter(lora, name, base=base.name, method="sft")
+    dora = make_lora(base.path, tmp / "dora", seed=4, r=4, alpha=8, target_modules=["q_proj", "v_proj"], use_dora=True)
+    registry.import_adapter(dora, "dora", base=base.name, method="sft")
+    report = gguf_file.export_gguf(registry, "lora", tmp / "out" / "lora.gguf", "f32")
+    return registry, tmp, report
+
+
+def merged_model(registry, name):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    entry = registry.get(name)
+    model = AutoModelForCausalLM.from_pretrained(str(registry.get(entry.base).path), dtype=torch.float32)
+    return PeftModel.from_pretrained(model, str(entry.path)).merge_and_unload().eval()
+
+
+def gguf_tensors(path) -> dict[str, np.ndarray]:
+    import gguf
+    from gguf.quants import dequantize
+
+    return {t.name: dequantize(t.data, t.tensor_type).reshape(tuple(reversed(t.shape.tolist()))).astype(np.float32)
+            for t in gguf.GGUFReader(str(path)).tensors}
+
+
+@torch.no_grad()
+def test_merged_gguf_loads_in_transformers_with_the_merged_models_logits(exported):
+    from transformers import AutoModelForCausalLM
+
+    registry, _, report = exported
+    assert report.tensors == 272 and report.path.name == "lora.gguf"
+    reloaded = AutoModelForCausalLM.from_pretrained(str(report.path.parent), gguf_file=report.path.name,
+                                                    dtype=torch.float32).eval()
+    merged = merged_model(registry, "lora")
+    tokenizer = gguf_file._tokenizer(registry, registry.get("lora"))
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": PROMPTS[0]}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)["input_ids"]
+    assert torch.allclose(reloaded(ids).logits, merged(ids).logits, atol=1e-4)
+    base = AutoModelForCausalLM.from_pretrained(str(registry.get("smollm2-135m-instruct").path), dtype=torch.float32)
+    assert not torch.allclose(base(ids).logits, merged(ids).logits, atol=1e-2)  # the adapter is in the file
+
+
+def test_merged_gguf_keeps_the_bases_metadata_and_carries_the_entrys_template(exported):
+    import gguf
+
+    registry, _, report = exported
+    fields = gguf.GGUFReader(str(report.path)).fields
+    source = gguf.GGUFReader(str(gguf_file.source_gguf(registry.get("smollm2-135m-instruct")))).fields
+    assert fields["general.name"].contents() == "lora" and fields["general.file_type"].contents() == 0
+    for key in ("llama.block_count", "llama.attention.head_count_kv", "tokenizer.ggml.pre", "tokenizer.ggml.eos_token_id"):
+        assert fields[key].contents() == source[key].contents()
+    assert fields["tokenizer.ggml.tokens"].contents() == source["tokenizer.ggml.tokens"].contents()
+    assert "<|im_start|>" in fields["tokenizer.chat_template"].contents()
+
+
+def test_lora_gguf_over_the_bases_gguf_gives_the_merged_weights(exported):
+    import gguf
+
+    registry, tmp, merged = exported
+    report = gguf_file.export_lora_gguf(registry, "lora", tmp / "out" / "lora-adapter.gguf")
+    fields = gguf.GGUFReader(str(report.path)).fields
+    assert fields["general.type"].contents() == "adapter" and fields["adapter.type"].contents() == "lora"
+    assert fields["adapter.lora.alpha"].contents() == 0.0  # every module's scale is folded into its B
+    lora = gguf_tensors(report.path)
+    base = gguf_tensors(gguf_file.source_gguf(registry.get("smollm2-135m-instruct")))
+    full = gguf_tensors(merged.path)
+    targets = sorted({name.removesuffix(".lora_a") for name in lora if name.endswith(".lora_a")})
+    assert len(targets) == 30 * 7 and report.tensors == 2 * len(targets)
+    assert any(".attn_q." in t for t in targets) and any(".attn_k." in t for t in targets)  # the permuted rows
+    for name in targets:
+        a, b = lora[name + ".lora_a"], lora[name + ".lora_b"]
+        np.testing.assert_allclose(base[name] + b @ a, full[name], atol=2e-5, err_msg=name)
+
+
+def test_modelfile_and_card_sit_beside_the_file(exported):
+    registry, _, report = exported
+    modelfile, card = report.extras[:2]
+    assert modelfile.name == "lora.Modelfile" and card.name == "lora.README.md"
+    text = modelfile.read_text()
+    assert "FROM ./lora.gguf" in text and 'PARAMETER stop "<|im_end|>"' in text
+    # SmolLM2's template adds its own system prompt when a conversation has none: Ollama's SYSTEM
+    assert 'SYSTEM """You are a helpful AI assistant named SmolLM, trained by Hugging Face"""' in text
+    assert "<|im_start|>{{ .Role }}" in text
+    assert card.read_text() == (registry.get("lora").path / "README.md").read_text()
+
+
+def test_ollama_templates_render_what_the_chat_templates_render():
+    """The Modelfile's template matches the tokenizer's chat template on conversations of several
+    turns, not only on the one-turn probe that picked it."""
+    from posttrain import templates
+    from posttrain.tiny import make_tokenizer
+
+    conversation = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"},
+                    {"role": "user", "content": "Name a colour."}]
+    for family in ("chatml", "gemma"):
+        tokenizer = make_tokenizer(extra_special=("<start_of_turn>", "<end_of_turn>"))
+        templates.apply(tokenizer, family)
+        assert gguf_file.template_family(tokenizer) == (family, None)
+        rendered = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        assert gguf_file._render_like_ollama(family, conversation) in (rendered, rendered.removeprefix(tokenizer.bos_token))
+    mistral = make_tokenizer()
+    templates.apply(mistral, "mistral")
+    assert gguf_file.template_family(mistral) == (None, None)
+
+
+def test_dora_exports_merged_and_is_refused_as_a_lora(exported):
+    registry, tmp, _ = exported
+    with pytest.raises(gguf_file.GGUFExportError, match="llama.cpp has no DoRA at run time"):
+        gguf_file.export_lora_gguf(registry, "dora", tmp / "out" / "dora-adapter.gguf")
+    assert not (tmp / "out" / "dora-adapter.gguf").exists()
+    report = gguf_file.export_gguf(registry, "dora", tmp / "out" / "dora.gguf", "q8_0")
+    import gguf
+
+    kinds = {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(report.path)).tensors}
+    assert kinds["blk.0.attn_q.weight"] == "Q8_0" and kinds["blk.0.attn_norm.weight"] == "F32"
+    merged = merged_model(registry, "dora").state_dict()["model.layers.0.self_attn.v_proj.weight"].numpy()
+    np.testing.assert_allclose(gguf_tensors(report.path)["blk.0.attn_v.weight"], merged, atol=0.02)
+
+
+def test_export_refuses_bad_requests_in_one_line(exported, tmp_path):
+    registry, _, _ = exported
+    cli = [sys.executable, str(ROOT / "scripts/registry.py"), "--registry", str(registry.root), "export"]
+    cases = [
+        (["lora", "--gguf", str(tmp_path / "x.bin")], "must end in .gguf"),
+        (["smollm2-135m-instruct", "--lora-gguf", str(tmp_path / "x.gguf")], "is a base, not an adapter"),
+        (["nope", "--gguf", str(tmp_path / "x.gguf")], "no entry 'nope'"),
+        (["lora", "--lora-gguf", str(tmp_path / "x.gguf"), "--type", "q8_0"], "--type applies to --gguf"),
+    ]
+    if not llamacpp.available():
+        cases.append((["lora", "--gguf", str(tmp_path / "x.gguf"), "--type", "q4_k_m"], "install.sh --llama-cpp"))
+    for args, message in cases:
+        done = subprocess.run(cli + args, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_base_imported_from_a_folder_says_how_to_convert_it(tiny_registry, tmp_path):
+    with pytest.raises(gguf_file.GGUFExportError, match="was not imported from a GGUF file.*convert_hf_to_gguf"):
+        gguf_file.export_gguf(tiny_registry, "ad-a", tmp_path / "x.gguf")
+
+
+@pytest.mark.skipif(not llamacpp.available(), reason="llama.cpp not installed (bash scripts/install.sh --llama-cpp)")
+def test_llamacpp_answers_like_the_engine(exported):
+    """llama.cpp runs the exported files: the merged GGUF (f16), and the GGUF LoRA over the base's
+    own GGUF, answer greedily as the engine does unquantized (--no-4bit), to the same 32 tokens on
+    most prompts (the rest part where rounding tips a near tie)."""
+    from posttrain.engine import Engine, SamplingParams
+
+    registry, tmp, _ = exported
+    f16 = gguf_file.export_gguf(registry, "lora", tmp / "out" / "lora-f16.gguf", "f16").path
+    adapter = gguf_file.export_lora_gguf(registry, "lora", tmp / "out" / "lora-adapter.gguf").path
+    engine = Engine(registry, "smollm2-135m-instruct", quantize=False)
+    expected = [a.text.strip() for a in engine.generate(PROMPTS, ["lora"] * len(PROMPTS),
+                                                        SamplingParams(max_new_tokens=32, temperature=0.0))]
+    tokenizer = engine.tokenizer_for("lora")
+    prompts = [engine.prepare(p, 32, model="lora")[0] for p in PROMPTS]
+    base = gguf_file.source_gguf(registry.get("smollm2-135m-instruct"))
+    for model, lora in ((f16, None), (base, adapter)):
+        with llamacpp.Runner(model, lora=lora, threads=2) as runner:
+            got = runner.greedy(prompts, 32, stop=engine.eos_ids)
+        texts = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in got]
+        same = sum(g == e for g, e in zip(texts, expected))
+        assert same >= len(PROMPTS) - 2, (model, lora, texts, expected)
