@@ -22,7 +22,7 @@ from pathlib import Path
 
 from blindarena.service import MAX_ANSWERS
 from blindarena.store import default_data_dir
-from blindarena.ui import ArenaConfig, build_ui
+from blindarena.ui import THEME, ArenaConfig, build_ui
 from posttrain import backend
 from posttrain.errors import WorkbenchError
 from posttrain.models import DEFAULT_BASE_NAME, EMBEDDED_BASES
@@ -118,7 +118,7 @@ def main() -> None:
         ui = build_ui(config)  # opens the arena database: a damaged or foreign one is refused here
     except WorkbenchError as exc:
         sys.exit(f"error: {exc}")
-    ui.queue(default_concurrency_limit=16).launch(server_name=args.host, server_port=args.port)
+    ui.queue(default_concurrency_limit=16).launch(server_name=args.host, server_port=args.port, theme=THEME)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from conftest import make_lora
 from blindarena import operations as arena
 from blindarena.prompts import DEFAULT_PROMPTS, load_prompts
 from blindarena.store import Store
-from blindarena.ui import ArenaConfig, build_ui
+from blindarena.ui import THEME, ArenaConfig, build_ui
 from posttrain.engine import Engine, SamplingParams
 from posttrain.registry import Registry
 
@@ -68,7 +68,7 @@ def launch(config: ArenaConfig, store: Store) -> ArenaSite:
     for attempt in range(5):  # a free port can be taken between the probe and the bind: take another
         port = free_port()
         try:
-            ui.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+            ui.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, theme=THEME)
             return ArenaSite(f"http://127.0.0.1:{port}/", config, store, ui)
         except OSError:
             if attempt == 4:

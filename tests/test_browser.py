@@ -373,3 +373,31 @@ def test_the_admin_sees_a_releases_dry_run_before_its_release_button_opens(tmp_p
     (folder,) = (config.data_dir / "releases").iterdir()
     everything = b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
     assert b"512-43-7789" not in everything and b"Margaret Chen" not in everything and b"[SSN]" in everything
+
+
+def test_a_shorter_answer_sits_at_the_top_and_bold_text_is_drawn_in_one_face(tmp_path, tiny_dir):
+    """At 1300 px, the shorter answer starts where the longer one starts, on whichever side it is
+    shown (it sat at the bottom of its column); bold text ("Blind arena", "A is better") has a whole
+    face: Gradio's SemiBold file lacks glyphs, so some letters were drawn from a fallback font."""
+    from playwright.sync_api import expect
+
+    config, store = make_arena(tmp_path, tiny_dir, prompts=2)
+    store.create_campaign("lengths", MODELS, [{"prompt": "Say something."}], {})
+    store.save_answers([(pid, model, "Short." if model == MODELS[0] else "A much longer answer. " * 150, 5, "")
+                        for pid, _, model in store.missing_answers("lengths")])
+    store.set_status("lengths", "ready")
+    site = launch(config, store)
+    try:
+        with page_at(site.url + "?campaign=lengths", width=1300, height=1000) as page:
+            expect(page.locator("#campaign input")).to_have_value("lengths", timeout=30_000)
+            page.locator("#rater-name textarea").fill("short-and-long")
+            page.locator("#start").click()
+            expect(page.locator("#progress")).to_contain_text("battle 1 of 1", timeout=30_000)
+            a, b = page.locator("#answer-a").bounding_box(), page.locator("#answer-b").bounding_box()
+            assert abs(a["y"] - b["y"]) < 2 and min(a["height"], b["height"]) < max(a["height"], b["height"]) / 3
+            faces = page.evaluate("() => Array.from(document.fonts).filter(f => f.family.includes('Source Sans Pro'))"
+                                  ".map(f => f.weight)")
+            assert sorted(set(faces)) == ["400", "700"]
+            assert int(page.evaluate("() => getComputedStyle(document.querySelector('#vote-a')).fontWeight")) > 400
+    finally:
+        site.ui.close()

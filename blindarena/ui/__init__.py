@@ -14,7 +14,14 @@ from blindarena.ui.campaigns import run_next_round
 from blindarena.ui.common import PRIVATE, ArenaConfig, Services, bind, check_admin, log, services
 from blindarena.ui.results import results_summary_text
 
-__all__ = ["ArenaConfig", "build_ui", "results_summary_text", "run_next_round", "services"]
+__all__ = ["THEME", "ArenaConfig", "build_ui", "results_summary_text", "run_next_round", "services"]
+
+
+# Gradio's default theme with its font's Bold face for every weight above regular: the SemiBold file
+# Gradio ships lacks glyphs, so Chromium drew some letters of bold text ("B" of "Blind arena", "A" of
+# "A is better") from a fallback font, in another face than the rest of the word.
+THEME = gr.themes.Default(font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)),
+                                "ui-sans-serif", "system-ui", "sans-serif"])
 
 
 def build_ui(config: ArenaConfig) -> gr.Blocks:

@@ -99,7 +99,9 @@ def build(hf_login: bool, access_code: bool) -> RatingRoom:
     with gr.Accordion("Guidelines", open=True, visible=False, elem_id="guidelines-box") as guidelines_box:
         guidelines = gr.Markdown(elem_id="guidelines", sanitize_html=True)
     prompt = gr.Markdown(elem_id="prompt", sanitize_html=True)
-    with gr.Row(equal_height=True):
+    # Each side as tall as its own answer, both at the top: with equal_height the shorter side's label
+    # stretched and pushed its answer to the bottom of the column.
+    with gr.Row(equal_height=False):
         with gr.Column(min_width=160):
             label_left = gr.Markdown("**A**", elem_id="label-a")
             left = gr.Markdown(elem_id="answer-a", sanitize_html=True, container=True)
