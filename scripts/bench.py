@@ -2,6 +2,7 @@
 
     python scripts/bench.py [--only battle|memory|api|dedup|arena|allocation|rigging|ties|provisional|results|sampling|decode|train|redaction|outliers] [--json] [--tokens 64] [--repeats 5]
     python scripts/bench.py --only train [--method sft|dpo] [--base NAME] [--train-tokens N] [--json]
+    python scripts/bench.py --only llamacpp [--base gemma-3-270m] [--model ADAPTER] [--no-4bit] [--json]   # needs install.sh --llama-cpp
 
 battle: time of a battle (two adapters' answers in ONE batched call) / time of one adapter's
         answer alone, both through the same engine path: same prompt, greedy, the same number
@@ -479,10 +480,10 @@ def bench_provisional(repeats: int = 30) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["battle", "memory", "api", "dedup", "arena", "allocation", "rigging", "ties", "sampling",
-                                           "decode", "provisional", "results", "train", "redaction", "outliers"])
+                                           "decode", "provisional", "results", "train", "redaction", "outliers", "llamacpp"])
     parser.add_argument("--method", choices=["sft", "dpo"], default="sft", help="train: which method's recipe")
-    parser.add_argument("--base", help="train, sampling, decode: the registry base (default: the embedded one; gemma-3-270m: the real base)")
-    parser.add_argument("--model", help="decode: the registry entry that answers (default: the base)")
+    parser.add_argument("--base", help="train, sampling, decode, llamacpp: the registry base (default: the embedded one; gemma-3-270m: the real base)")
+    parser.add_argument("--model", help="decode, llamacpp: the registry entry that answers (default: the base)")
     parser.add_argument("--rows", type=int, default=32, help="decode: prompts in the batch (default 32)")
     parser.add_argument("--train-tokens", type=int,
                         help="train: real tokens each lane trains on (default: one epoch of the recipe's data, the same rows in both lanes)")
@@ -504,6 +505,9 @@ def main(argv=None) -> int:
         return report({**results, **bench_decode(Registry(args.registry), args.base, not args.no_4bit, args.model, args.rows)}, args.json)
     if args.only == "redaction":
         return report({**results, **bench_redaction()}, args.json)
+    if args.only == "llamacpp":
+        return report({**results, **bench_llamacpp(Registry(args.registry), args.base, args.model, not args.no_4bit,
+                                                  args.tokens if args.tokens != 64 else 128)}, args.json)
     if args.only in ("api", "dedup", "arena", "allocation", "rigging", "ties", "provisional", "results", "outliers"):
         if args.prefill < 0:
             parser.error(f"--prefill must be 0 or more, got {args.prefill}")
@@ -605,6 +609,66 @@ def bench_decode(registry: Registry, base: str | None, quantize: bool, model: st
             "decode_at_limit": sum(a.finish_reason == "length" for a in by_engine),
             "decode_generate_s": round(g, 2), "decode_engine_s": round(e, 2), "decode_speedup": round(g / e, 2),
             "decode_same_answers": sum(a.text == b.text for a, b in zip(by_generate, by_engine))}
+
+
+def bench_llamacpp(registry: Registry, base: str | None, model: str | None, quantize: bool, tokens: int = 128,
+                   shapes: tuple[int, ...] = (1, 2, 32)) -> dict:
+    """The engine beside llama.cpp on the base's own GGUF (an adapter as a GGUF LoRA over it), the
+    same prompts rendered once, greedy, interleaved; tokens/s over each lane's own new tokens, and
+    the time until every row has its first token."""
+    from posttrain import checkers, llamacpp
+    from posttrain.ship import gguf_file
+
+    if not llamacpp.available():
+        raise SystemExit(f"error: llama.cpp is not installed: {llamacpp.INSTALL} (builds {llamacpp.PIN} from source)")
+    entry = base_entry(registry, base)
+    engine = Engine(registry, entry.name, quantize=quantize)
+    model = model or entry.name
+    try:
+        engine.ensure_model(model)
+    except WorkbenchError as exc:
+        raise SystemExit(f"error: --model: {exc}")
+    prompts = [r["prompt"] for r in checkers.read_rows(Path(__file__).resolve().parents[1] / "data" / "ifeval_train.jsonl")[:max(shapes)]]
+    rendered = [engine.prepare(p, tokens, model=model)[0] for p in prompts]
+    params = SamplingParams(max_new_tokens=tokens, temperature=0)
+    results: dict = {"llamacpp_model": model, "llamacpp_gguf": gguf_file.source_gguf(entry).name,
+                     "llamacpp_engine_quantization": engine.quantization, "llamacpp_max_new_tokens": tokens}
+    with tempfile.TemporaryDirectory() as tmp:
+        lora = None if model == entry.name else gguf_file.export_lora_gguf(registry, model, Path(tmp) / "adapter.gguf").path
+        with llamacpp.Runner(gguf_file.source_gguf(entry), lora=lora, threads=torch.get_num_threads()) as runner:
+            def engine_lane(n):
+                start, first = time.perf_counter(), None
+                for answers in engine.stream(prompts[:n], [model] * n, params):
+                    if first is None and all(a.new_tokens for a in answers):
+                        first = time.perf_counter()
+                return time.perf_counter() - start, first - start, sum(a.new_tokens for a in answers), [a.text for a in answers]
+
+            def llamacpp_lane(n):
+                start, first = time.perf_counter(), []
+
+                def step(out):
+                    if not first and all(out):
+                        first.append(time.perf_counter())
+                ids = runner.greedy(rendered[:n], tokens, stop=engine.eos_ids, on_step=step)
+                texts = [engine.tokenizer_for(model).decode([t for t in row if t not in engine.eos_ids], skip_special_tokens=True)
+                         for row in ids]
+                return time.perf_counter() - start, first[0] - start, sum(len(row) for row in ids), texts
+
+            best: dict = {}
+            for _ in range(2):  # interleaved, the faster of two each: the first run of a shape builds its kernels
+                for n in shapes:
+                    for lane, run in (("engine", engine_lane), ("llamacpp", llamacpp_lane)):
+                        took = run(n)
+                        if (lane, n) not in best or took[0] < best[lane, n][0]:
+                            best[lane, n] = took
+    for n in shapes:
+        for lane in ("engine", "llamacpp"):
+            seconds, ttft, new_tokens, _ = best[lane, n]
+            results[f"{lane}_tok_s_{n}"] = round(new_tokens / seconds, 1)
+            results[f"ttft_ms_{lane}_{n}"] = round(1000 * ttft, 1)
+        results[f"llamacpp_speedup_{n}"] = round(results[f"llamacpp_tok_s_{n}"] / results[f"engine_tok_s_{n}"], 2)
+        results[f"same_answers_{n}"] = sum(a.strip() == b.strip() for a, b in zip(best["engine", n][3], best["llamacpp", n][3]))
+    return results
 
 
 def bench_train(args) -> dict:
