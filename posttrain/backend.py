@@ -1,5 +1,5 @@
 """Where answers come from: the in-process Engine (one shared 4-bit base, adapters routed per
-row), or an OpenAI-compatible multi-LoRA server (vLLM, SGLang) that serves the base and every
+row), llama.cpp over the base's own GGUF (posttrain/llamacpp_generator.py), or an OpenAI-compatible multi-LoRA server (vLLM, SGLang) that serves the base and every
 registry adapter under its registry name. Both satisfy `Generator` (ensure_model, generate, stream,
 battle), so campaigns, the demo, evaluation and the teacher never ask which they hold.
 
@@ -16,7 +16,7 @@ from posttrain.chat_api import APIError, ChatClient
 from posttrain.engine import BASE, Answer, Engine, EngineError, SamplingParams
 from posttrain.registry import Registry, RegistryError
 
-BACKENDS = ("engine", "openai")
+BACKENDS = ("engine", "openai", "llamacpp")
 
 
 @runtime_checkable
@@ -183,6 +183,10 @@ def make_generator(registry: Registry, base: str, quantize: bool = True, backend
         raise EngineError(f"GENERATION_BACKEND={backend!r}: use one of {', '.join(BACKENDS)}")
     if backend == "engine":
         return Engine(registry, base, quantize=quantize, base_prompt=base_prompt or os.environ.get("BASE_PROMPT", "template"))
+    if backend == "llamacpp":
+        from posttrain.llamacpp_generator import LlamaCppGenerator
+
+        return LlamaCppGenerator(registry, base, base_prompt=base_prompt or os.environ.get("BASE_PROMPT", "template"))
     base_url = base_url or os.environ.get("GENERATION_BASE_URL")
     if not base_url:
         raise EngineError("GENERATION_BACKEND=openai needs GENERATION_BASE_URL (e.g. http://localhost:8000/v1)")
@@ -195,7 +199,8 @@ def make_generator(registry: Registry, base: str, quantize: bool = True, backend
 def add_flags(parser) -> None:
     """--generation-backend / --generation-base-url / --generation-api-key, defaults from the environment."""
     parser.add_argument("--generation-backend", choices=BACKENDS, default=os.environ.get("GENERATION_BACKEND", "engine"),
-                        help="engine: in-process shared base; openai: an OpenAI-compatible server (env GENERATION_BACKEND)")
+                        help="engine: in-process shared base; openai: an OpenAI-compatible server; llamacpp: the base's "
+                             "GGUF in llama.cpp, adapters as GGUF LoRAs (install.sh --llama-cpp) (env GENERATION_BACKEND)")
     parser.add_argument("--generation-base-url", default=os.environ.get("GENERATION_BASE_URL"),
                         help="the server's /v1 URL (env GENERATION_BASE_URL)")
     parser.add_argument("--generation-api-key", default=os.environ.get("GENERATION_API_KEY", ""),

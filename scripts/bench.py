@@ -613,61 +613,56 @@ def bench_decode(registry: Registry, base: str | None, quantize: bool, model: st
 
 def bench_llamacpp(registry: Registry, base: str | None, model: str | None, quantize: bool, tokens: int = 128,
                    shapes: tuple[int, ...] = (1, 2, 32)) -> dict:
-    """The engine beside llama.cpp on the base's own GGUF (an adapter as a GGUF LoRA over it), the
-    same prompts rendered once, greedy, interleaved; tokens/s over each lane's own new tokens, and
-    the time until every row has its first token."""
+    """The engine beside the llamacpp backend (the base's own GGUF in llama.cpp, an adapter as a GGUF
+    LoRA over it): the same prompts, rendered and stopped by the same code, greedy, interleaved;
+    tokens/s over each lane's own new tokens, and the time until every row has its first token."""
     from posttrain import checkers, llamacpp
-    from posttrain.ship import gguf_file
+    from posttrain.models import load_tokenizer
 
     if not llamacpp.available():
         raise SystemExit(f"error: llama.cpp is not installed: {llamacpp.INSTALL} (builds {llamacpp.PIN} from source)")
+    from posttrain.llamacpp_generator import LlamaCppGenerator
+
     entry = base_entry(registry, base)
-    engine = Engine(registry, entry.name, quantize=quantize)
+    plain = not getattr(load_tokenizer(entry.path), "chat_template", None)
+    prompting = "completion" if plain and not model else "template"  # a pretrained base alone: plain text
+    lanes = {"engine": Engine(registry, entry.name, quantize=quantize, base_prompt=prompting),
+             "llamacpp": LlamaCppGenerator(registry, entry.name, threads=torch.get_num_threads(), base_prompt=prompting)}
     model = model or entry.name
     try:
-        engine.ensure_model(model)
+        for generator in lanes.values():
+            generator.ensure_model(model)
     except WorkbenchError as exc:
         raise SystemExit(f"error: --model: {exc}")
     prompts = [r["prompt"] for r in checkers.read_rows(Path(__file__).resolve().parents[1] / "data" / "ifeval_train.jsonl")[:max(shapes)]]
-    rendered = [engine.prepare(p, tokens, model=model)[0] for p in prompts]
     params = SamplingParams(max_new_tokens=tokens, temperature=0)
-    results: dict = {"llamacpp_model": model, "llamacpp_gguf": gguf_file.source_gguf(entry).name,
-                     "llamacpp_engine_quantization": engine.quantization, "llamacpp_max_new_tokens": tokens}
-    with tempfile.TemporaryDirectory() as tmp:
-        lora = None if model == entry.name else gguf_file.export_lora_gguf(registry, model, Path(tmp) / "adapter.gguf").path
-        with llamacpp.Runner(gguf_file.source_gguf(entry), lora=lora, threads=torch.get_num_threads()) as runner:
-            def engine_lane(n):
-                start, first = time.perf_counter(), None
-                for answers in engine.stream(prompts[:n], [model] * n, params):
-                    if first is None and all(a.new_tokens for a in answers):
-                        first = time.perf_counter()
-                return time.perf_counter() - start, first - start, sum(a.new_tokens for a in answers), [a.text for a in answers]
 
-            def llamacpp_lane(n):
-                start, first = time.perf_counter(), []
+    def run(generator, n):
+        start, first = time.perf_counter(), None
+        for answers in generator.stream(prompts[:n], [model] * n, params):
+            if first is None and all(a.new_tokens for a in answers):
+                first = time.perf_counter()
+        return time.perf_counter() - start, first - start, sum(a.new_tokens for a in answers), [a.text for a in answers]
 
-                def step(out):
-                    if not first and all(out):
-                        first.append(time.perf_counter())
-                ids = runner.greedy(rendered[:n], tokens, stop=engine.eos_ids, on_step=step)
-                texts = [engine.tokenizer_for(model).decode([t for t in row if t not in engine.eos_ids], skip_special_tokens=True)
-                         for row in ids]
-                return time.perf_counter() - start, first[0] - start, sum(len(row) for row in ids), texts
-
-            best: dict = {}
-            for _ in range(2):  # interleaved, the faster of two each: the first run of a shape builds its kernels
-                for n in shapes:
-                    for lane, run in (("engine", engine_lane), ("llamacpp", llamacpp_lane)):
-                        took = run(n)
-                        if (lane, n) not in best or took[0] < best[lane, n][0]:
-                            best[lane, n] = took
+    best: dict = {}
+    for _ in range(2):  # interleaved, the faster of two each: the first run of a shape builds its kernels
+        for n in shapes:
+            for lane, generator in lanes.items():
+                took = run(generator, n)
+                if (lane, n) not in best or took[0] < best[lane, n][0]:
+                    best[lane, n] = took
+    results: dict = {"llamacpp_model": model, "llamacpp_gguf": lanes["llamacpp"].gguf.name,
+                     "llamacpp_engine_quantization": lanes["engine"].quantization, "llamacpp_max_new_tokens": tokens,
+                     "llamacpp_prompting": prompting}
     for n in shapes:
-        for lane in ("engine", "llamacpp"):
+        for lane in lanes:
             seconds, ttft, new_tokens, _ = best[lane, n]
             results[f"{lane}_tok_s_{n}"] = round(new_tokens / seconds, 1)
             results[f"ttft_ms_{lane}_{n}"] = round(1000 * ttft, 1)
+            results[f"{lane}_new_tokens_{n}"] = new_tokens
         results[f"llamacpp_speedup_{n}"] = round(results[f"llamacpp_tok_s_{n}"] / results[f"engine_tok_s_{n}"], 2)
-        results[f"same_answers_{n}"] = sum(a.strip() == b.strip() for a, b in zip(best["engine", n][3], best["llamacpp", n][3]))
+        results[f"same_answers_{n}"] = sum(a == b for a, b in zip(best["engine", n][3], best["llamacpp", n][3]))
+    lanes["llamacpp"].close()
     return results
 
 

@@ -50,7 +50,7 @@ def run(argv=None) -> int:
     registry = Registry(args.registry)
     registry.ensure_base(args.base)
     model_b = args.b or newest_adapter(registry, args.base) or BASE
-    if args.generation_backend == "engine":  # the names, before the engine loads (15-30 s)
+    if args.generation_backend in ("engine", "llamacpp"):  # the names, before the base loads (15-30 s)
         check_models(registry, args.base, [args.a, model_b])
     engine = backend.from_flags(args, registry, args.base)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)

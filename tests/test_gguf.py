@@ -201,3 +201,50 @@ def test_llamacpp_answers_like_the_engine(exported):
         texts = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in got]
         same = sum(g == e for g, e in zip(texts, expected))
         assert same >= len(PROMPTS) - 2, (model, lora, texts, expected)
+
+
+@pytest.mark.skipif(not llamacpp.available(), reason="llama.cpp not installed (bash scripts/install.sh --llama-cpp)")
+def test_the_llamacpp_backend_battles_over_the_bases_own_gguf(exported):
+    """--generation-backend llamacpp: the base's GGUF loaded once, each adapter a GGUF LoRA applied
+    per request; a battle's answers are the two models' own (the greedy LoRA side is the merged
+    model's, as llama.cpp runs it), streams grow, and what it cannot serve is refused up front."""
+    from posttrain.backend import Generator, make_generator
+    from posttrain.engine import EngineError, SamplingParams
+
+    registry, tmp, _ = exported
+    generator = make_generator(registry, "smollm2-135m-instruct", backend="llamacpp")
+    try:
+        assert isinstance(generator, Generator) and not generator.scores
+        assert generator.quantization == "llama.cpp (SmolLM2-135M-Instruct.Q4_1.gguf)"
+        with pytest.raises(EngineError, match="cannot serve 'dora'.*no DoRA at run time"):
+            generator.ensure_model("dora")
+        with pytest.raises(EngineError, match="generates only"):
+            generator.label_logprobs("lora", None, None, None)
+        greedy = SamplingParams(max_new_tokens=24, temperature=0)
+        with_lora, plain = generator.battle(PROMPTS[0], "lora", "smollm2-135m-instruct", greedy)
+        assert (with_lora.model, plain.model) == ("lora", "smollm2-135m-instruct") and with_lora.text != plain.text
+        alone = generator.generate([PROMPTS[0]], ["lora"], greedy)[0]
+        assert alone.text == with_lora.text  # one side alone or in a battle: the same answer
+        with llamacpp.Runner(gguf_file.source_gguf(registry.get("smollm2-135m-instruct"))) as runner:
+            ids = runner.greedy([generator.prepare(PROMPTS[0], 24, "smollm2-135m-instruct")[0]], 24, stop=generator.eos_ids)[0]
+        assert plain.text == generator.tokenizer.decode([t for t in ids if t not in generator.eos_ids],
+                                                        skip_special_tokens=True)
+        sampled = SamplingParams(max_new_tokens=12, temperature=0.8, seed=5)
+        updates = list(generator.stream([PROMPTS[1], PROMPTS[1]], ["lora", "smollm2-135m-instruct"], sampled))
+        assert len(updates) > 2 and all(0 < a.new_tokens <= 12 for a in updates[-1])
+        assert generator.adapters == ["lora"] and len(generator.runner._adapters) == 1  # one base, one LoRA
+    finally:
+        generator.close()
+
+
+@pytest.mark.skipif(not llamacpp.available(), reason="llama.cpp not installed (bash scripts/install.sh --llama-cpp)")
+def test_demo_runs_through_llamacpp(exported):
+    registry, _, _ = exported
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/demo.py"), "--registry", str(registry.root), "--a", "lora",
+                           "--b", "smollm2-135m-instruct", "--max-new-tokens", "16", "--generation-backend", "llamacpp"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "[lora]" in done.stdout and "base llama.cpp (SmolLM2-135M-Instruct.Q4_1.gguf)" in done.stdout
+    refused = subprocess.run([sys.executable, str(ROOT / "scripts/demo.py"), "--registry", str(registry.root), "--a", "dora",
+                              "--generation-backend", "llamacpp"], capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "no DoRA at run time" in refused.stderr and "Traceback" not in refused.stderr
