@@ -181,26 +181,32 @@ def test_a_base_imported_from_a_folder_says_how_to_convert_it(tiny_registry, tmp
 
 @pytest.mark.skipif(not llamacpp.available(), reason="llama.cpp not installed (bash scripts/install.sh --llama-cpp)")
 def test_llamacpp_answers_like_the_engine(exported):
-    """llama.cpp runs the exported files: the merged GGUF (f16), and the GGUF LoRA over the base's
-    own GGUF, answer greedily as the engine does unquantized (--no-4bit), to the same 32 tokens on
-    most prompts (the rest part where rounding tips a near tie)."""
+    """llama.cpp runs the exported files: the merged GGUF (f16), and the GGUF LoRA over the base
+    exported unquantized, answer greedily as the engine does unquantized (--no-4bit), 32 tokens
+    alike on all but at most one prompt (f16 rounding can tip a near tie). Over the base's own
+    Q4_1 file, llama.cpp's quantized arithmetic parts from the engine's on some prompts (it does
+    for the base alone too): counted, not required."""
     from posttrain.engine import Engine, SamplingParams
 
     registry, tmp, _ = exported
     f16 = gguf_file.export_gguf(registry, "lora", tmp / "out" / "lora-f16.gguf", "f16").path
+    base_f32 = gguf_file.export_gguf(registry, "smollm2-135m-instruct", tmp / "out" / "base-f32.gguf", "f32").path
     adapter = gguf_file.export_lora_gguf(registry, "lora", tmp / "out" / "lora-adapter.gguf").path
     engine = Engine(registry, "smollm2-135m-instruct", quantize=False)
     expected = [a.text.strip() for a in engine.generate(PROMPTS, ["lora"] * len(PROMPTS),
                                                         SamplingParams(max_new_tokens=32, temperature=0.0))]
     tokenizer = engine.tokenizer_for("lora")
     prompts = [engine.prepare(p, 32, model="lora")[0] for p in PROMPTS]
-    base = gguf_file.source_gguf(registry.get("smollm2-135m-instruct"))
-    for model, lora in ((f16, None), (base, adapter)):
+    same = {}
+    for label, model, lora in (("merged f16", f16, None), ("LoRA over the base in f32", base_f32, adapter),
+                               ("LoRA over the base's Q4_1", gguf_file.source_gguf(registry.get("smollm2-135m-instruct")), adapter)):
         with llamacpp.Runner(model, lora=lora, threads=2) as runner:
             got = runner.greedy(prompts, 32, stop=engine.eos_ids)
         texts = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in got]
-        same = sum(g == e for g, e in zip(texts, expected))
-        assert same >= len(PROMPTS) - 2, (model, lora, texts, expected)
+        same[label] = sum(g == e for g, e in zip(texts, expected))
+    print(f"greedy answers alike in 32 tokens, of {len(PROMPTS)}: {same}")
+    assert same["merged f16"] >= len(PROMPTS) - 1 and same["LoRA over the base in f32"] >= len(PROMPTS) - 1, same
+    assert same["LoRA over the base's Q4_1"] >= 1, same
 
 
 @pytest.mark.skipif(not llamacpp.available(), reason="llama.cpp not installed (bash scripts/install.sh --llama-cpp)")
@@ -221,14 +227,21 @@ def test_the_llamacpp_backend_battles_over_the_bases_own_gguf(exported):
         with pytest.raises(EngineError, match="generates only"):
             generator.label_logprobs("lora", None, None, None)
         greedy = SamplingParams(max_new_tokens=24, temperature=0)
-        with_lora, plain = generator.battle(PROMPTS[0], "lora", "smollm2-135m-instruct", greedy)
-        assert (with_lora.model, plain.model) == ("lora", "smollm2-135m-instruct") and with_lora.text != plain.text
-        alone = generator.generate([PROMPTS[0]], ["lora"], greedy)[0]
-        assert alone.text == with_lora.text  # one side alone or in a battle: the same answer
-        with llamacpp.Runner(gguf_file.source_gguf(registry.get("smollm2-135m-instruct"))) as runner:
-            ids = runner.greedy([generator.prepare(PROMPTS[0], 24, "smollm2-135m-instruct")[0]], 24, stop=generator.eos_ids)[0]
-        assert plain.text == generator.tokenizer.decode([t for t in ids if t not in generator.eos_ids],
-                                                        skip_special_tokens=True)
+        base = "smollm2-135m-instruct"
+        tuned = generator.generate(PROMPTS, ["lora"] * len(PROMPTS), greedy)
+        plain = generator.generate(PROMPTS, [base] * len(PROMPTS), greedy)
+        differ = [i for i, (a, b) in enumerate(zip(tuned, plain)) if a.text != b.text]
+        assert differ, "the LoRA changed no answer"
+        with_lora, without = generator.battle(PROMPTS[differ[0]], "lora", base, greedy)
+        assert (with_lora.model, without.model) == ("lora", base)
+        # a battle's side is the side alone (a batch of many rows may round otherwise: llama.cpp picks
+        # its matmul kernels by batch size)
+        alone = [generator.generate([PROMPTS[differ[0]]], [m], greedy)[0].text for m in ("lora", base)]
+        assert [with_lora.text, without.text] == alone
+        with llamacpp.Runner(gguf_file.source_gguf(registry.get(base))) as runner:
+            ids = runner.greedy([generator.prepare(PROMPTS[0], 24, base)[0]], 24, stop=generator.eos_ids)[0]
+        assert plain[0].text == generator.tokenizer.decode([t for t in ids if t not in generator.eos_ids],
+                                                           skip_special_tokens=True)
         sampled = SamplingParams(max_new_tokens=12, temperature=0.8, seed=5)
         updates = list(generator.stream([PROMPTS[1], PROMPTS[1]], ["lora", "smollm2-135m-instruct"], sampled))
         assert len(updates) > 2 and all(0 < a.new_tokens <= 12 for a in updates[-1])
