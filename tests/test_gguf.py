@@ -261,3 +261,17 @@ def test_demo_runs_through_llamacpp(exported):
     refused = subprocess.run([sys.executable, str(ROOT / "scripts/demo.py"), "--registry", str(registry.root), "--a", "dora",
                               "--generation-backend", "llamacpp"], capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2 and "no DoRA at run time" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_without_llamacpp_each_command_says_how_to_install_it(monkeypatch, tiny_registry, tmp_path):
+    import importlib.util
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp now raises ImportError
+    assert not llamacpp.available()
+    with pytest.raises(llamacpp.LlamaCppMissing, match=r"llama.cpp generation needs llama.cpp.*install.sh --llama-cpp"):
+        llamacpp.Runner(tmp_path / "x.gguf")
+    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with pytest.raises(SystemExit, match="llama.cpp is not installed: bash scripts/install.sh --llama-cpp"):
+        bench.bench_llamacpp(tiny_registry, "tiny", None, quantize=False)
