@@ -275,3 +275,27 @@ def test_without_llamacpp_each_command_says_how_to_install_it(monkeypatch, tiny_
     spec.loader.exec_module(bench)
     with pytest.raises(SystemExit, match="llama.cpp is not installed: bash scripts/install.sh --llama-cpp"):
         bench.bench_llamacpp(tiny_registry, "tiny", None, quantize=False)
+
+
+def test_a_base_imported_from_a_gguf_file_remembers_it_and_exports_back(tmp_path):
+    """`registry.py import X.gguf`: the card records the file, so the base (and its adapters) can be
+    written back as GGUF with that file's metadata and tokenizer; a file since moved is named."""
+    import shutil
+
+    import gguf
+
+    from posttrain.models import embedded_gguf_path
+    from posttrain.registry import Registry
+
+    copy = tmp_path / "models" / "smol.gguf"
+    copy.parent.mkdir()
+    shutil.copy(embedded_gguf_path(), copy)
+    registry = Registry(tmp_path / "registry")
+    entry = registry.import_path(str(copy), "smol-copy")
+    assert entry.card["source_gguf"] == str(copy.resolve())
+    out = gguf_file.export_gguf(registry, "smol-copy", tmp_path / "smol-q8.gguf", "q8_0").path
+    fields = gguf.GGUFReader(str(out)).fields
+    assert fields["general.name"].contents() == "smol-copy" and fields["general.file_type"].contents() == 7
+    copy.unlink()
+    with pytest.raises(gguf_file.GGUFExportError, match=r"its card names .*smol.gguf, which is gone"):
+        gguf_file.export_gguf(registry, "smol-copy", tmp_path / "again.gguf")
