@@ -41,7 +41,7 @@ class ArenaConfig:
     public_demo: bool = False  # list registry entries in the demo without a password (a Space showcase)
     hf_login: bool = False  # a "Sign in with Hugging Face" button (a Space with hf_oauth: true; gradio[oauth])
     quantize: bool = True  # load the shared base in NF4 (tests on tiny models turn it off)
-    generation_backend: str = "engine"  # or "openai": an OpenAI-compatible multi-LoRA server (vLLM, SGLang)
+    generation_backend: str = "engine"  # "openai": a multi-LoRA server (vLLM, SGLang); "llamacpp": the base's GGUF in llama.cpp
     generation_base_url: str = ""
     generation_api_key: str = ""
     reports_dir: Path = Path("reports")  # where scripts/evaluate.py writes before/after reports
