@@ -6,8 +6,12 @@ model cards quote IFEval (SmolLM2-135M-Instruct 29.9, Gemma 3 270M IT 51.2, on I
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from blindarena.stats import wilson
 from posttrain.checkers import check_row, echoes  # noqa: F401  (echoes: the ifeval module's name for it too)
+from posttrain.errors import WorkbenchError
 
 
 def score(rows: list[dict]) -> dict:
@@ -45,22 +49,72 @@ def avg_strict(result: dict) -> float | None:
     return round(50 * (result["prompt_strict"] + result["instruction_strict"]), 2)
 
 
-def answer(generator, models: list[str], rows: list[dict], params, batch_rows: int = 8, progress=None) -> dict[str, list[str]]:
+def answer(generator, models: list[str], rows: list[dict], params, batch_rows: int = 8, progress=None,
+           known: dict[tuple[str, int], str] | None = None, save=None) -> dict[str, list[str]]:
     """Each model's answer to each row's prompt (through the Generator protocol: the engine or an
     OpenAI-compatible server), several rows per batched call. Every model is made ready first, so
-    a base without a chat template borrows its adapters' template even in a batch of its own rows."""
+    a base without a chat template borrows its adapters' template even in a batch of its own rows.
+    `known` {(model, row index): answer} are kept from an earlier run and not asked again; `save(model,
+    row index, answer)` is called for each new answer as its batch ends, so a run that stops resumes."""
+    known = known or {}
     for model in models:
         generator.ensure_model(model)
-    todo = [(model, i) for model in models for i in range(len(rows))]
-    out = {model: [""] * len(rows) for model in models}
+    out = {model: [known.get((model, i), "") for i in range(len(rows))] for model in models}
+    todo = [(model, i) for model in models for i in range(len(rows)) if (model, i) not in known]
     for start in range(0, len(todo), batch_rows):
         chunk = todo[start : start + batch_rows]
         replies = generator.generate([rows[i]["prompt"] for _, i in chunk], [m for m, _ in chunk], params)
         for (model, i), reply in zip(chunk, replies):
             out[model][i] = reply.text
+            if save is not None:
+                save(model, i, reply.text)
         if progress:
             progress(min(start + batch_rows, len(todo)), len(todo))
     return out
+
+
+class AnswerLog:
+    """A JSONL file that answers are appended to as their batches end (model, row key, prompt,
+    answer, and the run's settings), so a long run (IFEval's 541 at 1280 tokens takes hours on a
+    CPU) that stops resumes where it stopped. Answers made with other settings are refused."""
+
+    def __init__(self, path: str | Path, settings: dict):
+        self.path, self.settings = Path(path), settings
+
+    def known(self, models: list[str], rows: list[dict]) -> dict[tuple[str, int], str]:
+        if not self.path.is_file():
+            return {}
+        where = {str(row.get("key", i)): i for i, row in enumerate(rows)}
+        found = {}
+        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                model, key, prompt, text, settings = (record[k] for k in ("model", "key", "prompt", "response", "settings"))
+            except (ValueError, KeyError, TypeError):
+                raise WorkbenchError(f"{self.path}:{number}: not an answer row of evaluate.py ifeval --answers") from None
+            if settings != self.settings:
+                raise WorkbenchError(f"{self.path}: its answers were made with other settings ({settings}, not "
+                                     f"{self.settings}); name another --answers file")
+            i = where.get(str(key))
+            if i is None or rows[i]["prompt"] != prompt:
+                raise WorkbenchError(f"{self.path}:{number}: row {key!r} is not among these prompts (or its prompt "
+                                     f"differs); name another --answers file")
+            if model in models:
+                found[model, i] = text
+        return found
+
+    def save(self, rows: list[dict]):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+        def append(model: str, i: int, text: str) -> None:
+            record = {"model": model, "key": rows[i].get("key", i), "prompt": rows[i]["prompt"], "response": text,
+                      "settings": self.settings}
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+        return append
 
 
 def evaluate(rows: list[dict], responses: dict[str, list[str]]) -> dict:

@@ -162,6 +162,8 @@ def run_ifeval(argv: list[str]) -> int:
     parser.add_argument("--batch-rows", type=int, default=8, help="answers generated per batched call (more: faster on a CPU)")
     parser.add_argument("--no-4bit", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--answers", metavar="FILE", help="append each answer to FILE (JSONL) as its batch ends, and take "
+                                                        "the answers already there: a run that stops resumes")
     backend.add_flags(parser)
     args = parser.parse_args(argv)
     if args.max_new_tokens is None:
@@ -180,14 +182,22 @@ def run_ifeval(argv: list[str]) -> int:
         registry = Registry(args.registry)
         if args.generation_backend == "engine":
             check_models(registry, args.base, args.models)
-        engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
+        settings = {"prompts": str(args.prompts or DATA / "ifeval_heldout.jsonl"), "max_new_tokens": args.max_new_tokens,
+                    "decoding": "greedy", "shots": 0, "4bit": not args.no_4bit, "backend": args.generation_backend}
+        log = ifeval.AnswerLog(args.answers, {**settings, "base": args.base}) if args.answers else None
         models = [BASE if m == args.base else m for m in args.models]
-        with tqdm(total=len(rows) * len(models), desc="answers", file=sys.stderr) as bar:
+        known = {(BASE if m == args.base else m, i): t for (m, i), t in log.known(args.models, rows).items()} if log else {}
+        engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
+        save = None
+        if log:
+            append = log.save(rows)
+            save = lambda model, i, text: append(args.base if model == BASE else model, i, text)  # noqa: E731
+        with tqdm(total=len(rows) * len(models), initial=len(known), desc="answers", file=sys.stderr) as bar:
             answers = ifeval.answer(engine, models, rows, SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0),
-                                    batch_rows=args.batch_rows, progress=lambda done, total: bar.update(done - bar.n))
+                                    batch_rows=args.batch_rows, progress=lambda done, total: bar.update(len(known) + done - bar.n),
+                                    known=known, save=save)
         result = ifeval.evaluate(rows, {(args.base if m == BASE else m): texts for m, texts in answers.items()})
-        result["settings"] = {"prompts": str(args.prompts or DATA / "ifeval_heldout.jsonl"), "max_new_tokens": args.max_new_tokens,
-                              "decoding": "greedy", "shots": 0, "4bit": not args.no_4bit, "backend": args.generation_backend}
+        result["settings"] = {**settings, **({"answers": args.answers, "resumed_answers": len(known)} if log else {})}
     if args.json:
         print(json.dumps(result))
     else:

@@ -161,3 +161,37 @@ def test_an_answer_that_echoes_its_prompt_is_counted_apart():
     assert result["prompt_loose"] == 1.0 and result["prompt_loose_no_echo"] == 0.5 and result["echoed"] == 1
     assert [r["echoes_prompt"] for r in result["rows"]] == [True, False] and result["rows"][1]["response"].startswith("A lantern")
     assert not ifeval.echoes(prompt, "")
+
+
+def test_an_ifeval_run_that_stops_resumes_from_its_answers_file(tmp_path, tiny_registry, capsys):
+    """--answers FILE: each answer is appended as its batch ends; a second run takes them and asks
+    only for the rest, with the same result; answers made with other settings are refused."""
+    import importlib.util
+
+    from posttrain.errors import WorkbenchError
+
+    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "scripts" / "evaluate.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(line + "\n" for line in (ROOT / "data" / "ifeval_heldout.jsonl").read_text().splitlines()[:3]))
+    answers = tmp_path / "answers.jsonl"
+    argv = ["--registry", str(tiny_registry.root), "--base", "tiny", "--models", "ad-a", "tiny", "--prompts", str(prompts),
+            "--max-new-tokens", "4", "--no-4bit", "--batch-rows", "2", "--answers", str(answers), "--json"]
+
+    def run() -> dict:
+        assert script.run_ifeval(argv) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    first = run()
+    lines = answers.read_text().splitlines()
+    assert len(lines) == 6 and {json.loads(line)["model"] for line in lines} == {"ad-a", "tiny"}
+    assert first["settings"]["resumed_answers"] == 0
+    answers.write_text("\n".join(lines[:4]) + "\n")  # stopped after two of three batches
+    second = run()
+    assert second["settings"]["resumed_answers"] == 4 and len(answers.read_text().splitlines()) == 6
+    assert second["ifeval"] == first["ifeval"]
+    third = run()
+    assert third["settings"]["resumed_answers"] == 6 and third["ifeval"] == first["ifeval"]
+    with pytest.raises(WorkbenchError, match="made with other settings"):
+        script.run_ifeval([*argv[:argv.index("--max-new-tokens") + 1], "8", *argv[argv.index("--max-new-tokens") + 2:]])
