@@ -205,6 +205,14 @@ def test_llamacpp_answers_like_the_engine(exported):
         texts = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in got]
         same[label] = sum(g == e for g, e in zip(texts, expected))
     print(f"greedy answers alike in 32 tokens, of {len(PROMPTS)}: {same}")
+    import llama_cpp  # the high-level API a user reaches for loads the same files (the LoRA via lora_path)
+
+    llm = llama_cpp.Llama(model_path=str(base_f32), lora_path=str(adapter), n_ctx=512, n_threads=2, verbose=False)
+    try:
+        completion = llm.create_completion(prompts[0], max_tokens=32, temperature=0.0, top_k=1)
+    finally:
+        llm.close()
+    assert completion["choices"][0]["text"].strip() == expected[0]
     assert same["merged f16"] >= len(PROMPTS) - 1 and same["LoRA over the base in f32"] >= len(PROMPTS) - 1, same
     assert same["LoRA over the base's Q4_1"] >= 1, same
 
