@@ -223,32 +223,33 @@ def export_gguf(registry: Registry, name: str, out: str | Path, kind: str = "f16
         raise GGUFExportError(f"{name!r}: the base's GGUF has tensors the model does not ({', '.join(missing[:5])})")
 
     tokenizer = _tokenizer(registry, entry)
-    staged = out.with_name(out.name + ".partial")
-    writer = gguf.GGUFWriter(str(staged if kind != "q4_k_m" else out.with_name(out.name + ".f16.partial")), arch)
-    _copy_metadata(reader, writer, skip={"general.file_type", "general.name", "tokenizer.chat_template"})
-    writer.add_name(name)
-    writer.add_file_type(FILE_TYPES["f16" if kind == "q4_k_m" else kind])
-    if tokenizer.chat_template:
-        writer.add_chat_template(tokenizer.chat_template)
-    for info in reader.tensors:
-        hf_name, tensor = by_gguf[info.name]
-        value = layout.value(info.name, tensor).numpy()
-        expected = tuple(int(n) for n in reversed(info.shape.tolist()))
-        if value.shape != expected:
-            raise GGUFExportError(f"{name!r}: {hf_name} is {value.shape}, the base's {info.name} is {expected}")
-        data, raw = _encode(value, kind, info.name)
-        writer.add_tensor(info.name, data, raw_dtype=raw)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file(progress=False)
-    writer.close()
-    if kind == "q4_k_m":
-        source = out.with_name(out.name + ".f16.partial")
-        try:
-            quantize_with_llamacpp(source, staged, kind)
-        finally:
-            source.unlink(missing_ok=True)
-    staged.replace(out)
+    staged = out.with_name(out.name + ".partial")  # renamed to OUT only when whole: no half file under its name
+    written = out.with_name(out.name + ".f16.partial") if kind == "q4_k_m" else staged
+    try:
+        writer = gguf.GGUFWriter(str(written), arch)
+        _copy_metadata(reader, writer, skip={"general.file_type", "general.name", "tokenizer.chat_template"})
+        writer.add_name(name)
+        writer.add_file_type(FILE_TYPES["f16" if kind == "q4_k_m" else kind])
+        if tokenizer.chat_template:
+            writer.add_chat_template(tokenizer.chat_template)
+        for info in reader.tensors:
+            hf_name, tensor = by_gguf[info.name]
+            value = layout.value(info.name, tensor).numpy()
+            expected = tuple(int(n) for n in reversed(info.shape.tolist()))
+            if value.shape != expected:
+                raise GGUFExportError(f"{name!r}: {hf_name} is {value.shape}, the base's {info.name} is {expected}")
+            data, raw = _encode(value, kind, info.name)
+            writer.add_tensor(info.name, data, raw_dtype=raw)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file(progress=False)
+        writer.close()
+        if kind == "q4_k_m":
+            quantize_with_llamacpp(written, staged, kind)
+        staged.replace(out)
+    finally:
+        for leftover in {staged, written}:
+            leftover.unlink(missing_ok=True)
     extras = write_beside(registry, entry, out, tokenizer)
     return ExportReport(out, kind, len(reader.tensors), out.stat().st_size, extras)
 
@@ -297,29 +298,32 @@ def export_lora_gguf(registry: Registry, name: str, out: str | Path) -> ExportRe
     layout = Layout(arch, base_config.get("text_config", base_config))
     shapes = {t.name: tuple(int(n) for n in reversed(t.shape.tolist())) for t in reader.tensors}
     staged = out.with_name(out.name + ".partial")
-    writer = gguf.GGUFWriter(str(staged), arch)
-    writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_name(name)
-    # The engine's B already carries each module's scale (alpha / r, rsLoRA's alpha / sqrt(r), any
-    # alpha_pattern); llama.cpp scales by alpha / r, or by 1 when alpha is 0: so alpha 0, scales folded.
-    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 0.0)
-    count = 0
-    for module, (a, b_scaled) in sorted(weights.lora.items()):
-        gguf_name = layout.gguf_name(module.removeprefix("base_model.model.") + ".weight")
-        if gguf_name is None or gguf_name not in shapes:
-            raise GGUFExportError(f"{name!r}: its LoRA on {module} has no tensor in the base's GGUF")
-        if shapes[gguf_name] != (b_scaled.shape[0], a.shape[1]):
-            raise GGUFExportError(f"{name!r}: {module}'s LoRA is {b_scaled.shape[0]}x{a.shape[1]}, "
-                                  f"the base's {gguf_name} is {shapes[gguf_name]}")
-        writer.add_tensor(gguf_name + ".lora_a", a.numpy().astype(np.float32))
-        writer.add_tensor(gguf_name + ".lora_b", layout.rows(gguf_name, b_scaled).numpy().astype(np.float32))
-        count += 2
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file(progress=False)
-    writer.close()
-    staged.replace(out)
+    try:
+        writer = gguf.GGUFWriter(str(staged), arch)
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_name(name)
+        # The engine's B already carries each module's scale (alpha / r, rsLoRA's alpha / sqrt(r), any
+        # alpha_pattern); llama.cpp scales by alpha / r, or by 1 when alpha is 0: so alpha 0, scales folded.
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 0.0)
+        count = 0
+        for module, (a, b_scaled) in sorted(weights.lora.items()):
+            gguf_name = layout.gguf_name(module.removeprefix("base_model.model.") + ".weight")
+            if gguf_name is None or gguf_name not in shapes:
+                raise GGUFExportError(f"{name!r}: its LoRA on {module} has no tensor in the base's GGUF")
+            if shapes[gguf_name] != (b_scaled.shape[0], a.shape[1]):
+                raise GGUFExportError(f"{name!r}: {module}'s LoRA is {b_scaled.shape[0]}x{a.shape[1]}, "
+                                      f"the base's {gguf_name} is {shapes[gguf_name]}")
+            writer.add_tensor(gguf_name + ".lora_a", a.numpy().astype(np.float32))
+            writer.add_tensor(gguf_name + ".lora_b", layout.rows(gguf_name, b_scaled).numpy().astype(np.float32))
+            count += 2
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file(progress=False)
+        writer.close()
+        staged.replace(out)
+    finally:
+        staged.unlink(missing_ok=True)
     extras = write_beside(registry, entry, out, _tokenizer(registry, entry), lora=True)
     return ExportReport(out, "lora", count, out.stat().st_size, extras)
 
