@@ -86,13 +86,17 @@ class AnswerLog:
             return {}
         where = {str(row.get("key", i)): i for i, row in enumerate(rows)}
         found = {}
-        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+        whole = self.path.read_text()
+        lines = whole.splitlines()
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
                 model, key, prompt, text, settings = (record[k] for k in ("model", "key", "prompt", "response", "settings"))
             except (ValueError, KeyError, TypeError):
+                if number == len(lines) and not whole.endswith("\n"):
+                    break  # a run killed while it wrote: that answer is asked again
                 raise WorkbenchError(f"{self.path}:{number}: not an answer row of evaluate.py ifeval --answers") from None
             if settings != self.settings:
                 raise WorkbenchError(f"{self.path}: its answers were made with other settings ({settings}, not "
@@ -107,6 +111,10 @@ class AnswerLog:
 
     def save(self, rows: list[dict]):
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file():
+            whole = self.path.read_text()
+            if whole and not whole.endswith("\n"):  # drop a torn last line before appending after it
+                self.path.write_text(whole[:whole.rfind("\n") + 1])
 
         def append(model: str, i: int, text: str) -> None:
             record = {"model": model, "key": rows[i].get("key", i), "prompt": rows[i]["prompt"], "response": text,

@@ -193,5 +193,10 @@ def test_an_ifeval_run_that_stops_resumes_from_its_answers_file(tmp_path, tiny_r
     assert second["ifeval"] == first["ifeval"]
     third = run()
     assert third["settings"]["resumed_answers"] == 6 and third["ifeval"] == first["ifeval"]
+    lines = answers.read_text().splitlines()
+    answers.write_text("\n".join(lines[:5]) + "\n" + lines[5][:40])  # killed while writing its last answer
+    fourth = run()
+    assert fourth["settings"]["resumed_answers"] == 5 and fourth["ifeval"] == first["ifeval"]
+    assert len(answers.read_text().splitlines()) == 6 and run()["settings"]["resumed_answers"] == 6
     with pytest.raises(WorkbenchError, match="made with other settings"):
         script.run_ifeval([*argv[:argv.index("--max-new-tokens") + 1], "8", *argv[argv.index("--max-new-tokens") + 2:]])
