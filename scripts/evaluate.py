@@ -142,6 +142,25 @@ def mtbench_grader(args, registry: Registry, engine):
     return mtbench.RewardGrader(RewardScorer(registry, name, device=getattr(engine, "device", None)), name)
 
 
+def answer_models(args, registry: Registry, rows: list[dict], settings: dict) -> tuple[dict, int]:
+    """Each --models entry's answers to `rows` (greedy), and how many came from the --answers file."""
+    from evals import ifeval
+
+    log = ifeval.AnswerLog(args.answers, {**settings, "base": args.base}) if args.answers else None
+    models = [BASE if m == args.base else m for m in args.models]
+    known = {(BASE if m == args.base else m, i): t for (m, i), t in log.known(args.models, rows).items()} if log else {}
+    engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
+    save = None
+    if log:
+        append = log.save(rows)
+        save = lambda model, i, text: append(args.base if model == BASE else model, i, text)  # noqa: E731
+    with tqdm(total=len(rows) * len(models), initial=len(known), desc="answers", file=sys.stderr) as bar:
+        answers = ifeval.answer(engine, models, rows, SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0),
+                                batch_rows=args.batch_rows, progress=lambda done, total: bar.update(len(known) + done - bar.n),
+                                known=known, save=save)
+    return answers, len(known)
+
+
 def run_ifeval(argv: list[str]) -> int:
     """IFEval's verifiable instructions: answers of registry entries, or given responses, checked."""
     from evals import ifeval
@@ -184,20 +203,9 @@ def run_ifeval(argv: list[str]) -> int:
             check_models(registry, args.base, args.models)
         settings = {"prompts": str(args.prompts or DATA / "ifeval_heldout.jsonl"), "max_new_tokens": args.max_new_tokens,
                     "decoding": "greedy", "shots": 0, "4bit": not args.no_4bit, "backend": args.generation_backend}
-        log = ifeval.AnswerLog(args.answers, {**settings, "base": args.base}) if args.answers else None
-        models = [BASE if m == args.base else m for m in args.models]
-        known = {(BASE if m == args.base else m, i): t for (m, i), t in log.known(args.models, rows).items()} if log else {}
-        engine = backend.from_flags(args, registry, args.base, quantize=not args.no_4bit)
-        save = None
-        if log:
-            append = log.save(rows)
-            save = lambda model, i, text: append(args.base if model == BASE else model, i, text)  # noqa: E731
-        with tqdm(total=len(rows) * len(models), initial=len(known), desc="answers", file=sys.stderr) as bar:
-            answers = ifeval.answer(engine, models, rows, SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0),
-                                    batch_rows=args.batch_rows, progress=lambda done, total: bar.update(len(known) + done - bar.n),
-                                    known=known, save=save)
+        answers, known = answer_models(args, registry, rows, settings)
         result = ifeval.evaluate(rows, {(args.base if m == BASE else m): texts for m, texts in answers.items()})
-        result["settings"] = {**settings, **({"answers": args.answers, "resumed_answers": len(known)} if log else {})}
+        result["settings"] = {**settings, **({"answers": args.answers, "resumed_answers": known} if args.answers else {})}
     if args.json:
         print(json.dumps(result))
     else:
