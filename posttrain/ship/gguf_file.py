@@ -292,7 +292,8 @@ def export_lora_gguf(registry: Registry, name: str, out: str | Path) -> ExportRe
             f"{name!r} trains embedding rows of its template's tokens ({', '.join(weights.tokens)}), which a "
             f"llama.cpp LoRA cannot carry over tied embeddings; write it merged with --gguf")
     base = registry.get(entry.base)
-    reader = _reader(source_gguf(base))
+    base_gguf = source_gguf(base)
+    reader = _reader(base_gguf)
     arch = architecture(reader)
     base_config = json.loads((base.path / "config.json").read_text())
     layout = Layout(arch, base_config.get("text_config", base_config))
@@ -324,7 +325,7 @@ def export_lora_gguf(registry: Registry, name: str, out: str | Path) -> ExportRe
         staged.replace(out)
     finally:
         staged.unlink(missing_ok=True)
-    extras = write_beside(registry, entry, out, _tokenizer(registry, entry), lora=True)
+    extras = write_beside(registry, entry, out, _tokenizer(registry, entry), lora_over=base_gguf)
     return ExportReport(out, "lora", count, out.stat().st_size, extras)
 
 
@@ -368,10 +369,10 @@ def template_family(tokenizer) -> tuple[str | None, str | None]:
     return None, None
 
 
-def modelfile(registry: Registry, entry: Entry, out: Path, tokenizer, lora: bool) -> str:
+def modelfile(registry: Registry, entry: Entry, out: Path, tokenizer, lora_over: Path | None) -> str:
     lines = [f"# {entry.name}: exported by scripts/registry.py export (method {entry.method}, base {entry.base})"]
-    if lora:
-        base_file = source_gguf(registry.get(entry.base))
+    if lora_over is not None:  # the base's own GGUF, already found (Gemma's is sha256-checked on each look-up)
+        base_file = lora_over
         lines += [f"# the base's own GGUF ({base_file.name}); llama.cpp applies the adapter over it at run time",
                   f"FROM {base_file}", f"ADAPTER ./{out.name}"]
     else:
@@ -394,7 +395,7 @@ def modelfile(registry: Registry, entry: Entry, out: Path, tokenizer, lora: bool
     return "\n".join(lines) + "\n"
 
 
-def write_beside(registry: Registry, entry: Entry, out: Path, tokenizer, lora: bool = False) -> list[Path]:
+def write_beside(registry: Registry, entry: Entry, out: Path, tokenizer, lora_over: Path | None = None) -> list[Path]:
     """`OUT.Modelfile` and `OUT.README.md` (the entry's card) next to OUT.gguf; a base under the Gemma
     terms also gets their notice."""
     from posttrain.models import GEMMA_NOTICE
@@ -402,7 +403,7 @@ def write_beside(registry: Registry, entry: Entry, out: Path, tokenizer, lora: b
 
     stem = out.with_suffix("")
     written = [stem.with_name(stem.name + ".Modelfile"), stem.with_name(stem.name + ".README.md")]
-    written[0].write_text(modelfile(registry, entry, out, tokenizer, lora))
+    written[0].write_text(modelfile(registry, entry, out, tokenizer, lora_over))
     shutil.copy(entry.path / CARD, written[1])
     notice = registry.get(entry.base).path / GEMMA_NOTICE
     if notice.is_file():
