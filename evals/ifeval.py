@@ -36,10 +36,27 @@ def score(rows: list[dict]) -> dict:
         by_instruction[instruction] = {"strict": sum(s for s, _ in mine) / len(mine),
                                        "loose": sum(l for _, l in mine) / len(mine), "n": len(mine)}
     accuracy = {k: (hit / total if total else None) for k, (hit, total) in counts.items()}
+    intervals = {k: list(wilson(hit, total)) for k, (hit, total) in counts.items()}
+    intervals["avg_strict"] = avg_strict_interval(checked)
     return {**accuracy, "avg_strict": avg_strict(accuracy), "n": n,
             "echoed": sum(c["echoes_prompt"] for c in checked),
-            "instructions": len(flat), "ci95": {k: list(wilson(hit, total)) for k, (hit, total) in counts.items()},
-            "by_instruction": by_instruction, "rows": checked}
+            "instructions": len(flat), "ci95": intervals, "by_instruction": by_instruction, "rows": checked}
+
+
+def avg_strict_interval(checked: list[dict], rounds: int = 2000, seed: int = 0) -> list[float] | None:
+    """A 95% percentile-bootstrap interval of avg_strict, in points: prompts resampled with their
+    instructions (both halves of the figure move together), seeded so a rerun gives the same."""
+    if not checked:
+        return None
+    import numpy as np
+
+    prompt = np.array([bool(c["follow_all_instructions"]) for c in checked], dtype=float)
+    followed = np.array([sum(c["follow_instruction_list"]) for c in checked], dtype=float)
+    count = np.array([len(c["follow_instruction_list"]) for c in checked], dtype=float)
+    draws = np.random.default_rng(seed).integers(0, len(checked), size=(rounds, len(checked)))
+    figures = 50 * (prompt[draws].mean(1) + followed[draws].sum(1) / np.maximum(count[draws].sum(1), 1))
+    low, high = np.percentile(figures, [2.5, 97.5])
+    return [round(float(low), 2), round(float(high), 2)]
 
 
 def avg_strict(result: dict) -> float | None:

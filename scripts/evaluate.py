@@ -215,7 +215,8 @@ def run_ifeval(argv: list[str]) -> int:
                   f"{ci['prompt_strict'][1]:.3f}], loose {res['prompt_loose']:.3f} [{ci['prompt_loose'][0]:.3f}, "
                   f"{ci['prompt_loose'][1]:.3f}]; instruction-level strict {res['instruction_strict']:.3f}, loose "
                   f"{res['instruction_loose']:.3f} ({res['n']} prompts, {res['instructions']} instructions); "
-                  f"avg_strict {res['avg_strict']:.1f} (the field's figure: mean of prompt- and instruction-level strict, "
+                  f"avg_strict {res['avg_strict']:.1f} [{ci['avg_strict'][0]:.1f}, {ci['avg_strict'][1]:.1f}] "
+                  f"(the field's figure: mean of prompt- and instruction-level strict, "
                   f"in points" + (f", {result['settings']['max_new_tokens']} new tokens)" if "settings" in result else ")"))
     return 0
 

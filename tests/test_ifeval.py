@@ -94,6 +94,13 @@ def test_loose_accepts_what_a_first_line_a_last_line_or_asterisks_break():
     assert (result["instruction_strict"], result["instruction_loose"]) == (0.0, 0.6)
     assert result["n"] == 4 and result["instructions"] == 5
     assert result["ci95"]["prompt_loose"][0] < 0.75 < result["ci95"]["prompt_loose"][1]
+    assert result["avg_strict"] == 0.0 and result["ci95"]["avg_strict"] == [0.0, 0.0]  # nothing strict to resample
+    half = [{"key": k, "prompt": "p", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}],
+             "response": "a b" if k % 2 else "a, b"} for k in range(40)]
+    mixed = ifeval.score(half)
+    low, high = mixed["ci95"]["avg_strict"]  # half the prompts follow: 50 points, an interval around it
+    assert mixed["avg_strict"] == 50.0 and 30 < low < 50 < high < 70
+    assert ifeval.score(half)["ci95"] == mixed["ci95"]  # seeded: a rerun gives the same interval
     assert result["by_instruction"]["punctuation:no_comma"] == {"strict": 0.0, "loose": 0.0, "n": 1}
     # in the reference's order: as is, without *, then without the first / last / both lines, each without * too
     assert checkers.loose_variants("**a**\nb\nc") == ["**a**\nb\nc", "a\nb\nc", "b\nc", "**a**\nb", "b", "b\nc", "a\nb", "b"]
