@@ -81,6 +81,18 @@ def model_concurrency() -> int:
     return whole_number("MODEL_CONCURRENCY", 1)
 
 
+def bundle_backend(name: str) -> str:
+    """The bundle's generation backend, or the engine when it is llama.cpp and llama.cpp is not
+    installed (the bundle run outside its Space): said in the log, not a failed start."""
+    from posttrain import llamacpp
+
+    if name == "llamacpp" and not llamacpp.available():
+        logging.getLogger("app").warning("space.json asks for llama.cpp, which is not installed here (%s): "
+                                         "the engine generates instead", llamacpp.INSTALL)
+        return "engine"
+    return name
+
+
 def main() -> None:
     bundle = bundle_settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,6 +102,8 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     backend.add_flags(parser)
+    if bundle.get("generation_backend") and not os.environ.get("GENERATION_BACKEND"):
+        parser.set_defaults(generation_backend=bundle_backend(bundle["generation_backend"]))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     admin_password = os.environ.get("ADMIN_PASSWORD", "")

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posttrain.engine import BASE, BASE_PROMPTS, Engine, EngineError, SamplingParams, adapter_stop_ids
-from posttrain.llamacpp import Runner
+from posttrain.engine import BASE, BASE_PROMPTS, Engine, EngineError, SamplingParams, adapter_stop_ids, read_adapter
+from posttrain.errors import WorkbenchError
+from posttrain.llamacpp import Runner, TokenRows
 from posttrain.models import load_tokenizer
 from posttrain.registry import Registry
 from posttrain.ship import gguf_file
@@ -50,6 +51,7 @@ class LlamaCppGenerator(Engine):
         self._lock = threading.Lock()
         self._cache = tempfile.TemporaryDirectory(prefix="llamacpp-loras-")  # the adapters' GGUF LoRAs
         config = json.loads((entry.path / "config.json").read_text())
+        self.tied = bool(config.get("tie_word_embeddings", config.get("text_config", {}).get("tie_word_embeddings", True)))
         config = config.get("text_config", config)
         self.context_length = min(config.get("max_position_embeddings") or 2048, self.tokenizer.model_max_length)
         eos = config.get("eos_token_id")
@@ -71,10 +73,12 @@ class LlamaCppGenerator(Engine):
             raise EngineError(f"adapter {name!r} was trained on base {entry.base!r} "
                               f"({entry.card.get('base_model')}), but this backend runs base {self.base_name!r}")
         try:
-            lora = gguf_file.export_lora_gguf(self.registry, name, Path(self._cache.name) / f"{name}.gguf").path
+            lora = gguf_file.export_lora_gguf(self.registry, name, Path(self._cache.name) / f"{name}.gguf",
+                                              token_rows="omit", beside=False).path
         except gguf_file.GGUFExportError as exc:
             raise EngineError(f"the llamacpp backend cannot serve {name!r}: {exc}") from None
-        self.runner.adapter(lora)  # llama.cpp reads it now: a file it refuses fails here, not mid-battle
+        # llama.cpp reads it now: a file it refuses fails here, not mid-battle
+        self.runner.adapter(lora, self._token_rows(name, entry.path))
         tokenizer = self.tokenizer
         if self.registry.tokenizer_path(entry) == entry.path:  # the template it was trained with
             tokenizer = load_tokenizer(entry.path)
@@ -84,6 +88,25 @@ class LlamaCppGenerator(Engine):
             self._tokenizers.append(tokenizer)
             self._loras.append(lora)
             self.eos_ids |= adapter_stop_ids(entry.path)
+
+    def _token_rows(self, name: str, adapter_dir: Path) -> TokenRows | None:
+        """The embedding rows the adapter replaces (its template's turn tokens) in the input and the
+        head, carried beside its GGUF LoRA (the head's are the input's when the base ties them and
+        PEFT saved one module, as the Engine reads them); None when it replaces none."""
+        tokens = read_adapter(adapter_dir).tokens
+        if not tokens:
+            return None
+        inputs = [m for m in tokens if m.endswith("embed_tokens")]
+        heads = [m for m in tokens if m.endswith("lm_head")]
+        if len(inputs) > 1 or len(heads) > 1 or len(inputs) + len(heads) != len(tokens):
+            raise EngineError(f"the llamacpp backend carries trained token rows of the input embedding and the "
+                              f"head only; {name!r} trains rows of {', '.join(sorted(tokens))}")
+        head = tokens[heads[0]] if heads else tokens[inputs[0]] if self.tied else None
+        try:
+            return TokenRows(self.runner, *[None if part is None else (part[0].tolist(), part[1].numpy())
+                                            for part in (tokens[inputs[0]] if inputs else None, head)])
+        except WorkbenchError as exc:
+            raise EngineError(f"the llamacpp backend cannot serve {name!r}: {exc}") from None
 
     def label_logprobs(self, *args, **kwargs):
         raise EngineError("the llamacpp backend generates only; likelihoods (perplexity, implicit rewards) need "

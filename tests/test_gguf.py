@@ -258,6 +258,91 @@ def test_the_llamacpp_backend_battles_over_the_bases_own_gguf(exported):
         generator.close()
 
 
+@pytest.fixture(scope="module")
+def token_rows(exported):
+    """A LoRA that also trains two template tokens' rows (PEFT's trainable_token_indices, as every
+    Gemma adapter of real_base.sh does), the rows moved as training moves them, in its own registry."""
+    from safetensors.torch import load_file, save_file
+
+    from posttrain.registry import Registry
+
+    registry, tmp, _ = exported
+    base = registry.get("smollm2-135m-instruct")
+    own = Registry(tmp / "token-registry")
+    own.root.mkdir()
+    (own.root / base.name).symlink_to(base.path.resolve())
+    folder = make_lora(base.path, tmp / "tok", seed=6, r=4, alpha=8, target_modules=["q_proj", "v_proj"],
+                       trainable_token_indices={"embed_tokens": [1, 2]})  # <|im_start|>, <|im_end|>
+    weights = load_file(str(folder / "adapter_model.safetensors"))
+    torch.manual_seed(7)
+    noise = {}
+    for key, value in weights.items():
+        if "lora_B" in key:
+            weights[key] = value * 0.02
+        if "trainable_tokens_delta" in key:  # the head's copy (PEFT saves one when tied) moves with the input's
+            noise.setdefault("rows", torch.randn_like(value) * value.norm(dim=-1, keepdim=True) / value.shape[-1] ** 0.5)
+            weights[key] = value + noise["rows"]
+    assert noise, "PEFT saved no token rows"
+    save_file(weights, str(folder / "adapter_model.safetensors"))
+    own.import_adapter(folder, "tok", base=base.name, method="sft")
+    return own, tmp
+
+
+@pytest.mark.skipif(not llamacpp.available(), reason="llama.cpp not installed (bash scripts/install.sh --llama-cpp)")
+def test_llamacpp_carries_trained_token_rows_like_the_engine(token_rows):
+    """The backend's way with trained template rows: inputs as embeddings with the rows replaced, the
+    head's logits of those ids recomputed from the final hidden state. Over the base exported
+    unquantized, its greedy answers are the engine's (unquantized) on all but at most one prompt,
+    and without the rows they are not: the rows matter, and the export alone refuses them."""
+    from posttrain.engine import Engine, SamplingParams, read_adapter
+
+    registry, tmp = token_rows
+    with pytest.raises(gguf_file.GGUFExportError, match="trains embedding rows"):
+        gguf_file.export_lora_gguf(registry, "tok", tmp / "out" / "tok-refused.gguf")
+    adapter = gguf_file.export_lora_gguf(registry, "tok", tmp / "out" / "tok.gguf", token_rows="omit").path
+    base_f32 = tmp / "out" / "base-f32.gguf"
+    if not base_f32.is_file():
+        gguf_file.export_gguf(registry, "smollm2-135m-instruct", base_f32, "f32")
+    engine = Engine(registry, "smollm2-135m-instruct", quantize=False)
+    expected = [a.text.strip() for a in engine.generate(PROMPTS, ["tok"] * len(PROMPTS),
+                                                        SamplingParams(max_new_tokens=32, temperature=0.0))]
+    tokenizer = engine.tokenizer_for("tok")
+    prompts = [engine.prepare(p, 32, model="tok")[0] for p in PROMPTS]
+    tokens = read_adapter(registry.get("tok").path).tokens
+    inputs = next(v for k, v in tokens.items() if k.endswith("embed_tokens"))
+    head = next((v for k, v in tokens.items() if k.endswith("lm_head")), inputs)
+    same = {}
+    for label, rows in (("with the rows", True), ("without", False)):
+        with llamacpp.Runner(base_f32, lora=adapter, threads=2) as runner:
+            if rows:
+                runner.adapter(adapter, llamacpp.TokenRows(runner, (inputs[0].tolist(), inputs[1].numpy()),
+                                                           (head[0].tolist(), head[1].numpy())))
+            got = runner.greedy(prompts, 32, stop=engine.eos_ids)
+        texts = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in got]
+        same[label] = sum(g == e for g, e in zip(texts, expected))
+    print(f"greedy answers alike in 32 tokens, of {len(PROMPTS)}: {same}")
+    assert same["with the rows"] >= len(PROMPTS) - 1 and same["without"] < same["with the rows"], same
+
+
+@pytest.mark.skipif(not llamacpp.available(), reason="llama.cpp not installed (bash scripts/install.sh --llama-cpp)")
+def test_the_llamacpp_backend_serves_adapters_with_token_rows(token_rows):
+    from posttrain.backend import make_generator
+    from posttrain.engine import SamplingParams
+
+    registry, _ = token_rows
+    generator = make_generator(registry, "smollm2-135m-instruct", backend="llamacpp")
+    try:
+        greedy = SamplingParams(max_new_tokens=16, temperature=0)
+        tok, base = generator.battle(PROMPTS[0], "tok", "smollm2-135m-instruct", greedy)
+        assert tok.model == "tok" and tok.text and tok.text != base.text
+        assert tok.text == generator.generate([PROMPTS[0]], ["tok"], greedy)[0].text
+        from pathlib import Path
+
+        assert [p.name for p in Path(generator._cache.name).iterdir()] == ["tok.gguf"]  # no Modelfile or card it never reads
+    finally:
+        generator.close()
+
+
 @pytest.mark.skipif(not llamacpp.available(), reason="llama.cpp not installed (bash scripts/install.sh --llama-cpp)")
 def test_demo_runs_through_llamacpp(exported):
     registry, _, _ = exported

