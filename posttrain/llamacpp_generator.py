@@ -10,6 +10,7 @@ and the two sides of a battle decode in parallel, one thread each.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import threading
 from pathlib import Path
@@ -50,6 +51,7 @@ class LlamaCppGenerator(Engine):
         self._slots, self._tokenizers, self._loras = [BASE], [self.tokenizer], [None]
         self._lock = threading.Lock()
         self._cache = tempfile.TemporaryDirectory(prefix="llamacpp-loras-")  # the adapters' GGUF LoRAs
+        logging.getLogger("gguf").setLevel(logging.WARNING)  # its writer's "Writing the following files" per adapter
         config = json.loads((entry.path / "config.json").read_text())
         self.tied = bool(config.get("tie_word_embeddings", config.get("text_config", {}).get("tie_word_embeddings", True)))
         config = config.get("text_config", config)
