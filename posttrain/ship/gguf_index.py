@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from posttrain.errors import WorkbenchError
+
 # value type -> its fixed size in bytes (8: string, 9: array are sized by their content)
 _SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 _STRING, _ARRAY, _UINT32 = 8, 9, 4
