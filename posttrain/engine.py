@@ -317,6 +317,18 @@ def completion_text(messages: list[dict]) -> str:
     return "\n\n".join(str(m["content"]).strip() for m in messages) + "\n\n"
 
 
+def stop_ids(eos, tokenizer) -> set[int]:
+    """The ids a row stops on: the generation config's eos (one id or a list), the tokenizer's eos,
+    and, under a chat template, its end-of-turn token."""
+    ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+    if getattr(tokenizer, "chat_template", None):
+        from posttrain.templates import end_of_turn_id
+
+        ids.add(end_of_turn_id(tokenizer))
+    ids.discard(None)
+    return ids
+
+
 def adapter_stop_ids(adapter_dir: Path) -> set[int]:
     """End-of-turn ids an adapter recorded in its generation_config.json (none when absent)."""
     path = adapter_dir / "generation_config.json"
@@ -408,13 +420,7 @@ class Engine:
         self.context_length = min(
             getattr(config, "max_position_embeddings", 2048) or 2048, self.tokenizer.model_max_length
         )
-        eos = self.model.generation_config.eos_token_id
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
-        if getattr(self.tokenizer, "chat_template", None):
-            from posttrain.templates import end_of_turn_id
-
-            self.eos_ids.add(end_of_turn_id(self.tokenizer))
-        self.eos_ids.discard(None)
+        self.eos_ids = stop_ids(self.model.generation_config.eos_token_id, self.tokenizer)
         if compile is None:
             compile = os.environ.get("ENGINE_COMPILE", "0") == "1"
         self.compile = bool(compile) and self.device.type == "cuda"

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posttrain.engine import BASE, BASE_PROMPTS, Engine, EngineError, SamplingParams, adapter_stop_ids, read_adapter
+from posttrain.engine import (BASE, BASE_PROMPTS, Engine, EngineError, SamplingParams, adapter_stop_ids, read_adapter,
+                              stop_ids)
 from posttrain.errors import WorkbenchError
 from posttrain.llamacpp import Runner, TokenRows
 from posttrain.models import load_tokenizer
@@ -59,12 +60,7 @@ class LlamaCppGenerator(Engine):
         eos = config.get("eos_token_id")
         if (entry.path / "generation_config.json").is_file():
             eos = json.loads((entry.path / "generation_config.json").read_text()).get("eos_token_id", eos)
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
-        if getattr(self.tokenizer, "chat_template", None):
-            from posttrain.templates import end_of_turn_id
-
-            self.eos_ids.add(end_of_turn_id(self.tokenizer))
-        self.eos_ids.discard(None)
+        self.eos_ids = stop_ids(eos, self.tokenizer)
 
     # ---- adapters ------------------------------------------------------------------------
     def load_adapter(self, name: str) -> None:
