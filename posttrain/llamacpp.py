@@ -167,7 +167,7 @@ class TokenRows:
     head). So a context with them takes its rows as embeddings (the replaced rows for those ids, the
     GGUF's own rows for the rest, scaled as the architecture scales its tokens), and the head's
     logits of the replaced ids are recomputed from the final hidden state llama.cpp returns too.
-    inputs / head: (ids, rows [k, n_embd]) or None."""
+    inputs / head: (ids, rows [k, n_embd]), as lists, arrays or CPU tensors, or None."""
 
     def __init__(self, runner: Runner, inputs: tuple | None, head: tuple | None):
         arch = runner.meta("general.architecture")

@@ -101,8 +101,7 @@ class LlamaCppGenerator(Engine):
                               f"head only; {name!r} trains rows of {', '.join(sorted(tokens))}")
         head = tokens[heads[0]] if heads else tokens[inputs[0]] if self.tied else None
         try:
-            return TokenRows(self.runner, *[None if part is None else (part[0].tolist(), part[1].numpy())
-                                            for part in (tokens[inputs[0]] if inputs else None, head)])
+            return TokenRows(self.runner, tokens[inputs[0]] if inputs else None, head)
         except WorkbenchError as exc:
             raise EngineError(f"the llamacpp backend cannot serve {name!r}: {exc}") from None
 

@@ -75,9 +75,8 @@ def _reader(path: Path):
     return gguf.GGUFReader(str(path))
 
 
-def architecture(reader) -> str:
-    """The architecture of a GGUFReader's file, or of a gguf_index.Header, if export knows it."""
-    arch = reader.architecture if isinstance(reader, gguf_index.Header) else reader.fields["general.architecture"].contents()
+def architecture(arch: str | None) -> str:
+    """A GGUF's general.architecture, if export knows it."""
     if arch not in ARCHITECTURES:
         raise GGUFExportError(f"GGUF export knows the {', '.join(ARCHITECTURES)} architectures, not {arch!r}")
     return arch
@@ -211,7 +210,7 @@ def export_gguf(registry: Registry, name: str, out: str | Path, kind: str = "f16
     entry = registry.get(name)
     base = registry.get(entry.base)
     reader = _reader(source_gguf(base))
-    arch = architecture(reader)
+    arch = architecture(reader.fields["general.architecture"].contents())
     config = json.loads((base.path / "config.json").read_text())
     layout = Layout(arch, config.get("text_config", config))
     weights = merged_state_dict(registry, entry)
@@ -289,7 +288,7 @@ def export_lora_gguf(registry: Registry, name: str, out: str | Path, token_rows:
     base = registry.get(entry.base)
     base_gguf = source_gguf(base)
     index = gguf_index.header(base_gguf)  # (gguf.GGUFReader parses Gemma's 262k-token vocabulary first: ~17 s)
-    arch = architecture(index)
+    arch = architecture(index.architecture)
     base_config = json.loads((base.path / "config.json").read_text())
     layout = Layout(arch, base_config.get("text_config", base_config))
     shapes = {t.name: tuple(reversed(t.shape)) for t in index.tensors.values()}
